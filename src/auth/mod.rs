@@ -1,0 +1,285 @@
+//! Who is calling, and what they may do with an image (spec §7).
+//!
+//! [`Context`] is built per request from the identity headers (`noauth`, the Diablo default
+//! pipeline) and carries the rules of §7.3: visible, mutable, sharable. The registry applies
+//! them in its queries; the API applies them before touching a store.
+
+use crate::http::Headers;
+use crate::image::Image;
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Context {
+    /// The token the caller sent, forwarded to a remote registry.
+    pub auth_token: Option<String>,
+    /// User id.
+    pub user: Option<String>,
+    /// Tenant (project) id.
+    pub tenant: Option<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Admins see and change everything.
+    pub is_admin: bool,
+    /// Anonymous read-only callers get 403 on every write.
+    pub read_only: bool,
+    /// Owner id is the tenant (default) or the user.
+    pub owner_is_tenant: bool,
+}
+
+/// Options that shape contexts (from the config).
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    /// Role that makes a caller admin, compared case-insensitively.
+    pub admin_role: String,
+    /// Owner id = tenant (true, default) or user.
+    pub owner_is_tenant: bool,
+}
+
+impl Default for AuthOptions {
+    fn default() -> AuthOptions {
+        AuthOptions {
+            admin_role: "admin".into(),
+            owner_is_tenant: true,
+        }
+    }
+}
+
+impl Context {
+    /// The context of a caller without a token under `noauth`: admin with no tenant.
+    pub fn noauth_admin(opts: &AuthOptions) -> Context {
+        Context {
+            is_admin: true,
+            owner_is_tenant: opts.owner_is_tenant,
+            ..Context::default()
+        }
+    }
+
+    /// The Diablo default-pipeline rules (DECISIONS.md "auth modes"): no token, or a token
+    /// without `X-Identity-Status: Confirmed` → admin without tenant; a confirmed token →
+    /// identity from `X-User`/`X-User-Id`, `X-Tenant`/`X-Project-Id`/`X-Tenant-Id`,
+    /// `X-Role`/`X-Roles`.
+    pub fn from_noauth_headers(headers: &Headers, opts: &AuthOptions) -> Context {
+        let token = headers
+            .get("x-auth-token")
+            .or_else(|| headers.get("x-storage-token"))
+            .map(str::to_string);
+        let confirmed = headers
+            .get("x-identity-status")
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case("confirmed"));
+        if token.is_none() || !confirmed {
+            let mut ctx = Context::noauth_admin(opts);
+            ctx.auth_token = token;
+            return ctx;
+        }
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| headers.get(n))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let roles: Vec<String> = ["x-roles", "x-role"]
+            .iter()
+            .find_map(|n| headers.get(n))
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Context::for_identity(
+            token,
+            first(&["x-user-id", "x-user"]),
+            first(&["x-project-id", "x-tenant-id", "x-tenant"]),
+            roles,
+            opts,
+        )
+    }
+
+    /// A context for a known identity (`admin` decided by `admin_role`).
+    pub fn for_identity(
+        token: Option<String>,
+        user: Option<String>,
+        tenant: Option<String>,
+        roles: Vec<String>,
+        opts: &AuthOptions,
+    ) -> Context {
+        let is_admin = roles
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&opts.admin_role));
+        Context {
+            auth_token: token,
+            user,
+            tenant,
+            roles,
+            is_admin,
+            read_only: false,
+            owner_is_tenant: opts.owner_is_tenant,
+        }
+    }
+
+    /// The caller's owner id: the tenant, or the user when `owner_is_tenant = False`.
+    pub fn owner(&self) -> Option<&str> {
+        if self.owner_is_tenant {
+            self.tenant.as_deref()
+        } else {
+            self.user.as_deref()
+        }
+    }
+
+    /// Visible: admin, or owner null, or public, or own, or a live membership.
+    pub fn can_see(&self, image: &Image, is_member: bool) -> bool {
+        self.is_admin
+            || image.owner.is_none()
+            || image.is_public
+            || (self.owner().is_some() && self.owner() == image.owner.as_deref())
+            || is_member
+    }
+
+    /// Mutable: admin, or both owners set and equal. Read-only contexts never mutate.
+    pub fn can_modify(&self, image: &Image) -> bool {
+        if self.read_only {
+            return false;
+        }
+        if self.is_admin {
+            return true;
+        }
+        match (self.owner(), image.owner.as_deref()) {
+            (Some(me), Some(owner)) => me == owner,
+            _ => false,
+        }
+    }
+
+    /// Sharable: needs an owner id; admin or owner, or a member with `can_share`.
+    pub fn can_share(&self, image: &Image, member_can_share: bool) -> bool {
+        if self.read_only || self.owner().is_none() {
+            return false;
+        }
+        self.is_admin || self.owner() == image.owner.as_deref() || member_can_share
+    }
+
+    /// The identity headers sent to a remote registry (DECISIONS.md: identity forwarding).
+    pub fn forward_headers(&self) -> Vec<(String, String)> {
+        let mut h = Vec::new();
+        let Some(token) = &self.auth_token else {
+            return h;
+        };
+        h.push(("X-Auth-Token".into(), token.clone()));
+        if self.user.is_none() && self.tenant.is_none() && self.roles.is_empty() {
+            return h;
+        }
+        h.push(("X-Identity-Status".into(), "Confirmed".into()));
+        if let Some(u) = &self.user {
+            h.push(("X-User-Id".into(), u.clone()));
+        }
+        if let Some(t) = &self.tenant {
+            h.push(("X-Tenant".into(), t.clone()));
+        }
+        h.push(("X-Roles".into(), self.roles.join(",")));
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in pairs {
+            h.push(*n, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn no_token_is_admin_without_tenant() {
+        let ctx = Context::from_noauth_headers(&headers(&[]), &AuthOptions::default());
+        assert!(ctx.is_admin && ctx.tenant.is_none() && !ctx.read_only);
+    }
+
+    #[test]
+    fn unconfirmed_token_is_ignored() {
+        let ctx = Context::from_noauth_headers(
+            &headers(&[("X-Auth-Token", "t"), ("X-Tenant", "t1")]),
+            &AuthOptions::default(),
+        );
+        assert!(ctx.is_admin && ctx.tenant.is_none());
+        assert_eq!(ctx.auth_token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn confirmed_identity_old_and_new_names() {
+        let opts = AuthOptions::default();
+        let old = Context::from_noauth_headers(
+            &headers(&[
+                ("X-Auth-Token", "t"),
+                ("X-Identity-Status", "Confirmed"),
+                ("X-User", "u1"),
+                ("X-Tenant", "t1"),
+                ("X-Role", "Member, Admin"),
+            ]),
+            &opts,
+        );
+        assert_eq!(old.tenant.as_deref(), Some("t1"));
+        assert_eq!(old.user.as_deref(), Some("u1"));
+        assert!(old.is_admin, "Admin matches admin_role case-insensitively");
+        let new = Context::from_noauth_headers(
+            &headers(&[
+                ("X-Auth-Token", "t"),
+                ("X-Identity-Status", "Confirmed"),
+                ("X-User-Id", "u2"),
+                ("X-Project-Id", "p2"),
+                ("X-Roles", "member,reader"),
+            ]),
+            &opts,
+        );
+        assert_eq!(new.owner(), Some("p2"));
+        assert!(!new.is_admin);
+        assert_eq!(new.roles, vec!["member", "reader"]);
+    }
+
+    #[test]
+    fn visibility_rules() {
+        let opts = AuthOptions::default();
+        let t1 = Context::for_identity(None, Some("u".into()), Some("t1".into()), vec![], &opts);
+        let mut img = Image::new("i".into());
+        img.owner = Some("t2".into());
+        assert!(!t1.can_see(&img, false));
+        assert!(t1.can_see(&img, true));
+        img.is_public = true;
+        assert!(t1.can_see(&img, false));
+        assert!(!t1.can_modify(&img));
+        assert!(!t1.can_share(&img, false));
+        assert!(t1.can_share(&img, true));
+        img.owner = None;
+        img.is_public = false;
+        assert!(t1.can_see(&img, false));
+        assert!(
+            !t1.can_modify(&img),
+            "null-owner images are not mutable by tenants"
+        );
+        let admin = Context::noauth_admin(&opts);
+        assert!(admin.can_modify(&img));
+        assert!(
+            !admin.can_share(&img, false),
+            "admin needs a tenant to share"
+        );
+        let mut ro = t1.clone();
+        ro.read_only = true;
+        img.owner = Some("t1".into());
+        assert!(!ro.can_modify(&img));
+    }
+
+    #[test]
+    fn owner_is_user_when_configured() {
+        let opts = AuthOptions {
+            owner_is_tenant: false,
+            ..AuthOptions::default()
+        };
+        let c = Context::for_identity(None, Some("u".into()), Some("t".into()), vec![], &opts);
+        assert_eq!(c.owner(), Some("u"));
+    }
+}

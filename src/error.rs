@@ -1,0 +1,175 @@
+//! The crate's one error type.
+//!
+//! Variants are named by meaning, not by source, so that the HTTP edge can map each to a
+//! status code (`status()`) and a short text body (`into_response()`), the way Glance turned
+//! its `exception.*` classes into `webob.exc.HTTP*` replies. Messages name the field or the
+//! object concerned and never contain credentials or full store URIs.
+
+use std::fmt;
+use std::io;
+
+use crate::http::Response;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while serving a request or running a tool.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named object does not exist or is not visible to the caller (404).
+    NotFound(String),
+    /// The object already exists (409), e.g. a duplicate image id.
+    Duplicate(String),
+    /// The request conflicts with the object's state (409), e.g. upload to an unqueued image.
+    Conflict(String),
+    /// The caller may not do this (403).
+    Forbidden(String),
+    /// The caller is not authenticated (401).
+    Unauthorized(String),
+    /// Something the client sent is invalid (400). The message names the field.
+    BadRequest(String),
+    /// The body is larger than allowed (413).
+    TooLarge(String),
+    /// The method is not allowed on this resource (405).
+    MethodNotAllowed(String),
+    /// A service this one depends on cannot be reached (503).
+    Unavailable(String),
+    /// An image store failed (500); the message never contains the location's credentials.
+    Store(String),
+    /// The registry database failed (500).
+    Db(String),
+    /// Configuration is missing or invalid (fatal at start-up).
+    Config(String),
+    /// An I/O error, with what was being done.
+    Io(String, io::Error),
+    /// Anything else that is the server's fault (500).
+    Internal(String),
+}
+
+impl Error {
+    /// Shorthand for a 400 with a message.
+    pub fn bad_request(msg: impl Into<String>) -> Error {
+        Error::BadRequest(msg.into())
+    }
+
+    /// Shorthand for a 404 with a message.
+    pub fn not_found(msg: impl Into<String>) -> Error {
+        Error::NotFound(msg.into())
+    }
+
+    /// Wraps an I/O error with what was being done when it happened.
+    pub fn io(context: impl Into<String>, err: io::Error) -> Error {
+        Error::Io(context.into(), err)
+    }
+
+    /// The HTTP status code this error maps to.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::NotFound(_) => 404,
+            Error::Duplicate(_) | Error::Conflict(_) => 409,
+            Error::Forbidden(_) => 403,
+            Error::Unauthorized(_) => 401,
+            Error::BadRequest(_) => 400,
+            Error::TooLarge(_) => 413,
+            Error::MethodNotAllowed(_) => 405,
+            Error::Unavailable(_) => 503,
+            Error::Store(_)
+            | Error::Db(_)
+            | Error::Config(_)
+            | Error::Io(..)
+            | Error::Internal(_) => 500,
+        }
+    }
+
+    /// The message without the category prefix, as sent to clients.
+    pub fn message(&self) -> String {
+        match self {
+            Error::NotFound(m)
+            | Error::Duplicate(m)
+            | Error::Conflict(m)
+            | Error::Forbidden(m)
+            | Error::Unauthorized(m)
+            | Error::BadRequest(m)
+            | Error::TooLarge(m)
+            | Error::MethodNotAllowed(m)
+            | Error::Unavailable(m)
+            | Error::Store(m)
+            | Error::Db(m)
+            | Error::Config(m)
+            | Error::Internal(m) => m.clone(),
+            Error::Io(ctx, e) => format!("{ctx}: {e}"),
+        }
+    }
+
+    /// Renders the error as a `text/plain` reply in WebOb's layout (status line, generic
+    /// sentence, detail), which Glance clients search for substrings.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            // Internal details stay in the log; the client gets a generic sentence.
+            Error::Db(_) | Error::Io(..) | Error::Internal(_) => {
+                "The server has either erred or is incapable of performing the requested operation."
+                    .to_string()
+            }
+            _ => self.message(),
+        };
+        let body = format!(
+            "{} {}\n\n{}\n\n {}\n",
+            status,
+            crate::http::reason(status),
+            generic_sentence(status),
+            detail
+        );
+        let mut resp = Response::text(status, body);
+        if let Error::MethodNotAllowed(allow) = &self {
+            resp = resp.with_header("Allow", allow);
+        }
+        resp
+    }
+}
+
+fn generic_sentence(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "The server could not comply with the request since it is either malformed or otherwise incorrect."
+        }
+        401 => {
+            "This server could not verify that you are authorized to access the document you requested."
+        }
+        403 => "Access was denied to this resource.",
+        404 => "The resource could not be found.",
+        405 => "The method is not allowed for this resource.",
+        409 => "There was a conflict when trying to complete your request.",
+        413 => "The request is larger than the server is willing or able to process.",
+        503 => "The server is currently unavailable. Please try again at a later time.",
+        _ => "The server has either erred or is incapable of performing the requested operation.",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Db(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::BadRequest(format!("Malformed JSON in request body: {e}"))
+    }
+}

@@ -1,0 +1,1 @@
+//! STUB (to be replaced): Content-Length and chunked request-body readers.

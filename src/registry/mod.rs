@@ -1,0 +1,382 @@
+//! The image registry: where image metadata lives.
+//!
+//! [`Registry`] is the one interface; [`sqlite::SqliteRegistry`] keeps the records in an
+//! embedded SQLite database (the default), and [`client::RemoteRegistry`] talks to a
+//! `glance-registry` over HTTP. [`server`] is the registry's own JSON API. The listing
+//! parameters of spec §5.1 are parsed once, here, into [`ListQuery`].
+
+pub mod client;
+pub mod migrate;
+pub mod server;
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Context;
+use crate::error::{Error, Result};
+use crate::image::{Image, ImagePatch};
+
+/// Registry operations, each checked against the caller's [`Context`] (spec §7.3).
+pub trait Registry: Send + Sync {
+    /// Lists live, non-killed images the caller may list, per the query.
+    fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>>;
+    /// One live image visible to the caller, else `NotFound`.
+    fn get(&self, ctx: &Context, id: &str) -> Result<Image>;
+    /// Creates an image. Status defaults to `active`; owner per spec §7.2; a duplicate id is
+    /// `Duplicate`; validation failures are `BadRequest`.
+    fn create(&self, ctx: &Context, patch: &ImagePatch) -> Result<Image>;
+    /// Updates a live image the caller may modify (else `NotFound`). With `purge_props` the
+    /// properties are replaced by the patch's set.
+    fn update(
+        &self,
+        ctx: &Context,
+        id: &str,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image>;
+    /// Soft-deletes an image, its properties and memberships; returns the deleted record.
+    fn delete(&self, ctx: &Context, id: &str) -> Result<Image>;
+    /// Live memberships of an image visible to the caller.
+    fn members(&self, ctx: &Context, id: &str) -> Result<Vec<Member>>;
+    /// Adds (or revives) a membership; `can_share` None keeps an existing row's flag.
+    fn add_member(
+        &self,
+        ctx: &Context,
+        id: &str,
+        member: &str,
+        can_share: Option<bool>,
+    ) -> Result<()>;
+    /// Removes a membership (no error when it does not exist).
+    fn delete_member(&self, ctx: &Context, id: &str, member: &str) -> Result<()>;
+    /// Replaces all memberships of an image.
+    fn replace_members(&self, ctx: &Context, id: &str, members: &[MemberSpec]) -> Result<()>;
+    /// Live memberships of `member` across live images.
+    fn shared_images(&self, ctx: &Context, member: &str) -> Result<Vec<SharedImage>>;
+}
+
+/// A membership as listed under an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member's tenant (or user) id.
+    pub member_id: String,
+    /// Whether the member may share further.
+    pub can_share: bool,
+}
+
+/// A membership as listed under a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedImage {
+    /// The shared image.
+    pub image_id: String,
+    /// Whether the member may share further.
+    pub can_share: bool,
+}
+
+/// One entry of a replace-members request; `can_share` None keeps an existing row's flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    /// The member's id.
+    pub member_id: String,
+    /// New flag, if given.
+    pub can_share: Option<bool>,
+}
+
+/// Columns an image listing may be sorted by.
+pub const SORT_KEYS: [&str; 8] = [
+    "name",
+    "status",
+    "container_format",
+    "disk_format",
+    "size",
+    "id",
+    "created_at",
+    "updated_at",
+];
+
+/// The `is_public` listing filter (spec §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PublicFilter {
+    /// Default: public, or owned by the caller, or shared with the caller.
+    #[default]
+    VisibleToCaller,
+    /// Admin `is_public=false`: every private image.
+    Private,
+    /// Admin `is_public=none`: everything.
+    Any,
+}
+
+/// Page-size limits (from `limit_param_default` and `api_limit_max`).
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    /// Page size when `limit` is absent.
+    pub default: u64,
+    /// Largest page; bigger `limit`s are clamped.
+    pub max: u64,
+}
+
+impl Default for PageLimits {
+    fn default() -> PageLimits {
+        PageLimits {
+            default: 25,
+            max: 1000,
+        }
+    }
+}
+
+/// A parsed listing request: filters, sort and page.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListQuery {
+    /// Exact-match filters on columns: (column, value). Columns are from a fixed set.
+    pub equals: Vec<(&'static str, String)>,
+    /// `size >= v`.
+    pub size_min: Option<u64>,
+    /// `size <= v`.
+    pub size_max: Option<u64>,
+    /// Live properties that must be present with these values.
+    pub properties: Vec<(String, String)>,
+    /// Visibility filter.
+    pub public: PublicFilter,
+    /// Only images created or updated at or after this stored timestamp.
+    pub changes_since: Option<String>,
+    /// A column of [`SORT_KEYS`].
+    pub sort_key: &'static str,
+    /// Ascending when true.
+    pub sort_asc: bool,
+    /// Page size (already clamped).
+    pub limit: u64,
+    /// Id of the last item of the previous page.
+    pub marker: Option<String>,
+}
+
+/// Query parameters copied from the API to the registry (spec §5.1); others are dropped.
+pub const LIST_PARAMS: [&str; 14] = [
+    "name",
+    "status",
+    "container_format",
+    "disk_format",
+    "min_ram",
+    "min_disk",
+    "size_min",
+    "size_max",
+    "is_public",
+    "changes-since",
+    "limit",
+    "marker",
+    "sort_key",
+    "sort_dir",
+];
+
+impl ListQuery {
+    /// Parses listing parameters. Unknown parameters are ignored; invalid values of known
+    /// ones are `BadRequest` naming the parameter. `is_public` is honoured for admins only.
+    pub fn parse(
+        pairs: &[(String, String)],
+        ctx: &Context,
+        limits: PageLimits,
+    ) -> Result<ListQuery> {
+        let mut q = ListQuery {
+            sort_key: "created_at",
+            sort_asc: false,
+            limit: limits.default,
+            ..ListQuery::default()
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "name" | "status" | "container_format" | "disk_format" | "min_ram" | "min_disk" => {
+                    let col = [
+                        "name",
+                        "status",
+                        "container_format",
+                        "disk_format",
+                        "min_ram",
+                        "min_disk",
+                    ]
+                    .into_iter()
+                    .find(|c| c == key)
+                    .unwrap_or("name");
+                    if matches!(col, "min_ram" | "min_disk") {
+                        crate::image::parse_count(col, value)?;
+                    }
+                    q.equals.push((col, value.clone()));
+                }
+                "size_min" => q.size_min = Some(crate::image::parse_count("size_min", value)?),
+                "size_max" => q.size_max = Some(crate::image::parse_count("size_max", value)?),
+                "is_public" if ctx.is_admin => {
+                    q.public = match value.to_ascii_lowercase().as_str() {
+                        "none" => PublicFilter::Any,
+                        "true" | "1" => PublicFilter::VisibleToCaller,
+                        "false" | "0" => PublicFilter::Private,
+                        _ => {
+                            return Err(Error::bad_request(
+                                "is_public must be None, True, or False",
+                            ));
+                        }
+                    }
+                }
+                "changes-since" => {
+                    q.changes_since = Some(crate::timeutil::normalise(value).ok_or_else(|| {
+                        Error::bad_request(format!(
+                            "Invalid changes-since value '{value}': expected an ISO 8601 UTC time"
+                        ))
+                    })?)
+                }
+                "limit" => {
+                    let n = value.parse::<u64>().map_err(|_| {
+                        Error::bad_request("limit param must be a non-negative integer")
+                    })?;
+                    q.limit = n.min(limits.max);
+                }
+                "marker" => {
+                    if value.is_empty() {
+                        return Err(Error::bad_request("marker param must not be empty"));
+                    }
+                    q.marker = Some(value.clone())
+                }
+                "sort_key" => {
+                    q.sort_key = SORT_KEYS.into_iter().find(|k| k == value).ok_or_else(|| {
+                        Error::bad_request(format!(
+                            "Unsupported sort_key. Acceptable values: {}",
+                            SORT_KEYS.join(", ")
+                        ))
+                    })?
+                }
+                "sort_dir" => {
+                    q.sort_asc = match value.as_str() {
+                        "asc" => true,
+                        "desc" => false,
+                        _ => {
+                            return Err(Error::bad_request(
+                                "Unsupported sort_dir. Acceptable values: asc, desc",
+                            ));
+                        }
+                    }
+                }
+                k if k.starts_with("property-") && k.len() > "property-".len() => {
+                    q.properties
+                        .push((k["property-".len()..].to_string(), value.clone()));
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    /// The query as URL parameters (for the remote registry client).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .equals
+            .iter()
+            .map(|(k, val)| (k.to_string(), val.clone()))
+            .collect();
+        if let Some(n) = self.size_min {
+            v.push(("size_min".into(), n.to_string()));
+        }
+        if let Some(n) = self.size_max {
+            v.push(("size_max".into(), n.to_string()));
+        }
+        for (k, val) in &self.properties {
+            v.push((format!("property-{k}"), val.clone()));
+        }
+        match self.public {
+            PublicFilter::VisibleToCaller => {}
+            PublicFilter::Private => v.push(("is_public".into(), "false".into())),
+            PublicFilter::Any => v.push(("is_public".into(), "none".into())),
+        }
+        if let Some(t) = &self.changes_since {
+            v.push(("changes-since".into(), t.clone()));
+        }
+        v.push(("sort_key".into(), self.sort_key.into()));
+        v.push((
+            "sort_dir".into(),
+            if self.sort_asc { "asc" } else { "desc" }.into(),
+        ));
+        v.push(("limit".into(), self.limit.to_string()));
+        if let Some(m) = &self.marker {
+            v.push(("marker".into(), m.clone()));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthOptions;
+
+    fn pairs(s: &str) -> Vec<(String, String)> {
+        crate::http::parse_query(s)
+    }
+
+    fn tenant() -> Context {
+        Context::for_identity(
+            None,
+            None,
+            Some("t".into()),
+            vec![],
+            &AuthOptions::default(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let q = ListQuery::parse(&[], &tenant(), PageLimits::default()).unwrap_or_default();
+        assert_eq!((q.sort_key, q.sort_asc, q.limit), ("created_at", false, 25));
+    }
+
+    #[test]
+    fn filters_and_paging() {
+        let q = ListQuery::parse(
+            &pairs("name=a&size_min=1&size_max=9&property-os=linux&limit=5000&marker=m&sort_key=name&sort_dir=asc&bogus=1"),
+            &tenant(),
+            PageLimits::default(),
+        )
+        .unwrap_or_default();
+        assert_eq!(q.equals, vec![("name", "a".to_string())]);
+        assert_eq!((q.size_min, q.size_max), (Some(1), Some(9)));
+        assert_eq!(q.properties, vec![("os".to_string(), "linux".to_string())]);
+        assert_eq!(q.limit, 1000);
+        assert_eq!(q.marker.as_deref(), Some("m"));
+        assert!(q.sort_asc);
+        let back = ListQuery::parse(&q.to_pairs(), &tenant(), PageLimits::default());
+        assert_eq!(back.ok(), Some(q));
+    }
+
+    #[test]
+    fn is_public_for_admins_only() {
+        let admin = Context::noauth_admin(&AuthOptions::default());
+        let parse = |s: &str, c: &Context| ListQuery::parse(&pairs(s), c, PageLimits::default());
+        assert_eq!(
+            parse("is_public=none", &admin).map(|q| q.public).ok(),
+            Some(PublicFilter::Any)
+        );
+        assert_eq!(
+            parse("is_public=False", &admin).map(|q| q.public).ok(),
+            Some(PublicFilter::Private)
+        );
+        assert!(parse("is_public=maybe", &admin).is_err());
+        assert_eq!(
+            parse("is_public=false", &tenant()).map(|q| q.public).ok(),
+            Some(PublicFilter::VisibleToCaller)
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_parameter() {
+        for (s, needle) in [
+            ("limit=-1", "limit"),
+            ("limit=abc", "limit"),
+            ("sort_key=owner", "sort_key"),
+            ("sort_dir=up", "sort_dir"),
+            ("size_min=x", "size_min"),
+            ("min_ram=-2", "min_ram"),
+            ("changes-since=yesterday", "changes-since"),
+            ("marker=", "marker"),
+        ] {
+            let err = ListQuery::parse(&pairs(s), &tenant(), PageLimits::default())
+                .err()
+                .map(|e| e.message())
+                .unwrap_or_default();
+            assert!(err.contains(needle), "{s}: {err}");
+        }
+    }
+}
