@@ -23,6 +23,7 @@ pub mod image;
 pub mod log;
 pub mod registry;
 pub mod service;
+pub mod store;
 pub mod timeutil;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! STUB: image stores.
