@@ -15,12 +15,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod image;
 pub mod log;
+pub mod notifier;
 pub mod registry;
 pub mod service;
 pub mod store;

@@ -1,1 +1,140 @@
-//! STUB: server life cycle.
+//! The life cycle of a server process: bind, announce, serve, stop on a signal.
+//!
+//! SIGTERM and SIGINT stop accepting, let in-flight requests finish and exit 0; SIGHUP runs
+//! the program's reload hook (reopen log files). Readiness is announced twice: a first
+//! stdout line `listening on HOST:PORT` (tests and humans read it; with `bind_port = 0` it
+//! is the only way to learn the port) and `READY=1` to systemd's `$NOTIFY_SOCKET` when
+//! started as a `Type=notify` unit.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::CommonOptions;
+use crate::error::{Error, Result};
+use crate::http::{Handler, Server, ServerConfig};
+
+/// Something to do on SIGHUP (e.g. reopen the log file).
+pub type ReloadHook = Box<dyn Fn() + Send + 'static>;
+
+/// A bound server, ready to run; binding first lets callers learn the address.
+pub struct Service {
+    name: String,
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl Service {
+    /// Binds `bind_host:bind_port` with the worker count of `common`.
+    pub fn bind(name: &str, common: &CommonOptions, config: ServerConfig) -> Result<Service> {
+        let host = if common.bind_host.contains(':') && !common.bind_host.starts_with('[') {
+            format!("[{}]", common.bind_host)
+        } else {
+            common.bind_host.clone()
+        };
+        let addr = format!("{host}:{}", common.bind_port);
+        let server = Server::bind(&addr, config)
+            .map_err(|e| Error::Config(format!("{name}: cannot listen on {addr}: {e}")))?;
+        let addr = server
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        Ok(Service {
+            name: name.to_string(),
+            server,
+            addr,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM/SIGINT; runs `reload` on SIGHUP.
+    pub fn run(self, handler: Arc<dyn Handler>, reload: Option<ReloadHook>) -> Result<()> {
+        let shutdown = self.server.shutdown_handle();
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|e| Error::io("installing signal handlers", e))?;
+        let signal_handle = signals.handle();
+        let name = self.name.clone();
+        let signal_thread = thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if sig == SIGHUP {
+                        log::info!("{name}: SIGHUP received, reloading");
+                        notify_systemd("RELOADING=1");
+                        if let Some(hook) = &reload {
+                            hook();
+                        }
+                        notify_systemd("READY=1");
+                    } else {
+                        log::info!("{name}: signal {sig} received, stopping");
+                        notify_systemd("STOPPING=1");
+                        shutdown.shutdown();
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the signal thread", e))?;
+
+        announce(&self.name, self.addr);
+        let result = self.server.run(handler);
+        signal_handle.close();
+        let _ = signal_thread.join();
+        log::info!("{}: stopped", self.name);
+        result.map_err(|e| Error::io("serving", e))
+    }
+}
+
+/// Prints the first stdout line and tells systemd we are ready.
+fn announce(name: &str, addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+    log::info!("{name}: listening on {addr}");
+    notify_systemd("READY=1");
+}
+
+/// Sends one state line to `$NOTIFY_SOCKET` (sd_notify protocol); silent when unset.
+pub fn notify_systemd(state: &str) {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET")
+        && let Err(e) = notify_to(&path, state)
+    {
+        log::warn!("sd_notify {state}: {e}");
+    }
+}
+
+/// Sends `state` to a notify socket path (`@name` = Linux abstract socket).
+fn notify_to(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    if let Some(abstract_name) = path.as_encoded_bytes().strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)?;
+        sock.send_to_addr(state.as_bytes(), &addr)?;
+    } else {
+        sock.send_to(state.as_bytes(), path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn notify_reaches_a_socket() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("bind: {e}"));
+        notify_to(path.as_os_str(), "READY=1").unwrap_or_else(|e| panic!("send: {e}"));
+        let mut buf = [0u8; 64];
+        let n = sock.recv(&mut buf).unwrap_or(0);
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+}

@@ -4,7 +4,8 @@
 //! pipeline) and carries the rules of §7.3: visible, mutable, sharable. The registry applies
 //! them in its queries; the API applies them before touching a store.
 
-use crate::http::Headers;
+use crate::error::Result;
+use crate::http::{Headers, Request};
 use crate::image::Image;
 
 /// The caller of one request.
@@ -24,6 +25,21 @@ pub struct Context {
     pub read_only: bool,
     /// Owner id is the tenant (default) or the user.
     pub owner_is_tenant: bool,
+}
+
+/// Builds the caller's context from a request; the auth strategy decides how.
+pub trait ContextSource: Send + Sync {
+    /// The context of this request, or an error (401/503) that answers it.
+    fn context(&self, req: &Request<'_>) -> Result<Context>;
+}
+
+/// `auth_strategy = noauth`: the Diablo default-pipeline header rules.
+pub struct NoAuth(pub AuthOptions);
+
+impl ContextSource for NoAuth {
+    fn context(&self, req: &Request<'_>) -> Result<Context> {
+        Ok(Context::from_noauth_headers(&req.headers, &self.0))
+    }
 }
 
 /// Options that shape contexts (from the config).

@@ -1,0 +1,239 @@
+//! `x-image-meta-*` headers ⇄ image fields (spec §3.2, §3.3).
+//!
+//! Request side: `x-image-meta-<field>` sets a field, `x-image-meta-property-<key>` a
+//! property (key lower-cased, `-` → `_`); `-` and `_` in names are the same; an empty value
+//! means null. Response side: every field as `x-image-meta-<field>` (null → empty, booleans
+//! `True`/`False`), properties as `x-image-meta-property-<key>`, the location without
+//! credentials.
+
+use crate::error::{Error, Result};
+use crate::http::Headers;
+use crate::image::{Image, ImagePatch, Properties, parse_count, validate_id, validate_property_key};
+use crate::store::redact_uri;
+use crate::timeutil;
+
+const META: &str = "x-image-meta-";
+const PROPERTY: &str = "property-";
+
+/// What the `x-image-meta-*` headers of one request say.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MetaHeaders {
+    /// Field and property changes (status included as sent; callers decide).
+    pub patch: ImagePatch,
+    /// `x-image-meta-store`: the store to upload into.
+    pub store: Option<String>,
+}
+
+/// Parses the `x-image-meta-*` headers; a malformed value is a 400 naming the header.
+pub fn parse(headers: &Headers) -> Result<MetaHeaders> {
+    let mut meta = MetaHeaders::default();
+    let mut props = Properties::new();
+    let mut saw_property = false;
+    for (name, value) in headers.iter() {
+        let lower = name.to_ascii_lowercase().replace('_', "-");
+        let Some(field) = lower.strip_prefix(META) else {
+            continue;
+        };
+        let value = value.trim();
+        let nullable = (!value.is_empty()).then(|| value.to_string());
+        if let Some(key) = field.strip_prefix(PROPERTY) {
+            let key = key.replace('-', "_");
+            validate_property_key(&key)?;
+            props.insert(key, nullable);
+            saw_property = true;
+            continue;
+        }
+        let p = &mut meta.patch;
+        match field {
+            "id" => {
+                validate_id(value)?;
+                p.id = Some(value.to_string());
+            }
+            "name" => p.name = Some(nullable),
+            "disk-format" => p.disk_format = Some(nullable),
+            "container-format" => p.container_format = Some(nullable),
+            "location" => p.location = Some(nullable),
+            "checksum" => p.checksum = Some(nullable.map(|c| c.to_ascii_lowercase())),
+            "owner" => p.owner = Some(nullable),
+            "store" => meta.store = nullable,
+            "is-public" => p.is_public = Some(value.eq_ignore_ascii_case("true")),
+            "size" => p.size = count(&lower, value)?,
+            "min-ram" => p.min_ram = count(&lower, value)?,
+            "min-disk" => p.min_disk = count(&lower, value)?,
+            "status" if !value.is_empty() => {
+                p.status = Some(value.parse().map_err(|e: Error| {
+                    Error::bad_request(format!("x-image-meta-status: {}", e.message()))
+                })?)
+            }
+            // created_at, updated_at, deleted_at, deleted and unknown names: ignored, as
+            // Diablo's registry did.
+            _ => {}
+        }
+    }
+    if saw_property {
+        meta.patch.properties = Some(props);
+    }
+    if let Some(Some(c)) = &meta.patch.checksum
+        && (c.len() != 32 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(Error::bad_request(
+            "x-image-meta-checksum must be 32 hexadecimal digits (an MD5)",
+        ));
+    }
+    Ok(meta)
+}
+
+fn count(header: &str, value: &str) -> Result<Option<u64>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse_count(header, value).map(Some)
+}
+
+/// The image as response headers (HEAD and GET).
+pub fn to_headers(image: &Image) -> Vec<(String, String)> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let time = |v: &Option<String>| v.as_deref().map(timeutil::display).unwrap_or_default();
+    let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
+    let mut h = vec![
+        ("id", image.id.clone()),
+        ("name", opt(&image.name)),
+        ("status", image.status.as_str().to_string()),
+        ("size", image.size.to_string()),
+        ("disk_format", opt(&image.disk_format)),
+        ("container_format", opt(&image.container_format)),
+        ("checksum", opt(&image.checksum)),
+        ("is_public", py_bool(image.is_public)),
+        (
+            "location",
+            image.location.as_deref().map(redact_uri).unwrap_or_default(),
+        ),
+        ("owner", opt(&image.owner)),
+        ("min_ram", image.min_ram.to_string()),
+        ("min_disk", image.min_disk.to_string()),
+        ("created_at", timeutil::display(&image.created_at)),
+        ("updated_at", time(&image.updated_at)),
+        ("deleted_at", time(&image.deleted_at)),
+        ("deleted", py_bool(image.deleted)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("x-image-meta-{k}"), safe_value(&v)))
+    .collect::<Vec<_>>();
+    for (k, v) in &image.properties {
+        h.push((
+            format!("x-image-meta-property-{}", safe_name(k)),
+            safe_value(v.as_deref().unwrap_or("")),
+        ));
+    }
+    h
+}
+
+/// Header values cannot carry control characters (response splitting): replace them.
+fn safe_value(v: &str) -> String {
+    v.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Header names are tokens: property keys with other characters are percent-encoded.
+fn safe_name(k: &str) -> String {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if k.chars().all(token) {
+        k.to_string()
+    } else {
+        crate::http::percent_encode(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Status;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in pairs {
+            h.push(*n, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn fields_and_properties() {
+        let m = parse(&headers(&[
+            ("X-Image-Meta-Name", "img"),
+            ("x-image-meta-disk_format", "qcow2"),
+            ("X-Image-Meta-Container-Format", "bare"),
+            ("x-image-meta-is_public", "True"),
+            ("X-Image-Meta-Size", "42"),
+            ("X-Image-Meta-Property-Kernel-Id", "k1"),
+            ("x-image-meta-property-os_distro", "ubuntu"),
+            ("x-image-meta-property-empty", ""),
+            ("x-image-meta-store", "file"),
+            ("x-image-meta-created_at", "2000-01-01"),
+            ("x-image-meta-owner", ""),
+            ("Content-Type", "application/octet-stream"),
+        ]))
+        .unwrap_or_default();
+        let p = &m.patch;
+        assert_eq!(p.name, Some(Some("img".into())));
+        assert_eq!(p.disk_format, Some(Some("qcow2".into())));
+        assert_eq!(p.container_format, Some(Some("bare".into())));
+        assert_eq!(p.is_public, Some(true));
+        assert_eq!(p.size, Some(42));
+        assert_eq!(p.owner, Some(None));
+        let props = p.properties.clone().unwrap_or_default();
+        assert_eq!(props.get("kernel_id"), Some(&Some("k1".into())));
+        assert_eq!(props.get("os_distro"), Some(&Some("ubuntu".into())));
+        assert_eq!(props.get("empty"), Some(&None));
+        assert_eq!(m.store.as_deref(), Some("file"));
+    }
+
+    #[test]
+    fn is_public_only_literal_true() {
+        for (v, want) in [("true", true), ("TRUE", true), ("1", false), ("yes", false)] {
+            let m = parse(&headers(&[("x-image-meta-is-public", v)])).unwrap_or_default();
+            assert_eq!(m.patch.is_public, Some(want), "{v}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_400_naming_the_header() {
+        for (h, v) in [
+            ("x-image-meta-size", "-1"),
+            ("x-image-meta-size", "+5"),
+            ("x-image-meta-size", "1.5"),
+            ("x-image-meta-min-ram", "lots"),
+            ("x-image-meta-id", "a/b"),
+            ("x-image-meta-status", "dancing"),
+            ("x-image-meta-checksum", "xyz"),
+        ] {
+            let err = parse(&headers(&[(h, v)])).err().map(|e| (e.status(), e.message()));
+            let (status, msg) = err.unwrap_or((0, String::new()));
+            assert_eq!(status, 400, "{h}: {v}");
+            let field = h.trim_start_matches("x-image-meta-").replace('-', "_");
+            assert!(
+                msg.contains(&field) || msg.contains(&h.replace('_', "-")) || msg.contains("id"),
+                "{h}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_headers() {
+        let mut img = Image::new("abc".into());
+        img.status = Status::Active;
+        img.location = Some("swift+https://acct:secret@host/v1/glance/abc".into());
+        img.properties.insert("distro".into(), Some("line\r\nbreak".into()));
+        let h = to_headers(&img);
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("x-image-meta-is_public").as_deref(), Some("False"));
+        assert_eq!(get("x-image-meta-updated_at").as_deref(), Some(""));
+        let loc = get("x-image-meta-location").unwrap_or_default();
+        assert!(!loc.contains("secret"), "{loc}");
+        assert_eq!(
+            get("x-image-meta-property-distro").as_deref(),
+            Some("line  break")
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! The images controller (spec §5.1–§5.7), named after Glance's steps: `reserve` a
+//! `queued` record, `upload` the data into a store while hashing it, `activate` it, and
+//! `kill` it when anything fails, so that no image is left `saving` and no partial data
+//! stays behind.
+
+use serde_json::{Value, json};
+
+use crate::api::ApiApp;
+use crate::api::v1::headers::{self, MetaHeaders};
+use crate::auth::Context;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::image::{Image, ImagePatch, Status};
+use crate::notifier::image_payload;
+use crate::registry::{LIST_PARAMS, ListQuery};
+use crate::store::{ImageData, Location, Store, redact_uri};
+
+/// GET /images and /images/detail.
+pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Result<Response> {
+    let pairs: Vec<(String, String)> = req
+        .query_pairs()
+        .into_iter()
+        .filter(|(k, _)| LIST_PARAMS.contains(&k.as_str()) || k.starts_with("property-"))
+        .collect();
+    let query = ListQuery::parse(&pairs, ctx, app.opts.limits)?;
+    let images = app.registry.list(ctx, &query)?;
+    let list: Vec<Value> = images
+        .iter()
+        .map(|i| {
+            if detail {
+                i.to_json(false)
+            } else {
+                i.to_brief_json()
+            }
+        })
+        .collect();
+    Ok(Response::json(200, &json!({ "images": list })))
+}
+
+/// HEAD /images/<id>: all metadata as headers, any status.
+pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+    let image = app.registry.get(ctx, id)?;
+    Ok(with_image_headers(Response::empty(200), &image, req))
+}
+
+/// GET /images/<id>: metadata headers and the image bytes, streamed from the store.
+pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+    let mut image = app.registry.get(ctx, id)?;
+    if !image.status.is_downloadable() {
+        return Err(Error::not_found(format!("Image {id} is not active")));
+    }
+    let location = image
+        .location
+        .as_deref()
+        .ok_or_else(|| Error::not_found(format!("Image {id} has no data")))?;
+    let loc = Location::parse(location).map_err(|_| {
+        Error::Internal(format!(
+            "Image {id} has an unusable location {}",
+            redact_uri(location)
+        ))
+    })?;
+    let data = app.stores.for_location(&loc)?.get(&loc)?;
+    if let ImageData::Stream(_, Some(remote_len)) = &data {
+        image.size = *remote_len; // an http(s) location reports its own length
+    }
+    let resp = Response::empty(200)
+        .with_body(data.into_body())
+        .with_header("Content-Type", "application/octet-stream");
+    Ok(with_image_headers(resp, &image, req))
+}
+
+/// POST /images: reserve, then upload the body or register the location.
+pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Response> {
+    check_writable(ctx)?;
+    let meta = headers::parse(&req.headers)?;
+    let mut patch = meta.patch.clone();
+    patch.status = Some(Status::Queued); // a client-sent status is ignored on create
+    let location = patch.location.clone().flatten();
+    let upload = if req.has_body() {
+        if location.is_some() {
+            return Err(Error::bad_request(
+                "Supply either image data or x-image-meta-location, not both",
+            ));
+        }
+        Some(prepare_upload(app, req, &meta)?)
+    } else {
+        None
+    };
+    if let Some(uri) = &location {
+        let loc = app.stores.check_client_location(uri)?;
+        if patch.size.is_none() {
+            patch.size = Some(remote_size(app, &loc));
+        }
+        patch.status = Some(Status::Active); // registered images are active at once
+    }
+    let image = reserve(app, ctx, &patch)?;
+    let image = match upload {
+        Some(store) => upload_and_activate(app, req, ctx, image, store)?,
+        None => image,
+    };
+    Ok(image_json_reply(201, &image, req))
+}
+
+/// PUT /images/<id>: update metadata (replacing properties unless
+/// `x-glance-registry-purge-props: false`), and upload data into a queued image.
+pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+    check_writable(ctx)?;
+    let image = app.registry.get(ctx, id)?;
+    let has_body = req.has_body();
+    if has_body && !image.status.accepts_upload() {
+        return Err(Error::Conflict("Cannot upload to an unqueued image".into()));
+    }
+    let meta = headers::parse(&req.headers)?;
+    let mut patch = meta.patch.clone();
+    patch.id = None; // ids never change
+    if let Some(next) = patch.status
+        && !image.status.can_transition_to(next)
+    {
+        return Err(Error::bad_request(format!(
+            "x-image-meta-status: an image cannot go from '{}' to '{next}'",
+            image.status
+        )));
+    }
+    check_location_change(app, &image, &mut patch)?;
+    let upload = if has_body {
+        Some(prepare_upload(app, req, &meta)?)
+    } else {
+        None
+    };
+    let purge = req
+        .header("x-glance-registry-purge-props")
+        .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"));
+    let updated = app
+        .registry
+        .update(ctx, id, &patch, purge)
+        .map_err(|e| update_error(app, e))?;
+    let updated = match upload {
+        Some(store) => upload_and_activate(app, req, ctx, updated, store)?,
+        None => updated,
+    };
+    app.notifier.info("image.update", image_payload(&updated));
+    Ok(image_json_reply(200, &updated, req))
+}
+
+/// DELETE /images/<id>: remove the data (or leave it to the scrubber) and soft-delete.
+pub fn delete(app: &ApiApp, ctx: &Context, id: &str) -> Result<Response> {
+    check_writable(ctx)?;
+    let image = app.registry.get(ctx, id)?;
+    if !ctx.can_modify(&image) {
+        return Err(Error::not_found(format!("Image {id} not found")));
+    }
+    if let Some(location) = &image.location {
+        if app.opts.delayed_delete {
+            set_status(app, ctx, id, Status::PendingDelete)?;
+        } else {
+            set_status(app, ctx, id, Status::Deleted)?;
+            if let Err(e) = delete_data(app, location) {
+                // Leave the data to glance-scrubber rather than fail half-way.
+                log::error!(
+                    "deleting data of image {id} at {}: {e}; left for glance-scrubber",
+                    redact_uri(location)
+                );
+                set_status(app, ctx, id, Status::PendingDelete)?;
+            }
+        }
+    }
+    app.registry.delete(ctx, id)?;
+    app.notifier.info("image.delete", Value::from(id));
+    Ok(Response::json(200, &Value::Null))
+}
+
+/// Deletes image data from its store; missing data is not an error (already gone).
+pub fn delete_data(app: &ApiApp, location: &str) -> Result<()> {
+    let loc = Location::parse(location)?;
+    match app.stores.for_location(&loc)?.delete(&loc) {
+        Ok(()) => Ok(()),
+        Err(Error::NotFound(m)) => {
+            log::warn!("data at {} already gone: {m}", redact_uri(location));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn check_writable(ctx: &Context) -> Result<()> {
+    if ctx.read_only {
+        return Err(Error::Forbidden("Read-only access".into()));
+    }
+    Ok(())
+}
+
+/// A new or changed location must be one a client may register; an unchanged one (as the
+/// client saw it, redacted) is dropped from the patch.
+fn check_location_change(app: &ApiApp, image: &Image, patch: &mut ImagePatch) -> Result<()> {
+    let Some(Some(uri)) = &patch.location else {
+        return Ok(());
+    };
+    let current = image.location.as_deref();
+    if current == Some(uri.as_str()) || current.map(redact_uri).as_deref() == Some(uri.as_str()) {
+        patch.location = None;
+        return Ok(());
+    }
+    app.stores.check_client_location(uri)?;
+    Ok(())
+}
+
+/// The size of data at an external location, learned with a HEAD (0 when unknown).
+fn remote_size(app: &ApiApp, loc: &Location) -> u64 {
+    match app.stores.for_location(loc).and_then(|s| s.size(loc)) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("size of {}: {e}", loc.redacted());
+            0
+        }
+    }
+}
+
+/// The registry create of spec §5.4 step 3, with Glance's messages.
+fn reserve(app: &ApiApp, ctx: &Context, patch: &ImagePatch) -> Result<Image> {
+    app.registry.create(ctx, patch).map_err(|e| match e {
+        Error::BadRequest(m) => {
+            Error::BadRequest(format!("Failed to reserve image. Got error: {m}"))
+        }
+        Error::Forbidden(_) | Error::Unauthorized(_) => {
+            Error::Forbidden("Not authorized to reserve image.".into())
+        }
+        other => other,
+    })
+}
+
+fn update_error(app: &ApiApp, e: Error) -> Error {
+    match e {
+        Error::NotFound(m) => {
+            let msg = format!("Failed to find image to update: {m}");
+            app.notifier.info("image.update", Value::from(msg.clone()));
+            Error::NotFound(msg)
+        }
+        Error::BadRequest(m) => {
+            let msg = format!("Failed to update image metadata. Got error: {m}");
+            app.notifier.error("image.update", Value::from(msg.clone()));
+            Error::BadRequest(msg)
+        }
+        other => other,
+    }
+}
+
+/// The store and expected size of an upload, checked before anything is reserved.
+struct UploadPlan<'a> {
+    store: &'a dyn Store,
+    expected: Option<u64>,
+}
+
+fn prepare_upload<'a>(
+    app: &'a ApiApp,
+    req: &Request<'_>,
+    meta: &MetaHeaders,
+) -> Result<UploadPlan<'a>> {
+    let store = app.stores.for_upload(meta.store.as_deref())?;
+    let length = req
+        .content_length()
+        .filter(|_| req.header("transfer-encoding").is_none());
+    let declared = meta.patch.size;
+    if let (Some(len), Some(size)) = (length, declared)
+        && len != size
+    {
+        return Err(Error::bad_request(format!(
+            "x-image-meta-size ({size}) does not match the Content-Length ({len})"
+        )));
+    }
+    let expected = length.or(declared);
+    if let Some(n) = expected
+        && n > app.opts.size_cap
+    {
+        return Err(Error::TooLarge(format!(
+            "Image of {n} bytes is larger than the {} bytes this server accepts (image_size_cap)",
+            app.opts.size_cap
+        )));
+    }
+    Ok(UploadPlan { store, expected })
+}
+
+/// Streams the body into the store and activates the image; on any failure the image is
+/// killed, partial data removed, and an `image.upload` error notification sent.
+fn upload_and_activate(
+    app: &ApiApp,
+    req: &mut Request<'_>,
+    ctx: &Context,
+    image: Image,
+    plan: UploadPlan<'_>,
+) -> Result<Image> {
+    let content_type_ok = req
+        .header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
+    if !content_type_ok {
+        kill(app, ctx, &image.id);
+        return Err(Error::bad_request(
+            "Content-Type must be application/octet-stream",
+        ));
+    }
+    set_status(app, ctx, &image.id, Status::Saving)?;
+    let stored = match plan.store.add(&image.id, req.body(), plan.expected) {
+        Ok(stored) => stored,
+        Err(e) => return Err(upload_failed(app, ctx, &image.id, None, upload_error(e))),
+    };
+    if let Some(want) = &image.checksum
+        && !want.eq_ignore_ascii_case(&stored.checksum)
+    {
+        let e = Error::bad_request(format!(
+            "Checksum verification failed: x-image-meta-checksum is {want}, the data received \
+             has MD5 {}",
+            stored.checksum
+        ));
+        return Err(upload_failed(app, ctx, &image.id, Some(&stored.location), e));
+    }
+    let recorded = ImagePatch {
+        checksum: Some(Some(stored.checksum.clone())),
+        size: Some(stored.size),
+        ..ImagePatch::default()
+    };
+    if let Err(e) = app.registry.update(ctx, &image.id, &recorded, false) {
+        return Err(upload_failed(app, ctx, &image.id, Some(&stored.location), e));
+    }
+    app.notifier.info("image.upload", image_payload(&image));
+    let activate = ImagePatch {
+        status: Some(Status::Active),
+        location: Some(Some(stored.location.clone())),
+        ..ImagePatch::default()
+    };
+    app.registry
+        .update(ctx, &image.id, &activate, false)
+        .map_err(|e| upload_failed(app, ctx, &image.id, Some(&stored.location), e))
+}
+
+/// Maps a store failure to the reply of spec §5.6.
+fn upload_error(e: Error) -> Error {
+    match e {
+        Error::Duplicate(m) => Error::Duplicate(format!("Attempt to upload duplicate image: {m}")),
+        Error::Forbidden(m) => Error::Forbidden(format!("Unauthorized upload attempt: {m}")),
+        Error::BadRequest(m) => Error::BadRequest(format!("Error uploading image: {m}")),
+        Error::Store(m) => Error::Store(format!("Error uploading image: {m}")),
+        other => other,
+    }
+}
+
+/// Cleans up after a failed upload and returns the error to answer with.
+fn upload_failed(
+    app: &ApiApp,
+    ctx: &Context,
+    id: &str,
+    stored_at: Option<&str>,
+    e: Error,
+) -> Error {
+    if let Some(location) = stored_at
+        && let Err(de) = delete_data(app, location)
+    {
+        log::error!("removing data of failed upload {id}: {de}");
+    }
+    kill(app, ctx, id);
+    app.notifier.error("image.upload", Value::from(e.message()));
+    e
+}
+
+/// `_safe_kill`: marks the image `killed`, logging (not raising) a failure to do so.
+fn kill(app: &ApiApp, ctx: &Context, id: &str) {
+    if let Err(e) = set_status(app, ctx, id, Status::Killed) {
+        log::error!("could not mark image {id} killed: {e}");
+    }
+}
+
+fn set_status(app: &ApiApp, ctx: &Context, id: &str, status: Status) -> Result<Image> {
+    let patch = ImagePatch {
+        status: Some(status),
+        ..ImagePatch::default()
+    };
+    app.registry.update(ctx, id, &patch, false)
+}
+
+/// `{"image": …}` with the location's credentials removed, plus `Location` and `ETag`.
+fn image_json_reply(status: u16, image: &Image, req: &Request<'_>) -> Response {
+    let mut v = image.to_json(true);
+    if let Some(loc) = &image.location {
+        v["location"] = Value::from(redact_uri(loc));
+    }
+    let resp = Response::json(status, &json!({ "image": v }));
+    with_location_and_etag(resp, image, req)
+}
+
+fn with_image_headers(mut resp: Response, image: &Image, req: &Request<'_>) -> Response {
+    for (k, v) in headers::to_headers(image) {
+        resp.headers.push((k, v));
+    }
+    with_location_and_etag(resp, image, req)
+}
+
+fn with_location_and_etag(resp: Response, image: &Image, req: &Request<'_>) -> Response {
+    let host = req.header("host").unwrap_or("localhost");
+    let url = format!(
+        "http://{host}/v1/images/{}",
+        crate::http::percent_encode(&image.id)
+    );
+    let resp = resp.with_header("Location", &url);
+    match &image.checksum {
+        Some(sum) => resp.with_header("ETag", sum),
+        None => resp,
+    }
+}

@@ -1,0 +1,46 @@
+//! The v1 route table: every images API route in one place (spec §5).
+//!
+//! Paths arrive with the version prefix already stripped. Unknown method/path combinations
+//! are 404, as in Glance Diablo.
+
+pub mod headers;
+mod images;
+mod members;
+
+use crate::api::ApiApp;
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::registry::server::log_error;
+
+/// Answers one v1 request.
+pub fn handle(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Response {
+    route(app, req, path).unwrap_or_else(|e| {
+        log_error(&e, req);
+        e.into_response()
+    })
+}
+
+fn route(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Result<Response> {
+    let ctx = app.auth.context(req)?;
+    let trimmed = path.trim_end_matches('/');
+    let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
+    let method = req.method.clone();
+    match (method.as_str(), segs.as_slice()) {
+        ("GET" | "HEAD", [] | ["images"]) => images::index(app, req, &ctx, false),
+        ("GET" | "HEAD", ["images", "detail"]) => images::index(app, req, &ctx, true),
+        ("POST", ["images"]) => images::create(app, req, &ctx),
+        ("HEAD", ["images", id]) => images::meta(app, req, &ctx, id),
+        ("GET", ["images", id]) => images::show(app, req, &ctx, id),
+        ("PUT", ["images", id]) => images::update(app, req, &ctx, id),
+        ("DELETE", ["images", id]) => images::delete(app, &ctx, id),
+        ("GET" | "HEAD", ["images", id, "members"]) => members::list(app, &ctx, id),
+        ("PUT", ["images", id, "members"]) => members::replace(app, req, &ctx, id),
+        ("PUT", ["images", id, "members", member]) => members::add(app, req, &ctx, id, member),
+        ("DELETE", ["images", id, "members", member]) => members::remove(app, &ctx, id, member),
+        (_, ["shared-images", member]) => members::shared_images(app, &ctx, member),
+        _ => Err(Error::not_found(format!(
+            "The resource '{}' could not be found",
+            req.path
+        ))),
+    }
+}

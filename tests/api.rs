@@ -1,0 +1,752 @@
+//! `glance-api` end to end: the real binary (embedded SQLite registry, and a remote
+//! `glance-registry`), every route, status transition and error of spec §4–§6.
+//!
+//! Each scenario runs in both registry modes (`embedded` and `remote` test names).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, Reply, Server};
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Embedded,
+    Remote,
+}
+
+struct Env {
+    api: Server,
+    _registry: Option<Server>,
+    c: Client,
+    datadir: PathBuf,
+}
+
+const API_CONF: &str = "[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = 0
+workers = 8
+default_store = file
+filesystem_store_datadir = {dir}/images
+";
+
+fn env(mode: Mode, extra: &str) -> Env {
+    let (registry, reg_line) = match mode {
+        Mode::Embedded => (
+            None,
+            "sql_connection = sqlite:///{dir}/api.sqlite\ndb_auto_create = True\n".to_string(),
+        ),
+        Mode::Remote => {
+            let reg = Server::start("glance-registry", common::REGISTRY_CONF, true);
+            let line = format!("registry_host = 127.0.0.1\nregistry_port = {}\n", reg.port());
+            (Some(reg), line)
+        }
+    };
+    let api = Server::start("glance-api", &format!("{API_CONF}{reg_line}{extra}"), false);
+    let c = Client::new(&api.base);
+    let datadir = api.dir.join("images");
+    Env {
+        api,
+        _registry: registry,
+        c,
+        datadir,
+    }
+}
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn embedded() {
+                super::$name(super::Mode::Embedded)
+            }
+            #[test]
+            fn remote() {
+                super::$name(super::Mode::Remote)
+            }
+        }
+    )*};
+}
+
+both_modes!(
+    versions_and_negotiation,
+    create_queued_then_upload,
+    create_with_data_and_download,
+    chunked_upload,
+    upload_errors_kill_the_image,
+    register_external_location,
+    refused_locations,
+    properties_purge_and_merge,
+    listing_through_the_api,
+    members_through_the_api,
+    delete_removes_data,
+    delayed_delete_and_scrubber,
+    aborted_upload_leaves_nothing,
+    status_rules,
+);
+
+fn md5_hex(data: &[u8]) -> String {
+    let mut h = Md5::new();
+    h.update(data);
+    format!("{:x}", h.finalize())
+}
+
+fn upload_headers<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![("Content-Type", "application/octet-stream")];
+    h.extend_from_slice(extra);
+    h
+}
+
+fn post_image(c: &Client, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    c.request("POST", "/v1/images", headers, body)
+}
+
+fn image_id(r: &Reply) -> String {
+    r.json()["image"]["id"].as_str().unwrap_or_default().to_string()
+}
+
+fn files_in(dir: &PathBuf) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn versions_and_negotiation(mode: Mode) {
+    let e = env(mode, "");
+    for path in ["/", "/versions", "/v1.1/images", "/v2/images", "/V1/images", "/images"] {
+        let r = e.c.get(path);
+        assert_status!(r, 300);
+        assert_eq!(r.json()["versions"][0]["id"], "v1.1", "{path}");
+    }
+    let r = e.c.get("/versions");
+    let href = r.json()["versions"][1]["links"][0]["href"].clone();
+    assert_eq!(href, format!("http://127.0.0.1:{}/v1/", e.api.port()));
+    for path in ["/v1/images", "/v1.0/images", "/v1/", "/v1", "/v1abc/images"] {
+        let r = e.c.get(path);
+        assert_status!(r, 200);
+        assert_eq!(r.json(), json!({"images": []}), "{path}");
+    }
+    let r = e.c.request(
+        "GET",
+        "/images",
+        &[("Accept", "application/vnd.openstack.images-v1")],
+        None,
+    );
+    assert_status!(r, 200);
+    assert_status!(e.c.get("/v1/versions"), 404);
+    assert_status!(e.c.request("PATCH", "/v1/images", &[], None), 404);
+    assert_status!(e.c.request("POST", "/v1/images/x", &[], None), 404);
+}
+
+fn create_queued_then_upload(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(
+        &e.c,
+        &[
+            ("X-Image-Meta-Name", "queued"),
+            ("x-image-meta-disk_format", "raw"),
+            ("x-image-meta-container_format", "bare"),
+            ("x-image-meta-status", "active"),
+            ("Content-Length", "0"),
+        ],
+        None,
+    );
+    assert_status!(r, 201);
+    let img = r.json()["image"].clone();
+    assert_eq!(img["status"], "queued", "client status ignored on create");
+    assert_eq!(img["size"], 0);
+    assert_eq!(img["checksum"], Value::Null);
+    assert_eq!(img["updated_at"], Value::Null);
+    let id = image_id(&r);
+    let loc = r.header("location").unwrap_or_default().to_string();
+    assert_eq!(loc, format!("http://{}/v1/images/{id}", e.api.addr));
+    assert!(r.header("etag").is_none(), "no ETag without checksum");
+
+    // A queued image cannot be downloaded.
+    assert_status!(e.c.get(&format!("/v1/images/{id}")), 404);
+
+    // Upload into it with PUT.
+    let data = b"some image bytes".to_vec();
+    let r = e.c.request(
+        "PUT",
+        &format!("/v1/images/{id}"),
+        &upload_headers(&[]),
+        Some(&data),
+    );
+    assert_status!(r, 200);
+    let img = r.json()["image"].clone();
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["size"], data.len());
+    assert_eq!(img["checksum"], md5_hex(&data));
+    assert_eq!(img["name"], "queued");
+    let r = e.c.get(&format!("/v1/images/{id}"));
+    assert_status!(r, 200);
+    assert_eq!(r.body, data);
+
+    // A second upload is a conflict.
+    let r = e.c.request(
+        "PUT",
+        &format!("/v1/images/{id}"),
+        &upload_headers(&[]),
+        Some(b"again"),
+    );
+    assert_status!(r, 409);
+}
+
+fn create_with_data_and_download(mode: Mode) {
+    let e = env(mode, "");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let sum = md5_hex(&data);
+    let size = data.len().to_string();
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[
+            ("X-Image-Meta-Name", "with-data"),
+            ("x-image-meta-disk_format", "qcow2"),
+            ("x-image-meta-container_format", "bare"),
+            ("x-image-meta-is_public", "True"),
+            ("x-image-meta-size", &size),
+            ("x-image-meta-checksum", &sum),
+            ("x-image-meta-property-os_distro", "debian"),
+            ("X-Image-Meta-Property-Kernel-Id", "k-1"),
+            ("x-image-meta-min_ram", "256"),
+        ]),
+        Some(&data),
+    );
+    assert_status!(r, 201);
+    let img = r.json()["image"].clone();
+    let id = image_id(&r);
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["checksum"], sum.as_str());
+    assert_eq!(img["size"], data.len());
+    assert_eq!(img["is_public"], true);
+    assert_eq!(img["min_ram"], 256);
+    assert_eq!(img["properties"]["os_distro"], "debian");
+    assert_eq!(img["properties"]["kernel_id"], "k-1");
+    assert!(
+        img["location"].as_str().is_some_and(|l| l.starts_with("file://")),
+        "{img}"
+    );
+    assert_eq!(r.header("etag"), Some(sum.as_str()));
+    assert!(e.datadir.join(&id).exists());
+
+    let r = e.c.get(&format!("/v1/images/{id}"));
+    assert_status!(r, 200);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.header("content-length"), Some(size.as_str()));
+    assert_eq!(r.header("x-image-meta-checksum"), Some(sum.as_str()));
+    assert_eq!(md5_hex(&r.body), sum);
+
+    let h = e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
+    assert_status!(h, 200);
+    for (k, v) in [
+        ("x-image-meta-id", id.as_str()),
+        ("x-image-meta-name", "with-data"),
+        ("x-image-meta-status", "active"),
+        ("x-image-meta-size", size.as_str()),
+        ("x-image-meta-disk_format", "qcow2"),
+        ("x-image-meta-container_format", "bare"),
+        ("x-image-meta-is_public", "True"),
+        ("x-image-meta-deleted", "False"),
+        ("x-image-meta-min_ram", "256"),
+        ("x-image-meta-min_disk", "0"),
+        ("x-image-meta-property-os_distro", "debian"),
+        ("x-image-meta-deleted_at", ""),
+    ] {
+        assert_eq!(h.header(k), Some(v), "{k}");
+    }
+    assert!(h.header("x-image-meta-created_at").is_some());
+    assert!(h.header("x-image-meta-location").is_some());
+    assert_eq!(h.header("etag"), Some(sum.as_str()));
+
+    // Index brief, detail without location.
+    let list = e.c.get("/v1/images").json();
+    assert_eq!(list["images"][0]["id"], id.as_str());
+    assert!(list["images"][0].get("status").is_none());
+    let detail = e.c.get("/v1/images/detail").json();
+    assert!(detail["images"][0].get("location").is_none());
+    assert_eq!(detail["images"][0]["properties"]["kernel_id"], "k-1");
+}
+
+fn chunked_upload(mode: Mode) {
+    let e = env(mode, "");
+    // Raw socket: a chunked body in three chunks.
+    let mut s = TcpStream::connect(e.api.addr).unwrap_or_else(|err| panic!("{err}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let head = "POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+                x-image-meta-name: chunky\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let body = "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n";
+    s.write_all(head.as_bytes()).ok();
+    s.write_all(body.as_bytes()).ok();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok();
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let json_start = reply.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
+    let v: Value = serde_json::from_str(reply[json_start..].trim()).unwrap_or_default();
+    assert_eq!(v["image"]["size"], 11);
+    assert_eq!(v["image"]["checksum"], md5_hex(b"hello world"));
+    let id = v["image"]["id"].as_str().unwrap_or_default();
+    assert_eq!(e.c.get(&format!("/v1/images/{id}")).body, b"hello world");
+}
+
+fn upload_errors_kill_the_image(mode: Mode) {
+    let e = env(mode, "");
+    let status_of = |id: &str| {
+        e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None)
+            .header("x-image-meta-status")
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // Wrong Content-Type: killed first, then 400.
+    let r = post_image(
+        &e.c,
+        &[("Content-Type", "text/plain"), ("x-image-meta-name", "wrong-type")],
+        Some(b"data"),
+    );
+    assert_status!(r, 400);
+    assert!(r.text().contains("Content-Type must be application/octet-stream"));
+    let killed = e.c.get("/v1/images/detail?is_public=none").json();
+    assert_eq!(killed["images"], json!([]), "killed images are not listed");
+
+    // Checksum mismatch: 400, killed, no data left.
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[
+            ("x-image-meta-name", "bad-sum"),
+            ("x-image-meta-checksum", "0123456789abcdef0123456789abcdef"),
+        ]),
+        Some(b"data"),
+    );
+    assert_status!(r, 400);
+    assert!(r.text().contains("Checksum"), "{}", r.text());
+    assert!(files_in(&e.datadir).is_empty(), "{:?}", files_in(&e.datadir));
+
+    // Declared size ≠ Content-Length: refused before anything is reserved.
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[("x-image-meta-size", "99")]),
+        Some(b"data"),
+    );
+    assert_status!(r, 400);
+    assert!(r.text().contains("x-image-meta-size"));
+
+    // Unknown store: 400 and no orphan record.
+    let before = e.c.get("/v1/images?is_public=none").json();
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[("x-image-meta-store", "tape")]),
+        Some(b"data"),
+    );
+    assert_status!(r, 400);
+    assert!(r.text().contains("tape"));
+    assert_eq!(e.c.get("/v1/images?is_public=none").json(), before);
+
+    // The killed wrong-type image is still visible with HEAD.
+    let r = post_image(
+        &e.c,
+        &[("Content-Type", "application/json"), ("x-image-meta-id", "kill-me")],
+        Some(b"{}"),
+    );
+    assert_status!(r, 400);
+    assert_eq!(status_of("kill-me"), "killed");
+    // Killed images cannot be uploaded to, nor downloaded.
+    let r = e.c.request("PUT", "/v1/images/kill-me", &upload_headers(&[]), Some(b"x"));
+    assert_status!(r, 409);
+    assert_status!(e.c.get("/v1/images/kill-me"), 404);
+
+    // Bad header values.
+    for (h, v) in [
+        ("x-image-meta-size", "-1"),
+        ("x-image-meta-size", "abc"),
+        ("x-image-meta-min_disk", "1.5"),
+        ("x-image-meta-id", "bad/id"),
+        ("x-image-meta-disk_format", "floppy"),
+    ] {
+        let r = post_image(&e.c, &[(h, v)], None);
+        assert_status!(r, 400);
+    }
+    // Duplicate id.
+    assert_status!(post_image(&e.c, &[("x-image-meta-id", "dup")], None), 201);
+    let r = post_image(&e.c, &[("x-image-meta-id", "dup")], None);
+    assert_status!(r, 409);
+    assert!(r.text().contains("already exists"));
+}
+
+/// A tiny HTTP server holding `body`, answering GET and HEAD; returns its port.
+fn serve_remote_image(body: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).ok();
+            if !req.starts_with("HEAD") {
+                s.write_all(&body).ok();
+            }
+        }
+    });
+    port
+}
+
+fn register_external_location(mode: Mode) {
+    let e = env(mode, "");
+    let data = b"remote image data".to_vec();
+    let port = serve_remote_image(data.clone());
+    let loc = format!("http://user:s3cret@127.0.0.1:{port}/images/remote.img");
+    let r = post_image(
+        &e.c,
+        &[("x-image-meta-name", "remote"), ("x-image-meta-location", &loc)],
+        None,
+    );
+    assert_status!(r, 201);
+    assert!(!r.text().contains("s3cret"), "{}", r.text());
+    let img = r.json()["image"].clone();
+    assert_eq!(img["status"], "active", "registered images are active at once");
+    assert_eq!(img["size"], data.len(), "size learned with HEAD");
+    let id = image_id(&r);
+    let g = e.c.get(&format!("/v1/images/{id}"));
+    assert_status!(g, 200);
+    assert_eq!(g.body, data);
+    let h = e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
+    assert!(!h.header("x-image-meta-location").unwrap_or_default().contains("s3cret"));
+    // Uploading to it is refused; deleting leaves the remote alone.
+    let r = e.c.request("PUT", &format!("/v1/images/{id}"), &upload_headers(&[]), Some(b"x"));
+    assert_status!(r, 409);
+    let r = e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
+    assert_status!(r, 200);
+    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None), 404);
+}
+
+fn refused_locations(mode: Mode) {
+    let e = env(mode, "");
+    let inside = format!("file://{}/x", e.datadir.display());
+    for loc in [
+        "file:///etc/passwd",
+        inside.as_str(),
+        "filesystem:///etc/passwd",
+        "gopher://host/x",
+        "not a uri",
+        "http://user@host/x",
+        "http:///nohost",
+    ] {
+        let r = post_image(&e.c, &[("x-image-meta-location", loc)], None);
+        assert_status!(r, 400);
+    }
+    assert_eq!(
+        e.c.get("/v1/images?is_public=none").json(),
+        json!({"images": []}),
+        "nothing reserved"
+    );
+    // Nor through PUT.
+    let r = post_image(&e.c, &[("x-image-meta-name", "q")], None);
+    let id = image_id(&r);
+    let r = e.c.request(
+        "PUT",
+        &format!("/v1/images/{id}"),
+        &[("x-image-meta-location", "file:///etc/shadow")],
+        None,
+    );
+    assert_status!(r, 400);
+    // Data and a location at once.
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[("x-image-meta-location", "http://127.0.0.1:1/x")]),
+        Some(b"data"),
+    );
+    assert_status!(r, 400);
+}
+
+fn properties_purge_and_merge(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(
+        &e.c,
+        &[
+            ("x-image-meta-name", "props"),
+            ("x-image-meta-property-a", "1"),
+            ("x-image-meta-property-b", "2"),
+        ],
+        None,
+    );
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    // python-glanceclient style: merge.
+    let r = e.c.request(
+        "PUT",
+        &path,
+        &[
+            ("x-image-meta-property-c", "3"),
+            ("x-glance-registry-purge-props", "false"),
+        ],
+        None,
+    );
+    assert_status!(r, 200);
+    assert_eq!(r.json()["image"]["properties"], json!({"a": "1", "b": "2", "c": "3"}));
+    // Diablo default: every PUT replaces the whole set.
+    let r = e.c.request("PUT", &path, &[("x-image-meta-is_public", "true")], None);
+    assert_status!(r, 200);
+    assert_eq!(r.json()["image"]["properties"], json!({}));
+    assert_eq!(r.json()["image"]["is_public"], true);
+    // PUT on an unknown image.
+    let r = e.c.request("PUT", "/v1/images/nope", &[("x-image-meta-name", "x")], None);
+    assert_status!(r, 404);
+}
+
+fn listing_through_the_api(mode: Mode) {
+    let e = env(mode, "");
+    let mut ids = Vec::new();
+    for (name, size) in [("Image1", "19"), ("ASDF", "2"), ("XYZ", "5")] {
+        let r = post_image(
+            &e.c,
+            &[
+                ("x-image-meta-name", name),
+                ("x-image-meta-size", size),
+                ("x-image-meta-is_public", "true"),
+                ("x-image-meta-property-tier", if name == "XYZ" { "gold" } else { "lead" }),
+            ],
+            None,
+        );
+        ids.push(image_id(&r));
+    }
+    let list_ids = |q: &str| -> Vec<String> {
+        let r = e.c.get(&format!("/v1/images{q}"));
+        assert_status!(r, 200);
+        r.json()["images"]
+            .as_array()
+            .map(|a| a.iter().map(|i| i["id"].as_str().unwrap_or("").to_string()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(list_ids(""), [&ids[2], &ids[1], &ids[0]]);
+    assert_eq!(list_ids("?limit=2"), [&ids[2], &ids[1]]);
+    assert_eq!(list_ids(&format!("?marker={}", ids[2])), [&ids[1], &ids[0]]);
+    assert_eq!(list_ids("?sort_key=size&sort_dir=asc"), [&ids[1], &ids[2], &ids[0]]);
+    assert_eq!(list_ids("?name=ASDF"), [&ids[1]]);
+    assert_eq!(list_ids("?size_min=5&size_max=19"), [&ids[2], &ids[0]]);
+    assert_eq!(list_ids("?property-tier=gold"), [&ids[2]]);
+    assert_eq!(list_ids("/detail?status=queued").len(), 3);
+    for q in ["?sort_key=bogus", "?sort_dir=up", "?limit=x", "?marker=unknown"] {
+        assert_status!(e.c.get(&format!("/v1/images{q}")), 400);
+    }
+}
+
+fn members_through_the_api(mode: Mode) {
+    let e = env(mode, "");
+    let a: Vec<(&str, &str)> = vec![
+        ("X-Auth-Token", "t"),
+        ("X-Identity-Status", "Confirmed"),
+        ("X-Tenant", "A"),
+        ("X-Roles", "member"),
+    ];
+    let b: Vec<(&str, &str)> = vec![
+        ("X-Auth-Token", "t"),
+        ("X-Identity-Status", "Confirmed"),
+        ("X-Tenant", "B"),
+        ("X-Roles", "member"),
+    ];
+    let mut h = a.clone();
+    h.push(("x-image-meta-name", "private"));
+    let r = post_image(&e.c, &h, None);
+    assert_status!(r, 201);
+    assert_eq!(r.json()["image"]["owner"], "A");
+    let id = image_id(&r);
+    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &b, None), 404);
+    let r = e.c.request("PUT", &format!("/v1/images/{id}/members/B"), &a, None);
+    assert_status!(r, 204);
+    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &b, None), 200);
+    let m = e.c.request("GET", &format!("/v1/images/{id}/members"), &a, None);
+    assert_eq!(m.json(), json!({"members": [{"member_id": "B", "can_share": false}]}));
+    let s = e.c.get("/v1/shared-images/B");
+    assert_eq!(s.json()["shared_images"][0]["image_id"], id.as_str());
+    // B may not share further: 404, never 403.
+    let r = e.c.request("PUT", &format!("/v1/images/{id}/members/C"), &b, None);
+    assert_status!(r, 404);
+    // No tenant: 401.
+    let r = e.c.request("PUT", &format!("/v1/images/{id}/members/C"), &[], None);
+    assert_status!(r, 401);
+    // Replace and delete.
+    let body = json!({"memberships": [{"member_id": "C", "can_share": true}]}).to_string();
+    let mut hj = a.clone();
+    hj.push(("Content-Type", "application/json"));
+    let r = e.c.request("PUT", &format!("/v1/images/{id}/members"), &hj, Some(body.as_bytes()));
+    assert_status!(r, 204);
+    let r = e.c.request("DELETE", &format!("/v1/images/{id}/members/C"), &a, None);
+    assert_status!(r, 204);
+    let m = e.c.request("GET", &format!("/v1/images/{id}/members"), &a, None);
+    assert_eq!(m.json(), json!({"members": []}));
+    // B cannot delete A's image.
+    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &b, None), 404);
+}
+
+fn delete_removes_data(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(&e.c, &upload_headers(&[("x-image-meta-name", "d")]), Some(b"bytes"));
+    let id = image_id(&r);
+    assert!(e.datadir.join(&id).exists());
+    let r = e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
+    assert_status!(r, 200);
+    assert_eq!(r.text(), "null");
+    assert!(!e.datadir.join(&id).exists(), "data removed");
+    for m in ["HEAD", "GET", "DELETE"] {
+        assert_status!(e.c.request(m, &format!("/v1/images/{id}"), &[], None), 404);
+    }
+    // A queued image (no data) deletes too.
+    let r = post_image(&e.c, &[("x-image-meta-name", "q")], None);
+    let id = image_id(&r);
+    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None), 200);
+    // Missing data file: still deletes the metadata.
+    let r = post_image(&e.c, &upload_headers(&[]), Some(b"x"));
+    let id = image_id(&r);
+    std::fs::remove_file(e.datadir.join(&id)).ok();
+    assert_status!(e.c.get(&format!("/v1/images/{id}")), 404);
+    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None), 200);
+}
+
+fn delayed_delete_and_scrubber(mode: Mode) {
+    let e = env(mode, "delayed_delete = True\n");
+    let r = post_image(&e.c, &upload_headers(&[]), Some(b"later"));
+    let id = image_id(&r);
+    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None), 200);
+    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None), 404);
+    assert!(e.datadir.join(&id).exists(), "data kept for the scrubber");
+    if let Mode::Embedded = mode {
+        let conf = common::write_config(
+            &e.api.dir,
+            "glance-scrubber",
+            "[DEFAULT]\nsql_connection = sqlite:///{dir}/api.sqlite\nfilesystem_store_datadir = {dir}/images\nscrub_time = 0\n",
+        );
+        let out = std::process::Command::new(common::bin("glance-scrubber"))
+            .arg("--config-file")
+            .arg(&conf)
+            .output()
+            .unwrap_or_else(|err| panic!("scrubber: {err}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!e.datadir.join(&id).exists(), "scrubber removed the data");
+    }
+}
+
+fn aborted_upload_leaves_nothing(mode: Mode) {
+    let e = env(mode, "");
+    let mut s = TcpStream::connect(e.api.addr).unwrap_or_else(|err| panic!("{err}"));
+    let head = "POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+                x-image-meta-id: aborted\r\nContent-Length: 10000000\r\n\r\n";
+    s.write_all(head.as_bytes()).ok();
+    s.write_all(&[7u8; 100_000]).ok();
+    drop(s);
+    // The image ends killed and no file (final or temporary) remains.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = String::new();
+    while Instant::now() < deadline {
+        let r = e.c.request("HEAD", "/v1/images/aborted", &[], None);
+        status = r.header("x-image-meta-status").unwrap_or_default().to_string();
+        if status == "killed" {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status, "killed");
+    assert!(files_in(&e.datadir).is_empty(), "{:?}", files_in(&e.datadir));
+    // The server still serves.
+    assert_status!(e.c.get("/v1/images"), 200);
+}
+
+fn status_rules(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(&e.c, &upload_headers(&[]), Some(b"x"));
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    // active → queued is not a transition the service allows.
+    let r = e.c.request("PUT", &path, &[("x-image-meta-status", "queued")], None);
+    assert_status!(r, 400);
+    // Read-only fields are ignored.
+    let r = e.c.request(
+        "PUT",
+        &path,
+        &[("x-image-meta-created_at", "2000-01-01T00:00:00"), ("x-image-meta-deleted", "true")],
+        None,
+    );
+    assert_status!(r, 200);
+    assert_eq!(r.json()["image"]["deleted"], false);
+    assert_ne!(r.json()["image"]["created_at"], "2000-01-01T00:00:00");
+    assert!(r.json()["image"]["updated_at"].is_string());
+}
+
+#[test]
+fn one_gib_round_trip() {
+    let e = env(Mode::Embedded, "");
+    const SIZE: u64 = 1 << 30;
+    // A deterministic stream, hashed while it is generated: nothing holds the image.
+    struct Pattern {
+        left: u64,
+        hash: Md5,
+    }
+    impl Read for Pattern {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.left as usize);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = ((self.left as usize + i) % 253) as u8;
+            }
+            self.hash.update(&buf[..n]);
+            self.left -= n as u64;
+            Ok(n)
+        }
+    }
+    let mut pattern = Pattern {
+        left: SIZE,
+        hash: Md5::new(),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(format!("{}/v1/images", e.c.base))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Length", SIZE.to_string())
+        .header("x-image-meta-name", "big")
+        .send(ureq::SendBody::from_reader(&mut pattern))
+        .unwrap_or_else(|err| panic!("upload: {err}"));
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(resp.status().as_u16(), 201, "{text}");
+    let sent = format!("{:x}", pattern.hash.finalize());
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    assert_eq!(v["image"]["checksum"], sent.as_str());
+    assert_eq!(v["image"]["size"], SIZE);
+    let id = v["image"]["id"].as_str().unwrap_or_default();
+
+    let mut resp = agent
+        .get(format!("{}/v1/images/{id}", e.c.base))
+        .call()
+        .unwrap_or_else(|err| panic!("download: {err}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut hash = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        total += n as u64;
+    }
+    assert_eq!(total, SIZE);
+    assert_eq!(format!("{:x}", hash.finalize()), sent);
+}
