@@ -1,4 +1,6 @@
-//! STUB (to be replaced by the INI reader and the typed configs).
+//! STUB (typed configs to come); the INI reader lives in [`ini`].
+
+pub mod ini;
 
 use std::path::PathBuf;
 use std::time::Duration;
