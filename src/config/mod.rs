@@ -1,66 +1,653 @@
-//! STUB (to be replaced by the INI reader and the typed configs).
+//! Glance-style configuration: finding `glance-*.conf`, reading it, and turning it into the
+//! typed settings each program needs.
+//!
+//! Every server takes the same command-line options ([`CliArgs`]); a flag overrides the
+//! file. A program calls one loader ([`load_api`], [`load_registry`], [`load_scrubber`]),
+//! which locates the file ([`locate`]: `--config-file`, else a positional path, else the
+//! search path), parses it with our [`ini`] reader and reads every option it knows from
+//! `[DEFAULT]`, failing on the first invalid value with `path:line: key: "value" problem`.
+//! Options present in `[DEFAULT]` but never read are returned as `warnings`, to be logged once
+//! logging is set up: operators bring Diablo configs full of options we do not (yet) use, and
+//! a typo should be visible rather than silently ignored.
+//!
+//! Adding an option: one field in the config struct, one line in its `from_ini`, one line in
+//! the matching `etc/*.conf` sample (a test checks that the sample lists every option read).
 
-use std::path::PathBuf;
+pub mod ini;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+pub use ini::{Ini, Origin, SectionView, Value};
+
+/// Program name of the images API server (and its config file stem).
+pub const API_APP: &str = "glance-api";
+/// Program name of the registry server.
+pub const REGISTRY_APP: &str = "glance-registry";
+/// Program name of the scrubber.
+pub const SCRUBBER_APP: &str = "glance-scrubber";
+
+/// The allowed values of `auth_strategy`.
+pub const AUTH_STRATEGIES: &[&str] = &["noauth", "keystone"];
+
+/// Default `log_date_format` (Glance's).
+pub const DEFAULT_LOG_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Default `sql_connection` of glance-api's embedded registry and of the scrubber.
+pub const DEFAULT_SQL_CONNECTION: &str = "sqlite:////var/lib/glance/glance.sqlite";
+
+/// Default `filesystem_store_datadir`.
+pub const DEFAULT_DATADIR: &str = "/var/lib/glance/images/";
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+/// A command-line override of one config option (for flags specific to one program, such as
+/// `glance-manage --sql-connection` or `glance-scrubber --daemon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliOverride {
+    /// The config option, e.g. `sql_connection`.
+    pub key: String,
+    /// Its value, as config text (`True` for a flag).
+    pub value: String,
+    /// The flag, for messages, e.g. `--sql-connection`.
+    pub flag: String,
+}
+
+/// The command-line options every server shares (Glance's common and logging options).
+///
+/// Values are kept as typed on the command line; the loaders apply them on top of the file,
+/// so they are validated (and reported, naming the flag) exactly like file values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CliArgs {
+    /// `--config-file PATH`.
+    pub config_file: Option<String>,
+    /// `-v/--verbose`.
+    pub verbose: bool,
+    /// `-d/--debug`.
+    pub debug: bool,
+    /// `--log-config PATH` (a Python logging config: accepted, reported as unsupported).
+    pub log_config: Option<String>,
+    /// `--log-file PATH`.
+    pub log_file: Option<String>,
+    /// `--log-dir DIR`.
+    pub log_dir: Option<String>,
+    /// `--log-date-format FMT`.
+    pub log_date_format: Option<String>,
+    /// `--use-syslog` (accepted, reported as unsupported).
+    pub use_syslog: bool,
+    /// `-h/--help`: the program should print [`CliArgs::usage`] and exit 0.
+    pub help: bool,
+    /// `--version`: the program should print its version and exit 0.
+    pub version: bool,
+    /// Free arguments. The loaders take the first one as the config file when it is an
+    /// existing file (`glance-api /etc/glance/glance-api.conf`); a program whose free
+    /// arguments mean something else (glance-manage's command) clears this before loading.
+    pub args: Vec<String>,
+    /// Program-specific overrides, applied after the common flags.
+    pub overrides: Vec<CliOverride>,
+}
+
+impl CliArgs {
+    /// The shared getopts options. A program may add its own before parsing and then call
+    /// [`CliArgs::from_matches`].
+    pub fn options() -> getopts::Options {
+        let mut o = getopts::Options::new();
+        o.optopt("", "config-file", "configuration file to load", "PATH")
+            .optflagmulti("v", "verbose", "log INFO messages")
+            .optflagmulti("d", "debug", "log DEBUG messages")
+            .optopt(
+                "",
+                "log-config",
+                "Python logging config file (not supported: reported and ignored)",
+                "PATH",
+            )
+            .optopt("", "log-file", "log to this file instead of stderr", "PATH")
+            .optopt("", "log-dir", "directory of a relative --log-file", "DIR")
+            .optopt(
+                "",
+                "log-date-format",
+                "date format of log lines (default %Y-%m-%d %H:%M:%S)",
+                "FMT",
+            )
+            .optflag("", "use-syslog", "log to syslog (not supported yet)")
+            .optflag("h", "help", "print this help and exit")
+            .optflag("", "version", "print the version and exit");
+        o
+    }
+
+    /// Parses the arguments (without the program name) with the shared options only.
+    pub fn parse(args: &[String]) -> Result<CliArgs> {
+        let m = CliArgs::options()
+            .parse(args)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(CliArgs::from_matches(&m))
+    }
+
+    /// Builds the shared part from matches of [`CliArgs::options`] (possibly extended).
+    pub fn from_matches(m: &getopts::Matches) -> CliArgs {
+        CliArgs {
+            config_file: m.opt_str("config-file"),
+            verbose: m.opt_present("verbose"),
+            debug: m.opt_present("debug"),
+            log_config: m.opt_str("log-config"),
+            log_file: m.opt_str("log-file"),
+            log_dir: m.opt_str("log-dir"),
+            log_date_format: m.opt_str("log-date-format"),
+            use_syslog: m.opt_present("use-syslog"),
+            help: m.opt_present("help"),
+            version: m.opt_present("version"),
+            args: m.free.clone(),
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Adds a program-specific override: config option `key` reads as `value`.
+    pub fn set(&mut self, key: &str, value: &str, flag: &str) {
+        self.overrides.push(CliOverride {
+            key: key.to_string(),
+            value: value.to_string(),
+            flag: flag.to_string(),
+        });
+    }
+
+    /// Help text for the shared options: `Usage: <program> [options] [CONFIG_FILE]` and the
+    /// option list.
+    pub fn usage(program: &str) -> String {
+        CliArgs::options().usage(&format!("Usage: {program} [options] [CONFIG_FILE]"))
+    }
+
+    /// Applies the flags to a parsed file as overrides.
+    fn apply(&self, ini: &mut Ini) {
+        if self.verbose {
+            ini.set_override("verbose", "True", "-v/--verbose");
+        }
+        if self.debug {
+            ini.set_override("debug", "True", "-d/--debug");
+        }
+        if self.use_syslog {
+            ini.set_override("use_syslog", "True", "--use-syslog");
+        }
+        let opts = [
+            ("log_config", &self.log_config, "--log-config"),
+            ("log_file", &self.log_file, "--log-file"),
+            ("log_dir", &self.log_dir, "--log-dir"),
+            (
+                "log_date_format",
+                &self.log_date_format,
+                "--log-date-format",
+            ),
+        ];
+        for (key, value, flag) in opts {
+            if let Some(v) = value {
+                ini.set_override(key, v, flag);
+            }
+        }
+        for o in &self.overrides {
+            ini.set_override(&o.key, &o.value, &o.flag);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating the file
+
+/// The places searched for `<app>.conf` when neither `--config-file` nor a positional path
+/// names it: `./`, `~/.glance/`, `~/`, `/etc/glance/`, `/etc/` (`~` from `$HOME`; skipped
+/// when unset).
+pub fn search_path(app: &str) -> Vec<PathBuf> {
+    let file = format!("{app}.conf");
+    let mut v = vec![Path::new(".").join(&file)];
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        let home = PathBuf::from(home);
+        v.push(home.join(".glance").join(&file));
+        v.push(home.join(&file));
+    }
+    v.push(Path::new("/etc/glance").join(&file));
+    v.push(Path::new("/etc").join(&file));
+    v
+}
+
+/// Finds the config file of `app`: `explicit` (`--config-file`, which must exist), else
+/// `positional` when it is an existing file, else the first existing file of
+/// [`search_path`].
+pub fn locate(app: &str, explicit: Option<&str>, positional: Option<&str>) -> Result<PathBuf> {
+    locate_in(app, explicit, positional, &search_path(app))
+}
+
+/// [`locate`] with the search path given (for tests).
+pub fn locate_in(
+    app: &str,
+    explicit: Option<&str>,
+    positional: Option<&str>,
+    search: &[PathBuf],
+) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        let path = PathBuf::from(p);
+        return match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(path),
+            Ok(_) => Err(Error::Config(format!("--config-file {p}: not a file"))),
+            Err(e) => Err(Error::Config(format!("--config-file {p}: {e}"))),
+        };
+    }
+    if let Some(p) = positional {
+        let path = PathBuf::from(p);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    if let Some(found) = search.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let tried: Vec<String> = search.iter().map(|p| p.display().to_string()).collect();
+    Err(Error::Config(format!(
+        "Unable to locate any configuration file for {app}; tried: {}",
+        tried.join(", ")
+    )))
+}
+
+/// Locates and parses the file of `app` and applies the command line to it. Also returns
+/// a warning when a positional argument was given but is not a file.
+fn open(app: &str, cli: &CliArgs, search: &[PathBuf]) -> Result<(Ini, Vec<String>)> {
+    let positional = cli.args.first().map(String::as_str);
+    let path = locate_in(app, cli.config_file.as_deref(), positional, search)?;
+    let mut warnings = Vec::new();
+    if let (None, Some(p)) = (&cli.config_file, positional)
+        && Path::new(p) != path
+    {
+        warnings.push(format!(
+            "argument '{p}' is not a file; using configuration file {}",
+            path.display()
+        ));
+    }
+    let mut ini = Ini::load(&path)?;
+    cli.apply(&mut ini);
+    Ok((ini, warnings))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed configs
 
 /// Options every server shares.
 #[derive(Debug, Clone)]
 pub struct CommonOptions {
     /// Path of the config file that was loaded.
     pub config_path: PathBuf,
-    /// Address to listen on.
+    /// Address to listen on (`bind_host`, default `0.0.0.0`).
     pub bind_host: String,
-    /// Port to listen on (0 = any free port).
+    /// Port to listen on (0 = any free port; default 9292 for the API, 9191 for the
+    /// registry).
     pub bind_port: u16,
-    /// Worker threads of the HTTP server.
+    /// Worker threads of the HTTP server (`workers`, default 16, at least 1).
     pub workers: usize,
-    /// Log INFO.
+    /// Log INFO (`verbose`, `-v`).
     pub verbose: bool,
-    /// Log DEBUG.
+    /// Log DEBUG (`debug`, `-d`).
     pub debug: bool,
-    /// Log file (else stderr).
+    /// Log file (else stderr); see [`CommonOptions::log_path`].
     pub log_file: Option<PathBuf>,
-    /// Directory for the log file.
+    /// Directory for a relative log file.
     pub log_dir: Option<PathBuf>,
-    /// strftime-style date format of log lines.
+    /// strftime-style date format of log lines (`%Y %m %d %H %M %S` are understood).
     pub log_date_format: String,
-    /// Auth strategy: `noauth` or `keystone`.
+    /// `use_syslog` was set: not supported yet (logging goes to stderr or the log file; a
+    /// warning says so).
+    pub use_syslog: bool,
+    /// `log_config`/`--log-config`: a Python logging config file, which we cannot apply (a
+    /// warning says so). It must exist.
+    pub log_config: Option<PathBuf>,
+    /// Auth strategy: `noauth` or `keystone` (lower-case, validated).
     pub auth_strategy: String,
-    /// Role name that makes a caller admin.
+    /// Role name that makes a caller admin (`admin_role`, default `admin`).
     pub admin_role: String,
-    /// Owner id is the tenant (else the user).
+    /// Owner id is the tenant (else the user) (`owner_is_tenant`, default True).
     pub owner_is_tenant: bool,
+}
+
+impl CommonOptions {
+    /// The defaults, for a server listening on `bind_port` (what an empty file gives).
+    pub fn new(config_path: impl Into<PathBuf>, bind_port: u16) -> CommonOptions {
+        CommonOptions {
+            config_path: config_path.into(),
+            bind_host: "0.0.0.0".to_string(),
+            bind_port,
+            workers: 16,
+            verbose: false,
+            debug: false,
+            log_file: None,
+            log_dir: None,
+            log_date_format: DEFAULT_LOG_DATE_FORMAT.to_string(),
+            use_syslog: false,
+            log_config: None,
+            auth_strategy: "noauth".to_string(),
+            admin_role: "admin".to_string(),
+            owner_is_tenant: true,
+        }
+    }
+
+    /// Where to log: `log_file` joined onto `log_dir` when relative and `log_dir` is set;
+    /// `None` means stderr.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        let file = self.log_file.as_ref()?;
+        match &self.log_dir {
+            Some(dir) if file.is_relative() => Some(dir.join(file)),
+            _ => Some(file.clone()),
+        }
+    }
+
+    /// Reads the logging options (all programs).
+    fn read_logging(&mut self, ini: &Ini, warnings: &mut Vec<String>) -> Result<()> {
+        let d = ini.defaults();
+        self.verbose = d.bool("verbose", false)?;
+        self.debug = d.bool("debug", false)?;
+        self.log_file = d.opt_path("log_file");
+        self.log_dir = d.opt_path("log_dir");
+        self.log_date_format = d.string("log_date_format", DEFAULT_LOG_DATE_FORMAT);
+        self.use_syslog = d.bool("use_syslog", false)?;
+        if self.use_syslog {
+            let target = self
+                .log_path()
+                .map_or_else(|| "stderr".to_string(), |p| p.display().to_string());
+            warnings.push(format!(
+                "use_syslog is not supported yet; logging to {target} instead"
+            ));
+        }
+        if let Some(v) = d.get("log_config") {
+            let path = PathBuf::from(v.text);
+            if !path.is_file() {
+                return Err(v.error("log_config", "does not name an existing file"));
+            }
+            warnings.push(format!(
+                "log_config {}: Python logging configuration files are not supported; \
+                 using the log_* options instead",
+                path.display()
+            ));
+            self.log_config = Some(path);
+        }
+        Ok(())
+    }
+
+    /// Reads the listening and request-context options (servers).
+    fn read_server(&mut self, ini: &Ini) -> Result<()> {
+        let d = ini.defaults();
+        self.bind_host = d.string("bind_host", "0.0.0.0");
+        self.bind_port = d.port("bind_port", self.bind_port)?;
+        self.workers = d.usize_in("workers", 16, 1..=usize::MAX)?;
+        self.auth_strategy = d.choice("auth_strategy", "noauth", AUTH_STRATEGIES)?;
+        self.admin_role = d.string("admin_role", "admin");
+        self.owner_is_tenant = d.bool("owner_is_tenant", true)?;
+        Ok(())
+    }
 }
 
 /// `sql_connection` and friends.
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {
-    /// Raw `sql_connection` value.
+    /// Raw `sql_connection` value (only SQLite is accepted, so it holds no password).
     pub sql_connection: String,
-    /// SQLite database path parsed from it.
+    /// SQLite database path parsed from it, made absolute against the current directory.
     pub sqlite_path: PathBuf,
-    /// Busy timeout.
+    /// Busy timeout (`sql_timeout`, default 30 s).
     pub sql_timeout: Duration,
-    /// Apply migrations at start-up instead of refusing an old schema.
+    /// `sql_idle_timeout` (default 3600 s): Glance's pool recycle time; accepted, unused
+    /// with SQLite.
+    pub sql_idle_timeout: Duration,
+    /// Apply migrations at start-up (`db_auto_create = True`) instead of refusing a
+    /// database whose schema is not the latest.
     pub db_auto_create: bool,
+}
+
+impl DatabaseOptions {
+    /// Reads the database options, with `default_connection` when `sql_connection` is unset.
+    fn from_ini(ini: &Ini, default_connection: &str) -> Result<DatabaseOptions> {
+        let d = ini.defaults();
+        let (sql_connection, sqlite_path) = match d.get("sql_connection") {
+            Some(v) => (
+                v.text.to_string(),
+                sqlite_path(v.text)
+                    .map_err(|p| v.error_showing("sql_connection", &redact_url(v.text), &p))?,
+            ),
+            None => {
+                let p = sqlite_path(default_connection).map_err(Error::Config)?;
+                (default_connection.to_string(), p)
+            }
+        };
+        Ok(DatabaseOptions {
+            sql_connection,
+            sqlite_path,
+            sql_timeout: d.seconds("sql_timeout", 30)?,
+            sql_idle_timeout: d.seconds("sql_idle_timeout", 3600)?,
+            db_auto_create: d.bool("db_auto_create", false)?,
+        })
+    }
+}
+
+/// Parses an SQLAlchemy URL the way SQLAlchemy reads SQLite ones: `sqlite:////abs/path` is
+/// `/abs/path`, `sqlite:///rel/path` is relative to the current directory; a string
+/// without `://` is taken as a plain path. The error is a problem description (the caller
+/// adds the redacted value).
+fn sqlite_path(url: &str) -> std::result::Result<PathBuf, String> {
+    let path = match url.split_once("://") {
+        None => url,
+        Some((scheme, rest)) => {
+            let driver = scheme.split('+').next().unwrap_or(scheme);
+            if !driver.eq_ignore_ascii_case("sqlite") {
+                return Err(format!(
+                    "uses database '{driver}', which is not supported yet (only sqlite)"
+                ));
+            }
+            if rest.contains('?') {
+                return Err("has query parameters, which are not supported".to_string());
+            }
+            // sqlite://<host>/<path>: the host part must be empty.
+            match rest.strip_prefix('/') {
+                Some(p) => p,
+                None => {
+                    return Err(
+                        "must be sqlite:////absolute/path or sqlite:///relative/path".to_string(),
+                    );
+                }
+            }
+        }
+    };
+    if path.is_empty() || path == ":memory:" {
+        return Err(
+            "names an in-memory database, which each connection would see empty; \
+             give a file path"
+                .to_string(),
+        );
+    }
+    std::path::absolute(path).map_err(|e| format!("cannot be made absolute: {e}"))
+}
+
+/// The URL with the password of its user-info replaced by `***`
+/// (`mysql://glance:***@db/glance`), so that it can appear in messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Collects the warnings of a loaded file: parse warnings, then unknown options.
+fn finish_warnings(ini: &Ini, mut warnings: Vec<String>) -> Vec<String> {
+    let mut all: Vec<String> = ini.parse_warnings().to_vec();
+    all.append(&mut warnings);
+    all.extend(ini.unknown_options());
+    all
 }
 
 /// glance-registry.conf.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    /// Shared options.
+    /// Shared options (`bind_port` defaults to 9191).
     pub common: CommonOptions,
-    /// Database.
+    /// Database (`sql_connection` defaults to [`DEFAULT_SQL_CONNECTION`]).
     pub db: DatabaseOptions,
-    /// Largest page.
+    /// Largest page (`api_limit_max`, default 1000).
     pub api_limit_max: u64,
-    /// Default page.
+    /// Default page (`limit_param_default`, default 25).
     pub limit_param_default: u64,
+    /// Messages to log once logging is up (unknown options, unsupported settings).
+    pub warnings: Vec<String>,
 }
 
-/// Loads glance-registry.conf (stub).
-pub fn load_registry(_args: &[String]) -> Result<RegistryConfig> {
-    Err(crate::Error::Config("not implemented".into()))
+impl RegistryConfig {
+    /// Reads the settings from a parsed file (command-line overrides already applied).
+    pub fn from_ini(ini: &Ini) -> Result<RegistryConfig> {
+        let mut warnings = Vec::new();
+        let mut common = CommonOptions::new(ini.path(), 9191);
+        common.read_logging(ini, &mut warnings)?;
+        common.read_server(ini)?;
+        let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
+        let d = ini.defaults();
+        let api_limit_max = d.u64_in("api_limit_max", 1000, 1..=u64::MAX)?;
+        let limit_param_default = d.u64_in("limit_param_default", 25, 1..=u64::MAX)?;
+        Ok(RegistryConfig {
+            common,
+            db,
+            api_limit_max,
+            limit_param_default,
+            warnings: finish_warnings(ini, warnings),
+        })
+    }
 }
+
+/// glance-api.conf.
+///
+/// Notifier, Swift, S3 and Keystone options are to be added as further fields (or grouped
+/// structs) read in [`ApiConfig::from_ini`].
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Shared options (`bind_port` defaults to 9292).
+    pub common: CommonOptions,
+    /// `registry_host`: a remote glance-registry; unset = the embedded SQLite registry
+    /// described by `db`.
+    pub registry_host: Option<String>,
+    /// `registry_port` (default 9191).
+    pub registry_port: u16,
+    /// `registry_client_timeout` (default 600 s).
+    pub registry_client_timeout: Duration,
+    /// Database of the embedded registry.
+    pub db: DatabaseOptions,
+    /// Largest page (`api_limit_max`, default 1000).
+    pub api_limit_max: u64,
+    /// Default page (`limit_param_default`, default 25).
+    pub limit_param_default: u64,
+    /// Store used for uploads (`default_store`, default `file`).
+    pub default_store: String,
+    /// `filesystem_store_datadir` (default `/var/lib/glance/images/`).
+    pub filesystem_store_datadir: PathBuf,
+    /// `delayed_delete` (default False): DELETE leaves `pending_delete` for the scrubber.
+    pub delayed_delete: bool,
+    /// `image_size_cap`: largest image accepted, in bytes (default 1 TiB).
+    pub image_size_cap: u64,
+    /// `image_buffer_size`: bytes per read/write when streaming image data (default 65536,
+    /// 4096 to 16 MiB).
+    pub image_buffer_size: usize,
+    /// Messages to log once logging is up (unknown options, unsupported settings).
+    pub warnings: Vec<String>,
+}
+
+impl ApiConfig {
+    /// Reads the settings from a parsed file (command-line overrides already applied).
+    pub fn from_ini(ini: &Ini) -> Result<ApiConfig> {
+        let mut warnings = Vec::new();
+        let mut common = CommonOptions::new(ini.path(), 9292);
+        common.read_logging(ini, &mut warnings)?;
+        common.read_server(ini)?;
+        let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
+        let d = ini.defaults();
+        Ok(ApiConfig {
+            common,
+            registry_host: d.opt_string("registry_host"),
+            registry_port: d.port("registry_port", 9191)?,
+            registry_client_timeout: d.seconds("registry_client_timeout", 600)?,
+            db,
+            api_limit_max: d.u64_in("api_limit_max", 1000, 1..=u64::MAX)?,
+            limit_param_default: d.u64_in("limit_param_default", 25, 1..=u64::MAX)?,
+            default_store: d.string("default_store", "file"),
+            filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
+            delayed_delete: d.bool("delayed_delete", false)?,
+            image_size_cap: d.u64("image_size_cap", 1 << 40)?,
+            image_buffer_size: d.usize_in("image_buffer_size", 65536, 4096..=16 << 20)?,
+            warnings: finish_warnings(ini, warnings),
+        })
+    }
+}
+
+/// glance-scrubber.conf.
+#[derive(Debug, Clone)]
+pub struct ScrubberConfig {
+    /// Shared options; only the logging ones are read from the file (the scrubber does not
+    /// listen), the others keep their defaults.
+    pub common: CommonOptions,
+    /// The registry database whose `pending_delete` images are scrubbed.
+    pub db: DatabaseOptions,
+    /// `scrub_time`: how long a deleted image waits before its data is removed (default 0).
+    pub scrub_time: Duration,
+    /// `daemon` (default False): loop every `wakeup_time` instead of one pass.
+    pub daemon: bool,
+    /// `wakeup_time` (default 300 s).
+    pub wakeup_time: Duration,
+    /// `filesystem_store_datadir` (default `/var/lib/glance/images/`).
+    pub filesystem_store_datadir: PathBuf,
+    /// Messages to log once logging is up (unknown options, unsupported settings).
+    pub warnings: Vec<String>,
+}
+
+impl ScrubberConfig {
+    /// Reads the settings from a parsed file (command-line overrides already applied).
+    pub fn from_ini(ini: &Ini) -> Result<ScrubberConfig> {
+        let mut warnings = Vec::new();
+        let mut common = CommonOptions::new(ini.path(), 0);
+        common.read_logging(ini, &mut warnings)?;
+        let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
+        let d = ini.defaults();
+        Ok(ScrubberConfig {
+            common,
+            db,
+            scrub_time: d.seconds("scrub_time", 0)?,
+            daemon: d.bool("daemon", false)?,
+            wakeup_time: d.seconds("wakeup_time", 300)?,
+            filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
+            warnings: finish_warnings(ini, warnings),
+        })
+    }
+}
+
+/// Loads glance-registry.conf (located as [`locate`] says) with the command line applied.
+pub fn load_registry(cli: &CliArgs) -> Result<RegistryConfig> {
+    let (ini, pre) = open(REGISTRY_APP, cli, &search_path(REGISTRY_APP))?;
+    let mut cfg = RegistryConfig::from_ini(&ini)?;
+    cfg.warnings.splice(0..0, pre);
+    Ok(cfg)
+}
+
+/// Loads glance-api.conf (located as [`locate`] says) with the command line applied.
+pub fn load_api(cli: &CliArgs) -> Result<ApiConfig> {
+    let (ini, pre) = open(API_APP, cli, &search_path(API_APP))?;
+    let mut cfg = ApiConfig::from_ini(&ini)?;
+    cfg.warnings.splice(0..0, pre);
+    Ok(cfg)
+}
+
+/// Loads glance-scrubber.conf (located as [`locate`] says) with the command line applied.
+pub fn load_scrubber(cli: &CliArgs) -> Result<ScrubberConfig> {
+    let (ini, pre) = open(SCRUBBER_APP, cli, &search_path(SCRUBBER_APP))?;
+    let mut cfg = ScrubberConfig::from_ini(&ini)?;
+    cfg.warnings.splice(0..0, pre);
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,454 @@
+//! Tests of locating and loading the typed configs, and of the samples in `etc/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Err(e) = fs::write(&p, text) {
+        panic!("writing {}: {e}", p.display());
+    }
+    p
+}
+
+fn ini(text: &str) -> Ini {
+    match Ini::parse(Path::new("glance-api.conf"), text) {
+        Ok(i) => i,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn cli(args: &[&str]) -> CliArgs {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    match CliArgs::parse(&args) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn locate_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let explicit = write(d, "explicit.conf", "[DEFAULT]\n");
+    let positional = write(d, "positional.conf", "[DEFAULT]\n");
+    let s1 = d.join("first/glance-api.conf");
+    let s2 = write(d, "second.conf", "[DEFAULT]\n");
+    let search = vec![s1.clone(), s2.clone()];
+    let ex = explicit.to_str().unwrap();
+    let pos = positional.to_str().unwrap();
+
+    // --config-file wins over everything.
+    assert_eq!(
+        locate_in("glance-api", Some(ex), Some(pos), &search).unwrap(),
+        explicit
+    );
+    // Then the positional argument.
+    assert_eq!(
+        locate_in("glance-api", None, Some(pos), &search).unwrap(),
+        positional
+    );
+    // A positional argument that is not a file falls through to the search path, which is
+    // tried in order (the first entry does not exist).
+    assert_eq!(
+        locate_in("glance-api", None, Some("serve"), &search).unwrap(),
+        s2
+    );
+    fs::create_dir_all(s1.parent().unwrap()).unwrap();
+    write(s1.parent().unwrap(), "glance-api.conf", "");
+    assert_eq!(locate_in("glance-api", None, None, &search).unwrap(), s1);
+
+    // A missing --config-file is an error naming it, even when others exist.
+    let missing = d.join("missing.conf");
+    let e = err(locate_in(
+        "glance-api",
+        missing.to_str(),
+        Some(pos),
+        &search,
+    ));
+    assert!(
+        e.starts_with(&format!("--config-file {}: ", missing.display())),
+        "{e}"
+    );
+    let e = err(locate_in("glance-api", d.to_str(), None, &search));
+    assert!(e.ends_with("not a file"), "{e}");
+
+    // Nothing found: every tried path is listed.
+    let none = vec![d.join("a/glance-api.conf"), d.join("b/glance-api.conf")];
+    let e = err(locate_in("glance-api", None, None, &none));
+    assert_eq!(
+        e,
+        format!(
+            "Unable to locate any configuration file for glance-api; tried: {}, {}",
+            none[0].display(),
+            none[1].display()
+        )
+    );
+}
+
+#[test]
+fn search_path_order() {
+    let p = search_path("glance-registry");
+    assert_eq!(p[0], Path::new("./glance-registry.conf"));
+    let n = p.len();
+    assert_eq!(p[n - 2], Path::new("/etc/glance/glance-registry.conf"));
+    assert_eq!(p[n - 1], Path::new("/etc/glance-registry.conf"));
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        let home = PathBuf::from(home);
+        assert_eq!(p[1], home.join(".glance/glance-registry.conf"));
+        assert_eq!(p[2], home.join("glance-registry.conf"));
+    }
+}
+
+#[test]
+fn api_defaults_from_an_empty_file() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(c.common.bind_host, "0.0.0.0");
+    assert_eq!(c.common.bind_port, 9292);
+    assert_eq!(c.common.workers, 16);
+    assert!(!c.common.verbose && !c.common.debug && !c.common.use_syslog);
+    assert_eq!(c.common.log_file, None);
+    assert_eq!(c.common.log_path(), None);
+    assert_eq!(c.common.log_date_format, "%Y-%m-%d %H:%M:%S");
+    assert_eq!(c.common.auth_strategy, "noauth");
+    assert_eq!(c.common.admin_role, "admin");
+    assert!(c.common.owner_is_tenant);
+    assert_eq!(c.registry_host, None);
+    assert_eq!(c.registry_port, 9191);
+    assert_eq!(c.registry_client_timeout, Duration::from_secs(600));
+    assert_eq!(c.db.sql_connection, DEFAULT_SQL_CONNECTION);
+    assert_eq!(c.db.sqlite_path, Path::new("/var/lib/glance/glance.sqlite"));
+    assert_eq!(c.db.sql_timeout, Duration::from_secs(30));
+    assert_eq!(c.db.sql_idle_timeout, Duration::from_secs(3600));
+    assert!(!c.db.db_auto_create);
+    assert_eq!((c.api_limit_max, c.limit_param_default), (1000, 25));
+    assert_eq!(c.default_store, "file");
+    assert_eq!(
+        c.filesystem_store_datadir,
+        Path::new("/var/lib/glance/images/")
+    );
+    assert!(!c.delayed_delete);
+    assert_eq!(c.image_size_cap, 1_099_511_627_776);
+    assert_eq!(c.image_buffer_size, 65536);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let r = RegistryConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(r.common.bind_port, 9191);
+    assert_eq!((r.api_limit_max, r.limit_param_default), (1000, 25));
+
+    let s = ScrubberConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(s.scrub_time, Duration::ZERO);
+    assert!(!s.daemon);
+    assert_eq!(s.wakeup_time, Duration::from_secs(300));
+}
+
+#[test]
+fn api_values_and_validation() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n\
+         bind_port = 0\n\
+         workers = 2\n\
+         auth_strategy = Keystone\n\
+         owner_is_tenant = False\n\
+         registry_host = 10.0.0.1\n\
+         registry_port = 9999\n\
+         image_buffer_size = 4096\n\
+         log_dir = /var/log/glance\n\
+         log_file = api.log\n"))
+    .unwrap();
+    assert_eq!(c.common.bind_port, 0);
+    assert_eq!(c.common.workers, 2);
+    assert_eq!(c.common.auth_strategy, "keystone");
+    assert!(!c.common.owner_is_tenant);
+    assert_eq!(c.registry_host.as_deref(), Some("10.0.0.1"));
+    assert_eq!(c.registry_port, 9999);
+    assert_eq!(c.image_buffer_size, 4096);
+    assert_eq!(
+        c.common.log_path(),
+        Some(PathBuf::from("/var/log/glance/api.log"))
+    );
+
+    let e = err(ApiConfig::from_ini(&ini("[DEFAULT]\nworkers = 0\n")));
+    assert_eq!(e, "glance-api.conf:2: workers: \"0\" must be at least 1");
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nauth_strategy = ldap\n",
+    )));
+    assert_eq!(
+        e,
+        "glance-api.conf:2: auth_strategy: \"ldap\" is not one of: noauth, keystone"
+    );
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nimage_buffer_size = 100\n",
+    )));
+    assert_eq!(
+        e,
+        "glance-api.conf:2: image_buffer_size: \"100\" must be between 4096 and 16777216"
+    );
+    let e = err(ApiConfig::from_ini(&ini("[DEFAULT]\nbind_port = abc\n")));
+    assert_eq!(
+        e,
+        "glance-api.conf:2: bind_port: \"abc\" is not a port number"
+    );
+}
+
+#[test]
+fn sql_connection_forms() {
+    let db = |v: &str| {
+        DatabaseOptions::from_ini(
+            &ini(&format!("[DEFAULT]\nsql_connection = {v}\n")),
+            DEFAULT_SQL_CONNECTION,
+        )
+    };
+    let cwd = std::env::current_dir().unwrap();
+
+    let abs = db("sqlite:////var/lib/glance/g.sqlite").unwrap();
+    assert_eq!(abs.sqlite_path, Path::new("/var/lib/glance/g.sqlite"));
+    assert_eq!(abs.sql_connection, "sqlite:////var/lib/glance/g.sqlite");
+
+    let rel = db("sqlite:///glance.sqlite").unwrap();
+    assert_eq!(rel.sqlite_path, cwd.join("glance.sqlite"));
+    let rel = db("sqlite+pysqlite:///data/glance.sqlite").unwrap();
+    assert_eq!(rel.sqlite_path, cwd.join("data/glance.sqlite"));
+
+    assert_eq!(
+        db("/srv/glance/registry.db").unwrap().sqlite_path,
+        Path::new("/srv/glance/registry.db")
+    );
+    assert_eq!(db("reg.db").unwrap().sqlite_path, cwd.join("reg.db"));
+
+    let e = err(db("postgresql://glance:s3cret@db.example.com:5432/glance"));
+    assert_eq!(
+        e,
+        "glance-api.conf:2: sql_connection: \"postgresql://glance:***@db.example.com:5432/glance\" \
+         uses database 'postgresql', which is not supported yet (only sqlite)"
+    );
+    assert!(!e.contains("s3cret"));
+    let e = err(db("mysql+mysqldb://root:pw@localhost/glance"));
+    assert!(
+        e.contains("'mysql', which is not supported yet (only sqlite)"),
+        "{e}"
+    );
+    assert!(!e.contains("pw@"), "{e}");
+    let e = err(db("sqlite://"));
+    assert!(e.contains("sqlite:////absolute/path"), "{e}");
+    let e = err(db("sqlite:///:memory:"));
+    assert!(e.contains("in-memory"), "{e}");
+    let e = err(db("sqlite:///x.db?timeout=3"));
+    assert!(e.contains("query parameters"), "{e}");
+
+    assert_eq!(redact_url("mysql://u@h/db"), "mysql://u:***@h/db");
+    assert_eq!(redact_url("mysql://h/db"), "mysql://h/db");
+    assert_eq!(redact_url("a:b@c"), "a:b@c");
+}
+
+#[test]
+fn unknown_options_are_warnings() {
+    let c = RegistryConfig::from_ini(&ini("[DEFAULT]\n\
+         verbose = True\n\
+         swift_store_key = secret\n\
+         context_class = glance.registry.context.RequestContext\n\
+         [pipeline:glance-registry]\n\
+         pipeline = context registryapp\n\
+         [app:registryapp]\n\
+         paste.app_factory = glance.common.wsgi:app_factory\n\
+         [filter:context]\n\
+         context_class = glance.registry.context.RequestContext\n"))
+    .unwrap();
+    assert!(c.common.verbose);
+    assert_eq!(
+        c.warnings,
+        [
+            "unknown option 'swift_store_key' in glance-api.conf:3, ignored",
+            "unknown option 'context_class' in glance-api.conf:4, ignored",
+        ]
+    );
+}
+
+#[test]
+fn syslog_and_log_config_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let logging = write(dir.path(), "logging.conf", "[loggers]\n");
+    let c = RegistryConfig::from_ini(&ini(&format!(
+        "[DEFAULT]\nuse_syslog = True\nlog_config = {}\n",
+        logging.display()
+    )))
+    .unwrap();
+    assert!(c.common.use_syslog);
+    assert_eq!(c.common.log_config.as_deref(), Some(logging.as_path()));
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].starts_with("use_syslog is not supported yet; logging to stderr"));
+    assert!(c.warnings[1].contains("not supported"));
+
+    let e = err(RegistryConfig::from_ini(&ini(
+        "[DEFAULT]\nlog_config = /nonexistent/logging.conf\n",
+    )));
+    assert_eq!(
+        e,
+        "glance-api.conf:2: log_config: \"/nonexistent/logging.conf\" does not name an existing file"
+    );
+}
+
+#[test]
+fn cli_parsing() {
+    let c = cli(&[
+        "-v",
+        "--debug",
+        "--config-file",
+        "/x.conf",
+        "--log-file",
+        "a.log",
+        "--log-dir=/var/log",
+        "--log-date-format",
+        "%H:%M",
+        "--log-config",
+        "l.conf",
+        "--use-syslog",
+        "extra",
+    ]);
+    assert!(c.verbose && c.debug && c.use_syslog && !c.help && !c.version);
+    assert_eq!(c.config_file.as_deref(), Some("/x.conf"));
+    assert_eq!(c.log_file.as_deref(), Some("a.log"));
+    assert_eq!(c.log_dir.as_deref(), Some("/var/log"));
+    assert_eq!(c.log_date_format.as_deref(), Some("%H:%M"));
+    assert_eq!(c.log_config.as_deref(), Some("l.conf"));
+    assert_eq!(c.args, ["extra"]);
+    assert!(cli(&["-h"]).help);
+    assert!(cli(&["--version"]).version);
+    assert!(cli(&["-v", "-v"]).verbose);
+    let e = err(CliArgs::parse(&["--bogus".to_string()]));
+    assert!(e.contains("bogus"), "{e}");
+    let u = CliArgs::usage("glance-api");
+    assert!(u.starts_with("Usage: glance-api [options] [CONFIG_FILE]"));
+    assert!(u.contains("--config-file PATH"));
+}
+
+#[test]
+fn cli_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write(
+        dir.path(),
+        "reg.conf",
+        "[DEFAULT]\n\
+         verbose = False\n\
+         debug = False\n\
+         log_file = /var/log/glance/registry.log\n\
+         log_date_format = %Y\n\
+         sql_connection = sqlite:////a.db\n",
+    );
+    let nowhere: Vec<PathBuf> = Vec::new();
+
+    // Positional config path.
+    let (i, w) = open(REGISTRY_APP, &cli(&[conf.to_str().unwrap()]), &nowhere).unwrap();
+    assert!(w.is_empty());
+    let c = RegistryConfig::from_ini(&i).unwrap();
+    assert_eq!(c.common.config_path, conf);
+    assert!(!c.common.verbose);
+    assert_eq!(
+        c.common.log_file,
+        Some(PathBuf::from("/var/log/glance/registry.log"))
+    );
+
+    // Flags win over the file.
+    let mut args = cli(&[
+        "--config-file",
+        conf.to_str().unwrap(),
+        "-v",
+        "-d",
+        "--log-file",
+        "other.log",
+        "--log-dir",
+        "/tmp/logs",
+        "--log-date-format",
+        "%H:%M:%S",
+    ]);
+    args.set("sql_connection", "sqlite:////b.db", "--sql-connection");
+    let (i, w) = open(REGISTRY_APP, &args, &nowhere).unwrap();
+    assert!(w.is_empty());
+    let c = RegistryConfig::from_ini(&i).unwrap();
+    assert!(c.common.verbose && c.common.debug);
+    assert_eq!(
+        c.common.log_path(),
+        Some(PathBuf::from("/tmp/logs/other.log"))
+    );
+    assert_eq!(c.common.log_date_format, "%H:%M:%S");
+    assert_eq!(c.db.sqlite_path, Path::new("/b.db"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // A bad override names the flag.
+    let mut args = cli(&["--config-file", conf.to_str().unwrap()]);
+    args.set("sql_connection", "mysql://u:pw@h/g", "--sql-connection");
+    let (i, _) = open(REGISTRY_APP, &args, &nowhere).unwrap();
+    let e = err(RegistryConfig::from_ini(&i));
+    assert_eq!(
+        e,
+        "command line (--sql-connection): sql_connection: \"mysql://u:***@h/g\" uses database \
+         'mysql', which is not supported yet (only sqlite)"
+    );
+
+    // A positional argument that is not a file, with the file found on the search path.
+    let search = vec![conf.clone()];
+    let (_, w) = open(REGISTRY_APP, &cli(&["nonsense"]), &search).unwrap();
+    assert_eq!(
+        w,
+        [format!(
+            "argument 'nonsense' is not a file; using configuration file {}",
+            conf.display()
+        )]
+    );
+}
+
+/// Every sample in etc/ loads without warnings, and lists every option its program reads
+/// (as `key = value` or `# key = value` in [DEFAULT]), so code and samples cannot drift.
+#[test]
+fn samples_match_the_code() {
+    type Loader = fn(&Ini) -> Result<()>;
+    let samples: [(&str, Loader); 3] = [
+        ("glance-api.conf", |i| {
+            ApiConfig::from_ini(i).map(|c| assert!(c.warnings.is_empty(), "{:?}", c.warnings))
+        }),
+        ("glance-registry.conf", |i| {
+            RegistryConfig::from_ini(i).map(|c| assert!(c.warnings.is_empty(), "{:?}", c.warnings))
+        }),
+        ("glance-scrubber.conf", |i| {
+            ScrubberConfig::from_ini(i).map(|c| assert!(c.warnings.is_empty(), "{:?}", c.warnings))
+        }),
+    ];
+    for (name, load) in samples {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc").join(name);
+        let ini = Ini::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        load(&ini).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = fs::read_to_string(&path).unwrap();
+        let listed: Vec<String> = text
+            .lines()
+            .map_while(|l| (!l.starts_with('[') || l == "[DEFAULT]").then_some(l))
+            .filter_map(|l| {
+                let l = l.strip_prefix('#').unwrap_or(l).trim_start();
+                let (key, _) = l.split_once('=')?;
+                let key = key.trim();
+                (!key.is_empty() && !key.contains(' ')).then(|| key.to_string())
+            })
+            .collect();
+        for (section, key) in ini.requested() {
+            assert_eq!(section, "DEFAULT", "{name}: [{section}] {key}");
+            assert!(
+                listed.contains(&key),
+                "{name} does not list option '{key}' that the code reads"
+            );
+        }
+        for key in &listed {
+            assert!(
+                ini.requested().iter().any(|(_, k)| k == key),
+                "{name} lists option '{key}' that the code does not read"
+            );
+        }
+    }
+}
