@@ -1,1 +1,246 @@
-//! STUB: migrate
+//! Numbered SQL migrations of the registry database, tracked in `PRAGMA user_version`.
+//!
+//! Version 0 is an empty (or foreign) database; migration `n` takes the schema from `n - 1`
+//! to `n`. Each migration runs in its own `IMMEDIATE` transaction together with the
+//! `user_version` bump, so a failed migration leaves the database at the previous version
+//! and two processes migrating at once do not apply a step twice (the version is re-read
+//! inside the transaction). Downgrades are not supported.
+//!
+//! The schema follows Glance's tables (spec §2): `images`, `image_properties` and
+//! `image_members`, with soft-delete columns on each. Timestamps are stored as
+//! `YYYY-MM-DDTHH:MM:SS.ffffff` text (see [`crate::timeutil`]), so text order is time order.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// One migration: the version it produces and the SQL that gets there from the one before.
+struct Migration {
+    version: u32,
+    sql: &'static str,
+}
+
+/// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
+const MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        sql: "
+CREATE TABLE images (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT,
+    disk_format TEXT,
+    container_format TEXT,
+    size INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    is_public INTEGER NOT NULL DEFAULT 0,
+    location TEXT,
+    checksum TEXT,
+    min_ram INTEGER NOT NULL DEFAULT 0,
+    min_disk INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    deleted_at TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE image_properties (
+    id INTEGER PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    name TEXT NOT NULL,
+    value TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    deleted_at TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (image_id, name)
+);
+",
+    },
+    Migration {
+        version: 2,
+        sql: "
+CREATE TABLE image_members (
+    id INTEGER PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    member TEXT NOT NULL,
+    can_share INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    deleted_at TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (image_id, member)
+);
+CREATE INDEX ix_images_deleted_status ON images (deleted, status);
+CREATE INDEX ix_images_created_at ON images (created_at);
+CREATE INDEX ix_images_updated_at ON images (updated_at);
+CREATE INDEX ix_images_is_public ON images (is_public);
+CREATE INDEX ix_images_owner ON images (owner);
+CREATE INDEX ix_image_properties_name_value ON image_properties (name, value);
+CREATE INDEX ix_image_members_member ON image_members (member);
+",
+    },
+];
+
+/// The schema version this program needs (and the highest it knows).
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// The database's schema version (`PRAGMA user_version`; 0 for a fresh database).
+pub fn version(conn: &Connection) -> Result<u32> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    u32::try_from(v).map_err(|_| Error::Db(format!("invalid schema version {v} in database")))
+}
+
+/// Migrates the database up to `target` (default [`LATEST`]); returns `(from, to)`.
+///
+/// A target above [`LATEST`], or below the current version (a downgrade), is a `Config`
+/// error; so is a database already newer than this program.
+pub fn sync(conn: &mut Connection, target: Option<u32>) -> Result<(u32, u32)> {
+    let target = target.unwrap_or(LATEST);
+    if target > LATEST {
+        return Err(Error::Config(format!(
+            "unknown schema version {target}: this program knows versions 0 to {LATEST}"
+        )));
+    }
+    let from = version(conn)?;
+    if from > LATEST {
+        return Err(Error::Config(format!(
+            "database is at schema version {from}, newer than this program supports \
+             ({LATEST}): upgrade glance-rs"
+        )));
+    }
+    if target < from {
+        return Err(Error::Config(format!(
+            "database is at schema version {from}: downgrading to {target} is not supported"
+        )));
+    }
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > from && m.version <= target)
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have applied this step while we waited for the lock.
+        if version(&tx)? >= m.version {
+            continue;
+        }
+        tx.execute_batch(m.sql)
+            .map_err(|e| Error::Db(format!("schema migration {} failed: {e}", m.version)))?;
+        tx.pragma_update(None, "user_version", m.version)?;
+        tx.commit()?;
+    }
+    Ok((from, version(conn)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .unwrap()
+    }
+
+    fn file_db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("registry.db")).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn versions_are_consecutive() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+        }
+        const { assert!(LATEST >= 2) };
+    }
+
+    #[test]
+    fn fresh_to_latest() {
+        let (_dir, mut conn) = file_db();
+        assert_eq!(version(&conn).unwrap(), 0);
+        assert_eq!(sync(&mut conn, None).unwrap(), (0, LATEST));
+        assert_eq!(version(&conn).unwrap(), LATEST);
+        assert_eq!(
+            tables(&conn),
+            vec!["image_members", "image_properties", "images"]
+        );
+        // Idempotent.
+        assert_eq!(sync(&mut conn, None).unwrap(), (LATEST, LATEST));
+    }
+
+    #[test]
+    fn previous_to_latest_keeps_data() {
+        let (_dir, mut conn) = file_db();
+        assert_eq!(sync(&mut conn, Some(LATEST - 1)).unwrap(), (0, LATEST - 1));
+        assert_eq!(version(&conn).unwrap(), LATEST - 1);
+        conn.execute(
+            "INSERT INTO images (id, status, created_at) VALUES ('a', 'active', '2011-09-21T00:00:00.000000')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO image_properties (image_id, name, value, created_at) VALUES ('a', 'os', 'linux', '2011-09-21T00:00:00.000000')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(sync(&mut conn, None).unwrap(), (LATEST - 1, LATEST));
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM images i JOIN image_properties p ON p.image_id = i.id",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        conn.execute(
+            "INSERT INTO image_members (image_id, member, created_at) VALUES ('a', 't', '2011-09-21T00:00:00.000000')",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn one_step_at_a_time() {
+        let (_dir, mut conn) = file_db();
+        for v in 1..=LATEST {
+            assert_eq!(sync(&mut conn, Some(v)).unwrap(), (v - 1, v));
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_target_and_downgrade() {
+        let (_dir, mut conn) = file_db();
+        let err = sync(&mut conn, Some(LATEST + 1)).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert_eq!(version(&conn).unwrap(), 0);
+        sync(&mut conn, None).unwrap();
+        let err = sync(&mut conn, Some(1)).unwrap_err();
+        assert!(err.message().contains("not supported"), "{err}");
+        assert_eq!(version(&conn).unwrap(), LATEST);
+    }
+
+    #[test]
+    fn refuses_newer_database() {
+        let (_dir, mut conn) = file_db();
+        conn.pragma_update(None, "user_version", LATEST + 1)
+            .unwrap();
+        let err = sync(&mut conn, None).unwrap_err();
+        assert!(err.message().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn failed_migration_rolls_back() {
+        let (_dir, mut conn) = file_db();
+        // A clashing table makes migration 1 fail half-way (after `images` is created).
+        conn.execute_batch("CREATE TABLE image_properties (x INTEGER)")
+            .unwrap();
+        let err = sync(&mut conn, None).unwrap_err();
+        assert!(matches!(err, Error::Db(_)), "{err}");
+        assert_eq!(version(&conn).unwrap(), 0);
+        assert_eq!(tables(&conn), vec!["image_properties"]);
+    }
+}

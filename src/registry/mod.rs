@@ -6,6 +6,8 @@
 //! parameters of spec §5.1 are parsed once, here, into [`ListQuery`].
 
 pub mod client;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod migrate;
 pub mod server;
 pub mod sqlite;
