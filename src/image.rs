@@ -65,13 +65,13 @@ impl Status {
         if self == next {
             return true;
         }
-        match (self, next) {
-            (Queued, Saving | Active | Killed) => true,
-            (Saving, Active | Killed) => true,
-            (Queued | Saving | Active | Killed, Deleted | PendingDelete) => true,
-            (PendingDelete, Deleted) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Queued, Saving | Active | Killed)
+                | (Saving, Active | Killed)
+                | (Queued | Saving | Active | Killed, Deleted | PendingDelete)
+                | (PendingDelete, Deleted)
+        )
     }
 
     /// Whether image data may be uploaded in this state (only `queued`).

@@ -14,7 +14,9 @@ use std::thread;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::CommonOptions;
+use std::process::ExitCode;
+
+use crate::config::{CliArgs, CommonOptions};
 use crate::error::{Error, Result};
 use crate::http::{Handler, Server, ServerConfig};
 
@@ -89,6 +91,52 @@ impl Service {
         log::info!("{}: stopped", self.name);
         result.map_err(|e| Error::io("serving", e))
     }
+}
+
+/// The `main` of a server program: parses the shared command line, answers `--help` and
+/// `--version`, runs `body`, and turns an error into `<program>: ERROR: <message>` on stderr
+/// with exit status 1.
+pub fn run_main(program: &str, body: impl FnOnce(&CliArgs) -> Result<()>) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = CliArgs::parse(&args).and_then(|cli| {
+        if cli.help {
+            print!("{}", CliArgs::usage(program));
+            return Ok(());
+        }
+        if cli.version {
+            println!("{program} {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        body(&cli)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("{program}: ERROR: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The HTTP server settings of a program: worker count from the config, streaming buffer
+/// of `buffer_size` bytes.
+pub fn server_config(common: &CommonOptions, buffer_size: usize) -> ServerConfig {
+    ServerConfig {
+        workers: common.workers,
+        backlog: common.workers.saturating_mul(4).max(16),
+        buffer_size,
+        ..ServerConfig::default()
+    }
+}
+
+/// A SIGHUP hook that reopens the log file (logrotate's copytruncate-free rotation).
+pub fn reopen_logs(handle: crate::log::LogHandle) -> ReloadHook {
+    Box::new(move || {
+        if let Err(e) = handle.reopen() {
+            log::error!("reopening the log file: {e}");
+        }
+    })
 }
 
 /// Prints the first stdout line and tells systemd we are ready.

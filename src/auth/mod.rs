@@ -42,6 +42,20 @@ impl ContextSource for NoAuth {
     }
 }
 
+/// The context source named by `auth_strategy`.
+pub fn context_source(common: &crate::config::CommonOptions) -> Result<std::sync::Arc<dyn ContextSource>> {
+    let opts = AuthOptions {
+        admin_role: common.admin_role.clone(),
+        owner_is_tenant: common.owner_is_tenant,
+    };
+    match common.auth_strategy.as_str() {
+        "noauth" => Ok(std::sync::Arc::new(NoAuth(opts))),
+        other => Err(crate::Error::Config(format!(
+            "auth_strategy = {other} is not available in this build yet (use noauth)"
+        ))),
+    }
+}
+
 /// Options that shape contexts (from the config).
 #[derive(Debug, Clone)]
 pub struct AuthOptions {

@@ -1,1 +1,81 @@
-fn main() {}
+//! `glance-api`: the images API v1 on port 9292, with the embedded SQLite registry (default)
+//! or a remote `glance-registry` (`registry_host`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use glance_rs::api::{ApiApp, ApiOptions};
+use glance_rs::config::{self, ApiConfig, CliArgs};
+use glance_rs::registry::client::RemoteRegistry;
+use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use glance_rs::registry::{PageLimits, Registry};
+use glance_rs::store::{StoreOptions, Stores};
+use glance_rs::{Result, auth, log as glance_log, notifier, service};
+
+const PROGRAM: &str = "glance-api";
+
+fn main() -> ExitCode {
+    service::run_main(PROGRAM, run)
+}
+
+fn run(cli: &CliArgs) -> Result<()> {
+    let cfg = config::load_api(cli)?;
+    let logs = glance_log::init(&cfg.common, PROGRAM)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let limits = PageLimits {
+        default: cfg.limit_param_default,
+        max: cfg.api_limit_max,
+    };
+    let registry = open_registry(&cfg, limits)?;
+    let stores = Stores::new(StoreOptions {
+        default_store: cfg.default_store.clone(),
+        filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
+        buffer_size: cfg.image_buffer_size,
+        size_cap: cfg.image_size_cap,
+    })?;
+    let notifier: Arc<dyn notifier::Notifier> =
+        Arc::from(notifier::from_strategy(&cfg.notifier_strategy)?);
+    let auth = auth::context_source(&cfg.common)?;
+    let service = service::Service::bind(
+        PROGRAM,
+        &cfg.common,
+        service::server_config(&cfg.common, cfg.image_buffer_size),
+    )?;
+    let app = ApiApp {
+        registry,
+        stores: Arc::new(stores),
+        auth,
+        notifier,
+        opts: ApiOptions {
+            bind_host: cfg.common.bind_host.clone(),
+            bind_port: service.local_addr().port(),
+            delayed_delete: cfg.delayed_delete,
+            limits,
+            size_cap: cfg.image_size_cap,
+        },
+    };
+    service.run(Arc::new(app), Some(service::reopen_logs(logs)))
+}
+
+/// The remote registry when `registry_host` is set, else the embedded SQLite one.
+fn open_registry(cfg: &ApiConfig, limits: PageLimits) -> Result<Arc<dyn Registry>> {
+    if let Some(host) = &cfg.registry_host {
+        log::info!("using the registry at {host}:{}", cfg.registry_port);
+        return Ok(Arc::new(RemoteRegistry::new(
+            host,
+            cfg.registry_port,
+            cfg.registry_client_timeout,
+        )));
+    }
+    let registry = SqliteRegistry::open(
+        &cfg.db.sqlite_path,
+        SqliteOptions {
+            busy_timeout: cfg.db.sql_timeout,
+            auto_migrate: cfg.db.db_auto_create,
+            limits,
+        },
+    )?;
+    Ok(Arc::new(registry))
+}

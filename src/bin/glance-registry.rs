@@ -1,1 +1,47 @@
-fn main() {}
+//! `glance-registry`: the registry API (image metadata over JSON) on port 9191.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use glance_rs::config::{self, CliArgs};
+use glance_rs::registry::PageLimits;
+use glance_rs::registry::server::RegistryApp;
+use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use glance_rs::{Result, auth, log as glance_log, service};
+
+const PROGRAM: &str = "glance-registry";
+
+fn main() -> ExitCode {
+    service::run_main(PROGRAM, run)
+}
+
+fn run(cli: &CliArgs) -> Result<()> {
+    let cfg = config::load_registry(cli)?;
+    let logs = glance_log::init(&cfg.common, PROGRAM)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let limits = PageLimits {
+        default: cfg.limit_param_default,
+        max: cfg.api_limit_max,
+    };
+    let registry = SqliteRegistry::open(
+        &cfg.db.sqlite_path,
+        SqliteOptions {
+            busy_timeout: cfg.db.sql_timeout,
+            auto_migrate: cfg.db.db_auto_create,
+            limits,
+        },
+    )?;
+    let app = RegistryApp::new(
+        Arc::new(registry),
+        auth::context_source(&cfg.common)?,
+        limits,
+    );
+    let service = service::Service::bind(
+        PROGRAM,
+        &cfg.common,
+        service::server_config(&cfg.common, 64 * 1024),
+    )?;
+    service.run(Arc::new(app), Some(service::reopen_logs(logs)))
+}

@@ -1,1 +1,124 @@
-fn main() {}
+//! `glance-scrubber`: removes the data of `pending_delete` images once they are older than
+//! `scrub_time`, then marks them `deleted` (spec §12.2, DECISIONS.md: one-shot mode really
+//! deletes). `-D/--daemon` (or `daemon = True`) repeats every `wakeup_time` until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use glance_rs::config::{self, CliArgs, ScrubberConfig};
+use glance_rs::image::Status;
+use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use glance_rs::store::{Location, StoreOptions, Stores};
+use glance_rs::{Error, Result, log as glance_log, timeutil};
+
+const PROGRAM: &str = "glance-scrubber";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = parse(&args).and_then(|cli| match cli {
+        None => Ok(()),
+        Some(cli) => run(&cli),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("{PROGRAM}: ERROR: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the command line; `None` when help or version was printed.
+fn parse(args: &[String]) -> Result<Option<CliArgs>> {
+    let mut opts = CliArgs::options();
+    opts.optflag("D", "daemon", "run every wakeup_time seconds until stopped");
+    let m = opts.parse(args).map_err(|e| Error::Config(e.to_string()))?;
+    let mut cli = CliArgs::from_matches(&m);
+    if cli.help {
+        print!(
+            "{}",
+            opts.usage(&format!("Usage: {PROGRAM} [options] [CONFIG_FILE]"))
+        );
+        return Ok(None);
+    }
+    if cli.version {
+        println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
+        return Ok(None);
+    }
+    if m.opt_present("daemon") {
+        cli.set("daemon", "True", "-D/--daemon");
+    }
+    Ok(Some(cli))
+}
+
+fn run(cli: &CliArgs) -> Result<()> {
+    let cfg = config::load_scrubber(cli)?;
+    glance_log::init(&cfg.common, PROGRAM)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let registry = SqliteRegistry::open(
+        &cfg.db.sqlite_path,
+        SqliteOptions {
+            busy_timeout: cfg.db.sql_timeout,
+            auto_migrate: false,
+            ..SqliteOptions::default()
+        },
+    )?;
+    let stores = Stores::new(StoreOptions {
+        default_store: "file".into(),
+        filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
+        buffer_size: 64 * 1024,
+        size_cap: u64::MAX,
+    })?;
+    if !cfg.daemon {
+        return scrub(&cfg, &registry, &stores).map(|_| ());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Error::io("installing signal handlers", e))?;
+    }
+    log::info!("running every {} s", cfg.wakeup_time.as_secs());
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = scrub(&cfg, &registry, &stores) {
+            log::error!("scrub pass failed: {e}");
+        }
+        let wake = Instant::now() + cfg.wakeup_time;
+        while Instant::now() < wake && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// One pass: delete the data of every due `pending_delete` image, then mark it `deleted`.
+/// Data already gone counts as deleted; other failures leave the image for the next pass.
+fn scrub(cfg: &ScrubberConfig, registry: &SqliteRegistry, stores: &Stores) -> Result<usize> {
+    let due = SystemTime::now()
+        .checked_sub(cfg.scrub_time)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let images = registry.pending_deletes(&timeutil::format_stored(due))?;
+    log::info!("deleting {} images", images.len());
+    let mut done = 0;
+    for image in images {
+        let outcome = match &image.location {
+            None => Ok(()),
+            Some(uri) => Location::parse(uri)
+                .and_then(|loc| stores.for_location(&loc)?.delete(&loc)),
+        };
+        match outcome {
+            Ok(()) | Err(Error::NotFound(_)) => {
+                registry.set_status_raw(&image.id, Status::Deleted)?;
+                log::info!("image {} scrubbed", image.id);
+                done += 1;
+            }
+            Err(e) => log::error!("image {}: {e}; will retry", image.id),
+        }
+    }
+    Ok(done)
+}

@@ -554,6 +554,8 @@ pub struct ApiConfig {
     /// `image_buffer_size`: bytes per read/write when streaming image data (default 65536,
     /// 4096 to 16 MiB).
     pub image_buffer_size: usize,
+    /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
+    pub notifier_strategy: String,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
 }
@@ -580,6 +582,7 @@ impl ApiConfig {
             delayed_delete: d.bool("delayed_delete", false)?,
             image_size_cap: d.u64("image_size_cap", 1 << 40)?,
             image_buffer_size: d.usize_in("image_buffer_size", 65536, 4096..=16 << 20)?,
+            notifier_strategy: d.string("notifier_strategy", "noop"),
             warnings: finish_warnings(ini, warnings),
         })
     }
