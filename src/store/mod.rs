@@ -502,6 +502,16 @@ fn parse_http(scheme: &'static str, rest: &str) -> Result<Location> {
         None => (None, authority),
     };
     check_host(hostport, scheme)?;
+    // Refused here (400 when a client registers it) rather than by the HTTP client at
+    // download time.
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b))
+    {
+        return Err(malformed(format!(
+            "{scheme} URI path contains characters that must be percent-encoded"
+        )));
+    }
     Ok(Location::Http(HttpLocation {
         scheme,
         creds,
@@ -1153,6 +1163,10 @@ mod tests {
         assert!(bad("http://ho st/x").contains("whitespace"));
         assert!(bad("http://[::1/x").contains("host"));
         assert!(bad("http://host\r\nX: y/x").contains("control"));
+        assert!(bad("http://host/\u{e4}").contains("percent-encoded"));
+        assert!(bad("http://host/a|b").contains("percent-encoded"));
+        assert!(bad("http://host/a?b=<c>").contains("percent-encoded"));
+        assert_eq!(ok("http://host/%C3%A4").redacted(), "http://host/%C3%A4");
     }
 
     #[test]
@@ -1278,6 +1292,9 @@ mod tests {
         for uri in good {
             let l = ok(uri);
             assert!(l.uri().contains("TOP"));
+            // The full URI parses back to the same location (it is what the registry keeps).
+            assert_eq!(ok(&l.uri()), l, "{uri}");
+            assert_eq!(l.uri(), uri);
             for shown in [
                 l.redacted(),
                 format!("{l}"),
