@@ -1,1 +1,1549 @@
-//! STUB: image stores.
+//! Image stores: where image data lives, and the URIs that point at it.
+//!
+//! This mirrors Glance's `glance/store/`: a [`Store`] trait (Glance's `base.Store`), one file
+//! per backend, an enum of parsed locations ([`Location`], Glance's `StoreLocation` classes)
+//! and a scheme table that picks the backend for a URI. [`Stores`] is the registry the API
+//! server builds once from its configuration.
+//!
+//! | store | schemes | add | get | delete |
+//! |---|---|---|---|---|
+//! | `file` ([`FilesystemStore`]) | `file`, `filesystem` | yes | yes | yes |
+//! | `http` ([`HttpStore`]) | `http`, `https` | no (400) | yes | no-op (remote data left alone) |
+//! | `swift`, `s3` | `swift`, `swift+http`, `swift+https`, `s3`, `s3+http`, `s3+https` | locations parse; backends not built yet |
+//!
+//! Two rules run through the whole module:
+//!
+//! * **Credentials never leave the server.** A location may embed `user:key@` (Swift, S3,
+//!   HTTP basic auth). [`Location::uri`] gives the full URI for the registry only;
+//!   [`Location::redacted`] and [`redact_uri`] give the form for clients and logs, and every
+//!   error message, `Debug` and `Display` output uses that form.
+//! * **Memory stays flat.** Data is moved with one fixed buffer ([`copy_and_hash`]) or handed
+//!   to the HTTP layer as a file or a reader ([`ImageData::into_body`]); nothing reads a whole
+//!   image into memory.
+//!
+//! Adding a backend (Swift, S3) means one file implementing [`Store`] plus one line in
+//! `BACKENDS` (and its options in [`StoreOptions`]); location parsing is already here.
+
+mod filesystem;
+mod http;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+
+use crate::error::{Error, Result};
+
+pub use filesystem::FilesystemStore;
+pub use http::HttpStore;
+
+/// Default size of the copy buffer (Glance's 64 KiB chunks).
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Smallest and largest copy buffer accepted; other values are clamped into this range.
+const MIN_BUFFER_SIZE: usize = 4 * 1024;
+const MAX_BUFFER_SIZE: usize = 16 * 1024 * 1024;
+
+/// Longest location URI accepted.
+const MAX_URI_LEN: usize = 4096;
+
+/// Shown instead of a location that cannot be parsed well enough to redact it.
+const MALFORMED: &str = "<malformed location>";
+
+// ---------------------------------------------------------------------------------------
+// Scheme table
+// ---------------------------------------------------------------------------------------
+
+/// The kinds of backend a location can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Http,
+    Swift,
+    S3,
+}
+
+impl Kind {
+    /// The store name, as in `x-image-meta-store`/`default_store` and [`Store::name`].
+    fn store_name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Http => "http",
+            Kind::Swift => "swift",
+            Kind::S3 => "s3",
+        }
+    }
+}
+
+/// Every scheme glance-rs understands, with the kind of store serving it. Lookups are by the
+/// lower-cased scheme.
+const SCHEMES: &[(&str, Kind)] = &[
+    ("file", Kind::File),
+    ("filesystem", Kind::File),
+    ("http", Kind::Http),
+    ("https", Kind::Http),
+    ("swift", Kind::Swift),
+    ("swift+http", Kind::Swift),
+    ("swift+https", Kind::Swift),
+    ("s3", Kind::S3),
+    ("s3+http", Kind::S3),
+    ("s3+https", Kind::S3),
+];
+
+/// Builds a store from the options. Stores with incomplete configuration must still build
+/// (and refuse `add` with a clear error); an `Err` here is fatal at start-up.
+type Constructor = fn(&StoreOptions) -> Result<Box<dyn Store>>;
+
+/// The backends built into this server, in the order they are registered. A new backend is
+/// one line here.
+const BACKENDS: &[Constructor] = &[build_filesystem, build_http];
+
+fn build_filesystem(opts: &StoreOptions) -> Result<Box<dyn Store>> {
+    Ok(Box::new(FilesystemStore::new(opts)))
+}
+
+fn build_http(opts: &StoreOptions) -> Result<Box<dyn Store>> {
+    Ok(Box::new(HttpStore::new(opts)))
+}
+
+fn lookup_scheme(scheme: &str) -> Option<(&'static str, Kind)> {
+    let lower = scheme.to_ascii_lowercase();
+    SCHEMES
+        .iter()
+        .find(|(s, _)| *s == lower)
+        .map(|(s, k)| (*s, *k))
+}
+
+fn known_schemes() -> String {
+    SCHEMES
+        .iter()
+        .map(|(s, _)| *s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// RFC 3986 scheme syntax: a letter, then letters, digits, `+`, `-`, `.` (at most 32 here).
+fn valid_scheme(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic())
+        && s.len() <= 32
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+// ---------------------------------------------------------------------------------------
+// Locations
+// ---------------------------------------------------------------------------------------
+
+/// A user name and its secret, as embedded in a location URI (kept as written, i.e. still
+/// percent-encoded where the URI was). `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+struct Credentials {
+    user: String,
+    secret: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+/// A `file://` (or `filesystem://`) location: an absolute path on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLocation {
+    scheme: &'static str,
+    path: String,
+}
+
+impl FileLocation {
+    /// The absolute path of the image file.
+    pub fn path(&self) -> &Path {
+        Path::new(&self.path)
+    }
+}
+
+/// An `http://` or `https://` location, optionally with `user:password@` for basic auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLocation {
+    scheme: &'static str,
+    creds: Option<Credentials>,
+    /// `host[:port]` (IPv6 literals in brackets).
+    host: String,
+    /// Path and query as written (may be empty), without any fragment.
+    path: String,
+}
+
+impl HttpLocation {
+    /// The URL to request: the location without credentials (path `/` when empty).
+    pub fn url(&self) -> String {
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        format!("{}://{}{}", self.scheme, self.host, path)
+    }
+
+    /// `(user, password)` for basic auth, percent-decoded, if the location has them.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        self.creds.as_ref().map(|c| {
+            (
+                crate::http::percent_decode(&c.user),
+                crate::http::percent_decode(&c.secret),
+            )
+        })
+    }
+}
+
+/// A Swift location: `swift[+http|+https]://user:key@<auth host/path>/<container>/<object>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwiftLocation {
+    scheme: &'static str,
+    creds: Credentials,
+    /// Auth host and path without a scheme, e.g. `127.0.0.1:8080/v1.0`.
+    auth: String,
+    container: String,
+    object: String,
+}
+
+impl SwiftLocation {
+    /// The auth URL: `swift://` and `swift+https://` mean HTTPS, `swift+http://` plain HTTP.
+    pub fn auth_url(&self) -> String {
+        let proto = if self.scheme == "swift+http" {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{proto}://{}", self.auth)
+    }
+
+    /// The user (`account:user` or `user`).
+    pub fn user(&self) -> &str {
+        &self.creds.user
+    }
+
+    /// The key (secret). Never log it.
+    pub fn key(&self) -> &str {
+        &self.creds.secret
+    }
+
+    /// The container name.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// The object name (the image id for objects Glance wrote).
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+}
+
+/// An S3 location: `s3[+http|+https]://[access:secret@]<service host[/path]>/<bucket>/<key>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    scheme: &'static str,
+    creds: Option<Credentials>,
+    /// Service host and optional path, without a scheme.
+    service: String,
+    bucket: String,
+    key: String,
+}
+
+impl S3Location {
+    /// The service URL: only `s3+https://` is TLS; `s3://` means plain HTTP (as in Glance).
+    pub fn service_url(&self) -> String {
+        let proto = if self.scheme == "s3+https" {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{proto}://{}", self.service)
+    }
+
+    /// `(access key, secret key)` if the location has them. Never log the secret.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.creds
+            .as_ref()
+            .map(|c| (c.user.as_str(), c.secret.as_str()))
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The object key (the image id for objects Glance wrote).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// A parsed image location. `Debug` and `Display` show the redacted form only.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `file://` / `filesystem://`: served by the filesystem store.
+    File(FileLocation),
+    /// `http://` / `https://`: served (read-only) by the HTTP store.
+    Http(HttpLocation),
+    /// `swift://`, `swift+http://`, `swift+https://`.
+    Swift(SwiftLocation),
+    /// `s3://`, `s3+http://`, `s3+https://`.
+    S3(S3Location),
+}
+
+fn malformed(msg: impl fmt::Display) -> Error {
+    Error::BadRequest(format!("Invalid location: {msg}"))
+}
+
+impl Location {
+    /// Parses a location URI (spec §9). Errors are [`Error::BadRequest`] naming the problem;
+    /// they never repeat credentials or any part of the URI that could hold them.
+    pub fn parse(uri: &str) -> Result<Location> {
+        if uri.len() > MAX_URI_LEN {
+            return Err(malformed(format!("longer than {MAX_URI_LEN} characters")));
+        }
+        if uri.chars().any(char::is_control) {
+            return Err(malformed("contains control characters"));
+        }
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Err(malformed("not a URI of the form scheme://..."));
+        };
+        if !valid_scheme(scheme) {
+            return Err(malformed("not a URI of the form scheme://..."));
+        }
+        let Some((scheme, kind)) = lookup_scheme(scheme) else {
+            return Err(malformed(format!(
+                "unknown scheme '{}' (known schemes: {})",
+                scheme.to_ascii_lowercase(),
+                known_schemes()
+            )));
+        };
+        if kind != Kind::File && rest.chars().any(char::is_whitespace) {
+            return Err(malformed(format!("{scheme} URI contains whitespace")));
+        }
+        match kind {
+            Kind::File => parse_file(scheme, rest),
+            Kind::Http => parse_http(scheme, rest),
+            Kind::Swift => parse_swift(scheme, uri, rest),
+            Kind::S3 => parse_s3(scheme, uri, rest),
+        }
+    }
+
+    /// The scheme, lower-cased (`file`, `filesystem`, `http`, `swift+https`, ...).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Location::File(l) => l.scheme,
+            Location::Http(l) => l.scheme,
+            Location::Swift(l) => l.scheme,
+            Location::S3(l) => l.scheme,
+        }
+    }
+
+    /// The name of the store that serves this location (`file`, `http`, `swift`, `s3`).
+    pub fn store_name(&self) -> &'static str {
+        self.kind().store_name()
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Location::File(_) => Kind::File,
+            Location::Http(_) => Kind::Http,
+            Location::Swift(_) => Kind::Swift,
+            Location::S3(_) => Kind::S3,
+        }
+    }
+
+    /// The full URI, credentials included: for the registry only, never for clients or logs.
+    pub fn uri(&self) -> String {
+        self.format(true)
+    }
+
+    /// The URI with user-info removed (`swift://host/v1/glance/42`, `http://host/path`): the
+    /// form for clients, logs and error messages.
+    pub fn redacted(&self) -> String {
+        self.format(false)
+    }
+
+    fn format(&self, with_creds: bool) -> String {
+        let creds = |c: Option<&Credentials>| match c {
+            Some(c) if with_creds => format!("{}:{}@", c.user, c.secret),
+            _ => String::new(),
+        };
+        match self {
+            Location::File(l) => format!("{}://{}", l.scheme, l.path),
+            Location::Http(l) => format!(
+                "{}://{}{}{}",
+                l.scheme,
+                creds(l.creds.as_ref()),
+                l.host,
+                l.path
+            ),
+            Location::Swift(l) => format!(
+                "{}://{}{}/{}/{}",
+                l.scheme,
+                creds(Some(&l.creds)),
+                l.auth,
+                l.container,
+                l.object
+            ),
+            Location::S3(l) => format!(
+                "{}://{}{}/{}/{}",
+                l.scheme,
+                creds(l.creds.as_ref()),
+                l.service,
+                l.bucket,
+                l.key
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({})", self.redacted())
+    }
+}
+
+/// `file://<path>`: the path (Glance's netloc + path) must be absolute.
+fn parse_file(scheme: &'static str, rest: &str) -> Result<Location> {
+    if rest.is_empty() {
+        return Err(malformed(format!("{scheme} URI has no path")));
+    }
+    if !rest.starts_with('/') {
+        return Err(malformed(format!(
+            "{scheme} URI must hold an absolute path ({scheme}:///path/to/file)"
+        )));
+    }
+    Ok(Location::File(FileLocation {
+        scheme,
+        path: rest.to_string(),
+    }))
+}
+
+/// Splits `user:secret`; `what` names the pair in messages (`user:password`, ...).
+fn split_creds(creds: &str, scheme: &str, what: &str) -> Result<Credentials> {
+    match creds.split_once(':') {
+        Some((user, secret)) if !user.is_empty() => Ok(Credentials {
+            user: user.to_string(),
+            secret: secret.to_string(),
+        }),
+        _ => Err(malformed(format!(
+            "{scheme} credentials must be {what} (a bare user name is not accepted)"
+        ))),
+    }
+}
+
+/// Checks `host[:port]` (IPv6 literals in brackets). Messages never echo the value: when a
+/// secret contains `/`, its tail can end up here.
+fn check_host(hostport: &str, scheme: &str) -> Result<()> {
+    if hostport.is_empty() {
+        return Err(malformed(format!("{scheme} URI has no host")));
+    }
+    let (host_ok, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((addr, after)) => {
+                let ok = !addr.is_empty()
+                    && addr
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+                match after {
+                    "" => (ok, None),
+                    p => match p.strip_prefix(':') {
+                        Some(port) => (ok, Some(port)),
+                        None => (false, None),
+                    },
+                }
+            }
+            None => (false, None),
+        }
+    } else {
+        let (host, port) = match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        };
+        let ok = !host.is_empty()
+            && host.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%')
+            });
+        (ok, port)
+    };
+    if !host_ok {
+        return Err(malformed(format!("{scheme} URI has an invalid host")));
+    }
+    if let Some(port) = port
+        && (port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err())
+    {
+        return Err(malformed(format!("{scheme} URI has an invalid port")));
+    }
+    Ok(())
+}
+
+/// `http[s]://[user:password@]host[:port][/path][?query]`; a fragment is dropped.
+fn parse_http(scheme: &'static str, rest: &str) -> Result<Location> {
+    let rest = rest.split('#').next().unwrap_or("");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (creds, hostport) = match authority.rfind('@') {
+        Some(i) => (
+            Some(split_creds(&authority[..i], scheme, "user:password")?),
+            &authority[i + 1..],
+        ),
+        None => (None, authority),
+    };
+    check_host(hostport, scheme)?;
+    // Refused here (400 when a client registers it) rather than by the HTTP client at
+    // download time.
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b))
+    {
+        return Err(malformed(format!(
+            "{scheme} URI path contains characters that must be percent-encoded"
+        )));
+    }
+    Ok(Location::Http(HttpLocation {
+        scheme,
+        creds,
+        host: hostport.to_string(),
+        path: path.to_string(),
+    }))
+}
+
+/// `swift[+http|+https]://user:key@<auth host[/path]>/<container>/<object>` (Glance's
+/// `swift.StoreLocation.parse_uri`, with `account:user:key` for three colon parts).
+fn parse_swift(scheme: &'static str, uri: &str, rest: &str) -> Result<Location> {
+    if uri.matches("://").count() != 1 {
+        return Err(malformed(
+            "a swift URI cannot contain more than one '://'; instead of embedding http:// or \
+             https://, use swift+http://user:key@host/... or swift+https://user:key@host/...",
+        ));
+    }
+    let (creds, after) = match rest.matches('@').count() {
+        0 => {
+            return Err(malformed(
+                "swift URI needs user:key@ credentials (swift://user:key@host/container/object)",
+            ));
+        }
+        1 => rest.split_once('@').unwrap_or((rest, "")),
+        _ => return Err(malformed("swift URI contains more than one '@'")),
+    };
+    let parts: Vec<&str> = creds.split(':').collect();
+    let (user, key) = match parts.as_slice() {
+        [user, key] => (user.to_string(), *key),
+        [account, user, key] => (format!("{account}:{user}"), *key),
+        _ => {
+            return Err(malformed(
+                "swift credentials must be user:key or account:user:key",
+            ));
+        }
+    };
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(malformed(
+            "swift credentials must be user:key or account:user:key",
+        ));
+    }
+    let (host, path) = after.split_once('/').unwrap_or((after, ""));
+    check_host(host, scheme)?;
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let object = segments.pop().unwrap_or("");
+    let container = segments.pop().unwrap_or("");
+    if object.is_empty() || container.is_empty() {
+        return Err(malformed(
+            "swift URI must name <auth host>/<container>/<object>",
+        ));
+    }
+    let mut auth = host.to_string();
+    for s in segments {
+        auth.push('/');
+        auth.push_str(s);
+    }
+    Ok(Location::Swift(SwiftLocation {
+        scheme,
+        creds: Credentials {
+            user,
+            secret: key.to_string(),
+        },
+        auth,
+        container: container.to_string(),
+        object: object.to_string(),
+    }))
+}
+
+/// `s3[+http|+https]://[access:secret@]<service host[/path]>/<bucket>/<key>` (Glance's
+/// `s3.StoreLocation.parse_uri`); the secret may contain `/`, so the split is at the `@`.
+fn parse_s3(scheme: &'static str, uri: &str, rest: &str) -> Result<Location> {
+    if uri.matches("://").count() != 1 {
+        return Err(malformed(
+            "an s3 URI cannot contain more than one '://'; instead of embedding https://, \
+             use s3+https://access:secret@host/bucket/key",
+        ));
+    }
+    let (creds, path) = match rest.matches('@').count() {
+        0 => (None, rest),
+        1 => {
+            let (c, p) = rest.split_once('@').unwrap_or(("", rest));
+            (Some(split_creds(c, scheme, "access_key:secret_key")?), p)
+        }
+        _ => return Err(malformed("s3 URI contains more than one '@'")),
+    };
+    let mut segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let key = segments.pop().unwrap_or("");
+    let bucket = segments.pop().unwrap_or("");
+    if key.is_empty() || bucket.is_empty() || segments.is_empty() {
+        return Err(malformed(
+            "s3 URI must name <service host>/<bucket>/<key> (missing service URL, bucket or key)",
+        ));
+    }
+    check_host(segments[0], scheme)?;
+    Ok(Location::S3(S3Location {
+        scheme,
+        creds,
+        service: segments.join("/"),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    }))
+}
+
+/// The client- and log-safe form of any stored location string: [`Location::redacted`] when
+/// it parses; otherwise `scheme://` plus whatever follows the last `@` (so no user-info
+/// survives), or `<malformed location>` when it is not even `scheme://...`.
+pub fn redact_uri(uri: &str) -> String {
+    match Location::parse(uri) {
+        Ok(loc) => loc.redacted(),
+        Err(_) => redact_fallback(uri),
+    }
+}
+
+fn redact_fallback(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) if valid_scheme(scheme) => {
+            let rest = match rest.rfind('@') {
+                Some(i) => &rest[i + 1..],
+                None => rest,
+            };
+            let rest: String = rest
+                .chars()
+                .take(512)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            format!("{}://{rest}", scheme.to_ascii_lowercase())
+        }
+        _ => MALFORMED.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The store interface
+// ---------------------------------------------------------------------------------------
+
+/// What a successful [`Store::add`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Full location URI (may hold credentials: store it in the registry, show it only
+    /// through [`redact_uri`]).
+    pub location: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// MD5 of the bytes, lower-case hex.
+    pub checksum: String,
+}
+
+/// Image data ready to be sent.
+pub enum ImageData {
+    /// A local file of this length: the HTTP layer sends it with `sendfile`.
+    File(File, u64),
+    /// A stream, with its length when known (remote `Content-Length`).
+    Stream(Box<dyn Read + Send>, Option<u64>),
+}
+
+impl ImageData {
+    /// The length when known.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            ImageData::File(_, len) => Some(*len),
+            ImageData::Stream(_, len) => *len,
+        }
+    }
+
+    /// True when the data is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// The response body for this data.
+    pub fn into_body(self) -> crate::http::Body {
+        match self {
+            ImageData::File(f, len) => crate::http::Body::File(f, len),
+            ImageData::Stream(r, len) => crate::http::Body::Reader(r, len),
+        }
+    }
+}
+
+impl fmt::Debug for ImageData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageData::File(_, len) => write!(f, "ImageData::File({len} bytes)"),
+            ImageData::Stream(_, len) => write!(f, "ImageData::Stream({len:?} bytes)"),
+        }
+    }
+}
+
+/// One image store backend (Glance's `glance.store.base.Store`).
+///
+/// Errors: [`Error::NotFound`] for missing data, [`Error::Duplicate`] for data that already
+/// exists, [`Error::BadRequest`] for bad locations and client-side upload failures (size
+/// mismatch, client disconnect), [`Error::TooLarge`] above `image_size_cap`,
+/// [`Error::Forbidden`] for permission errors and [`Error::Store`] for backend failures.
+/// No message contains credentials.
+pub trait Store: Send + Sync {
+    /// The store name (`file`, `http`), as used by `x-image-meta-store`/`default_store`.
+    fn name(&self) -> &'static str;
+
+    /// The location schemes this store serves.
+    fn schemes(&self) -> &'static [&'static str];
+
+    /// Stores the data of image `id`, reading `data` to its end through a fixed buffer and
+    /// computing its MD5. With `expected_size` given, a different byte count is an
+    /// [`Error::BadRequest`] and nothing is kept. On any error nothing is left behind.
+    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored>;
+
+    /// Opens the data at `loc` for sending.
+    fn get(&self, loc: &Location) -> Result<ImageData>;
+
+    /// Deletes the data at `loc`. A read-only store leaves the data alone and answers `Ok`
+    /// (see [`Store::writable`]).
+    fn delete(&self, loc: &Location) -> Result<()>;
+
+    /// The size of the data at `loc`.
+    fn size(&self, loc: &Location) -> Result<u64>;
+
+    /// False for read-only stores (http): `add` always fails and `delete` is a no-op.
+    fn writable(&self) -> bool;
+}
+
+/// Copies `reader` to `writer` through one buffer of `buf_size` bytes (clamped to 4 KiB–
+/// 16 MiB), computing the MD5 on the way. Returns the byte count and the lower-case hex MD5.
+///
+/// Stops with [`Error::TooLarge`] as soon as more than `limit` bytes arrive (nothing beyond
+/// the limit is written). Read errors are the client's (the reader is a request body):
+/// [`Error::BadRequest`] saying whether the client disconnected, timed out or sent a broken
+/// body. Write errors are the store's: [`Error::Forbidden`] for permissions, else
+/// [`Error::Store`].
+pub fn copy_and_hash<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    buf_size: usize,
+    limit: u64,
+) -> Result<(u64, String)>
+where
+    R: Read + ?Sized,
+    W: Write + ?Sized,
+{
+    let mut buf = vec![0u8; buf_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE)];
+    let mut hasher = Md5::new();
+    let mut total: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(&e, total)),
+        };
+        total = total.saturating_add(n as u64);
+        if total > limit {
+            return Err(Error::TooLarge(format!(
+                "Image data exceeds the maximum allowed size of {limit} bytes (image_size_cap)"
+            )));
+        }
+        hasher.update(&buf[..n]);
+        writer.write_all(&buf[..n]).map_err(|e| write_error(&e))?;
+    }
+    writer.flush().map_err(|e| write_error(&e))?;
+    Ok((total, to_hex(&hasher.finalize())))
+}
+
+/// The MD5 of `data`, lower-case hex (for small in-memory data such as tests and checks).
+pub fn md5_hex(data: &[u8]) -> String {
+    to_hex(&Md5::digest(data))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    s
+}
+
+fn read_error(e: &io::Error, got: u64) -> Error {
+    use io::ErrorKind as K;
+    let msg = match e.kind() {
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+            format!("Client disconnected after sending {got} bytes of image data")
+        }
+        K::TimedOut | K::WouldBlock => {
+            format!("Timed out waiting for image data from the client after {got} bytes")
+        }
+        _ => format!("Error reading image data from the request after {got} bytes: {e}"),
+    };
+    Error::BadRequest(msg)
+}
+
+/// Maps an error writing into a store's own storage.
+fn write_error(e: &io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            Error::Forbidden("Permission denied writing image data".into())
+        }
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            Error::Store("No space left in the image store".into())
+        }
+        _ => Error::Store(format!("Error writing image data: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The registry of stores
+// ---------------------------------------------------------------------------------------
+
+/// Store options from glance-api.conf.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Store for uploads without `x-image-meta-store` (default `file`).
+    pub default_store: String,
+    /// Directory of the filesystem store (default `/var/lib/glance/images/`); created at
+    /// start-up if missing.
+    pub filesystem_store_datadir: PathBuf,
+    /// Copy buffer size in bytes (default 64 KiB; clamped to 4 KiB–16 MiB).
+    pub buffer_size: usize,
+    /// Largest image accepted, in bytes (`image_size_cap`, default 1 TiB).
+    pub size_cap: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            default_store: "file".into(),
+            filesystem_store_datadir: PathBuf::from("/var/lib/glance/images/"),
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            size_cap: 1 << 40,
+        }
+    }
+}
+
+/// Every store of this server, chosen by name for uploads and by scheme for locations
+/// (Glance's `glance/store/__init__.py`).
+pub struct Stores {
+    stores: Vec<Box<dyn Store>>,
+    default_store: &'static str,
+    size_cap: u64,
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stores")
+            .field(
+                "stores",
+                &self.stores.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field("default_store", &self.default_store)
+            .field("size_cap", &self.size_cap)
+            .finish()
+    }
+}
+
+impl Stores {
+    /// Builds every backend. A store that cannot be fully configured stays registered and
+    /// refuses uploads with a clear error (it logs a warning now). Fails only when
+    /// `default_store` names no writable store.
+    pub fn new(opts: &StoreOptions) -> Result<Stores> {
+        let stores = BACKENDS
+            .iter()
+            .map(|build| build(opts))
+            .collect::<Result<Vec<_>>>()?;
+        let mut s = Stores {
+            stores,
+            default_store: "",
+            size_cap: opts.size_cap,
+        };
+        let default = s
+            .by_name(&opts.default_store)
+            .filter(|st| st.writable())
+            .map(|st| st.name())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "default_store = {}: not a writable store on this server (available: {})",
+                    sanitize(&opts.default_store),
+                    s.writable_names()
+                ))
+            })?;
+        s.default_store = default;
+        Ok(s)
+    }
+
+    /// The store for an upload: `requested` (`x-image-meta-store`, a store or scheme name
+    /// such as `file`) or `default_store`. Unknown or unconfigured → 400 `Requested store
+    /// <x> not available on this Glance server`; a read-only store → 400.
+    pub fn for_upload(&self, requested: Option<&str>) -> Result<&dyn Store> {
+        let name = match requested.map(str::trim) {
+            Some(n) if !n.is_empty() => n,
+            _ => self.default_store,
+        };
+        let store = self.by_name(name).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Requested store {} not available on this Glance server",
+                sanitize(name)
+            ))
+        })?;
+        if !store.writable() {
+            return Err(Error::BadRequest(format!(
+                "The {} store is read-only: images cannot be uploaded to it",
+                store.name()
+            )));
+        }
+        Ok(store)
+    }
+
+    /// The store serving `loc`, by scheme. A known scheme whose backend is not configured
+    /// here (swift, s3 for now) → [`Error::Store`].
+    pub fn for_location(&self, loc: &Location) -> Result<&dyn Store> {
+        self.by_name(loc.store_name()).ok_or_else(|| {
+            Error::Store(format!(
+                "The {} store is not configured on this Glance server",
+                loc.store_name()
+            ))
+        })
+    }
+
+    /// Validates a location a client wants to register (`x-image-meta-location`): it must
+    /// parse, must not be `file://`/`filesystem://` (only uploads create file locations, so
+    /// nothing can point into the data directory or elsewhere on this host), and its store
+    /// must be available. Every refusal is a 400.
+    pub fn check_client_location(&self, uri: &str) -> Result<Location> {
+        let loc = Location::parse(uri)?;
+        if loc.kind() == Kind::File {
+            return Err(Error::BadRequest(format!(
+                "Invalid location: {}:// locations cannot be registered by clients; \
+                 upload the image data instead",
+                loc.scheme()
+            )));
+        }
+        if self.by_name(loc.store_name()).is_none() {
+            return Err(Error::BadRequest(format!(
+                "Invalid location: the {} store is not available on this Glance server",
+                loc.store_name()
+            )));
+        }
+        Ok(loc)
+    }
+
+    /// Opens the data at a stored location (as kept in the registry).
+    pub fn get(&self, uri: &str) -> Result<ImageData> {
+        let loc = parse_stored(uri)?;
+        self.for_location(&loc)?.get(&loc)
+    }
+
+    /// Deletes the data at a stored location. For read-only stores (http) this leaves the
+    /// remote data alone and answers `Ok`.
+    pub fn delete(&self, uri: &str) -> Result<()> {
+        let loc = parse_stored(uri)?;
+        self.for_location(&loc)?.delete(&loc)
+    }
+
+    /// The size of the data at a stored location.
+    pub fn size(&self, uri: &str) -> Result<u64> {
+        let loc = parse_stored(uri)?;
+        self.for_location(&loc)?.size(&loc)
+    }
+
+    /// The configured `image_size_cap`, to refuse a too large `Content-Length` before reading.
+    pub fn size_cap(&self) -> u64 {
+        self.size_cap
+    }
+
+    /// The name of the default store.
+    pub fn default_store(&self) -> &'static str {
+        self.default_store
+    }
+
+    /// Finds a registered store by store name or by one of its schemes.
+    fn by_name(&self, name: &str) -> Option<&dyn Store> {
+        let lower = name.to_ascii_lowercase();
+        let wanted = lookup_scheme(&lower)
+            .map(|(_, k)| k.store_name())
+            .unwrap_or(lower.as_str());
+        self.stores
+            .iter()
+            .map(|s| s.as_ref())
+            .find(|s| s.name() == wanted || s.schemes().contains(&wanted))
+    }
+
+    fn writable_names(&self) -> String {
+        self.stores
+            .iter()
+            .filter(|s| s.writable())
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Parses a location read from the registry: a parse failure there is the server's data
+/// being bad, not the client's request, so it becomes [`Error::Store`].
+fn parse_stored(uri: &str) -> Result<Location> {
+    Location::parse(uri).map_err(|e| {
+        Error::Store(format!(
+            "The stored image location {} cannot be used: {}",
+            redact_fallback(uri),
+            e.message()
+        ))
+    })
+}
+
+/// A client-supplied name made safe to echo: printable ASCII, at most 64 characters.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+/// The conformance test every store must pass: add, read back, checksum, size, duplicate,
+/// delete, and the not-found answers after delete.
+#[cfg(test)]
+pub(crate) fn exercise_store(store: &dyn Store) {
+    let id = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    // Larger than one buffer and not a multiple of it.
+    let data: Vec<u8> = (0..200_003u32).map(|i| (i % 251) as u8).collect();
+    let len = data.len() as u64;
+
+    let stored = store
+        .add(&id, &mut &data[..], Some(len))
+        .expect("add succeeds");
+    assert_eq!(stored.size, len);
+    assert_eq!(stored.checksum, md5_hex(&data));
+
+    let loc = Location::parse(&stored.location).expect("store returns a parseable location");
+    assert!(store.schemes().contains(&loc.scheme()));
+    assert_eq!(store.size(&loc).expect("size"), len);
+
+    let got = store.get(&loc).expect("get");
+    assert_eq!(got.len(), Some(len));
+    assert_eq!(read_all(got), data);
+
+    match store.add(&id, &mut &b"other"[..], Some(5)) {
+        Err(Error::Duplicate(msg)) => assert!(msg.contains(&id), "{msg}"),
+        other => panic!("duplicate add: {other:?}"),
+    }
+    // The first image is intact after the refused duplicate.
+    assert_eq!(read_all(store.get(&loc).expect("get")), data);
+
+    // An empty image is an image too.
+    let empty_id = format!("{id}-empty");
+    let empty = store
+        .add(&empty_id, &mut io::empty(), None)
+        .expect("add empty");
+    assert_eq!(empty.size, 0);
+    assert_eq!(empty.checksum, "d41d8cd98f00b204e9800998ecf8427e");
+    let empty_loc = Location::parse(&empty.location).expect("location");
+    assert!(read_all(store.get(&empty_loc).expect("get empty")).is_empty());
+    store.delete(&empty_loc).expect("delete empty");
+
+    store.delete(&loc).expect("delete");
+    assert!(matches!(store.get(&loc), Err(Error::NotFound(_))));
+    assert!(matches!(store.size(&loc), Err(Error::NotFound(_))));
+    assert!(matches!(store.delete(&loc), Err(Error::NotFound(_))));
+}
+
+/// Reads image data whole (tests only).
+#[cfg(test)]
+pub(crate) fn read_all(data: ImageData) -> Vec<u8> {
+    let mut out = Vec::new();
+    match data {
+        ImageData::File(f, len) => f.take(len).read_to_end(&mut out),
+        ImageData::Stream(mut r, _) => r.read_to_end(&mut out),
+    }
+    .expect("read image data");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(uri: &str) -> String {
+        match Location::parse(uri) {
+            Err(Error::BadRequest(m)) => m,
+            other => panic!("{uri}: expected BadRequest, got {other:?}"),
+        }
+    }
+
+    fn ok(uri: &str) -> Location {
+        Location::parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"))
+    }
+
+    #[test]
+    fn file_locations() {
+        let l = ok("file:///var/lib/glance/images/1");
+        assert_eq!(l.scheme(), "file");
+        assert_eq!(l.store_name(), "file");
+        assert_eq!(l.uri(), "file:///var/lib/glance/images/1");
+        assert_eq!(l.redacted(), l.uri());
+        match &l {
+            Location::File(f) => assert_eq!(f.path(), Path::new("/var/lib/glance/images/1")),
+            other => panic!("{other:?}"),
+        }
+        let l = ok("filesystem:///srv/images/a b");
+        assert_eq!(l.scheme(), "filesystem");
+        assert_eq!(l.uri(), "filesystem:///srv/images/a b");
+        assert_eq!(ok("FILE:///x").scheme(), "file");
+        assert!(bad("file://").contains("no path"));
+        assert!(bad("file://relative/x").contains("absolute"));
+        assert!(bad("file:///x\n").contains("control"));
+    }
+
+    #[test]
+    fn http_locations() {
+        let l = ok("http://example.com/images/x.img");
+        assert_eq!(l.scheme(), "http");
+        assert_eq!(l.store_name(), "http");
+        assert_eq!(l.uri(), "http://example.com/images/x.img");
+        assert_eq!(l.redacted(), l.uri());
+
+        let l = ok("https://user:s3cr%40t@example.com:8443/a/b?x=1#frag");
+        assert_eq!(l.scheme(), "https");
+        assert_eq!(l.uri(), "https://user:s3cr%40t@example.com:8443/a/b?x=1");
+        assert_eq!(l.redacted(), "https://example.com:8443/a/b?x=1");
+        match &l {
+            Location::Http(h) => {
+                assert_eq!(h.url(), "https://example.com:8443/a/b?x=1");
+                assert_eq!(
+                    h.basic_auth(),
+                    Some(("user".to_string(), "s3cr@t".to_string()))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A raw '@' in the password: the last '@' ends the user-info.
+        let l = ok("http://u:p@ss@host/x");
+        assert_eq!(l.redacted(), "http://host/x");
+        // No path, IPv6 literal, '@' only in the query.
+        assert_eq!(ok("http://host").redacted(), "http://host");
+        if let Location::Http(h) = ok("http://host") {
+            assert_eq!(h.url(), "http://host/");
+        }
+        assert_eq!(ok("http://[::1]:80/x").redacted(), "http://[::1]:80/x");
+        assert_eq!(ok("http://host/x?m=a@b").redacted(), "http://host/x?m=a@b");
+        // Empty password is allowed (user:), a bare user is not.
+        assert_eq!(ok("http://user:@host/x").redacted(), "http://host/x");
+        assert!(bad("http://user@host/x").contains("user:password"));
+        assert!(bad("http://:pw@host/x").contains("user:password"));
+        assert!(bad("http:///x").contains("no host"));
+        assert!(bad("http://user:secret@/x").contains("no host"));
+        assert!(bad("http://host:abc/x").contains("port"));
+        assert!(bad("http://host:99999/x").contains("port"));
+        assert!(bad("http://host:/x").contains("port"));
+        assert!(bad("http://ho st/x").contains("whitespace"));
+        assert!(bad("http://[::1/x").contains("host"));
+        assert!(bad("http://host\r\nX: y/x").contains("control"));
+        assert!(bad("http://host/\u{e4}").contains("percent-encoded"));
+        assert!(bad("http://host/a|b").contains("percent-encoded"));
+        assert!(bad("http://host/a?b=<c>").contains("percent-encoded"));
+        assert_eq!(ok("http://host/%C3%A4").redacted(), "http://host/%C3%A4");
+    }
+
+    #[test]
+    fn swift_locations() {
+        let l = ok("swift://jdoe:a8685secret@127.0.0.1:8080/v1.0/glance/42");
+        assert_eq!(l.scheme(), "swift");
+        assert_eq!(l.store_name(), "swift");
+        assert_eq!(
+            l.uri(),
+            "swift://jdoe:a8685secret@127.0.0.1:8080/v1.0/glance/42"
+        );
+        assert_eq!(l.redacted(), "swift://127.0.0.1:8080/v1.0/glance/42");
+        match &l {
+            Location::Swift(s) => {
+                assert_eq!(s.auth_url(), "https://127.0.0.1:8080/v1.0");
+                assert_eq!(s.user(), "jdoe");
+                assert_eq!(s.key(), "a8685secret");
+                assert_eq!(s.container(), "glance");
+                assert_eq!(s.object(), "42");
+            }
+            other => panic!("{other:?}"),
+        }
+        // account:user:key
+        match ok("swift+http://acct:jdoe:k3y@auth.example.com/v1/cont/obj") {
+            Location::Swift(s) => {
+                assert_eq!(s.user(), "acct:jdoe");
+                assert_eq!(s.key(), "k3y");
+                assert_eq!(s.auth_url(), "http://auth.example.com/v1");
+                assert_eq!(s.scheme, "swift+http");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Shortest form: auth host, container, object.
+        match ok("swift+https://u:k@authhost/c/o") {
+            Location::Swift(s) => {
+                assert_eq!(s.auth_url(), "https://authhost");
+                assert_eq!((s.container(), s.object()), ("c", "o"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let m = bad("swift://user:secretkey@http://authurl.com/v1/container/obj");
+        assert!(
+            m.contains("more than one '://'") && m.contains("swift+http"),
+            "{m}"
+        );
+        assert!(bad("swift://authurl.com/v1/container/obj").contains("user:key"));
+        assert!(bad("swift://user@authurl.com/v1/container/obj").contains("user:key"));
+        assert!(bad("swift://:secretkey@authurl.com/v1/container/obj").contains("user:key"));
+        assert!(bad("swift://a:b:c:secretkey@authurl.com/c/o").contains("user:key"));
+        assert!(bad("swift://u:secretkey@authurl.com/obj").contains("container"));
+        assert!(bad("swift://u:secretkey@authurl.com").contains("container"));
+        assert!(bad("swift://u:secretkey@authurl.com/c/").contains("container"));
+        assert!(bad("swift://u:secretkey@/c/o").contains("no host"));
+        assert!(bad("swift://u:secret@key@host/c/o").contains("'@'"));
+    }
+
+    #[test]
+    fn s3_locations() {
+        let l = ok("s3://AKIA:se/cr+et@s3.amazonaws.com/bucket/key-id");
+        assert_eq!(l.scheme(), "s3");
+        assert_eq!(l.store_name(), "s3");
+        assert_eq!(l.uri(), "s3://AKIA:se/cr+et@s3.amazonaws.com/bucket/key-id");
+        assert_eq!(l.redacted(), "s3://s3.amazonaws.com/bucket/key-id");
+        match &l {
+            Location::S3(s) => {
+                assert_eq!(s.service_url(), "http://s3.amazonaws.com");
+                assert_eq!(s.credentials(), Some(("AKIA", "se/cr+et")));
+                assert_eq!((s.bucket(), s.key()), ("bucket", "key-id"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match ok("s3+https://a:b@host:9000/some/path/bkt/k") {
+            Location::S3(s) => {
+                assert_eq!(s.service_url(), "https://host:9000/some/path");
+                assert_eq!((s.bucket(), s.key()), ("bkt", "k"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match ok("s3+http://a:b@host/bkt/k") {
+            Location::S3(s) => assert_eq!(s.service_url(), "http://host"),
+            other => panic!("{other:?}"),
+        }
+        // Glance accepted S3 URIs without credentials.
+        match ok("s3://host/bkt/k") {
+            Location::S3(s) => assert_eq!(s.credentials(), None),
+            other => panic!("{other:?}"),
+        }
+
+        let m = bad("s3://accesskey:secretkey@https://s3.amazonaws.com/bucket/key-id");
+        assert!(m.contains("more than one '://'"), "{m}");
+        assert!(bad("s3://accesskey:secretkey@s3.amazonaws.com/key-id").contains("bucket"));
+        assert!(bad("s3://accesskey:secretkey@bucket").contains("bucket"));
+        assert!(bad("s3://accesskey@s3.amazonaws.com/b/k").contains("access_key:secret_key"));
+        assert!(bad("s3://a:sec@ret@host/b/k").contains("'@'"));
+        assert!(bad("s3://a:secret@/b/k").contains("service"));
+    }
+
+    #[test]
+    fn unknown_and_malformed_uris() {
+        assert!(bad("ftp://host/x").contains("unknown scheme 'ftp'"));
+        assert!(bad("GOPHER://host/x").contains("unknown scheme 'gopher'"));
+        assert!(bad("").contains("not a URI"));
+        assert!(bad("just-a-name").contains("not a URI"));
+        assert!(bad("://host/x").contains("not a URI"));
+        assert!(bad("user:secret@host/x").contains("not a URI"));
+        assert!(bad("1http://host/x").contains("not a URI"));
+        assert!(bad(&format!("http://host/{}", "a".repeat(5000))).contains("longer"));
+    }
+
+    /// No way of handling a location with credentials lets the secret out: not the redacted
+    /// form, not `Debug`/`Display`, not the parse error of a malformed variant.
+    #[test]
+    fn secrets_never_escape() {
+        let good = [
+            "swift://user:TOPSECRET@host/v1/c/o",
+            "swift+https://acct:user:TOPSECRET@host/v1/c/o",
+            "s3://access:TOPSECRET@host/b/k",
+            "s3+https://access:TOP/SECRET@host/b/k",
+            "http://user:TOPSECRET@host/x",
+            "https://user:TOPSECRET@host:443/x?y=1",
+        ];
+        for uri in good {
+            let l = ok(uri);
+            assert!(l.uri().contains("TOP"));
+            // The full URI parses back to the same location (it is what the registry keeps).
+            assert_eq!(ok(&l.uri()), l, "{uri}");
+            assert_eq!(l.uri(), uri);
+            for shown in [
+                l.redacted(),
+                format!("{l}"),
+                format!("{l:?}"),
+                redact_uri(uri),
+            ] {
+                assert!(!shown.contains("TOP"), "{uri} shown as {shown}");
+                assert!(!shown.contains("user"), "{uri} shown as {shown}");
+            }
+        }
+        let malformed = [
+            "swift://user:TOPSECRET@http://host/v1/c/o",
+            "swift://user:TOPSECRET@host/o",
+            "swift://a:b:c:TOPSECRET@host/c/o",
+            "swift://user:TOP@SECRET@host/c/o",
+            "s3://access:TOPSECRET@https://host/b/k",
+            "s3://access:TOPSECRET@host/k",
+            "s3://access:TOP@SECRET@host/b/k",
+            "http://TOPSECRET@host/x",
+            "http://user:TOP/SECRET@host/x",
+            "http://user:TOPSECRET@/x",
+            "http://user:TOPSECRET@host:bad/x",
+            "ftp://user:TOPSECRET@host/x",
+            "user:TOPSECRET@host/x",
+            "http://user:TOPSECRET@host/x\n",
+        ];
+        for uri in malformed {
+            let e = Location::parse(uri).expect_err(uri);
+            assert!(!e.message().contains("TOP"), "{uri}: {e}");
+            assert!(!e.message().contains("SECRET"), "{uri}: {e}");
+            let r = redact_uri(uri);
+            assert!(!r.contains("TOP") && !r.contains("SECRET"), "{uri} → {r}");
+        }
+        assert_eq!(
+            redact_uri("swift://user:TOPSECRET@http://host/v1/c/o"),
+            "swift://http://host/v1/c/o"
+        );
+        assert_eq!(redact_uri("user:TOPSECRET@host/x"), MALFORMED);
+        assert_eq!(redact_uri("http://h/x\ny"), "http://h/x?y");
+        assert_eq!(
+            redact_uri("file:///var/lib/glance/images/1"),
+            "file:///var/lib/glance/images/1"
+        );
+    }
+
+    #[test]
+    fn md5_of_known_strings() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            md5_hex(b"The quick brown fox jumps over the lazy dog"),
+            "9e107d9d372bb6826bd81d3542a419d6"
+        );
+        let mut out = Vec::new();
+        let (n, sum) = copy_and_hash(
+            &mut &b"The quick brown fox jumps over the lazy dog"[..],
+            &mut out,
+            0,
+            u64::MAX,
+        )
+        .expect("copy");
+        assert_eq!(n, 43);
+        assert_eq!(sum, "9e107d9d372bb6826bd81d3542a419d6");
+        assert_eq!(out, b"The quick brown fox jumps over the lazy dog");
+    }
+
+    /// Yields `good` bytes, then fails with `kind`.
+    pub(crate) struct FailingReader {
+        pub(crate) good: usize,
+        pub(crate) kind: io::ErrorKind,
+    }
+
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good == 0 {
+                return Err(io::Error::new(self.kind, "boom"));
+            }
+            let n = buf.len().min(self.good);
+            buf[..n].fill(b'x');
+            self.good -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn copy_and_hash_limits_and_errors() {
+        // Exactly at the limit is fine; one more byte is TooLarge, and nothing past the
+        // limit was written.
+        let data = vec![7u8; 10_000];
+        let mut out = Vec::new();
+        let (n, _) = copy_and_hash(&mut &data[..], &mut out, 4096, 10_000).expect("at limit");
+        assert_eq!(n, 10_000);
+        let mut out = Vec::new();
+        match copy_and_hash(&mut &data[..], &mut out, 4096, 9_999) {
+            Err(Error::TooLarge(m)) => assert!(m.contains("9999"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(out.len() <= 9_999);
+
+        for (kind, word) in [
+            (io::ErrorKind::UnexpectedEof, "disconnected"),
+            (io::ErrorKind::ConnectionReset, "disconnected"),
+            (io::ErrorKind::TimedOut, "Timed out"),
+            (io::ErrorKind::InvalidData, "Error reading"),
+        ] {
+            let mut r = FailingReader { good: 5000, kind };
+            match copy_and_hash(&mut r, &mut io::sink(), 4096, u64::MAX) {
+                Err(Error::BadRequest(m)) => {
+                    assert!(m.contains(word) && m.contains("5000"), "{kind:?}: {m}")
+                }
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+
+        struct Denied;
+        impl Write for Denied {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::PermissionDenied.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(matches!(
+            copy_and_hash(&mut &b"abc"[..], &mut Denied, 4096, 10),
+            Err(Error::Forbidden(_))
+        ));
+    }
+
+    fn stores_in(dir: &Path) -> Stores {
+        Stores::new(&StoreOptions {
+            filesystem_store_datadir: dir.join("images"),
+            ..StoreOptions::default()
+        })
+        .expect("stores")
+    }
+
+    #[test]
+    fn store_selection() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let stores = stores_in(tmp.path());
+        assert_eq!(stores.default_store(), "file");
+        assert_eq!(stores.for_upload(None).expect("default").name(), "file");
+        assert_eq!(stores.for_upload(Some("")).expect("default").name(), "file");
+        assert_eq!(
+            stores.for_upload(Some("file")).expect("file").name(),
+            "file"
+        );
+        assert_eq!(
+            stores.for_upload(Some("filesystem")).expect("file").name(),
+            "file"
+        );
+        for name in ["swift", "s3", "bogus", "swift+https"] {
+            match stores.for_upload(Some(name)) {
+                Err(Error::BadRequest(m)) => assert_eq!(
+                    m,
+                    format!("Requested store {name} not available on this Glance server")
+                ),
+                Err(e) => panic!("{name}: {e:?}"),
+                Ok(s) => panic!("{name}: got {}", s.name()),
+            }
+        }
+        match stores.for_upload(Some("http")) {
+            Err(Error::BadRequest(m)) => assert!(m.contains("read-only"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(s) => panic!("got {}", s.name()),
+        }
+
+        let by = |uri: &str| stores.for_location(&ok(uri)).map(|s| s.name());
+        assert_eq!(by("file:///x/y").expect("file"), "file");
+        assert_eq!(by("filesystem:///x/y").expect("file"), "file");
+        assert_eq!(by("http://h/x").expect("http"), "http");
+        assert_eq!(by("https://h/x").expect("http"), "http");
+        match by("swift://u:k@h/c/o") {
+            Err(Error::Store(m)) => assert!(m.contains("swift store is not configured"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(by("s3://h/b/k"), Err(Error::Store(_))));
+
+        // A broken stored location is the server's problem, and its secret stays hidden.
+        match stores.get("swift://u:TOPSECRET@host/o") {
+            Err(Error::Store(m)) => assert!(!m.contains("TOPSECRET"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_store_must_be_writable() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for name in ["http", "swift", "nope"] {
+            let r = Stores::new(&StoreOptions {
+                default_store: name.into(),
+                filesystem_store_datadir: tmp.path().join("images"),
+                ..StoreOptions::default()
+            });
+            match r {
+                Err(Error::Config(m)) => assert!(m.contains("default_store"), "{m}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let s = Stores::new(&StoreOptions {
+            default_store: "filesystem".into(),
+            filesystem_store_datadir: tmp.path().join("images"),
+            ..StoreOptions::default()
+        })
+        .expect("filesystem is the file store");
+        assert_eq!(s.default_store(), "file");
+    }
+
+    #[test]
+    fn client_locations() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let stores = stores_in(tmp.path());
+        let datadir = tmp.path().join("images");
+        let refuse = |uri: &str| match stores.check_client_location(uri) {
+            Err(Error::BadRequest(m)) => m,
+            other => panic!("{uri}: expected 400, got {other:?}"),
+        };
+        assert!(refuse("file:///etc/passwd").contains("file://"));
+        assert!(refuse("filesystem:///etc/passwd").contains("filesystem://"));
+        let inside = format!("file://{}/some-image", datadir.display());
+        assert!(refuse(&inside).contains("cannot be registered"));
+        assert!(refuse("ftp://host/x").contains("unknown scheme"));
+        assert!(refuse("not a uri").contains("not a URI"));
+        assert!(refuse("http://user@host/x").contains("user:password"));
+        assert!(refuse("http:///x").contains("no host"));
+        assert!(refuse("swift://u:k@host/c/o").contains("not available"));
+        assert!(refuse("s3://a:b@host/b/k").contains("not available"));
+
+        let l = stores
+            .check_client_location("http://user:pw@example.com/img")
+            .expect("http is fine");
+        assert_eq!(l.redacted(), "http://example.com/img");
+        stores
+            .check_client_location("https://example.com/img")
+            .expect("https is fine");
+    }
+
+    #[test]
+    fn image_data_into_body() {
+        let data = ImageData::Stream(Box::new(io::Cursor::new(b"abc".to_vec())), Some(3));
+        assert_eq!(data.len(), Some(3));
+        match data.into_body() {
+            crate::http::Body::Reader(_, len) => assert_eq!(len, Some(3)),
+            _ => panic!("expected a reader body"),
+        }
+        let tmp = tempfile::tempfile().expect("tempfile");
+        match ImageData::File(tmp, 0).into_body() {
+            crate::http::Body::File(_, len) => assert_eq!(len, 0),
+            _ => panic!("expected a file body"),
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! The filesystem store: one file per image, named by the image id, in
+//! `filesystem_store_datadir` (Glance's `glance/store/filesystem.py`).
+//!
+//! An upload is written to a hidden temporary file in the same directory
+//! (`.<id>.tmp-<random>`), synced, and only then linked into place under its final name, so
+//! that nobody ever reads a partial image and a failed upload (client gone, size mismatch,
+//! size cap, disk full) leaves nothing behind.
+//!
+//! Putting the file into place must not replace an image that appeared meanwhile (two
+//! uploads of the same id racing): `rename(2)` silently replaces its target, and the
+//! no-replace variant (`renameat2(RENAME_NOREPLACE)`) is not reachable from std without
+//! `unsafe`. `hard_link(2)` however fails with `EEXIST` atomically, exactly like
+//! `O_CREAT|O_EXCL`, so the temp file is hard-linked to the final name and then unlinked.
+//! On filesystems without hard links (vfat, some FUSE/network mounts) we fall back to an
+//! existence check followed by `rename`, which leaves a tiny window for such a race.
+//!
+//! Reads and deletes only touch files directly inside the data directory: a `file://`
+//! location elsewhere (say, an old row naming `/etc/passwd`) is refused with
+//! [`Error::Forbidden`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use log::{debug, warn};
+
+use super::{ImageData, Location, Store, StoreOptions, Stored, copy_and_hash};
+use crate::error::{Error, Result};
+
+/// The filesystem store (name `file`, schemes `file` and `filesystem`).
+#[derive(Debug)]
+pub struct FilesystemStore {
+    /// The data directory as configured, made absolute. New images go here and their
+    /// locations name it.
+    datadir: PathBuf,
+    buffer_size: usize,
+    size_cap: u64,
+}
+
+impl FilesystemStore {
+    /// Builds the store and prepares its data directory (created if missing). A directory
+    /// that cannot be created or written is logged as a warning: the store stays registered
+    /// (reads of existing images may still work) and each upload fails with an error naming
+    /// the directory and `filesystem_store_datadir`, as Glance's `add_disabled` did. Each
+    /// upload tries again, so fixing the directory needs no restart.
+    pub fn new(opts: &StoreOptions) -> FilesystemStore {
+        let datadir = std::path::absolute(&opts.filesystem_store_datadir)
+            .unwrap_or_else(|_| opts.filesystem_store_datadir.clone());
+        let store = FilesystemStore {
+            datadir,
+            buffer_size: opts.buffer_size,
+            size_cap: opts.size_cap,
+        };
+        if let Err(e) = store.prepare_dir().and_then(|()| store.probe_writable()) {
+            warn!("{}; uploads to the file store will fail", e.message());
+        }
+        store
+    }
+
+    /// The directory images are written to.
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    fn dir_error(&self, doing: &str, e: &io::Error) -> Error {
+        Error::Store(format!(
+            "The file store cannot {doing} its data directory {} (filesystem_store_datadir): {e}",
+            self.datadir.display()
+        ))
+    }
+
+    fn prepare_dir(&self) -> Result<()> {
+        fs::create_dir_all(&self.datadir).map_err(|e| self.dir_error("create", &e))
+    }
+
+    fn probe_writable(&self) -> Result<()> {
+        let probe = self
+            .datadir
+            .join(format!(".probe-{}", uuid::Uuid::new_v4().simple()));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| self.dir_error("write to", &e))?;
+        fs::remove_file(&probe).map_err(|e| self.dir_error("write to", &e))
+    }
+
+    /// The file behind a location, if it is directly inside the data directory (also when
+    /// the location spells the directory differently, e.g. through a symlink).
+    fn path_of(&self, loc: &Location) -> Result<(PathBuf, String)> {
+        let Location::File(f) = loc else {
+            return Err(Error::BadRequest(format!(
+                "The file store cannot serve {} locations",
+                loc.scheme()
+            )));
+        };
+        let path = f.path();
+        let outside = || {
+            warn!(
+                "refusing file location {} outside filesystem_store_datadir {}",
+                path.display(),
+                self.datadir.display()
+            );
+            Error::Forbidden("The image location is outside the file store's data directory".into())
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(outside)?;
+        let parent = path.parent().ok_or_else(outside)?;
+        if checked_name(name).is_err() || !self.is_datadir(parent) {
+            return Err(outside());
+        }
+        Ok((self.datadir.join(name), name.to_string()))
+    }
+
+    fn is_datadir(&self, dir: &Path) -> bool {
+        if dir == self.datadir {
+            return true;
+        }
+        match (fs::canonicalize(dir), fs::canonicalize(&self.datadir)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Checks that an image id can be a file name inside the data directory. Ids are validated
+/// by the API already; this is the store's own guard against escaping the directory.
+fn checked_name(id: &str) -> Result<&str> {
+    crate::image::validate_id(id)?;
+    let mut parts = Path::new(id).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) => Ok(id),
+        _ => Err(Error::BadRequest(format!(
+            "Invalid image id '{id}' for the file store"
+        ))),
+    }
+}
+
+fn duplicate(id: &str) -> Error {
+    Error::Duplicate(format!("Image {id} already exists in the file store"))
+}
+
+fn size_mismatch(expected: u64, got: &str) -> Error {
+    Error::BadRequest(format!(
+        "Size mismatch: x-image-meta-size/Content-Length said {expected} bytes, got {got}"
+    ))
+}
+
+/// Maps an error on an existing image file.
+fn file_error(e: &io::Error, doing: &str, name: &str) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            Error::NotFound(format!("Image data for {name} not found in the file store"))
+        }
+        io::ErrorKind::PermissionDenied => Error::Forbidden(format!(
+            "Permission denied {doing} image data for {name} in the file store"
+        )),
+        _ => Error::Store(format!(
+            "Error {doing} image data for {name} in the file store: {e}"
+        )),
+    }
+}
+
+/// A temporary file that is removed when dropped (after a successful link it is only the
+/// second name of the image; after a fallback rename it no longer exists).
+struct TempFile {
+    path: PathBuf,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        match fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!(
+                "could not remove temporary file {}: {e}",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// Gives the complete temp file its final name without ever replacing an existing file
+/// (see the module docs for why a hard link).
+fn link_into_place(tmp: &Path, dest: &Path, id: &str) -> Result<()> {
+    match fs::hard_link(tmp, dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(duplicate(id)),
+        Err(e) => {
+            debug!("hard link into the file store failed ({e}); falling back to rename");
+            if dest.symlink_metadata().is_ok() {
+                return Err(duplicate(id));
+            }
+            fs::rename(tmp, dest)
+                .map_err(|e| Error::Store(format!("Error moving image {id} into place: {e}")))
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Store for FilesystemStore {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn schemes(&self) -> &'static [&'static str] {
+        &["file", "filesystem"]
+    }
+
+    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored> {
+        let name = checked_name(id)?;
+        if let Some(expected) = expected_size
+            && expected > self.size_cap
+        {
+            return Err(Error::TooLarge(format!(
+                "Image size {expected} exceeds the maximum allowed size of {} bytes \
+                 (image_size_cap)",
+                self.size_cap
+            )));
+        }
+        self.prepare_dir()?;
+        let dest = self.datadir.join(name);
+        let location = match dest.to_str() {
+            Some(p) => format!("file://{p}"),
+            None => {
+                return Err(Error::Store(format!(
+                    "The file store's data directory {} (filesystem_store_datadir) is not \
+                     valid UTF-8",
+                    self.datadir.display()
+                )));
+            }
+        };
+        // Our own locations must parse back (control characters in the directory would not).
+        Location::parse(&location).map_err(|e| {
+            Error::Store(format!(
+                "The file store's data directory {} (filesystem_store_datadir) cannot be \
+                 written as a location: {}",
+                self.datadir.display(),
+                e.message()
+            ))
+        })?;
+        if dest.symlink_metadata().is_ok() {
+            return Err(duplicate(id));
+        }
+
+        let tmp = TempFile {
+            path: self
+                .datadir
+                .join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple())),
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp.path)
+            .map_err(|e| self.dir_error("write to", &e))?;
+
+        // With a declared size, stop reading as soon as the client sends more than it said.
+        let limit = match expected_size {
+            Some(expected) if expected < self.size_cap => expected,
+            _ => self.size_cap,
+        };
+        let (size, checksum) = match copy_and_hash(data, &mut file, self.buffer_size, limit) {
+            Ok(done) => done,
+            Err(Error::TooLarge(_)) if limit < self.size_cap => {
+                return Err(size_mismatch(limit, &format!("more than {limit}")));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(expected) = expected_size
+            && expected != size
+        {
+            return Err(size_mismatch(expected, &size.to_string()));
+        }
+        file.sync_all()
+            .map_err(|e| Error::Store(format!("Error syncing image {id} to disk: {e}")))?;
+        drop(file);
+
+        link_into_place(&tmp.path, &dest, id)?;
+        drop(tmp);
+        if let Err(e) = sync_dir(&self.datadir) {
+            if let Err(rm) = fs::remove_file(&dest) {
+                warn!(
+                    "could not remove {} after a failed sync: {rm}",
+                    dest.display()
+                );
+            }
+            return Err(self.dir_error("sync", &e));
+        }
+        debug!("stored image {id} in the file store: {size} bytes, md5 {checksum}");
+        Ok(Stored {
+            location,
+            size,
+            checksum,
+        })
+    }
+
+    fn get(&self, loc: &Location) -> Result<ImageData> {
+        let (path, name) = self.path_of(loc)?;
+        let file = File::open(&path).map_err(|e| file_error(&e, "reading", &name))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| file_error(&e, "reading", &name))?;
+        if !meta.is_file() {
+            return Err(Error::Store(format!(
+                "Image data for {name} in the file store is not a regular file"
+            )));
+        }
+        Ok(ImageData::File(file, meta.len()))
+    }
+
+    fn delete(&self, loc: &Location) -> Result<()> {
+        let (path, name) = self.path_of(loc)?;
+        fs::remove_file(&path).map_err(|e| file_error(&e, "deleting", &name))?;
+        debug!("deleted image data {name} from the file store");
+        Ok(())
+    }
+
+    fn size(&self, loc: &Location) -> Result<u64> {
+        let (path, name) = self.path_of(loc)?;
+        let meta = fs::metadata(&path).map_err(|e| file_error(&e, "reading", &name))?;
+        Ok(meta.len())
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::FailingReader;
+    use super::super::{Stores, exercise_store, md5_hex, read_all};
+    use super::*;
+
+    fn opts(dir: &Path) -> StoreOptions {
+        StoreOptions {
+            filesystem_store_datadir: dir.to_path_buf(),
+            buffer_size: 4096,
+            ..StoreOptions::default()
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn loc(s: &str) -> Location {
+        Location::parse(s).expect("location")
+    }
+
+    #[test]
+    fn conformance() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::new(&opts(tmp.path()));
+        exercise_store(&store);
+        assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+    }
+
+    #[test]
+    fn location_form_and_nested_datadir() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("a/b/images/");
+        let store = FilesystemStore::new(&opts(&dir));
+        assert!(dir.is_dir(), "datadir created at start-up");
+        let stored = store
+            .add("img-1", &mut &b"hello"[..], Some(5))
+            .expect("add");
+        assert_eq!(
+            stored.location,
+            format!("file://{}", dir.join("img-1").display())
+        );
+        assert_eq!(stored.checksum, md5_hex(b"hello"));
+        assert_eq!(fs::read(dir.join("img-1")).expect("read"), b"hello");
+        assert_eq!(entries(&dir), ["img-1"]);
+    }
+
+    #[test]
+    fn size_mismatch_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::new(&opts(tmp.path()));
+        let data = vec![1u8; 10_000];
+        match store.add("short", &mut &data[..], Some(10_001)) {
+            Err(Error::BadRequest(m)) => assert_eq!(
+                m,
+                "Size mismatch: x-image-meta-size/Content-Length said 10001 bytes, got 10000"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match store.add("long", &mut &data[..], Some(9_999)) {
+            Err(Error::BadRequest(m)) => {
+                assert!(m.contains("said 9999 bytes, got more than 9999"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+        // Without a declared size any length is fine.
+        store.add("any", &mut &data[..], None).expect("add");
+        assert_eq!(entries(tmp.path()), ["any"]);
+    }
+
+    #[test]
+    fn failing_reader_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::new(&opts(tmp.path()));
+        let mut r = FailingReader {
+            good: 50_000,
+            kind: io::ErrorKind::UnexpectedEof,
+        };
+        match store.add("cut", &mut r, Some(100_000)) {
+            Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let mut r = FailingReader {
+            good: 10,
+            kind: io::ErrorKind::ConnectionReset,
+        };
+        assert!(matches!(
+            store.add("cut", &mut r, None),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+    }
+
+    #[test]
+    fn size_cap() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::new(&StoreOptions {
+            size_cap: 10,
+            ..opts(tmp.path())
+        });
+        let data = [0u8; 11];
+        assert!(matches!(
+            store.add("big", &mut &data[..], None),
+            Err(Error::TooLarge(_))
+        ));
+        // A declared size above the cap is refused before reading anything.
+        let mut never = FailingReader {
+            good: 0,
+            kind: io::ErrorKind::Other,
+        };
+        match store.add("big", &mut never, Some(11)) {
+            Err(Error::TooLarge(m)) => assert!(m.contains("image_size_cap"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(entries(tmp.path()).is_empty());
+        store
+            .add("fits", &mut &data[..10], Some(10))
+            .expect("at the cap");
+        assert_eq!(entries(tmp.path()), ["fits"]);
+    }
+
+    #[test]
+    fn duplicates_are_refused_even_at_link_time() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::new(&opts(tmp.path()));
+        fs::write(tmp.path().join("taken"), b"original").expect("write");
+        assert!(matches!(
+            store.add("taken", &mut &b"new"[..], None),
+            Err(Error::Duplicate(_))
+        ));
+        // The race: the final name appears after the first check.
+        let t = tmp.path().join(".taken.tmp-x");
+        fs::write(&t, b"new").expect("write");
+        assert!(matches!(
+            link_into_place(&t, &tmp.path().join("taken"), "taken"),
+            Err(Error::Duplicate(_))
+        ));
+        assert_eq!(
+            fs::read(tmp.path().join("taken")).expect("read"),
+            b"original"
+        );
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_datadir() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("images");
+        let store = FilesystemStore::new(&opts(&dir));
+        for id in ["../x", "a/b", "..", ".", "", "/etc/x", "a\0b"] {
+            assert!(
+                matches!(
+                    store.add(id, &mut &b"x"[..], None),
+                    Err(Error::BadRequest(_))
+                ),
+                "{id:?}"
+            );
+        }
+        assert_eq!(entries(tmp.path()), ["images"]);
+        assert!(entries(&dir).is_empty());
+
+        let outside = tmp.path().join("secret");
+        fs::write(&outside, b"do not touch").expect("write");
+        for uri in [
+            format!("file://{}", outside.display()),
+            format!("file://{}/../secret", dir.display()),
+            format!("file://{}/..", dir.display()),
+            "file:///etc/passwd".to_string(),
+            "filesystem:///".to_string(),
+        ] {
+            let l = loc(&uri);
+            assert!(matches!(store.get(&l), Err(Error::Forbidden(_))), "{uri}");
+            assert!(matches!(store.size(&l), Err(Error::Forbidden(_))), "{uri}");
+            assert!(
+                matches!(store.delete(&l), Err(Error::Forbidden(_))),
+                "{uri}"
+            );
+        }
+        assert_eq!(fs::read(&outside).expect("still there"), b"do not touch");
+        assert!(matches!(
+            store.get(&loc("http://host/x")),
+            Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn datadir_through_a_symlink() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let real = tmp.path().join("real");
+        let store = FilesystemStore::new(&opts(&real));
+        store.add("img", &mut &b"abc"[..], None).expect("add");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let l = loc(&format!("file://{}/img", link.display()));
+        assert_eq!(read_all(store.get(&l).expect("get via symlink")), b"abc");
+        // `filesystem://` names the same store.
+        let l = loc(&format!("filesystem://{}/img", real.display()));
+        assert_eq!(store.size(&l).expect("size"), 3);
+    }
+
+    #[test]
+    fn uncreatable_datadir_disables_add_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("not-a-dir");
+        fs::write(&file, b"").expect("write");
+        let dir = file.join("images");
+        // The registry still builds: the store stays registered.
+        let stores = Stores::new(&opts(&dir)).expect("stores build anyway");
+        let store = stores.for_upload(None).expect("file store registered");
+        match store.add("x", &mut &b"abc"[..], None) {
+            Err(Error::Store(m)) => {
+                assert!(m.contains(&dir.display().to_string()), "{m}");
+                assert!(m.contains("filesystem_store_datadir"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unwritable_datadir() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ro");
+        fs::create_dir(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+        let store = FilesystemStore::new(&opts(&dir));
+        if store.probe_writable().is_ok() {
+            eprintln!("skipping unwritable_datadir: this user (root?) can write anyway");
+            return;
+        }
+        match store.add("x", &mut &b"abc"[..], None) {
+            Err(Error::Store(m)) => {
+                assert!(m.contains(&dir.display().to_string()), "{m}");
+                assert!(m.contains("filesystem_store_datadir"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod back");
+        // Fixed without a restart.
+        store
+            .add("x", &mut &b"abc"[..], None)
+            .expect("add after fix");
+    }
+
+    #[test]
+    fn missing_data() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::new(&opts(tmp.path()));
+        let l = loc(&format!("file://{}/gone", tmp.path().display()));
+        assert!(matches!(store.get(&l), Err(Error::NotFound(_))));
+        assert!(matches!(store.size(&l), Err(Error::NotFound(_))));
+        assert!(matches!(store.delete(&l), Err(Error::NotFound(_))));
+        // A directory where the image should be is not image data.
+        fs::create_dir(tmp.path().join("dir")).expect("mkdir");
+        let l = loc(&format!("file://{}/dir", tmp.path().display()));
+        assert!(matches!(store.get(&l), Err(Error::Store(_))));
+    }
+}
