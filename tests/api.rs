@@ -44,7 +44,10 @@ fn env(mode: Mode, extra: &str) -> Env {
         ),
         Mode::Remote => {
             let reg = Server::start("glance-registry", common::REGISTRY_CONF, true);
-            let line = format!("registry_host = 127.0.0.1\nregistry_port = {}\n", reg.port());
+            let line = format!(
+                "registry_host = 127.0.0.1\nregistry_port = {}\n",
+                reg.port()
+            );
             (Some(reg), line)
         }
     };
@@ -91,10 +94,14 @@ both_modes!(
     status_rules,
 );
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn md5_hex(data: &[u8]) -> String {
     let mut h = Md5::new();
     h.update(data);
-    format!("{:x}", h.finalize())
+    hex(&h.finalize())
 }
 
 fn upload_headers<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -108,7 +115,10 @@ fn post_image(c: &Client, headers: &[(&str, &str)], body: Option<&[u8]>) -> Repl
 }
 
 fn image_id(r: &Reply) -> String {
-    r.json()["image"]["id"].as_str().unwrap_or_default().to_string()
+    r.json()["image"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn files_in(dir: &PathBuf) -> Vec<String> {
@@ -123,7 +133,14 @@ fn files_in(dir: &PathBuf) -> Vec<String> {
 
 fn versions_and_negotiation(mode: Mode) {
     let e = env(mode, "");
-    for path in ["/", "/versions", "/v1.1/images", "/v2/images", "/V1/images", "/images"] {
+    for path in [
+        "/",
+        "/versions",
+        "/v1.1/images",
+        "/v2/images",
+        "/V1/images",
+        "/images",
+    ] {
         let r = e.c.get(path);
         assert_status!(r, 300);
         assert_eq!(r.json()["versions"][0]["id"], "v1.1", "{path}");
@@ -234,7 +251,9 @@ fn create_with_data_and_download(mode: Mode) {
     assert_eq!(img["properties"]["os_distro"], "debian");
     assert_eq!(img["properties"]["kernel_id"], "k-1");
     assert!(
-        img["location"].as_str().is_some_and(|l| l.starts_with("file://")),
+        img["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("file://")),
         "{img}"
     );
     assert_eq!(r.header("etag"), Some(sum.as_str()));
@@ -311,11 +330,17 @@ fn upload_errors_kill_the_image(mode: Mode) {
     // Wrong Content-Type: killed first, then 400.
     let r = post_image(
         &e.c,
-        &[("Content-Type", "text/plain"), ("x-image-meta-name", "wrong-type")],
+        &[
+            ("Content-Type", "text/plain"),
+            ("x-image-meta-name", "wrong-type"),
+        ],
         Some(b"data"),
     );
     assert_status!(r, 400);
-    assert!(r.text().contains("Content-Type must be application/octet-stream"));
+    assert!(
+        r.text()
+            .contains("Content-Type must be application/octet-stream")
+    );
     let killed = e.c.get("/v1/images/detail?is_public=none").json();
     assert_eq!(killed["images"], json!([]), "killed images are not listed");
 
@@ -330,7 +355,11 @@ fn upload_errors_kill_the_image(mode: Mode) {
     );
     assert_status!(r, 400);
     assert!(r.text().contains("Checksum"), "{}", r.text());
-    assert!(files_in(&e.datadir).is_empty(), "{:?}", files_in(&e.datadir));
+    assert!(
+        files_in(&e.datadir).is_empty(),
+        "{:?}",
+        files_in(&e.datadir)
+    );
 
     // Declared size ≠ Content-Length: refused before anything is reserved.
     let r = post_image(
@@ -355,13 +384,21 @@ fn upload_errors_kill_the_image(mode: Mode) {
     // The killed wrong-type image is still visible with HEAD.
     let r = post_image(
         &e.c,
-        &[("Content-Type", "application/json"), ("x-image-meta-id", "kill-me")],
+        &[
+            ("Content-Type", "application/json"),
+            ("x-image-meta-id", "kill-me"),
+        ],
         Some(b"{}"),
     );
     assert_status!(r, 400);
     assert_eq!(status_of("kill-me"), "killed");
     // Killed images cannot be uploaded to, nor downloaded.
-    let r = e.c.request("PUT", "/v1/images/kill-me", &upload_headers(&[]), Some(b"x"));
+    let r = e.c.request(
+        "PUT",
+        "/v1/images/kill-me",
+        &upload_headers(&[]),
+        Some(b"x"),
+    );
     assert_status!(r, 409);
     assert_status!(e.c.get("/v1/images/kill-me"), 404);
 
@@ -413,26 +450,45 @@ fn register_external_location(mode: Mode) {
     let loc = format!("http://user:s3cret@127.0.0.1:{port}/images/remote.img");
     let r = post_image(
         &e.c,
-        &[("x-image-meta-name", "remote"), ("x-image-meta-location", &loc)],
+        &[
+            ("x-image-meta-name", "remote"),
+            ("x-image-meta-location", &loc),
+        ],
         None,
     );
     assert_status!(r, 201);
     assert!(!r.text().contains("s3cret"), "{}", r.text());
     let img = r.json()["image"].clone();
-    assert_eq!(img["status"], "active", "registered images are active at once");
+    assert_eq!(
+        img["status"], "active",
+        "registered images are active at once"
+    );
     assert_eq!(img["size"], data.len(), "size learned with HEAD");
     let id = image_id(&r);
     let g = e.c.get(&format!("/v1/images/{id}"));
     assert_status!(g, 200);
     assert_eq!(g.body, data);
     let h = e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
-    assert!(!h.header("x-image-meta-location").unwrap_or_default().contains("s3cret"));
+    assert!(
+        !h.header("x-image-meta-location")
+            .unwrap_or_default()
+            .contains("s3cret")
+    );
     // Uploading to it is refused; deleting leaves the remote alone.
-    let r = e.c.request("PUT", &format!("/v1/images/{id}"), &upload_headers(&[]), Some(b"x"));
+    let r = e.c.request(
+        "PUT",
+        &format!("/v1/images/{id}"),
+        &upload_headers(&[]),
+        Some(b"x"),
+    );
     assert_status!(r, 409);
-    let r = e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
+    let r =
+        e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
     assert_status!(r, 200);
-    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None), 404);
+    assert_status!(
+        e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None),
+        404
+    );
 }
 
 fn refused_locations(mode: Mode) {
@@ -498,14 +554,23 @@ fn properties_purge_and_merge(mode: Mode) {
         None,
     );
     assert_status!(r, 200);
-    assert_eq!(r.json()["image"]["properties"], json!({"a": "1", "b": "2", "c": "3"}));
+    assert_eq!(
+        r.json()["image"]["properties"],
+        json!({"a": "1", "b": "2", "c": "3"})
+    );
     // Diablo default: every PUT replaces the whole set.
-    let r = e.c.request("PUT", &path, &[("x-image-meta-is_public", "true")], None);
+    let r =
+        e.c.request("PUT", &path, &[("x-image-meta-is_public", "true")], None);
     assert_status!(r, 200);
     assert_eq!(r.json()["image"]["properties"], json!({}));
     assert_eq!(r.json()["image"]["is_public"], true);
     // PUT on an unknown image.
-    let r = e.c.request("PUT", "/v1/images/nope", &[("x-image-meta-name", "x")], None);
+    let r = e.c.request(
+        "PUT",
+        "/v1/images/nope",
+        &[("x-image-meta-name", "x")],
+        None,
+    );
     assert_status!(r, 404);
 }
 
@@ -519,7 +584,10 @@ fn listing_through_the_api(mode: Mode) {
                 ("x-image-meta-name", name),
                 ("x-image-meta-size", size),
                 ("x-image-meta-is_public", "true"),
-                ("x-image-meta-property-tier", if name == "XYZ" { "gold" } else { "lead" }),
+                (
+                    "x-image-meta-property-tier",
+                    if name == "XYZ" { "gold" } else { "lead" },
+                ),
             ],
             None,
         );
@@ -530,18 +598,39 @@ fn listing_through_the_api(mode: Mode) {
         assert_status!(r, 200);
         r.json()["images"]
             .as_array()
-            .map(|a| a.iter().map(|i| i["id"].as_str().unwrap_or("").to_string()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|i| i["id"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    assert_eq!(list_ids(""), [&ids[2], &ids[1], &ids[0]]);
-    assert_eq!(list_ids("?limit=2"), [&ids[2], &ids[1]]);
-    assert_eq!(list_ids(&format!("?marker={}", ids[2])), [&ids[1], &ids[0]]);
-    assert_eq!(list_ids("?sort_key=size&sort_dir=asc"), [&ids[1], &ids[2], &ids[0]]);
-    assert_eq!(list_ids("?name=ASDF"), [&ids[1]]);
-    assert_eq!(list_ids("?size_min=5&size_max=19"), [&ids[2], &ids[0]]);
-    assert_eq!(list_ids("?property-tier=gold"), [&ids[2]]);
+    assert_eq!(
+        list_ids(""),
+        vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]
+    );
+    assert_eq!(list_ids("?limit=2"), vec![ids[2].clone(), ids[1].clone()]);
+    assert_eq!(
+        list_ids(&format!("?marker={}", ids[2])),
+        vec![ids[1].clone(), ids[0].clone()]
+    );
+    assert_eq!(
+        list_ids("?sort_key=size&sort_dir=asc"),
+        vec![ids[1].clone(), ids[2].clone(), ids[0].clone()]
+    );
+    assert_eq!(list_ids("?name=ASDF"), vec![ids[1].clone()]);
+    assert_eq!(
+        list_ids("?size_min=5&size_max=19"),
+        vec![ids[2].clone(), ids[0].clone()]
+    );
+    assert_eq!(list_ids("?property-tier=gold"), vec![ids[2].clone()]);
     assert_eq!(list_ids("/detail?status=queued").len(), 3);
-    for q in ["?sort_key=bogus", "?sort_dir=up", "?limit=x", "?marker=unknown"] {
+    for q in [
+        "?sort_key=bogus",
+        "?sort_dir=up",
+        "?limit=x",
+        "?marker=unknown",
+    ] {
         assert_status!(e.c.get(&format!("/v1/images{q}")), 400);
     }
 }
@@ -566,40 +655,68 @@ fn members_through_the_api(mode: Mode) {
     assert_status!(r, 201);
     assert_eq!(r.json()["image"]["owner"], "A");
     let id = image_id(&r);
-    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &b, None), 404);
-    let r = e.c.request("PUT", &format!("/v1/images/{id}/members/B"), &a, None);
+    assert_status!(
+        e.c.request("HEAD", &format!("/v1/images/{id}"), &b, None),
+        404
+    );
+    let r =
+        e.c.request("PUT", &format!("/v1/images/{id}/members/B"), &a, None);
     assert_status!(r, 204);
-    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &b, None), 200);
-    let m = e.c.request("GET", &format!("/v1/images/{id}/members"), &a, None);
-    assert_eq!(m.json(), json!({"members": [{"member_id": "B", "can_share": false}]}));
+    assert_status!(
+        e.c.request("HEAD", &format!("/v1/images/{id}"), &b, None),
+        200
+    );
+    let m =
+        e.c.request("GET", &format!("/v1/images/{id}/members"), &a, None);
+    assert_eq!(
+        m.json(),
+        json!({"members": [{"member_id": "B", "can_share": false}]})
+    );
     let s = e.c.get("/v1/shared-images/B");
     assert_eq!(s.json()["shared_images"][0]["image_id"], id.as_str());
     // B may not share further: 404, never 403.
-    let r = e.c.request("PUT", &format!("/v1/images/{id}/members/C"), &b, None);
+    let r =
+        e.c.request("PUT", &format!("/v1/images/{id}/members/C"), &b, None);
     assert_status!(r, 404);
     // No tenant: 401.
-    let r = e.c.request("PUT", &format!("/v1/images/{id}/members/C"), &[], None);
+    let r =
+        e.c.request("PUT", &format!("/v1/images/{id}/members/C"), &[], None);
     assert_status!(r, 401);
     // Replace and delete.
     let body = json!({"memberships": [{"member_id": "C", "can_share": true}]}).to_string();
     let mut hj = a.clone();
     hj.push(("Content-Type", "application/json"));
-    let r = e.c.request("PUT", &format!("/v1/images/{id}/members"), &hj, Some(body.as_bytes()));
+    let r = e.c.request(
+        "PUT",
+        &format!("/v1/images/{id}/members"),
+        &hj,
+        Some(body.as_bytes()),
+    );
     assert_status!(r, 204);
-    let r = e.c.request("DELETE", &format!("/v1/images/{id}/members/C"), &a, None);
+    let r =
+        e.c.request("DELETE", &format!("/v1/images/{id}/members/C"), &a, None);
     assert_status!(r, 204);
-    let m = e.c.request("GET", &format!("/v1/images/{id}/members"), &a, None);
+    let m =
+        e.c.request("GET", &format!("/v1/images/{id}/members"), &a, None);
     assert_eq!(m.json(), json!({"members": []}));
     // B cannot delete A's image.
-    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &b, None), 404);
+    assert_status!(
+        e.c.request("DELETE", &format!("/v1/images/{id}"), &b, None),
+        404
+    );
 }
 
 fn delete_removes_data(mode: Mode) {
     let e = env(mode, "");
-    let r = post_image(&e.c, &upload_headers(&[("x-image-meta-name", "d")]), Some(b"bytes"));
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[("x-image-meta-name", "d")]),
+        Some(b"bytes"),
+    );
     let id = image_id(&r);
     assert!(e.datadir.join(&id).exists());
-    let r = e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
+    let r =
+        e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
     assert_status!(r, 200);
     assert_eq!(r.text(), "null");
     assert!(!e.datadir.join(&id).exists(), "data removed");
@@ -609,21 +726,33 @@ fn delete_removes_data(mode: Mode) {
     // A queued image (no data) deletes too.
     let r = post_image(&e.c, &[("x-image-meta-name", "q")], None);
     let id = image_id(&r);
-    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None), 200);
+    assert_status!(
+        e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None),
+        200
+    );
     // Missing data file: still deletes the metadata.
     let r = post_image(&e.c, &upload_headers(&[]), Some(b"x"));
     let id = image_id(&r);
     std::fs::remove_file(e.datadir.join(&id)).ok();
     assert_status!(e.c.get(&format!("/v1/images/{id}")), 404);
-    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None), 200);
+    assert_status!(
+        e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None),
+        200
+    );
 }
 
 fn delayed_delete_and_scrubber(mode: Mode) {
     let e = env(mode, "delayed_delete = True\n");
     let r = post_image(&e.c, &upload_headers(&[]), Some(b"later"));
     let id = image_id(&r);
-    assert_status!(e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None), 200);
-    assert_status!(e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None), 404);
+    assert_status!(
+        e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None),
+        200
+    );
+    assert_status!(
+        e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None),
+        404
+    );
     assert!(e.datadir.join(&id).exists(), "data kept for the scrubber");
     if let Mode::Embedded = mode {
         let conf = common::write_config(
@@ -636,7 +765,11 @@ fn delayed_delete_and_scrubber(mode: Mode) {
             .arg(&conf)
             .output()
             .unwrap_or_else(|err| panic!("scrubber: {err}"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!e.datadir.join(&id).exists(), "scrubber removed the data");
     }
 }
@@ -654,14 +787,21 @@ fn aborted_upload_leaves_nothing(mode: Mode) {
     let mut status = String::new();
     while Instant::now() < deadline {
         let r = e.c.request("HEAD", "/v1/images/aborted", &[], None);
-        status = r.header("x-image-meta-status").unwrap_or_default().to_string();
+        status = r
+            .header("x-image-meta-status")
+            .unwrap_or_default()
+            .to_string();
         if status == "killed" {
             break;
         }
         thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(status, "killed");
-    assert!(files_in(&e.datadir).is_empty(), "{:?}", files_in(&e.datadir));
+    assert!(
+        files_in(&e.datadir).is_empty(),
+        "{:?}",
+        files_in(&e.datadir)
+    );
     // The server still serves.
     assert_status!(e.c.get("/v1/images"), 200);
 }
@@ -672,13 +812,17 @@ fn status_rules(mode: Mode) {
     let id = image_id(&r);
     let path = format!("/v1/images/{id}");
     // active → queued is not a transition the service allows.
-    let r = e.c.request("PUT", &path, &[("x-image-meta-status", "queued")], None);
+    let r =
+        e.c.request("PUT", &path, &[("x-image-meta-status", "queued")], None);
     assert_status!(r, 400);
     // Read-only fields are ignored.
     let r = e.c.request(
         "PUT",
         &path,
-        &[("x-image-meta-created_at", "2000-01-01T00:00:00"), ("x-image-meta-deleted", "true")],
+        &[
+            ("x-image-meta-created_at", "2000-01-01T00:00:00"),
+            ("x-image-meta-deleted", "true"),
+        ],
         None,
     );
     assert_status!(r, 200);
@@ -724,7 +868,7 @@ fn one_gib_round_trip() {
         .unwrap_or_else(|err| panic!("upload: {err}"));
     let text = resp.body_mut().read_to_string().unwrap_or_default();
     assert_eq!(resp.status().as_u16(), 201, "{text}");
-    let sent = format!("{:x}", pattern.hash.finalize());
+    let sent = hex(&pattern.hash.finalize());
     let v: Value = serde_json::from_str(&text).unwrap_or_default();
     assert_eq!(v["image"]["checksum"], sent.as_str());
     assert_eq!(v["image"]["size"], SIZE);
@@ -748,5 +892,5 @@ fn one_gib_round_trip() {
         total += n as u64;
     }
     assert_eq!(total, SIZE);
-    assert_eq!(format!("{:x}", hash.finalize()), sent);
+    assert_eq!(hex(&hash.finalize()), sent);
 }

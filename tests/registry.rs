@@ -22,7 +22,7 @@ fn tenant(t: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn as_refs(h: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn as_refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     h.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
@@ -44,14 +44,22 @@ fn create_as(c: &Client, who: &[(&'static str, String)], image: Value) -> Value 
 fn ids(reply: &common::Reply) -> Vec<String> {
     reply.json()["images"]
         .as_array()
-        .map(|a| a.iter().map(|i| i["id"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|i| i["id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn names(reply: &common::Reply) -> Vec<String> {
     reply.json()["images"]
         .as_array()
-        .map(|a| a.iter().map(|i| i["name"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|i| i["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -76,7 +84,11 @@ fn empty_listing_and_crud() {
     assert_eq!(img["status"], "active", "registry default status");
     assert_eq!(img["updated_at"], Value::Null);
     assert_eq!(img["properties"]["distro"], "debian");
-    assert!(img["created_at"].as_str().is_some_and(|t| !t.ends_with('Z')));
+    assert!(
+        img["created_at"]
+            .as_str()
+            .is_some_and(|t| !t.ends_with('Z'))
+    );
 
     let r = c.get(&format!("/images/{id}"));
     assert_status!(r, 200);
@@ -92,7 +104,14 @@ fn empty_listing_and_crud() {
     keys.sort();
     assert_eq!(
         keys,
-        ["checksum", "container_format", "disk_format", "id", "name", "size"]
+        [
+            "checksum",
+            "container_format",
+            "disk_format",
+            "id",
+            "name",
+            "size"
+        ]
     );
     let detail = c.get("/images/detail").json();
     assert!(detail["images"][0].get("location").is_some());
@@ -127,7 +146,10 @@ fn empty_listing_and_crud() {
     assert_status!(r, 200);
     assert_eq!(r.text(), "null");
     assert_status!(c.get(&format!("/images/{id}")), 404);
-    assert_status!(c.request("DELETE", &format!("/images/{id}"), &[], None), 404);
+    assert_status!(
+        c.request("DELETE", &format!("/images/{id}"), &[], None),
+        404
+    );
     assert_eq!(ids(&c.get("/images")), Vec::<String>::new());
 }
 
@@ -136,7 +158,10 @@ fn validation_errors_name_the_field() {
     let (_s, c) = registry();
     for (image, needle) in [
         (json!({"disk_format": "floppy"}), "Invalid disk format"),
-        (json!({"container_format": "zip"}), "Invalid container format"),
+        (
+            json!({"container_format": "zip"}),
+            "Invalid container format",
+        ),
         (json!({"disk_format": "ami"}), "Invalid mix"),
         (json!({"status": "dancing"}), "Invalid image status"),
         (json!({"size": -1}), "size"),
@@ -170,10 +195,18 @@ fn validation_errors_name_the_field() {
     // Update validation.
     let img = create(&c, json!({"name": "x", "is_public": true}));
     let id = img["id"].as_str().unwrap_or_default();
-    let r = c.json("PUT", &format!("/images/{id}"), &json!({"image": {"disk_format": "bad"}}));
+    let r = c.json(
+        "PUT",
+        &format!("/images/{id}"),
+        &json!({"image": {"disk_format": "bad"}}),
+    );
     assert_status!(r, 400);
     assert!(r.text().contains("Failed to update image metadata"));
-    let r = c.json("PUT", "/images/nonexistent", &json!({"image": {"name": "y"}}));
+    let r = c.json(
+        "PUT",
+        "/images/nonexistent",
+        &json!({"image": {"name": "y"}}),
+    );
     assert_status!(r, 404);
 }
 
@@ -211,10 +244,19 @@ fn filters_sorting_and_paging() {
     let i3 = mk("XYZ", 5, json!({"container_format": "ovf"}));
 
     // Newest first by default; limit and marker.
-    assert_eq!(ids(&c.get("/images")), [&i3, &i2, &i1]);
-    assert_eq!(ids(&c.get("/images?limit=2")), [&i3, &i2]);
-    assert_eq!(ids(&c.get(&format!("/images?marker={i3}"))), [&i2, &i1]);
-    assert_eq!(ids(&c.get(&format!("/images?limit=1&marker={i2}"))), [&i1]);
+    assert_eq!(
+        ids(&c.get("/images")),
+        vec![i3.clone(), i2.clone(), i1.clone()]
+    );
+    assert_eq!(ids(&c.get("/images?limit=2")), vec![i3.clone(), i2.clone()]);
+    assert_eq!(
+        ids(&c.get(&format!("/images?marker={i3}"))),
+        vec![i2.clone(), i1.clone()]
+    );
+    assert_eq!(
+        ids(&c.get(&format!("/images?limit=1&marker={i2}"))),
+        vec![i1.clone()]
+    );
     assert_eq!(ids(&c.get("/images?limit=0")), Vec::<String>::new());
 
     // Sorting.
@@ -224,23 +266,38 @@ fn filters_sorting_and_paging() {
     );
     assert_eq!(
         ids(&c.get(&format!("/images?sort_key=size&sort_dir=desc&marker={i1}"))),
-        [&i3, &i2]
+        vec![i3.clone(), i2.clone()]
     );
     assert_eq!(
         ids(&c.get("/images/detail?sort_key=size&sort_dir=asc")),
-        [&i2, &i3, &i1]
+        vec![i2.clone(), i3.clone(), i1.clone()]
     );
 
     // Filters.
-    assert_eq!(ids(&c.get("/images?name=ASDF")), [&i2]);
-    assert_eq!(ids(&c.get("/images?disk_format=qcow2")), [&i2]);
-    assert_eq!(ids(&c.get("/images?container_format=ovf")), [&i3]);
-    assert_eq!(ids(&c.get("/images?min_ram=512")), [&i2]);
-    assert_eq!(ids(&c.get("/images?size_min=5")), [&i3, &i1]);
-    assert_eq!(ids(&c.get("/images?size_max=5")), [&i3, &i2]);
-    assert_eq!(ids(&c.get("/images?size_min=3&size_max=10")), [&i3]);
-    assert_eq!(ids(&c.get("/images?property-os=linux")), [&i1]);
-    assert_eq!(ids(&c.get("/images?status=active&name=XYZ")), [&i3]);
+    assert_eq!(ids(&c.get("/images?name=ASDF")), vec![i2.clone()]);
+    assert_eq!(ids(&c.get("/images?disk_format=qcow2")), vec![i2.clone()]);
+    assert_eq!(
+        ids(&c.get("/images?container_format=ovf")),
+        vec![i3.clone()]
+    );
+    assert_eq!(ids(&c.get("/images?min_ram=512")), vec![i2.clone()]);
+    assert_eq!(
+        ids(&c.get("/images?size_min=5")),
+        vec![i3.clone(), i1.clone()]
+    );
+    assert_eq!(
+        ids(&c.get("/images?size_max=5")),
+        vec![i3.clone(), i2.clone()]
+    );
+    assert_eq!(
+        ids(&c.get("/images?size_min=3&size_max=10")),
+        vec![i3.clone()]
+    );
+    assert_eq!(ids(&c.get("/images?property-os=linux")), vec![i1.clone()]);
+    assert_eq!(
+        ids(&c.get("/images?status=active&name=XYZ")),
+        vec![i3.clone()]
+    );
     assert_eq!(ids(&c.get("/images?unknown=1")).len(), 3);
 
     // A removed property no longer matches (Diablo bug fixed).
@@ -261,17 +318,30 @@ fn filters_sorting_and_paging() {
         Some(body.as_bytes()),
     );
     assert_status!(r, 200);
-    assert_eq!(ids(&c.get("/images?property-os=linux")), Vec::<String>::new());
+    assert_eq!(
+        ids(&c.get("/images?property-os=linux")),
+        Vec::<String>::new()
+    );
 
     // Killed images are never listed, not even by status.
-    let r = c.json("PUT", &format!("/images/{i3}"), &json!({"image": {"status": "killed"}}));
+    let r = c.json(
+        "PUT",
+        &format!("/images/{i3}"),
+        &json!({"image": {"status": "killed"}}),
+    );
     assert_status!(r, 200);
     assert_eq!(ids(&c.get("/images?status=killed")), Vec::<String>::new());
     assert_status!(c.get(&format!("/images/{i3}")), 200);
 
     // Changes-since.
-    assert_eq!(ids(&c.get("/images?changes-since=2000-01-01T00:00:00")).len(), 2);
-    assert_eq!(ids(&c.get("/images?changes-since=2999-01-01T00:00:00")).len(), 0);
+    assert_eq!(
+        ids(&c.get("/images?changes-since=2000-01-01T00:00:00")).len(),
+        2
+    );
+    assert_eq!(
+        ids(&c.get("/images?changes-since=2999-01-01T00:00:00")).len(),
+        0
+    );
 }
 
 #[test]
@@ -333,8 +403,15 @@ fn visibility_and_ownership() {
     let (_s, c) = registry();
     let a = tenant("A");
     let b = tenant("B");
-    let private_a = create_as(&c, &a, json!({"name": "a-private", "owner": "someone-else"}));
-    assert_eq!(private_a["owner"], "A", "non-admins cannot choose the owner");
+    let private_a = create_as(
+        &c,
+        &a,
+        json!({"name": "a-private", "owner": "someone-else"}),
+    );
+    assert_eq!(
+        private_a["owner"], "A",
+        "non-admins cannot choose the owner"
+    );
     let pid = private_a["id"].as_str().unwrap_or_default().to_string();
     let public_b = create_as(&c, &b, json!({"name": "b-public", "is_public": true}));
     let bid = public_b["id"].as_str().unwrap_or_default().to_string();
@@ -342,18 +419,17 @@ fn visibility_and_ownership() {
     assert_eq!(nobody["owner"], Value::Null);
     let nid = nobody["id"].as_str().unwrap_or_default().to_string();
 
-    let get = |who: &[(&'static str, String)], path: &str| {
-        c.request("GET", path, &as_refs(who), None)
-    };
+    let get =
+        |who: &[(&'static str, String)], path: &str| c.request("GET", path, &as_refs(who), None);
     // A sees its private image and B's public one; B does not see A's private one.
     assert_eq!(ids(&get(&a, "/images")).len(), 2);
-    assert_eq!(ids(&get(&b, "/images")), [&bid]);
+    assert_eq!(ids(&get(&b, "/images")), vec![bid.clone()]);
     assert_status!(get(&b, &format!("/images/{pid}")), 404);
     assert_status!(get(&b, &format!("/images/{nid}")), 200);
     // Non-admin is_public=false is ignored.
-    assert_eq!(ids(&get(&b, "/images?is_public=false")), [&bid]);
+    assert_eq!(ids(&get(&b, "/images?is_public=false")), vec![bid.clone()]);
     // The anonymous admin sees only public images by default, all with is_public=none.
-    assert_eq!(ids(&c.get("/images")), [&bid]);
+    assert_eq!(ids(&c.get("/images")), vec![bid.clone()]);
     assert_eq!(ids(&c.get("/images?is_public=false")).len(), 2);
     assert_eq!(ids(&c.get("/images?is_public=none")).len(), 3);
 
@@ -365,12 +441,23 @@ fn visibility_and_ownership() {
         c.request("PUT", &format!("/images/{pid}"), &hb, Some(body.as_bytes())),
         404
     );
-    assert_status!(c.request("DELETE", &format!("/images/{pid}"), &as_refs(&b), None), 404);
+    assert_status!(
+        c.request("DELETE", &format!("/images/{pid}"), &as_refs(&b), None),
+        404
+    );
     // Nor the null-owner image.
-    assert_status!(c.request("DELETE", &format!("/images/{nid}"), &as_refs(&b), None), 404);
+    assert_status!(
+        c.request("DELETE", &format!("/images/{nid}"), &as_refs(&b), None),
+        404
+    );
 
     // Sharing: A adds B; B now sees it.
-    let r = c.request("PUT", &format!("/images/{pid}/members/B"), &as_refs(&a), None);
+    let r = c.request(
+        "PUT",
+        &format!("/images/{pid}/members/B"),
+        &as_refs(&a),
+        None,
+    );
     assert_status!(r, 204);
     assert_status!(get(&b, &format!("/images/{pid}")), 200);
     assert_eq!(ids(&get(&b, "/images")).len(), 2);
@@ -378,7 +465,12 @@ fn visibility_and_ownership() {
     assert_eq!(shared["shared_images"][0]["image_id"], pid.as_str());
     assert_eq!(shared["shared_images"][0]["can_share"], false);
     // B without can_share cannot share further.
-    let r = c.request("PUT", &format!("/images/{pid}/members/C"), &as_refs(&b), None);
+    let r = c.request(
+        "PUT",
+        &format!("/images/{pid}/members/C"),
+        &as_refs(&b),
+        None,
+    );
     assert_status!(r, 403);
 }
 
@@ -395,12 +487,18 @@ fn members_routes() {
         h.push(("Content-Type", "application/json"));
         c.request("PUT", path, &h, b.as_deref().map(str::as_bytes))
     };
-    let members = || c.request("GET", &format!("/images/{id}/members"), &ha, None).json();
+    let members = || {
+        c.request("GET", &format!("/images/{id}/members"), &ha, None)
+            .json()
+    };
 
     assert_eq!(members(), json!({"members": []}));
     assert_status!(put(&format!("/images/{id}/members/t1"), None), 204);
     assert_status!(
-        put(&format!("/images/{id}/members/t2"), Some(json!({"member": {"can_share": true}}))),
+        put(
+            &format!("/images/{id}/members/t2"),
+            Some(json!({"member": {"can_share": true}}))
+        ),
         204
     );
     let m = members();
@@ -435,7 +533,10 @@ fn members_routes() {
         json!({"members": [{"member_id": "t3", "can_share": true}]})
     );
     assert_status!(
-        put(&format!("/images/{id}/members"), Some(json!([{"member_id": "t4"}]))),
+        put(
+            &format!("/images/{id}/members"),
+            Some(json!([{"member_id": "t4"}]))
+        ),
         204
     );
     assert_eq!(
@@ -443,17 +544,32 @@ fn members_routes() {
         json!({"members": [{"member_id": "t4", "can_share": false}]})
     );
     assert_status!(
-        put(&format!("/images/{id}/members"), Some(json!({"member_id": "t5"}))),
+        put(
+            &format!("/images/{id}/members"),
+            Some(json!({"member_id": "t5"}))
+        ),
         204
     );
     assert_eq!(members()["members"][0]["member_id"], "t5");
-    assert_status!(put(&format!("/images/{id}/members"), Some(json!({"memberships": []}))), 204);
+    assert_status!(
+        put(
+            &format!("/images/{id}/members"),
+            Some(json!({"memberships": []}))
+        ),
+        204
+    );
     assert_eq!(members(), json!({"members": []}));
     // Bad bodies.
     assert_status!(put(&format!("/images/{id}/members"), None), 400);
-    assert_status!(put(&format!("/images/{id}/members"), Some(json!({"x": 1}))), 400);
     assert_status!(
-        put(&format!("/images/{id}/members/t1"), Some(json!({"member": {"can_share": "yes"}}))),
+        put(&format!("/images/{id}/members"), Some(json!({"x": 1}))),
+        400
+    );
+    assert_status!(
+        put(
+            &format!("/images/{id}/members/t1"),
+            Some(json!({"member": {"can_share": "yes"}}))
+        ),
         400
     );
     // No tenant on a member mutation → 401; unknown image → 404.
@@ -479,7 +595,10 @@ fn methods_and_unknown_routes() {
 #[test]
 fn oversized_json_body_is_413() {
     let (_s, c) = registry();
-    let big = format!("{{\"image\": {{\"name\": \"{}\"}}}}", "x".repeat(2 * 1024 * 1024));
+    let big = format!(
+        "{{\"image\": {{\"name\": \"{}\"}}}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
     let r = c.request(
         "POST",
         "/images",
@@ -512,5 +631,8 @@ fn sigterm_stops_cleanly() {
     let (mut s, c) = registry();
     assert_status!(c.get("/images"), 200);
     let status = s.stop();
-    assert!(status.is_some_and(|st| st.success()), "exit status {status:?}");
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "exit status {status:?}"
+    );
 }

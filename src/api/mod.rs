@@ -90,7 +90,9 @@ fn parse_version(s: &str) -> Option<(u64, u64)> {
         return None;
     }
     let major = rest[..major_len].parse().ok()?;
-    let after = rest[major_len..].strip_prefix('.').unwrap_or(&rest[major_len..]);
+    let after = rest[major_len..]
+        .strip_prefix('.')
+        .unwrap_or(&rest[major_len..]);
     let minor_len = after.bytes().take_while(u8::is_ascii_digit).count();
     let minor = if minor_len == 0 {
         0
@@ -103,10 +105,7 @@ fn parse_version(s: &str) -> Option<(u64, u64)> {
 impl ApiApp {
     /// The 300 versions document, with hrefs from the configured address.
     fn versions(&self) -> Response {
-        let href = format!(
-            "http://{}:{}/v1/",
-            self.opts.bind_host, self.opts.bind_port
-        );
+        let href = format!("http://{}:{}/v1/", self.opts.bind_host, self.opts.bind_port);
         let doc = json!({"versions": [
             {"id": "v1.1", "status": "CURRENT", "links": [{"rel": "self", "href": href}]},
             {"id": "v1.0", "status": "SUPPORTED", "links": [{"rel": "self", "href": href}]},
@@ -141,7 +140,13 @@ mod tests {
         assert_eq!(route("/v1abc/images", None), v1("/images"));
         assert_eq!(route("/v1", None), v1("/"));
         assert_eq!(route("/v1/", None), v1("/"));
-        for p in ["/v1.1/images", "/v1.2/images", "/v2/versions", "/V1/images", "/va.1/images"] {
+        for p in [
+            "/v1.1/images",
+            "/v1.2/images",
+            "/v2/versions",
+            "/V1/images",
+            "/va.1/images",
+        ] {
             assert_eq!(route(p, None), Route::Versions, "{p}");
         }
         assert_eq!(route("/versions", None), Route::Versions);
@@ -153,15 +158,27 @@ mod tests {
     fn version_negotiation_by_accept() {
         let v1 = |p: &str| Route::V1(p.to_string());
         let a = |s| Some(s);
-        assert_eq!(route("/images", a("application/vnd.openstack.images-v1")), v1("/images"));
-        assert_eq!(route("/images", a("application/vnd.openstack.images-foo")), v1("/images"));
+        assert_eq!(
+            route("/images", a("application/vnd.openstack.images-v1")),
+            v1("/images")
+        );
+        assert_eq!(
+            route("/images", a("application/vnd.openstack.images-foo")),
+            v1("/images")
+        );
         assert_eq!(
             route("/images", a("application/vnd.openstack.images-v1, */*")),
             v1("/images")
         );
-        assert_eq!(route("/images", a("application/vnd.openstack.images-v1.1")), Route::Versions);
         assert_eq!(
-            route("/images", a("text/html, application/vnd.openstack.images-v1")),
+            route("/images", a("application/vnd.openstack.images-v1.1")),
+            Route::Versions
+        );
+        assert_eq!(
+            route(
+                "/images",
+                a("text/html, application/vnd.openstack.images-v1")
+            ),
             Route::Versions
         );
         assert_eq!(route("/images", a("application/json")), Route::Versions);

@@ -43,7 +43,9 @@ impl ContextSource for NoAuth {
 }
 
 /// The context source named by `auth_strategy`.
-pub fn context_source(common: &crate::config::CommonOptions) -> Result<std::sync::Arc<dyn ContextSource>> {
+pub fn context_source(
+    common: &crate::config::CommonOptions,
+) -> Result<std::sync::Arc<dyn ContextSource>> {
     let opts = AuthOptions {
         admin_role: common.admin_role.clone(),
         owner_is_tenant: common.owner_is_tenant,

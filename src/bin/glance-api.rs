@@ -29,7 +29,7 @@ fn run(cli: &CliArgs) -> Result<()> {
         max: cfg.api_limit_max,
     };
     let registry = open_registry(&cfg, limits)?;
-    let stores = Stores::new(StoreOptions {
+    let stores = Stores::new(&StoreOptions {
         default_store: cfg.default_store.clone(),
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         buffer_size: cfg.image_buffer_size,

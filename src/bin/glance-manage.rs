@@ -35,7 +35,12 @@ fn main() -> ExitCode {
 
 fn usage() -> String {
     let mut opts = CliArgs::options();
-    opts.optopt("", "sql-connection", "database URL (overrides the config file)", "URL");
+    opts.optopt(
+        "",
+        "sql-connection",
+        "database URL (overrides the config file)",
+        "URL",
+    );
     format!(
         "{}\n{COMMANDS}",
         opts.usage(&format!("Usage: {PROGRAM} [options] COMMAND [ARGS]"))
@@ -75,7 +80,10 @@ fn run(args: &[String]) -> Result<()> {
             .get(1)
             .map(|v| {
                 v.parse::<u32>().map_err(|_| {
-                    Error::Config(format!("'{v}' is not a schema version (0-{})", migrate::LATEST))
+                    Error::Config(format!(
+                        "'{v}' is not a schema version (0-{})",
+                        migrate::LATEST
+                    ))
                 })
             })
             .transpose()
@@ -96,7 +104,9 @@ fn run(args: &[String]) -> Result<()> {
             sync(db, Some(0))
         }
         "downgrade" => match version_arg()? {
-            None => Err(Error::Config("downgrade requires a version argument".into())),
+            None => Err(Error::Config(
+                "downgrade requires a version argument".into(),
+            )),
             Some(_) => Err(Error::Config(
                 "downgrades are not supported: restore a backup of the database".into(),
             )),

@@ -68,7 +68,7 @@ fn run(cli: &CliArgs) -> Result<()> {
             ..SqliteOptions::default()
         },
     )?;
-    let stores = Stores::new(StoreOptions {
+    let stores = Stores::new(&StoreOptions {
         default_store: "file".into(),
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         buffer_size: 64 * 1024,
@@ -108,8 +108,9 @@ fn scrub(cfg: &ScrubberConfig, registry: &SqliteRegistry, stores: &Stores) -> Re
     for image in images {
         let outcome = match &image.location {
             None => Ok(()),
-            Some(uri) => Location::parse(uri)
-                .and_then(|loc| stores.for_location(&loc)?.delete(&loc)),
+            Some(uri) => {
+                Location::parse(uri).and_then(|loc| stores.for_location(&loc)?.delete(&loc))
+            }
         };
         match outcome {
             Ok(()) | Err(Error::NotFound(_)) => {

@@ -159,7 +159,11 @@ fn list_of<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Vec<T
 impl Registry for RemoteRegistry {
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>> {
         let v = self.call(ctx, "GET", "/images/detail", &query.to_pairs(), None, &[])?;
-        let items = v.get("images").and_then(Value::as_array).cloned().unwrap_or_default();
+        let items = v
+            .get("images")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         items.iter().map(Image::from_json).collect()
     }
 
@@ -207,14 +211,22 @@ impl Registry for RemoteRegistry {
         member: &str,
         can_share: Option<bool>,
     ) -> Result<()> {
-        let path = format!("{}/members/{}", Self::image_path(id), percent_encode(member));
+        let path = format!(
+            "{}/members/{}",
+            Self::image_path(id),
+            percent_encode(member)
+        );
         let body = can_share.map(|c| json!({ "member": { "can_share": c } }));
         self.call(ctx, "PUT", &path, &[], body.as_ref(), &[])?;
         Ok(())
     }
 
     fn delete_member(&self, ctx: &Context, id: &str, member: &str) -> Result<()> {
-        let path = format!("{}/members/{}", Self::image_path(id), percent_encode(member));
+        let path = format!(
+            "{}/members/{}",
+            Self::image_path(id),
+            percent_encode(member)
+        );
         self.call(ctx, "DELETE", &path, &[], None, &[])?;
         Ok(())
     }
@@ -235,7 +247,10 @@ impl Registry for RemoteRegistry {
 
     fn shared_images(&self, ctx: &Context, member: &str) -> Result<Vec<SharedImage>> {
         let path = format!("/shared-images/{}", percent_encode(member));
-        list_of(&self.call(ctx, "GET", &path, &[], None, &[])?, "shared_images")
+        list_of(
+            &self.call(ctx, "GET", &path, &[], None, &[])?,
+            "shared_images",
+        )
     }
 }
 

@@ -176,7 +176,13 @@ pub fn log_error(e: &Error, req: &Request<'_>) {
     if e.status() >= 500 {
         log::error!("{} {}: {}", req.method, req.path, e.message());
     } else {
-        log::info!("{} {}: {} {}", req.method, req.path, e.status(), e.message());
+        log::info!(
+            "{} {}: {} {}",
+            req.method,
+            req.path,
+            e.status(),
+            e.message()
+        );
     }
 }
 
@@ -225,7 +231,9 @@ fn parse_can_share(member: &Value) -> Result<Option<bool>> {
     match member.get("can_share") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(Error::bad_request("Invalid value for 'can_share': must be a boolean")),
+        Some(_) => Err(Error::bad_request(
+            "Invalid value for 'can_share': must be a boolean",
+        )),
     }
 }
 
@@ -239,7 +247,11 @@ pub fn parse_memberships(body: &Value) -> Result<Vec<MemberSpec>> {
         },
         Value::Array(a) => a.iter().collect(),
         Value::Object(o) if o.contains_key("member_id") => vec![body],
-        _ => return Err(Error::bad_request("Request body must contain 'memberships'")),
+        _ => {
+            return Err(Error::bad_request(
+                "Request body must contain 'memberships'",
+            ));
+        }
     };
     list.into_iter()
         .map(|m| {
@@ -264,7 +276,8 @@ mod tests {
 
     #[test]
     fn membership_body_forms() {
-        let wrapped = json!({"memberships": [{"member_id": "a", "can_share": true}, {"member_id": "b"}]});
+        let wrapped =
+            json!({"memberships": [{"member_id": "a", "can_share": true}, {"member_id": "b"}]});
         let specs = parse_memberships(&wrapped).unwrap_or_default();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].can_share, Some(true));

@@ -80,9 +80,8 @@ impl Server {
         if sync {
             db_sync(&conf);
         }
-        Server::spawn(program, dir, &conf).unwrap_or_else(|(status, err)| {
-            panic!("{program} did not start ({status:?}): {err}")
-        })
+        Server::spawn(program, dir, &conf)
+            .unwrap_or_else(|(status, err)| panic!("{program} did not start ({status:?}): {err}"))
     }
 
     /// Starts `program --config-file conf`; on failure returns its exit status and stderr.

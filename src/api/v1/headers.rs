@@ -8,7 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::http::Headers;
-use crate::image::{Image, ImagePatch, Properties, parse_count, validate_id, validate_property_key};
+use crate::image::{
+    Image, ImagePatch, Properties, parse_count, validate_id, validate_property_key,
+};
 use crate::store::redact_uri;
 use crate::timeutil;
 
@@ -106,7 +108,11 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
         ("is_public", py_bool(image.is_public)),
         (
             "location",
-            image.location.as_deref().map(redact_uri).unwrap_or_default(),
+            image
+                .location
+                .as_deref()
+                .map(redact_uri)
+                .unwrap_or_default(),
         ),
         ("owner", opt(&image.owner)),
         ("min_ram", image.min_ram.to_string()),
@@ -208,7 +214,9 @@ mod tests {
             ("x-image-meta-status", "dancing"),
             ("x-image-meta-checksum", "xyz"),
         ] {
-            let err = parse(&headers(&[(h, v)])).err().map(|e| (e.status(), e.message()));
+            let err = parse(&headers(&[(h, v)]))
+                .err()
+                .map(|e| (e.status(), e.message()));
             let (status, msg) = err.unwrap_or((0, String::new()));
             assert_eq!(status, 400, "{h}: {v}");
             let field = h.trim_start_matches("x-image-meta-").replace('-', "_");
@@ -224,7 +232,8 @@ mod tests {
         let mut img = Image::new("abc".into());
         img.status = Status::Active;
         img.location = Some("swift+https://acct:secret@host/v1/glance/abc".into());
-        img.properties.insert("distro".into(), Some("line\r\nbreak".into()));
+        img.properties
+            .insert("distro".into(), Some("line\r\nbreak".into()));
         let h = to_headers(&img);
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("x-image-meta-is_public").as_deref(), Some("False"));

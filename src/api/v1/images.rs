@@ -311,7 +311,13 @@ fn upload_and_activate(
              has MD5 {}",
             stored.checksum
         ));
-        return Err(upload_failed(app, ctx, &image.id, Some(&stored.location), e));
+        return Err(upload_failed(
+            app,
+            ctx,
+            &image.id,
+            Some(&stored.location),
+            e,
+        ));
     }
     let recorded = ImagePatch {
         checksum: Some(Some(stored.checksum.clone())),
@@ -319,7 +325,13 @@ fn upload_and_activate(
         ..ImagePatch::default()
     };
     if let Err(e) = app.registry.update(ctx, &image.id, &recorded, false) {
-        return Err(upload_failed(app, ctx, &image.id, Some(&stored.location), e));
+        return Err(upload_failed(
+            app,
+            ctx,
+            &image.id,
+            Some(&stored.location),
+            e,
+        ));
     }
     app.notifier.info("image.upload", image_payload(&image));
     let activate = ImagePatch {
