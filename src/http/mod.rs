@@ -6,6 +6,7 @@
 //! limits, keep-alive and the worker pool, so it can change without touching a handler.
 
 mod body;
+mod head;
 pub mod server;
 
 use std::fs::File;
