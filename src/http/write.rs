@@ -271,17 +271,32 @@ fn read_retrying(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Sends `len` bytes of `file` through the one streaming buffer.
+/// Sends `len` bytes of `file` with sendfile(2): the kernel copies page-cache pages to the
+/// socket, with no user-space buffer and no per-chunk system call pair.
 ///
-/// Not `std::io::copy` in the hope of sendfile(2): since Rust 1.70 std's copy specialisation
-/// deliberately refuses sendfile/splice from a regular file into a socket or pipe (pages
-/// still queued in the socket would show later writes to the file; see `safe_kernel_copy`
-/// in std's `kernel_copy.rs`), so it falls back to an 8 KiB read/write loop; strace shows
-/// no sendfile. Our `buffer_size` loop (64 KiB by default) makes fewer system calls. Real
-/// zero-copy needs a sendfile(2) call of our own, which means `unsafe` (or a crate), and
-/// the crate forbids both today: it would replace this one function.
+/// Not `std::io::copy`: since Rust 1.70 std's copy specialisation refuses sendfile from a
+/// regular file into a socket (pages still queued in the socket would show later writes to
+/// the file), and falls back to an 8 KiB loop. That hazard does not apply here: image files
+/// are written once into a temp file and renamed into place, never modified afterwards, and
+/// an unlink keeps the open inode alive. rustix's `sendfile` is a safe wrapper, so the crate
+/// stays free of `unsafe`. If the kernel refuses (EINVAL/ENOSYS on an odd filesystem), the
+/// rest is streamed through the fixed buffer.
 fn stream_file(stream: &TcpStream, mut file: File, len: u64, size: usize) -> (u64, bool) {
-    copy_exact(stream, &mut file, len, size.max(1))
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from(len - sent).map_or(1 << 30, |left| left.min(1 << 30));
+        match rustix::fs::sendfile(stream, &file, None, want) {
+            Ok(0) => return (sent, false), // the file is shorter than its record says
+            Ok(n) => sent += n as u64,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) if sent == 0 => {
+                return copy_exact(stream, &mut file, len, size.max(1));
+            }
+            // EAGAIN here is the socket's write timeout (SO_SNDTIMEO) running out.
+            Err(_) => return (sent, false),
+        }
+    }
+    (sent, true)
 }
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
