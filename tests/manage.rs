@@ -246,6 +246,7 @@ delayed_delete = True
     }
     if status.is_none() {
         let _ = child.kill();
+        let _ = child.wait();
     }
     assert!(!data.exists(), "daemon did not scrub");
     assert!(
