@@ -39,6 +39,18 @@ impl LogHandle {
         self.installed
     }
 
+    /// Applies re-read logging options (SIGHUP): the level from `verbose`/`debug` (unless
+    /// `RUST_LOG` rules) and a reopened log file. A changed `log_file` path needs a restart.
+    pub fn apply(&self, common: &CommonOptions) -> Result<()> {
+        if self.installed && rust_log().is_none() {
+            log::set_max_level(level_of(common));
+        }
+        if common.log_path().as_deref() != self.path() {
+            log::warn!("log_file/log_dir changed: the new path takes effect on restart");
+        }
+        self.reopen()
+    }
+
     /// Reopens the log file at its path (after logrotate moved it); a no-op for stderr.
     pub fn reopen(&self) -> Result<()> {
         if let Some((path, shared)) = &self.file {
@@ -82,20 +94,17 @@ impl Write for SharedFile {
 /// not created. When a logger is already installed (a second call, tests) the new one is
 /// dropped and `Ok` returned.
 pub fn init(common: &CommonOptions, program: &str) -> Result<LogHandle> {
-    let level = if common.debug {
-        LevelFilter::Debug
-    } else if common.verbose {
-        LevelFilter::Info
-    } else {
-        LevelFilter::Warn
-    };
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(level);
-    if let Some(spec) = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-    {
-        builder.parse_filters(&spec);
+    let rust_log = rust_log();
+    match &rust_log {
+        Some(spec) => {
+            builder.parse_filters(spec);
+        }
+        // The filter admits everything up to DEBUG; the effective level is the global max
+        // level, which SIGHUP can change (see `LogHandle::apply`).
+        None => {
+            builder.filter_level(LevelFilter::Debug);
+        }
     }
     let date_format = DateFormat::parse(&common.log_date_format);
     let program_target = program.replace('-', "_");
@@ -125,7 +134,28 @@ pub fn init(common: &CommonOptions, program: &str) -> Result<LogHandle> {
         }
     };
     let installed = builder.try_init().is_ok();
+    if installed && rust_log.is_none() {
+        log::set_max_level(level_of(common));
+    }
     Ok(LogHandle { file, installed })
+}
+
+/// `RUST_LOG`, when set to something.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// WARNING by default, INFO with `verbose`, DEBUG with `debug`.
+fn level_of(common: &CommonOptions) -> LevelFilter {
+    if common.debug {
+        LevelFilter::Debug
+    } else if common.verbose {
+        LevelFilter::Info
+    } else {
+        LevelFilter::Warn
+    }
 }
 
 /// Python's level names.

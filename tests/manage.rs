@@ -253,3 +253,37 @@ delayed_delete = True
         "daemon exit {status:?}"
     );
 }
+
+#[test]
+fn sighup_rereads_logging_options_and_reopens_the_log() {
+    let conf = format!("{REGISTRY_CONF}log_file = {{dir}}/registry.log\n");
+    let s = Server::start("glance-registry", &conf, true);
+    let c = Client::new(&s.base);
+    let log = s.dir.join("registry.log");
+    assert_status!(c.get("/images"), 200);
+    // WARNING level by default: the request line (INFO) is not logged.
+    let before = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!before.contains("GET /images"), "{before}");
+
+    // logrotate moves the file; the operator turns on verbose; SIGHUP.
+    std::fs::rename(&log, s.dir.join("registry.log.1")).ok();
+    write_config(
+        &s.dir,
+        "glance-registry",
+        &format!("{conf}verbose = True\n"),
+    );
+    let pid = s.pid().unwrap_or(0).to_string();
+    let _ = Command::new("kill").args(["-HUP", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = String::new();
+    while Instant::now() < deadline {
+        assert_status!(c.get("/images"), 200);
+        after = std::fs::read_to_string(&log).unwrap_or_default();
+        if after.contains("GET /images") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(after.contains("GET /images"), "new log file: {after}");
+    assert!(after.contains("re-read"), "{after}");
+}
