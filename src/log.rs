@@ -245,7 +245,7 @@ impl DateFormat {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs() as i64;
-        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let (y, mo, d) = crate::timeutil::civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400);
         let (h, mi, s) = (sod / 3600, (sod % 3600) / 60, sod % 60);
         let mut out = String::new();
@@ -263,20 +263,6 @@ impl DateFormat {
         }
         out
     }
-}
-
-// Howard Hinnant's days-to-civil algorithm (public domain), as in `timeutil`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
