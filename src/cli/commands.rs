@@ -307,10 +307,18 @@ pub fn download(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult
                 .into(),
         ));
     }
-    let (image, reader) = s
-        .client()
-        .get_image(id)
-        .map_err(|e| client_error(s, "download image", &no_image(id), e))?;
+    let client = s.client();
+    let (image, reader) = client.get_image(id).map_err(|e| match e {
+        // GET is 404 for images without data too: say which it is.
+        client::Error::NotFound(_) => match client.get_image_meta(id) {
+            Ok(image) => CliError::failed(format!(
+                "Image {id} is {}: only active images have data to download",
+                image.status
+            )),
+            Err(e) => client_error(s, "download image", &no_image(id), e),
+        },
+        e => client_error(s, "download image", &no_image(id), e),
+    })?;
     let bar = path
         .as_ref()
         .and_then(|_| Progress::for_stderr(Some(image.size)));

@@ -130,18 +130,20 @@ pub fn add_meta(fields: Vec<(String, String)>) -> CliResult<AddPlan> {
     Ok(AddPlan { meta, warnings })
 }
 
-/// Builds the metadata of `update`. With no field at all the properties are left alone
-/// (`properties: None`); with any field they are replaced by those given, as Glance did.
+/// Builds the metadata of `update`. With no (modifiable) field at all the properties are
+/// left alone (`properties: None`); with any field they are replaced by those given, as
+/// Glance did.
 pub fn update_meta(fields: Vec<(String, String)>) -> CliResult<AddPlan> {
     let mut meta = ImagePatch::default();
     let mut props = Properties::new();
     let mut warnings = Vec::new();
-    let any = !fields.is_empty();
+    let mut any = false;
     for (k, v) in fields {
         if NOT_MODIFIABLE.contains(&k.as_str()) {
             warnings.push(format!("Found non-modifiable field {k}. Removing."));
             continue;
         }
+        any = true;
         if !set_field(&mut meta, &k, &v)? {
             props.insert(k, Some(v));
         }
@@ -300,6 +302,9 @@ mod tests {
             Some(Properties::new())
         );
         assert_eq!(plan.map(|p| p.warnings.len()), Some(1));
+        // Only removed fields: nothing to change, properties kept.
+        let p = update_meta(vec![("size".into(), "1".into())]).map(|p| p.meta);
+        assert_eq!(p.ok(), Some(ImagePatch::default()));
     }
 
     #[test]

@@ -773,6 +773,17 @@ impl Client {
                     .map_err(|e| Error::InvalidInput(format!("bad request: {e}")))?;
                 self.agent.run(req)
             }
+            // No body: `Content-Length: 0` (ureq would send an empty chunked body for
+            // POST and PUT, which the server takes for an upload).
+            None if req
+                .method_ref()
+                .is_some_and(|m| matches!(m.as_str(), "POST" | "PUT" | "DELETE")) =>
+            {
+                let req = req
+                    .body(Vec::new())
+                    .map_err(|e| Error::InvalidInput(format!("bad request: {e}")))?;
+                self.agent.run(req)
+            }
             None => {
                 let req = req
                     .body(())
@@ -803,6 +814,8 @@ impl Client {
 fn agent(timeout: Option<Duration>) -> Agent {
     Agent::config_builder()
         .http_status_as_error(false)
+        // A streamed upload cannot be replayed, and the API never redirects.
+        .max_redirects(0)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_global(timeout)
         .user_agent(format!("glance-rs/{}", env!("CARGO_PKG_VERSION")))
