@@ -253,6 +253,11 @@ fn server_down_exits_1() {
     // -v adds the reason.
     let r = glance_at(DOWN, &["-v", "index"], In::Null);
     assert!(r.stderr.contains("Is the server running? ("), "{r:?}");
+    // -d adds the error's details on a second line.
+    let r = glance_at(DOWN, &["index", "-d"], In::Null);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(lines[1].starts_with("glance: debug: Connect"), "{r:?}");
 }
 
 #[test]
@@ -534,6 +539,24 @@ fn a_pipe_is_sent_chunked() {
     let id = added_id(r.ok());
     let show = glance(&s, &["show", &id]);
     assert_eq!(field(&show.ok().stdout, "Size").as_deref(), Some("3000000"));
+    // A reader that stops early (`glance download ID | head -c 10`): exit 0, no message.
+    let mut child = base_command(s.port())
+        .args(["download", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut first = [0u8; 10];
+    if let Some(out) = child.stdout.as_mut() {
+        out.read_exact(&mut first)
+            .unwrap_or_else(|e| panic!("read: {e}"));
+    }
+    assert_eq!(&first[..], &data[..10]);
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     // An empty pipe: an active 0-byte image.
     let r = glance_at(
         s.port(),

@@ -1,5 +1,5 @@
 //! The `glance` command-line tool: Glance Diablo's `bin/glance` (spec §12.1) on the
-//! [`client`](crate::client) library.
+//! client library ([`crate::client`]).
 //!
 //! [`main`] is all `src/bin/glance.rs` calls. It parses the command line with getopts
 //! (options may appear anywhere), runs one command, and prints an error once, as
