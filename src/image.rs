@@ -180,7 +180,7 @@ pub struct Image {
     pub status: Status,
     /// Visible to everyone.
     pub is_public: bool,
-    /// Store URI of the data (may hold credentials: see [`Image::redacted`]).
+    /// Store URI of the data (may hold credentials: show clients `store::redact_uri` of it).
     pub location: Option<String>,
     /// MD5 of the data, lower-case hex.
     pub checksum: Option<String>,
