@@ -27,6 +27,14 @@ pub enum Error {
     Forbidden(String),
     /// The caller is not authenticated (401).
     Unauthorized(String),
+    /// The caller must authenticate with Keystone first (401 with
+    /// `WWW-Authenticate: Keystone uri="<uri>"`): no token, or an invalid or expired one.
+    AuthRequired {
+        /// What was wrong, for the client (never the token).
+        message: String,
+        /// The public Identity endpoint clients should get a token from.
+        uri: String,
+    },
     /// Something the client sent is invalid (400). The message names the field.
     BadRequest(String),
     /// The body is larger than allowed (413).
@@ -69,7 +77,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::Duplicate(_) | Error::Conflict(_) => 409,
             Error::Forbidden(_) => 403,
-            Error::Unauthorized(_) => 401,
+            Error::Unauthorized(_) | Error::AuthRequired { .. } => 401,
             Error::BadRequest(_) => 400,
             Error::TooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
@@ -98,6 +106,7 @@ impl Error {
             | Error::Db(m)
             | Error::Config(m)
             | Error::Internal(m) => m.clone(),
+            Error::AuthRequired { message, .. } => message.clone(),
             Error::Io(ctx, e) => format!("{ctx}: {e}"),
         }
     }
@@ -122,11 +131,22 @@ impl Error {
             detail
         );
         let mut resp = Response::text(status, body);
-        if let Error::MethodNotAllowed(allow) = &self {
-            resp = resp.with_header("Allow", allow);
+        match &self {
+            Error::MethodNotAllowed(allow) => resp = resp.with_header("Allow", allow),
+            Error::AuthRequired { uri, .. } => {
+                resp = resp.with_header("WWW-Authenticate", &www_authenticate(uri));
+            }
+            _ => {}
         }
         resp
     }
+}
+
+/// The `WWW-Authenticate` value keystonemiddleware sends: `Keystone uri="<uri>"` (quotes and
+/// backslashes in the URI escaped).
+pub fn www_authenticate(uri: &str) -> String {
+    let escaped = uri.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("Keystone uri=\"{escaped}\"")
 }
 
 fn generic_sentence(status: u16) -> &'static str {
@@ -171,5 +191,29 @@ impl From<rusqlite::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Error {
         Error::BadRequest(format!("Malformed JSON in request body: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_required_carries_the_keystone_challenge() {
+        let e = Error::AuthRequired {
+            message: "Authentication required".into(),
+            uri: "http://127.0.0.1:5000/v3".into(),
+        };
+        assert_eq!(e.status(), 401);
+        let resp = e.into_response();
+        assert_eq!(resp.status, 401);
+        let h: Vec<_> = resp
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(h, ["Keystone uri=\"http://127.0.0.1:5000/v3\""]);
+        assert_eq!(www_authenticate("a\"b"), "Keystone uri=\"a\\\"b\"");
     }
 }

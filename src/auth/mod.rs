@@ -1,8 +1,12 @@
 //! Who is calling, and what they may do with an image (spec §7).
 //!
-//! [`Context`] is built per request from the identity headers (`noauth`, the Diablo default
-//! pipeline) and carries the rules of §7.3: visible, mutable, sharable. The registry applies
-//! them in its queries; the API applies them before touching a store.
+//! [`Context`] is built per request by the [`ContextSource`] that `auth_strategy` names:
+//! [`NoAuth`] reads the identity headers with the Diablo default-pipeline rules, and
+//! [`keystone::Keystone`] validates the token against Keystone v3. A context carries the
+//! rules of §7.3: visible, mutable, sharable. The registry applies them in its queries; the
+//! API applies them before touching a store.
+
+pub mod keystone;
 
 use crate::error::Result;
 use crate::http::{Headers, Request};
@@ -42,7 +46,8 @@ impl ContextSource for NoAuth {
     }
 }
 
-/// The context source named by `auth_strategy`.
+/// The context source named by `auth_strategy`. Under `keystone` the service token is
+/// fetched in the background at once, so that bad credentials show in the log at start-up.
 pub fn context_source(
     common: &crate::config::CommonOptions,
 ) -> Result<std::sync::Arc<dyn ContextSource>> {
@@ -52,11 +57,24 @@ pub fn context_source(
     };
     match common.auth_strategy.as_str() {
         "noauth" => Ok(std::sync::Arc::new(NoAuth(opts))),
+        "keystone" => {
+            let ks = std::sync::Arc::new(keystone::Keystone::new(
+                common.keystone.clone(),
+                opts,
+                common.allow_anonymous_access,
+            ));
+            ks.warm_up();
+            Ok(ks)
+        }
         other => Err(crate::Error::Config(format!(
-            "auth_strategy = {other} is not available in this build yet (use noauth)"
+            "auth_strategy = {other} is not supported (use noauth or keystone)"
         ))),
     }
 }
+
+/// The `X-Identity-Status` value glance-api sends to a remote registry for an anonymous
+/// (read-only) caller, which has no token to forward.
+pub const ANONYMOUS_STATUS: &str = "Anonymous";
 
 /// Options that shape contexts (from the config).
 #[derive(Debug, Clone)]
@@ -86,18 +104,34 @@ impl Context {
         }
     }
 
+    /// An anonymous caller under `keystone` with `allow_anonymous_access`: no identity,
+    /// not admin, read-only (public and null-owner images only).
+    pub fn anonymous(opts: &AuthOptions) -> Context {
+        Context {
+            read_only: true,
+            owner_is_tenant: opts.owner_is_tenant,
+            ..Context::default()
+        }
+    }
+
     /// The Diablo default-pipeline rules (DECISIONS.md "auth modes"): no token, or a token
     /// without `X-Identity-Status: Confirmed` → admin without tenant; a confirmed token →
     /// identity from `X-User`/`X-User-Id`, `X-Tenant`/`X-Project-Id`/`X-Tenant-Id`,
     /// `X-Role`/`X-Roles`.
+    ///
+    /// One addition, which can only lower privileges: no token together with
+    /// `X-Identity-Status: Anonymous` (what glance-api forwards for an anonymous caller, see
+    /// [`Context::forward_headers`]) → anonymous and read-only.
     pub fn from_noauth_headers(headers: &Headers, opts: &AuthOptions) -> Context {
         let token = headers
             .get("x-auth-token")
             .or_else(|| headers.get("x-storage-token"))
             .map(str::to_string);
-        let confirmed = headers
-            .get("x-identity-status")
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("confirmed"));
+        let status = headers.get("x-identity-status").map(str::trim);
+        let confirmed = status.is_some_and(|s| s.eq_ignore_ascii_case("confirmed"));
+        if token.is_none() && status.is_some_and(|s| s.eq_ignore_ascii_case(ANONYMOUS_STATUS)) {
+            return Context::anonymous(opts);
+        }
         if token.is_none() || !confirmed {
             let mut ctx = Context::noauth_admin(opts);
             ctx.auth_token = token;
@@ -192,10 +226,19 @@ impl Context {
         self.is_admin || self.owner() == image.owner.as_deref() || member_can_share
     }
 
-    /// The identity headers sent to a remote registry (DECISIONS.md: identity forwarding).
+    /// The identity headers sent to a remote registry (DECISIONS.md: identity forwarding):
+    /// the token and, when the caller has an identity, `X-Identity-Status: Confirmed` with
+    /// `X-User-Id`, `X-Tenant` and `X-Roles`. A registry under `noauth` reads them as the API
+    /// did; one under `keystone` validates the token itself. An anonymous read-only caller
+    /// has no token: it is sent as `X-Identity-Status: Anonymous`, so that a `noauth`
+    /// registry does not take it for its no-token admin (a `keystone` registry sees no token
+    /// and applies its own `allow_anonymous_access`).
     pub fn forward_headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::new();
         let Some(token) = &self.auth_token else {
+            if self.read_only {
+                h.push(("X-Identity-Status".into(), ANONYMOUS_STATUS.into()));
+            }
             return h;
         };
         h.push(("X-Auth-Token".into(), token.clone()));
@@ -303,6 +346,52 @@ mod tests {
         ro.read_only = true;
         img.owner = Some("t1".into());
         assert!(!ro.can_modify(&img));
+    }
+
+    #[test]
+    fn anonymous_status_without_token_is_read_only() {
+        let opts = AuthOptions::default();
+        let ctx = Context::from_noauth_headers(
+            &headers(&[("X-Identity-Status", "Anonymous"), ("X-Tenant", "t1")]),
+            &opts,
+        );
+        assert_eq!(ctx, Context::anonymous(&opts));
+        assert!(ctx.read_only && !ctx.is_admin && ctx.owner().is_none());
+        // With a token, a status other than Confirmed is ignored as before.
+        let ctx = Context::from_noauth_headers(
+            &headers(&[("X-Auth-Token", "t"), ("X-Identity-Status", "Anonymous")]),
+            &opts,
+        );
+        assert!(ctx.is_admin && !ctx.read_only);
+    }
+
+    #[test]
+    fn forwarded_headers_round_trip_through_noauth() {
+        let opts = AuthOptions::default();
+        let fwd = |ctx: &Context| {
+            let mut h = Headers::default();
+            for (n, v) in ctx.forward_headers() {
+                h.push(n, v);
+            }
+            Context::from_noauth_headers(&h, &opts)
+        };
+        let user = Context::for_identity(
+            Some("tok".into()),
+            Some("u1".into()),
+            Some("p1".into()),
+            vec!["member".into(), "Admin".into()],
+            &opts,
+        );
+        assert_eq!(fwd(&user), user);
+        let anon = Context::anonymous(&opts);
+        assert_eq!(fwd(&anon), anon);
+        assert!(
+            anon.forward_headers()
+                .iter()
+                .all(|(n, _)| n != "X-Auth-Token")
+        );
+        let admin = Context::noauth_admin(&opts);
+        assert_eq!(fwd(&admin), admin);
     }
 
     #[test]

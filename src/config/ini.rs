@@ -344,13 +344,27 @@ impl Ini {
     /// `unknown option 'x' in <path>:<line>, ignored`. Other sections (`[app:*]`,
     /// `[pipeline:*]`, `[filter:*]`, ...) are not checked: Diablo configs carry them.
     pub fn unknown_options(&self) -> Vec<String> {
-        self.sections[0]
-            .entries
+        self.unknown_options_in(DEFAULT)
+    }
+
+    /// Like [`Ini::unknown_options`] for one named section (for sections the program owns,
+    /// such as `[keystone_authtoken]`): `unknown option 'x' in [section] <path>:<line>,
+    /// ignored`. Nothing when the section is absent.
+    pub fn unknown_options_in(&self, section: &str) -> Vec<String> {
+        let Some(s) = self.sections.iter().find(|s| s.name == section) else {
+            return Vec::new();
+        };
+        let place = if section == DEFAULT {
+            String::new()
+        } else {
+            format!("[{section}] ")
+        };
+        s.entries
             .iter()
             .filter(|e| !e.used.get())
             .map(|e| {
                 format!(
-                    "unknown option '{}' in {}:{}, ignored",
+                    "unknown option '{}' in {place}{}:{}, ignored",
                     e.key,
                     self.path.display(),
                     e.line

@@ -40,6 +40,9 @@ pub const DEFAULT_SQL_CONNECTION: &str = "sqlite:////var/lib/glance/glance.sqlit
 /// Default `filesystem_store_datadir`.
 pub const DEFAULT_DATADIR: &str = "/var/lib/glance/images/";
 
+/// The section holding the Keystone options, named as keystonemiddleware names it.
+pub const KEYSTONE_SECTION: &str = "keystone_authtoken";
+
 // ---------------------------------------------------------------------------------------------
 // Command line
 
@@ -303,6 +306,11 @@ pub struct CommonOptions {
     pub admin_role: String,
     /// Owner id is the tenant (else the user) (`owner_is_tenant`, default True).
     pub owner_is_tenant: bool,
+    /// Under `keystone`, a request without a token is served as anonymous and read-only
+    /// instead of 401 (`allow_anonymous_access`, default False).
+    pub allow_anonymous_access: bool,
+    /// The `[keystone_authtoken]` options (read always, required only under `keystone`).
+    pub keystone: KeystoneOptions,
 }
 
 impl CommonOptions {
@@ -323,6 +331,8 @@ impl CommonOptions {
             auth_strategy: "noauth".to_string(),
             admin_role: "admin".to_string(),
             owner_is_tenant: true,
+            allow_anonymous_access: false,
+            keystone: KeystoneOptions::default(),
         }
     }
 
@@ -377,7 +387,188 @@ impl CommonOptions {
         self.auth_strategy = d.choice("auth_strategy", "noauth", AUTH_STRATEGIES)?;
         self.admin_role = d.string("admin_role", "admin");
         self.owner_is_tenant = d.bool("owner_is_tenant", true)?;
+        self.allow_anonymous_access = d.bool("allow_anonymous_access", false)?;
+        self.keystone = KeystoneOptions::from_ini(ini)?;
+        if self.auth_strategy == "keystone" {
+            self.keystone.check_complete(ini)?;
+        }
         Ok(())
+    }
+
+    /// Warnings about options in `[keystone_authtoken]` that were never read (only under
+    /// `keystone`: a noauth config may carry a section it does not use).
+    fn keystone_warnings(&self, ini: &Ini) -> Vec<String> {
+        if self.auth_strategy == "keystone" {
+            ini.unknown_options_in(KEYSTONE_SECTION)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// A configured secret (a password): shown as `***` by `Debug`, never logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Token validation against Keystone v3 (`auth_strategy = keystone`), configured in
+/// `[keystone_authtoken]` with keystonemiddleware's option names. The section falls back
+/// to `[DEFAULT]`, as every section does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeystoneOptions {
+    /// The public Identity endpoint told to clients in `WWW-Authenticate: Keystone uri="…"`
+    /// (`www_authenticate_uri`, or the deprecated `auth_uri`; default: `auth_url`).
+    pub www_authenticate_uri: Option<String>,
+    /// Where tokens are validated (`auth_url`, e.g. `http://127.0.0.1:5000` or
+    /// `http://127.0.0.1:5000/v3`). Required under `keystone`.
+    pub auth_url: Option<String>,
+    /// `auth_type`: only `password` (the default) is supported.
+    pub auth_type: String,
+    /// The service user that validates tokens (`username`). Required under `keystone`.
+    pub username: Option<String>,
+    /// Its password (`password`). Required under `keystone`.
+    pub password: Option<Secret>,
+    /// The project the service token is scoped to (`project_name`). Required under
+    /// `keystone`.
+    pub project_name: Option<String>,
+    /// Domain of the service user (`user_domain_name`, default `Default`).
+    pub user_domain_name: String,
+    /// Domain of the service project (`project_domain_name`, default `Default`).
+    pub project_domain_name: String,
+    /// How long a validated token is trusted without asking Keystone again
+    /// (`token_cache_time`, seconds, default 300; 0 or -1 = no cache). Never beyond the
+    /// token's own expiry; failures are never cached.
+    pub token_cache_time: Duration,
+    /// Seconds to wait for a connection to Keystone (`http_connect_timeout`, default 3).
+    pub http_connect_timeout: Duration,
+    /// Seconds a whole Keystone request may take (`http_request_timeout`, default 10).
+    pub http_request_timeout: Duration,
+}
+
+impl Default for KeystoneOptions {
+    fn default() -> KeystoneOptions {
+        KeystoneOptions {
+            www_authenticate_uri: None,
+            auth_url: None,
+            auth_type: "password".to_string(),
+            username: None,
+            password: None,
+            project_name: None,
+            user_domain_name: "Default".to_string(),
+            project_domain_name: "Default".to_string(),
+            token_cache_time: Duration::from_secs(300),
+            http_connect_timeout: Duration::from_secs(3),
+            http_request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl KeystoneOptions {
+    /// Reads `[keystone_authtoken]` (with `[DEFAULT]` fallback).
+    fn from_ini(ini: &Ini) -> Result<KeystoneOptions> {
+        let k = ini.section(KEYSTONE_SECTION);
+        let url = |key: &str| -> Result<Option<String>> {
+            match k.get(key) {
+                None => Ok(None),
+                Some(v) => {
+                    let lower = v.text.to_ascii_lowercase();
+                    if v.text.contains(|c: char| c.is_whitespace() || c == '"') {
+                        Err(v.error(key, "must not contain spaces or quotes"))
+                    } else if lower.starts_with("http://") || lower.starts_with("https://") {
+                        Ok(Some(v.text.trim_end_matches('/').to_string()))
+                    } else {
+                        Err(v.error(key, "is not an http:// or https:// URL"))
+                    }
+                }
+            }
+        };
+        let www = url("www_authenticate_uri")?;
+        let www = match www {
+            Some(u) => Some(u),
+            None => url("auth_uri")?,
+        };
+        let token_cache_time = match k.get("token_cache_time") {
+            None => Duration::from_secs(300),
+            Some(v) => match v.text.parse::<i64>() {
+                Ok(n) if n <= 0 => Duration::ZERO,
+                Ok(n) => Duration::from_secs(n.unsigned_abs()),
+                Err(_) => {
+                    return Err(v.error(
+                        "token_cache_time",
+                        "is not a whole number of seconds (-1 or 0 = no cache)",
+                    ));
+                }
+            },
+        };
+        let auth_type = k.choice("auth_type", "password", &["password"])?;
+        let positive = |key: &str, default: u64| -> Result<Duration> {
+            let d = k.seconds(key, default)?;
+            match k.get(key) {
+                Some(v) if d.is_zero() => Err(v.error(key, "must be at least 1 second")),
+                _ => Ok(d),
+            }
+        };
+        Ok(KeystoneOptions {
+            www_authenticate_uri: www,
+            auth_url: url("auth_url")?,
+            auth_type,
+            username: k.opt_string("username"),
+            password: k.opt_string("password").map(Secret),
+            project_name: k.opt_string("project_name"),
+            user_domain_name: k.string("user_domain_name", "Default"),
+            project_domain_name: k.string("project_domain_name", "Default"),
+            token_cache_time,
+            http_connect_timeout: positive("http_connect_timeout", 3)?,
+            http_request_timeout: positive("http_request_timeout", 10)?,
+        })
+    }
+
+    /// Under `keystone` the service credentials must all be given.
+    fn check_complete(&self, ini: &Ini) -> Result<()> {
+        let missing: Vec<&str> = [
+            ("auth_url", self.auth_url.is_none()),
+            ("username", self.username.is_none()),
+            ("password", self.password.is_none()),
+            ("project_name", self.project_name.is_none()),
+        ]
+        .iter()
+        .filter(|(_, m)| *m)
+        .map(|(k, _)| *k)
+        .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{}: auth_strategy = keystone needs {} in [{KEYSTONE_SECTION}]",
+            ini.path().display(),
+            missing.join(", ")
+        )))
+    }
+
+    /// The URI clients are sent to in `WWW-Authenticate` (`www_authenticate_uri`, else
+    /// `auth_url`).
+    pub fn challenge_uri(&self) -> &str {
+        self.www_authenticate_uri
+            .as_deref()
+            .or(self.auth_url.as_deref())
+            .unwrap_or("")
     }
 }
 
@@ -512,6 +703,7 @@ impl RegistryConfig {
         let d = ini.defaults();
         let api_limit_max = d.u64_in("api_limit_max", 1000, 1..=u64::MAX)?;
         let limit_param_default = d.u64_in("limit_param_default", 25, 1..=u64::MAX)?;
+        warnings.extend(common.keystone_warnings(ini));
         Ok(RegistryConfig {
             common,
             db,
@@ -524,8 +716,8 @@ impl RegistryConfig {
 
 /// glance-api.conf.
 ///
-/// Notifier, Swift, S3 and Keystone options are to be added as further fields (or grouped
-/// structs) read in [`ApiConfig::from_ini`].
+/// Notifier, Swift and S3 options are to be added as further fields (or grouped structs)
+/// read in [`ApiConfig::from_ini`]; the auth options are in [`CommonOptions`].
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Shared options (`bind_port` defaults to 9292).
@@ -568,6 +760,7 @@ impl ApiConfig {
         common.read_logging(ini, &mut warnings)?;
         common.read_server(ini)?;
         let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
+        warnings.extend(common.keystone_warnings(ini));
         let d = ini.defaults();
         Ok(ApiConfig {
             common,

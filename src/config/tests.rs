@@ -163,7 +163,12 @@ fn api_values_and_validation() {
          registry_port = 9999\n\
          image_buffer_size = 4096\n\
          log_dir = /var/log/glance\n\
-         log_file = api.log\n"))
+         log_file = api.log\n\
+         [keystone_authtoken]\n\
+         auth_url = http://127.0.0.1:5000\n\
+         username = glance\n\
+         password = glance\n\
+         project_name = service\n"))
     .unwrap();
     assert_eq!(c.common.bind_port, 0);
     assert_eq!(c.common.workers, 2);
@@ -407,7 +412,8 @@ fn cli_overrides_the_file() {
 }
 
 /// Every sample in etc/ loads without warnings, and lists every option its program reads
-/// (as `key = value` or `# key = value` in [DEFAULT]), so code and samples cannot drift.
+/// (as `key = value` or `# key = value`, in the section the code reads it from: [DEFAULT] or
+/// [keystone_authtoken]), so code and samples cannot drift.
 #[test]
 fn samples_match_the_code() {
     type Loader = fn(&Ini) -> Result<()>;
@@ -427,28 +433,130 @@ fn samples_match_the_code() {
         let ini = Ini::load(&path).unwrap_or_else(|e| panic!("{e}"));
         load(&ini).unwrap_or_else(|e| panic!("{name}: {e}"));
         let text = fs::read_to_string(&path).unwrap();
-        let listed: Vec<String> = text
-            .lines()
-            .map_while(|l| (!l.starts_with('[') || l == "[DEFAULT]").then_some(l))
-            .filter_map(|l| {
-                let l = l.strip_prefix('#').unwrap_or(l).trim_start();
-                let (key, _) = l.split_once('=')?;
-                let key = key.trim();
-                (!key.is_empty() && !key.contains(' ')).then(|| key.to_string())
-            })
-            .collect();
-        for (section, key) in ini.requested() {
-            assert_eq!(section, "DEFAULT", "{name}: [{section}] {key}");
+        let mut section = String::from("DEFAULT");
+        let mut listed: Vec<(String, String)> = Vec::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix('[') {
+                section = rest.trim_end().trim_end_matches(']').to_string();
+                continue;
+            }
+            let l = l.strip_prefix('#').unwrap_or(l).trim_start();
+            let Some((key, _)) = l.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if !key.is_empty() && !key.contains(' ') {
+                listed.push((section.clone(), key.to_string()));
+            }
+        }
+        let requested = ini.requested();
+        for (section, key) in &requested {
             assert!(
-                listed.contains(&key),
-                "{name} does not list option '{key}' that the code reads"
+                section == "DEFAULT" || section == KEYSTONE_SECTION,
+                "{name}: the code reads [{section}] {key}"
+            );
+            assert!(
+                listed.contains(&(section.clone(), key.clone())),
+                "{name} does not list option '{key}' in [{section}], which the code reads"
             );
         }
-        for key in &listed {
+        for (section, key) in &listed {
             assert!(
-                ini.requested().iter().any(|(_, k)| k == key),
-                "{name} lists option '{key}' that the code does not read"
+                requested.contains(&(section.clone(), key.clone())),
+                "{name} lists option '{key}' in [{section}], which the code does not read there"
             );
         }
     }
+}
+
+#[test]
+fn keystone_options() {
+    // Defaults (noauth does not need the section).
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert!(!c.common.allow_anonymous_access);
+    let k = &c.common.keystone;
+    assert_eq!(k.auth_url, None);
+    assert_eq!(k.auth_type, "password");
+    assert_eq!(k.user_domain_name, "Default");
+    assert_eq!(k.project_domain_name, "Default");
+    assert_eq!(k.token_cache_time, Duration::from_secs(300));
+    assert_eq!(k.http_connect_timeout, Duration::from_secs(3));
+    assert_eq!(k.http_request_timeout, Duration::from_secs(10));
+
+    let full = "[DEFAULT]\nauth_strategy = keystone\nallow_anonymous_access = True\n\
+                [keystone_authtoken]\nauth_url = http://127.0.0.1:5000/v3/\n\
+                username = glance\npassword = s3cret\nproject_name = service\n\
+                user_domain_name = users\nproject_domain_name = projects\n\
+                token_cache_time = 60\nmemcached_servers = 127.0.0.1:11211\n";
+    let c = RegistryConfig::from_ini(&ini(full)).unwrap();
+    assert_eq!(c.common.auth_strategy, "keystone");
+    assert!(c.common.allow_anonymous_access);
+    let k = &c.common.keystone;
+    assert_eq!(k.auth_url.as_deref(), Some("http://127.0.0.1:5000/v3"));
+    assert_eq!(k.challenge_uri(), "http://127.0.0.1:5000/v3");
+    assert_eq!(k.username.as_deref(), Some("glance"));
+    assert_eq!(k.password.as_ref().map(Secret::expose), Some("s3cret"));
+    assert_eq!(
+        (k.user_domain_name.as_str(), k.project_domain_name.as_str()),
+        ("users", "projects")
+    );
+    assert_eq!(k.token_cache_time, Duration::from_secs(60));
+    // The password never shows in Debug output.
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("s3cret") && dbg.contains("***"), "{dbg}");
+    // Unknown options of the section are reported under keystone.
+    assert_eq!(
+        c.warnings,
+        ["unknown option 'memcached_servers' in [keystone_authtoken] glance-api.conf:12, ignored"]
+    );
+    // www_authenticate_uri (or the old auth_uri) names the challenge URI.
+    let c = ApiConfig::from_ini(&ini(&format!("{full}auth_uri = http://public:5000\n"))).unwrap();
+    assert_eq!(c.common.keystone.challenge_uri(), "http://public:5000");
+    let c = ApiConfig::from_ini(&ini(&format!(
+        "{full}auth_uri = http://old:5000\nwww_authenticate_uri = http://new:5000\n"
+    )))
+    .unwrap();
+    assert_eq!(c.common.keystone.challenge_uri(), "http://new:5000");
+    // token_cache_time -1 or 0: no cache.
+    for off in ["-1", "0"] {
+        let c = ApiConfig::from_ini(&ini(&format!("{full}token_cache_time = {off}\n"))).unwrap();
+        assert_eq!(c.common.keystone.token_cache_time, Duration::ZERO);
+    }
+
+    // Under keystone the credentials are required; noauth does not care.
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nauth_strategy = keystone\n[keystone_authtoken]\nusername = glance\n",
+    )));
+    assert_eq!(
+        e,
+        "glance-api.conf: auth_strategy = keystone needs auth_url, password, project_name \
+         in [keystone_authtoken]"
+    );
+    assert!(ApiConfig::from_ini(&ini("[keystone_authtoken]\nusername = glance\n")).is_ok());
+    // Bad values name the line.
+    for (line, want) in [
+        (
+            "auth_url = 127.0.0.1:5000",
+            "is not an http:// or https:// URL",
+        ),
+        ("auth_url = http://a b", "must not contain spaces or quotes"),
+        (
+            "token_cache_time = soon",
+            "is not a whole number of seconds",
+        ),
+        ("auth_type = v3token", "is not one of: password"),
+        ("http_request_timeout = 0", "must be at least 1 second"),
+    ] {
+        let e = err(ApiConfig::from_ini(&ini(&format!(
+            "[DEFAULT]\nauth_strategy = keystone\n[keystone_authtoken]\n{line}\n"
+        ))));
+        assert!(e.starts_with("glance-api.conf:4: "), "{e}");
+        assert!(e.contains(want), "{e}");
+    }
+    assert!(
+        err(ApiConfig::from_ini(&ini(
+            "[DEFAULT]\nauth_strategy = ldap\n"
+        )))
+        .contains("ldap")
+    );
 }
