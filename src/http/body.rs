@@ -1,1 +1,549 @@
-//! STUB (to be replaced): Content-Length and chunked request-body readers.
+//! Request-body framing and readers: `Content-Length`, `chunked`, `Expect: 100-continue`.
+//!
+//! The framing decides where the next request on a connection starts, so a lenient rule here
+//! is a request-smuggling bug or a wedged connection. The rules are strict (`Content-Length:
+//! +5` is a 400, not 5 bytes) and the readers report a cut-off upload as an error
+//! (`UnexpectedEof`), so an image store never mistakes a truncated upload for a whole one.
+//!
+//! The reader borrows the connection and a [`BodyState`] owned by the worker: once the
+//! handler has dropped its request, the worker looks at the state to decide whether the rest
+//! of the body can be drained or the connection must be closed.
+
+use std::io::{self, BufRead, Read, Write};
+
+use super::{Headers, names_equal};
+
+/// Longest chunk-size line (size plus extensions) we accept.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// What the server answers the interim `Expect: 100-continue` with.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// How a request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body (no framing header, or `Content-Length: 0`).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Why a request's framing headers were refused: the status to answer and a short reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refusal {
+    /// 400 for malformed framing, 501 for a transfer coding we do not implement.
+    pub status: u16,
+    /// Sent to the client as the body of the refusal.
+    pub message: &'static str,
+}
+
+fn refuse(status: u16, message: &'static str) -> Refusal {
+    Refusal { status, message }
+}
+
+/// Works out the body framing from the request headers.
+///
+/// Rules (RFC 9112 §6, strict where it allows a choice):
+/// - every `Content-Length` value (across fields and comma lists) must be plain digits and
+///   all must be equal, else 400;
+/// - `Transfer-Encoding` must be exactly `chunked`: any other coding is 501, an empty list or
+///   `chunked` twice is 400, and it is 400 in an HTTP/1.0 request;
+/// - `Transfer-Encoding` together with `Content-Length` is 400: RFC 7230 would let chunked
+///   win, but no honest client sends both and it is the classic smuggling vector;
+/// - `Content_Length`/`Transfer_Encoding` spelt with `_` are 400: elsewhere we treat `_` as
+///   `-`, but a proxy in front would not, so the two could disagree on the framing.
+pub(super) fn framing(headers: &Headers, http10: bool) -> Result<Framing, Refusal> {
+    let mut lengths = Vec::new();
+    let mut codings = Vec::new();
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case("content-length") {
+            lengths.push(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            codings.push(value);
+        } else if names_equal(name, "content-length") || names_equal(name, "transfer-encoding") {
+            return Err(refuse(400, "framing header names may not contain '_'"));
+        }
+    }
+    let length = content_length(&lengths)?;
+    if codings.is_empty() {
+        return Ok(match length {
+            None | Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+        });
+    }
+    if http10 {
+        return Err(refuse(400, "Transfer-Encoding is not allowed in HTTP/1.0"));
+    }
+    if length.is_some() {
+        return Err(refuse(
+            400,
+            "both Transfer-Encoding and Content-Length were sent",
+        ));
+    }
+    transfer_coding(&codings)
+}
+
+fn content_length(values: &[&str]) -> Result<Option<u64>, Refusal> {
+    let mut found: Option<u64> = None;
+    for item in values.iter().flat_map(|v| v.split(',')) {
+        let item = item.trim_matches([' ', '\t']);
+        if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refuse(400, "Content-Length is not a non-negative integer"));
+        }
+        let n: u64 = item
+            .parse()
+            .map_err(|_| refuse(400, "Content-Length is too large"))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(refuse(400, "conflicting Content-Length values"));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+fn transfer_coding(values: &[&str]) -> Result<Framing, Refusal> {
+    let codings: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim_matches([' ', '\t']))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let known = |c: &&str| c.eq_ignore_ascii_case("chunked");
+    if !codings.iter().all(known) {
+        return Err(refuse(501, "unsupported transfer coding (only chunked)"));
+    }
+    if codings.len() != 1 {
+        return Err(refuse(400, "Transfer-Encoding must be exactly chunked"));
+    }
+    Ok(Framing::Chunked)
+}
+
+/// Where the body reader stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Fixed length, this many bytes left.
+    Length(u64),
+    /// Expecting a chunk-size line.
+    ChunkSize,
+    /// Inside a chunk, this many bytes left.
+    ChunkData(u64),
+    /// Expecting the CRLF after a chunk's data.
+    ChunkEnd,
+    /// After the last chunk, expecting trailer lines up to an empty line.
+    Trailers,
+    /// The whole body has been read.
+    Done,
+    /// A read failed: the connection's framing is lost.
+    Failed,
+}
+
+/// The progress of one request body, owned by the worker and lent to the [`BodyReader`].
+#[derive(Debug)]
+pub(super) struct BodyState {
+    phase: Phase,
+    continue_pending: bool,
+    trailer_limit: usize,
+}
+
+impl BodyState {
+    /// A fresh state. `expect_continue` is honoured only when there is a body;
+    /// `trailer_limit` bounds the bytes of chunked trailers.
+    pub(super) fn new(framing: Framing, expect_continue: bool, trailer_limit: usize) -> Self {
+        let phase = match framing {
+            Framing::None | Framing::Length(0) => Phase::Done,
+            Framing::Length(n) => Phase::Length(n),
+            Framing::Chunked => Phase::ChunkSize,
+        };
+        BodyState {
+            phase,
+            continue_pending: expect_continue && phase != Phase::Done,
+            trailer_limit,
+        }
+    }
+
+    /// True once the whole body has been read.
+    pub(super) fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// True after a read error: the rest of the connection cannot be trusted.
+    pub(super) fn is_failed(&self) -> bool {
+        self.phase == Phase::Failed
+    }
+
+    /// True while the client still waits for `100 Continue` (nobody read the body).
+    pub(super) fn continue_pending(&self) -> bool {
+        self.continue_pending
+    }
+
+    /// Bytes left when the framing says so in advance (`Content-Length`), else `None`.
+    pub(super) fn known_remaining(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Length(n) => Some(n),
+            Phase::Done => Some(0),
+            _ => None,
+        }
+    }
+}
+
+/// Reads one request body off a connection, decoding chunks and answering `100-continue`.
+pub(super) struct BodyReader<'a> {
+    src: &'a mut (dyn BufRead + Send),
+    out: &'a mut (dyn Write + Send),
+    state: &'a mut BodyState,
+}
+
+impl<'a> BodyReader<'a> {
+    /// A reader over `src`; `out` is the connection's write side, used only for
+    /// `100 Continue`.
+    pub(super) fn new(
+        src: &'a mut (dyn BufRead + Send),
+        out: &'a mut (dyn Write + Send),
+        state: &'a mut BodyState,
+    ) -> Self {
+        BodyReader { src, out, state }
+    }
+
+    /// Reads and discards up to `limit` more payload bytes. True when that reached the end
+    /// of the body, so the connection can serve another request.
+    pub(super) fn drain(mut self, limit: u64) -> bool {
+        if io::copy(&mut (&mut self).take(limit), &mut io::sink()).is_err() {
+            return false;
+        }
+        // A chunked body may still have its last chunk and trailers to go: one more read
+        // walks through them, and any payload byte means the limit was too small.
+        let mut one = [0u8; 1];
+        matches!(self.read(&mut one), Ok(0)) && self.state.is_done()
+    }
+
+    fn send_continue(&mut self) -> io::Result<()> {
+        if self.state.continue_pending {
+            self.state.continue_pending = false;
+            self.out.write_all(CONTINUE)?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Advances the state machine until some payload is read or the body ends.
+    fn step(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.state.phase {
+                Phase::Length(left) => {
+                    let n = read_some(self.src, buf, left)?;
+                    self.state.phase = next_phase(left - n as u64, Phase::Length, Phase::Done);
+                    return Ok(n);
+                }
+                Phase::ChunkSize => {
+                    let size = read_chunk_size(self.src)?;
+                    self.state.phase = next_phase(size, Phase::ChunkData, Phase::Trailers);
+                }
+                Phase::ChunkData(left) => {
+                    let n = read_some(self.src, buf, left)?;
+                    self.state.phase =
+                        next_phase(left - n as u64, Phase::ChunkData, Phase::ChunkEnd);
+                    return Ok(n);
+                }
+                Phase::ChunkEnd => {
+                    expect_line_end(self.src)?;
+                    self.state.phase = Phase::ChunkSize;
+                }
+                Phase::Trailers => {
+                    skip_trailers(self.src, self.state.trailer_limit)?;
+                    self.state.phase = Phase::Done;
+                }
+                Phase::Done => return Ok(0),
+                Phase::Failed => return Err(failed_before()),
+            }
+        }
+    }
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.state.phase {
+            Phase::Done => return Ok(0),
+            Phase::Failed => return Err(failed_before()),
+            _ if buf.is_empty() => return Ok(0),
+            _ => {}
+        }
+        let result = self.send_continue().and_then(|()| self.step(buf));
+        if let Err(e) = &result {
+            // An interrupted read consumed nothing; anything else may have left us in the
+            // middle of a line, so the framing is lost.
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.state.phase = Phase::Failed;
+            }
+        }
+        result
+    }
+}
+
+fn next_phase(left: u64, more: fn(u64) -> Phase, end: Phase) -> Phase {
+    if left == 0 { end } else { more(left) }
+}
+
+fn failed_before() -> io::Error {
+    io::Error::other("request body unusable after an earlier error")
+}
+
+fn invalid(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn cut_off() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "request body ended before its declared length",
+    )
+}
+
+/// One read of at most `left` bytes; end of input here is always an error.
+fn read_some(src: &mut (dyn BufRead + Send), buf: &mut [u8], left: u64) -> io::Result<usize> {
+    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+    match src.read(&mut buf[..want])? {
+        0 => Err(cut_off()),
+        n => Ok(n),
+    }
+}
+
+/// How a bounded line read ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Line {
+    /// The line, with its `\n`, was appended.
+    Complete,
+    /// `limit` bytes were read without a `\n`.
+    TooLong,
+    /// The input ended first (what was read is appended).
+    Eof,
+}
+
+/// Appends one line (up to and including `\n`) to `out`, reading at most `limit` bytes.
+pub(super) fn read_line(
+    src: &mut dyn BufRead,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<Line> {
+    let start = out.len();
+    let n = src.take(limit as u64).read_until(b'\n', out)?;
+    Ok(if out[start..].ends_with(b"\n") {
+        Line::Complete
+    } else if n >= limit {
+        Line::TooLong
+    } else {
+        Line::Eof
+    })
+}
+
+/// Reads a line that must be complete and within `limit`, without its line ending.
+fn read_framing_line(src: &mut (dyn BufRead + Send), limit: usize) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    match read_line(src, limit, &mut line)? {
+        Line::Complete => {}
+        Line::TooLong => return Err(invalid("chunk line too long")),
+        Line::Eof => return Err(cut_off()),
+    }
+    line.pop();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+fn read_chunk_size(src: &mut (dyn BufRead + Send)) -> io::Result<u64> {
+    let line = read_framing_line(src, MAX_CHUNK_LINE)?;
+    parse_chunk_size(&line).ok_or_else(|| invalid("invalid chunk size"))
+}
+
+/// `1*HEXDIG [ BWS ";" chunk-ext ]`; extensions are ignored.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = line[digits..].trim_ascii_start();
+    if digits == 0 || !(rest.is_empty() || rest.starts_with(b";")) {
+        return None;
+    }
+    let hex = std::str::from_utf8(&line[..digits]).ok()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+fn expect_line_end(src: &mut (dyn BufRead + Send)) -> io::Result<()> {
+    if read_framing_line(src, 2)?.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid("chunk data not followed by CRLF"))
+    }
+}
+
+/// Reads trailer fields up to the empty line and drops them: nothing in Glance uses them.
+fn skip_trailers(src: &mut (dyn BufRead + Send), limit: usize) -> io::Result<()> {
+    let mut budget = limit;
+    loop {
+        let line = read_framing_line(src, budget.max(2))?;
+        if line.is_empty() {
+            return Ok(());
+        }
+        budget = budget
+            .checked_sub(line.len() + 2)
+            .ok_or_else(|| invalid("chunked trailers too large"))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in pairs {
+            h.push(*n, *v);
+        }
+        h
+    }
+
+    fn status_of(pairs: &[(&str, &str)]) -> u16 {
+        match framing(&headers(pairs), false) {
+            Ok(_) => 200,
+            Err(r) => r.status,
+        }
+    }
+
+    #[test]
+    fn content_length_forms() {
+        assert_eq!(framing(&headers(&[]), false), Ok(Framing::None));
+        let ok = |v| framing(&headers(&[("Content-Length", v)]), false);
+        assert_eq!(ok("0"), Ok(Framing::None));
+        assert_eq!(ok("5"), Ok(Framing::Length(5)));
+        assert_eq!(ok(" 5 "), Ok(Framing::Length(5)));
+        assert_eq!(ok("5, 5"), Ok(Framing::Length(5)));
+        for bad in [
+            "+5",
+            "-1",
+            "abc",
+            "",
+            "5 5",
+            "0x10",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(status_of(&[("Content-Length", bad)]), 400, "{bad:?}");
+        }
+        let two = [("Content-Length", "5"), ("content-length", "6")];
+        assert_eq!(status_of(&two), 400);
+        let same = [("Content-Length", "5"), ("content-length", "5")];
+        assert_eq!(framing(&headers(&same), false), Ok(Framing::Length(5)));
+        assert_eq!(status_of(&[("Content_Length", "5")]), 400);
+    }
+
+    #[test]
+    fn transfer_encoding_forms() {
+        let te = |v| framing(&headers(&[("Transfer-Encoding", v)]), false);
+        assert_eq!(te("chunked"), Ok(Framing::Chunked));
+        assert_eq!(te("Chunked"), Ok(Framing::Chunked));
+        assert_eq!(status_of(&[("Transfer-Encoding", "gzip")]), 501);
+        assert_eq!(status_of(&[("Transfer-Encoding", "gzip, chunked")]), 501);
+        assert_eq!(status_of(&[("Transfer-Encoding", "chunked, chunked")]), 400);
+        assert_eq!(status_of(&[("Transfer-Encoding", "")]), 400);
+        let both = [("Transfer-Encoding", "chunked"), ("Content-Length", "5")];
+        assert_eq!(status_of(&both), 400);
+        let h10 = framing(&headers(&[("Transfer-Encoding", "chunked")]), true);
+        assert_eq!(h10.map_err(|r| r.status), Err(400));
+    }
+
+    fn read_all(input: &[u8], framing: Framing) -> (io::Result<Vec<u8>>, BodyState, Vec<u8>) {
+        let mut src = Cursor::new(input.to_vec());
+        let mut out = Vec::new();
+        let mut state = BodyState::new(framing, true, 1024);
+        let mut body = Vec::new();
+        let r = BodyReader::new(&mut src, &mut out, &mut state).read_to_end(&mut body);
+        (r.map(|_| body), state, out)
+    }
+
+    #[test]
+    fn length_body_and_cut_off() {
+        let (r, st, out) = read_all(b"hello, and more", Framing::Length(5));
+        assert_eq!(r.unwrap(), b"hello");
+        assert!(st.is_done());
+        assert_eq!(out, CONTINUE);
+        let (r, st, _) = read_all(b"hel", Framing::Length(5));
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert!(st.is_failed());
+    }
+
+    #[test]
+    fn chunked_body_with_extensions_and_trailers() {
+        let wire =
+            b"5;name=v\r\nhello\r\n6 ; x\r\n world\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let mut src = Cursor::new(wire.to_vec());
+        let mut out = Vec::new();
+        let mut state = BodyState::new(Framing::Chunked, false, 1024);
+        let mut body = Vec::new();
+        BodyReader::new(&mut src, &mut out, &mut state)
+            .read_to_end(&mut body)
+            .unwrap();
+        assert_eq!(body, b"hello world0123456789");
+        assert!(state.is_done());
+        assert!(out.is_empty());
+        let mut rest = String::new();
+        src.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "NEXT");
+    }
+
+    #[test]
+    fn bad_chunks_are_invalid_data() {
+        for wire in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"5x\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"11111111111111111\r\n",
+        ] {
+            let (r, st, _) = read_all(wire, Framing::Chunked);
+            let kind = r.unwrap_err().kind();
+            assert_eq!(kind, io::ErrorKind::InvalidData, "{wire:?}");
+            assert!(st.is_failed());
+        }
+        let (r, _, _) = read_all(b"5\r\nhel", Framing::Chunked);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let long_trailer = format!("0\r\nX: {}\r\n\r\n", "a".repeat(2000));
+        let (r, _, _) = read_all(long_trailer.as_bytes(), Framing::Chunked);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn continue_is_sent_only_on_first_read() {
+        let mut src = Cursor::new(b"abcdef".to_vec());
+        let mut out = Vec::new();
+        let mut state = BodyState::new(Framing::Length(6), true, 64);
+        assert!(state.continue_pending());
+        {
+            let mut r = BodyReader::new(&mut src, &mut out, &mut state);
+            let mut b = [0u8; 3];
+            r.read_exact(&mut b).unwrap();
+            r.read_exact(&mut b).unwrap();
+        }
+        assert_eq!(out, CONTINUE);
+        assert!(!state.continue_pending());
+        let none = BodyState::new(Framing::None, true, 64);
+        assert!(!none.continue_pending());
+    }
+
+    #[test]
+    fn drain_respects_limit() {
+        let run = |wire: &[u8], framing, limit| {
+            let mut src = Cursor::new(wire.to_vec());
+            let mut out = Vec::new();
+            let mut state = BodyState::new(framing, false, 64);
+            BodyReader::new(&mut src, &mut out, &mut state).drain(limit)
+        };
+        assert!(run(b"hello", Framing::Length(5), 5));
+        assert!(!run(b"hel", Framing::Length(5), 5));
+        assert!(run(b"5\r\nhello\r\n0\r\n\r\n", Framing::Chunked, 5));
+        assert!(!run(
+            b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n",
+            Framing::Chunked,
+            5
+        ));
+    }
+}

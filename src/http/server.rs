@@ -1,11 +1,50 @@
-//! STUB (to be replaced): listener, bounded worker pool, keep-alive, limits, timeouts.
+//! The HTTP/1.1 server: one accept thread, a bounded queue and a fixed pool of workers.
+//!
+//! Why this shape: Glance is a blocking service whose requests stream image data for
+//! minutes, so each worker owns one connection for its keep-alive life and the number of
+//! open connections is capped at `workers + backlog`; beyond that a connection gets a short
+//! 503 (tiny_http instead started a thread per connection, without limit). Every wait on a
+//! client is bounded by a timeout, every size it sends by a limit, and nothing a client
+//! sends can crash the process: a handler panic costs one request, a cut-off upload is an
+//! error for the handler to see, never an abort.
+//!
+//! Shutdown: the accept thread blocks in `accept(2)`, and [`ShutdownHandle::shutdown`] sets
+//! a flag and then connects to the listener's own address to wake it. We chose that over a
+//! non-blocking listener polled in a sleep loop, because polling delays every new connection
+//! by up to one poll interval and wakes an idle server many times a second. Workers wait for
+//! the next keep-alive request in short slices, so they notice shutdown within
+//! `IDLE_POLL` (100 ms) and close idle connections promptly, while in-flight requests finish.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::time::Duration;
+use std::any::Any;
+use std::io::{self, BufRead, BufReader, Read};
+use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use super::Handler;
+use super::body::{BodyReader, BodyState, Framing, Refusal};
+use super::head::{self, Head, HeadError, Limits};
+use super::write::{self, Outcome, Plan};
+use super::{Handler, Request, Response};
+
+/// The `log` target of request lines and server events.
+pub const LOG_TARGET: &str = "glance::http";
+
+/// How often a worker waiting for the next keep-alive request looks at the shutdown flag.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Read buffer of a connection (request heads; large body reads bypass it).
+const READ_BUF: usize = 16 * 1024;
+
+/// How long and how much we keep reading after deciding to close a connection whose
+/// request body was not read, so that the client gets our response instead of a reset.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_POLL: Duration = Duration::from_millis(200);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Limits and sizes of the HTTP server.
 #[derive(Debug, Clone)]
@@ -54,15 +93,55 @@ impl Default for ServerConfig {
 pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
+    stop: Arc<AtomicBool>,
 }
 
 /// Stops a running server from another thread (signal handler, tests).
 #[derive(Clone)]
-pub struct ShutdownHandle {}
+pub struct ShutdownHandle {
+    stop: Arc<AtomicBool>,
+    wake: Option<SocketAddr>,
+}
 
 impl ShutdownHandle {
     /// Stop accepting, finish in-flight requests, then let `run` return.
-    pub fn shutdown(&self) {}
+    ///
+    /// Returns at once; `run` returns when the last in-flight request is done. Calling it
+    /// again, or before `run`, is harmless.
+    pub fn shutdown(&self) {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Some(addr) = self.wake else { return };
+        // The accept loop checks the flag after each accepted connection; ours wakes it.
+        if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            log::warn!(target: LOG_TARGET, "waking the accept loop at {addr}: {e}");
+        }
+    }
+}
+
+/// Where to connect to reach our own listener: a wildcard address is not a destination.
+fn wake_address(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    addr
+}
+
+/// What every worker shares.
+struct Shared {
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
 }
 
 impl Server {
@@ -71,6 +150,7 @@ impl Server {
         Ok(Server {
             listener: TcpListener::bind(addr)?,
             config,
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -81,12 +161,922 @@ impl Server {
 
     /// A handle that stops this server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {}
+        ShutdownHandle {
+            stop: Arc::clone(&self.stop),
+            wake: self.listener.local_addr().ok().map(wake_address),
+        }
     }
 
-    /// Serves until shut down.
+    /// Serves until shut down. The calling thread becomes the accept thread.
     pub fn run(self, handler: Arc<dyn Handler>) -> io::Result<()> {
-        let _ = (&self.config, handler);
+        let (tx, rx) = mpsc::sync_channel::<TcpStream>(self.config.backlog);
+        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            handler,
+            stop: Arc::clone(&self.stop),
+        });
+        let mut workers = Vec::new();
+        for i in 0..self.config.workers.max(1) {
+            let (rx, shared) = (Arc::clone(&rx), Arc::clone(&shared));
+            let spawned = thread::Builder::new()
+                .name(format!("http-worker-{i}"))
+                .spawn(move || worker_loop(&rx, &shared));
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(e) => {
+                    self.stop.store(true, Ordering::SeqCst);
+                    drop(tx);
+                    join_all(workers);
+                    return Err(e);
+                }
+            }
+        }
+        self.accept_loop(&tx, &shared);
+        // Closing the queue lets each worker finish its connection, then exit.
+        drop(tx);
+        join_all(workers);
+        log::info!(target: LOG_TARGET, "server stopped");
         Ok(())
+    }
+
+    fn accept_loop(&self, tx: &SyncSender<TcpStream>, shared: &Shared) {
+        while !shared.stopping() {
+            match self.listener.accept() {
+                Ok((stream, _)) if shared.stopping() => drop(stream),
+                Ok((stream, peer)) => match tx.try_send(stream) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(stream)) => refuse_busy(stream, peer),
+                    Err(TrySendError::Disconnected(_)) => return,
+                },
+                Err(e) => accept_failed(&e),
+            }
+        }
+    }
+}
+
+fn join_all(workers: Vec<thread::JoinHandle<()>>) {
+    for worker in workers {
+        if worker.join().is_err() {
+            log::error!(target: LOG_TARGET, "an HTTP worker thread panicked");
+        }
+    }
+}
+
+/// Logs a failed `accept`. Running out of descriptors fails at once on every call, so we
+/// pause instead of spinning; an aborted handshake is the client's business.
+fn accept_failed(e: &io::Error) {
+    match e.kind() {
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => {}
+        _ => {
+            log::warn!(target: LOG_TARGET, "accept failed: {e}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Answers a connection the queue has no room for, from the accept thread: it must not
+/// block, so the socket is non-blocking and the answer fits any send buffer.
+fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
+    log::warn!(target: LOG_TARGET, "refusing {peer}: all workers busy and the queue is full");
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let plan = Plan {
+        http10: false,
+        head_request: false,
+        keep_alive: false,
+        buffer_size: 0,
+    };
+    let resp = Response::text(503, "server busy, try again\n").with_header("Retry-After", "1");
+    write::send(&stream, resp, &plan);
+    // Whatever request already arrived is read so that closing sends FIN, not a reset
+    // that could destroy the 503 before the client reads it.
+    let mut sink = [0u8; 4096];
+    let _ = (&stream).read(&mut sink);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn worker_loop(rx: &Mutex<Receiver<TcpStream>>, shared: &Shared) {
+    loop {
+        // The guard is dropped at the end of this statement, before the connection is served.
+        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(stream) = next else { return };
+        if shared.stopping() {
+            refuse_stopping(&stream);
+            continue;
+        }
+        // Handler panics are caught per request; this guards against our own bugs, so that
+        // one bad connection cannot shrink the pool.
+        let served = panic::catch_unwind(AssertUnwindSafe(|| Conn::serve(&stream, shared)));
+        if let Err(p) = served {
+            log::error!(target: LOG_TARGET, "connection handling panicked: {}", panic_message(&*p));
+        }
+    }
+}
+
+fn refuse_stopping(stream: &TcpStream) {
+    let plan = Plan {
+        http10: false,
+        head_request: false,
+        keep_alive: false,
+        buffer_size: 0,
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    write::send(stream, Response::text(503, "server shutting down\n"), &plan);
+}
+
+/// A socket timeout; zero means none (the OS refuses a zero timeout).
+fn timeout(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// What to do with a connection after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    /// Close; `unread` when the client may still be sending a body we did not read.
+    Close {
+        unread: bool,
+    },
+}
+
+/// One client connection, served by one worker for its keep-alive life.
+struct Conn<'s> {
+    stream: &'s TcpStream,
+    reader: BufReader<&'s TcpStream>,
+    peer: Option<SocketAddr>,
+    shared: &'s Shared,
+}
+
+impl<'s> Conn<'s> {
+    /// Serves requests until the connection closes, idles out or the server stops.
+    fn serve(stream: &'s TcpStream, shared: &'s Shared) {
+        let cfg = &shared.config;
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(timeout(cfg.write_timeout));
+        let mut conn = Conn {
+            stream,
+            reader: BufReader::with_capacity(READ_BUF, stream),
+            peer: stream.peer_addr().ok(),
+            shared,
+        };
+        let mut idle = cfg.read_timeout;
+        while conn.wait_for_request(idle) {
+            let _ = stream.set_read_timeout(timeout(cfg.read_timeout));
+            match conn.serve_request() {
+                After::KeepAlive => idle = cfg.keepalive_timeout,
+                After::Close { unread } => return conn.close(unread),
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the first byte of a request, in slices short enough to
+    /// notice shutdown. False when the connection should be closed instead.
+    fn wait_for_request(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !self.reader.buffer().is_empty() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.shared.stopping() || left.is_zero() {
+                return false;
+            }
+            let _ = self.stream.set_read_timeout(Some(left.min(IDLE_POLL)));
+            match self.reader.fill_buf() {
+                Ok(buf) => return !buf.is_empty(),
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Reads one request and answers it.
+    fn serve_request(&mut self) -> After {
+        let started = Instant::now();
+        let cfg = &self.shared.config;
+        let limits = Limits {
+            request_line: cfg.max_request_line,
+            header_bytes: cfg.max_header_bytes,
+            headers: cfg.max_headers,
+            deadline: started + cfg.read_timeout,
+        };
+        let mut head = match head::read_head(&mut self.reader, &limits) {
+            Ok(head) => head,
+            Err(HeadError::Gone) => return After::Close { unread: false },
+            Err(HeadError::Refuse(r)) => return self.refuse(None, r, started),
+        };
+        match head.framing() {
+            Ok((framing, expect_continue)) => {
+                self.answer(&mut head, framing, expect_continue, started)
+            }
+            Err(r) => self.refuse(Some(&head), r, started),
+        }
+    }
+
+    /// Runs the handler, settles the request body and sends the response.
+    fn answer(
+        &mut self,
+        head: &mut Head,
+        framing: Framing,
+        expect_continue: bool,
+        started: Instant,
+    ) -> After {
+        let cfg = &self.shared.config;
+        let client_keeps = head.wants_keep_alive();
+        let mut state = BodyState::new(framing, expect_continue, cfg.max_header_bytes);
+        let response = self.call_handler(head, &mut state);
+        let body_finished = self.finish_body(&mut state);
+        let plan = Plan {
+            http10: head.http10,
+            head_request: head.method == "HEAD",
+            keep_alive: client_keeps && body_finished && !self.shared.stopping(),
+            buffer_size: cfg.buffer_size,
+        };
+        let outcome = write::send(self.stream, response, &plan);
+        self.log(&head.method, head.log_path(), &outcome, started);
+        if outcome.keep_alive {
+            After::KeepAlive
+        } else {
+            After::Close {
+                unread: !body_finished,
+            }
+        }
+    }
+
+    /// Answers a request we will not hand to the handler, then closes the connection: a
+    /// body may follow that we cannot delimit.
+    fn refuse(&self, head: Option<&Head>, r: Refusal, started: Instant) -> After {
+        let plan = Plan {
+            http10: head.is_some_and(|h| h.http10),
+            head_request: false,
+            keep_alive: false,
+            buffer_size: 0,
+        };
+        let resp = Response::text(r.status, format!("{}\n", r.message));
+        let outcome = write::send(self.stream, resp, &plan);
+        let (method, path) = head.map_or(("-", "-"), |h| (h.method.as_str(), h.log_path()));
+        self.log(method, path, &outcome, started);
+        After::Close { unread: true }
+    }
+
+    /// Runs the handler under `catch_unwind`: a panic is logged and answered with 500.
+    fn call_handler(&mut self, head: &mut Head, state: &mut BodyState) -> Response {
+        let has_body = !state.is_done();
+        let mut out = self.stream;
+        let body = BodyReader::new(&mut self.reader, &mut out, state);
+        let headers = mem::take(&mut head.headers);
+        let method = head.method.clone();
+        let mut req = Request::new(
+            method,
+            &head.target,
+            headers,
+            self.peer,
+            Box::new(body),
+            has_body,
+        );
+        let handler = &self.shared.handler;
+        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut req)));
+        drop(req);
+        result.unwrap_or_else(|p| {
+            let (method, path, why) = (&head.method, head.log_path(), panic_message(&*p));
+            log::error!(target: LOG_TARGET, "handler panicked on {method} {path}: {why}");
+            Response::text(500, "internal server error\n")
+        })
+    }
+
+    /// After the handler: true when the body has been consumed, so the connection can carry
+    /// another request. A known remainder up to `max_drain` is drained, an unknown (chunked)
+    /// one up to `max_drain` payload bytes. A client still waiting for `100 Continue` may or
+    /// may not send its body, so that connection cannot be reused.
+    fn finish_body(&mut self, state: &mut BodyState) -> bool {
+        let max_drain = self.shared.config.max_drain;
+        if state.is_done() {
+            return true;
+        }
+        if state.is_failed() || state.continue_pending() {
+            return false;
+        }
+        let limit = match state.known_remaining() {
+            Some(n) if n > max_drain => return false,
+            Some(n) => n,
+            None => max_drain,
+        };
+        let mut out = self.stream;
+        BodyReader::new(&mut self.reader, &mut out, state).drain(limit)
+    }
+
+    /// Closes the connection. When the client may still be sending a body we did not read,
+    /// keep reading for a moment after our FIN (a "lingering close", as Apache and nginx
+    /// do): closing with unread data makes the kernel send a reset, which can destroy the
+    /// response before the client has read it.
+    fn close(mut self, unread: bool) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        if !unread {
+            return;
+        }
+        let _ = self.stream.set_read_timeout(Some(LINGER_POLL));
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut buf = [0u8; 8192];
+        let mut budget = LINGER_BYTES;
+        while budget > 0 && Instant::now() < deadline {
+            match self.reader.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    }
+
+    /// The request log line: method, path, status, body bytes sent, duration, peer.
+    fn log(&self, method: &str, path: &str, outcome: &Outcome, started: Instant) {
+        let ms = started.elapsed().as_millis();
+        let (status, bytes) = (outcome.status, outcome.body_bytes);
+        let peer = self.peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+        log::info!(target: LOG_TARGET, "{method} {path} {status} {bytes} {ms}ms {peer}");
+    }
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> &str {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Body;
+    use std::io::{Cursor, Seek, Write};
+    use std::sync::mpsc::RecvTimeoutError;
+
+    /// Upper bound of every wait in these tests.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    struct TestServer {
+        addr: SocketAddr,
+        handle: ShutdownHandle,
+        done: mpsc::Receiver<io::Result<()>>,
+    }
+
+    impl TestServer {
+        fn start(config: ServerConfig) -> TestServer {
+            let server = Server::bind("127.0.0.1:0", config).unwrap();
+            let addr = server.local_addr().unwrap();
+            let handle = server.shutdown_handle();
+            let (tx, done) = mpsc::channel();
+            thread::spawn(move || {
+                let _ = tx.send(server.run(Arc::new(route)));
+            });
+            TestServer { addr, handle, done }
+        }
+
+        fn connect(&self) -> Client {
+            Client::new(self.addr)
+        }
+
+        /// Stops the server and checks that `run` returns Ok within the deadline.
+        fn stop(&self) {
+            self.handle.shutdown();
+            match self.done.recv_timeout(WAIT) {
+                Ok(r) => r.unwrap(),
+                Err(RecvTimeoutError::Timeout) => panic!("run did not return"),
+                Err(e) => panic!("server thread died: {e}"),
+            }
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            self.handle.shutdown();
+        }
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            workers: 4,
+            backlog: 8,
+            read_timeout: WAIT,
+            write_timeout: WAIT,
+            keepalive_timeout: WAIT,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// The handler behind every test server.
+    fn route(req: &mut Request<'_>) -> Response {
+        match req.path.as_str() {
+            "/hello" => Response::text(200, "hello"),
+            "/echo" => match req.read_body_limited(1 << 20) {
+                Ok(b) => Response::empty(200).with_body(Body::Bytes(b)),
+                Err(e) => Response::text(400, format!("{:?}", e.kind())),
+            },
+            "/sink" => match io::copy(req.body(), &mut io::sink()) {
+                Ok(n) => Response::text(200, n.to_string()),
+                Err(e) => Response::text(400, format!("{:?}", e.kind())),
+            },
+            "/read5" => {
+                let mut five = [0u8; 5];
+                let _ = req.body().read_exact(&mut five);
+                Response::text(200, "read 5")
+            }
+            "/reject" => Response::text(403, "no"),
+            "/headers" => {
+                let lines: Vec<String> = req
+                    .headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v}\n"))
+                    .collect();
+                Response::text(200, lines.concat())
+            }
+            "/has-body" => Response::text(
+                200,
+                format!("{} {:?}", req.has_body(), req.content_length()),
+            ),
+            "/stream" => Response::stream(200, Box::new(Cursor::new(pattern(100_000))), None),
+            "/short" => Response::stream(200, Box::new(Cursor::new(vec![7u8; 10])), Some(1000)),
+            "/file" => {
+                let mut f = tempfile::tempfile().unwrap();
+                f.write_all(&pattern(300_000)).unwrap();
+                f.rewind().unwrap();
+                Response::empty(200).with_body(Body::File(f, 300_000))
+            }
+            "/no-content" => Response::text(204, "ignored"),
+            "/panic" => panic!("deliberate test panic"),
+            "/slow" => {
+                thread::sleep(Duration::from_millis(600));
+                Response::text(200, "done")
+            }
+            _ => Response::text(404, "not found"),
+        }
+    }
+
+    /// A raw HTTP client over one socket.
+    struct Client {
+        reader: BufReader<TcpStream>,
+    }
+
+    #[derive(Debug)]
+    struct Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
+
+    impl Client {
+        fn new(addr: SocketAddr) -> Client {
+            let s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            s.set_write_timeout(Some(WAIT)).unwrap();
+            Client {
+                reader: BufReader::new(s),
+            }
+        }
+
+        fn send(&mut self, bytes: &[u8]) {
+            self.reader.get_mut().write_all(bytes).unwrap();
+        }
+
+        fn line(&mut self) -> String {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            line
+        }
+
+        fn head(&mut self) -> (u16, Vec<(String, String)>) {
+            let status_line = self.line();
+            let status = status_line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+            let mut headers = Vec::new();
+            for _ in 0..200 {
+                let line = self.line();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    return (status, headers);
+                }
+                let (n, v) = line.split_once(':').unwrap();
+                headers.push((n.to_string(), v.trim().to_string()));
+            }
+            panic!("endless header block");
+        }
+
+        fn reply(&mut self) -> Reply {
+            self.reply_to("GET")
+        }
+
+        fn reply_to(&mut self, method: &str) -> Reply {
+            let (status, headers) = self.head();
+            let mut reply = Reply {
+                status,
+                headers,
+                body: Vec::new(),
+            };
+            if method == "HEAD" || status == 204 || status == 304 || status < 200 {
+                return reply;
+            }
+            if reply.header("transfer-encoding") == Some("chunked") {
+                reply.body = self.chunked_body();
+            } else if let Some(len) = reply.header("content-length") {
+                let mut body = vec![0u8; len.parse().unwrap()];
+                self.reader.read_exact(&mut body).unwrap();
+                reply.body = body;
+            } else {
+                self.reader.read_to_end(&mut reply.body).unwrap();
+            }
+            reply
+        }
+
+        fn chunked_body(&mut self) -> Vec<u8> {
+            let mut body = Vec::new();
+            for _ in 0..100_000 {
+                let size = usize::from_str_radix(self.line().trim_end(), 16).unwrap();
+                if size == 0 {
+                    assert_eq!(self.line(), "\r\n");
+                    return body;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.reader.read_exact(&mut body[start..]).unwrap();
+                assert_eq!(self.line(), "\r\n");
+            }
+            panic!("endless chunked body");
+        }
+
+        fn get(&mut self, path: &str) -> Reply {
+            self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            self.reply()
+        }
+
+        /// True when the server has closed the connection (EOF or reset) within `WAIT`.
+        fn closed(&mut self) -> bool {
+            let mut buf = [0u8; 1024];
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                match self.reader.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(e) if is_timeout(&e) => return false,
+                    Err(_) => return true,
+                }
+            }
+            false
+        }
+    }
+
+    #[test]
+    fn get_and_keep_alive_for_two_requests() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        let r = c.get("/hello");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+        assert_eq!(r.header("content-length"), Some("5"));
+        assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")));
+        assert!(r.header("connection").is_none());
+        let r = c.get("/nothing");
+        assert_eq!(r.status, 404);
+        c.send(b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let r = c.reply();
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.closed());
+        srv.stop();
+    }
+
+    #[test]
+    fn http10_closes_unless_asked_to_keep_alive() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n");
+        let r = c.reply();
+        assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+        assert!(c.closed());
+        let mut c = srv.connect();
+        c.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(c.reply().header("connection"), Some("keep-alive"));
+        c.send(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let r = c.reply();
+        assert!(r.header("transfer-encoding").is_none());
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(r.body, pattern(100_000));
+    }
+
+    #[test]
+    fn request_line_too_long_is_414() {
+        let srv = TestServer::start(ServerConfig {
+            max_request_line: 100,
+            ..config()
+        });
+        let mut c = srv.connect();
+        c.send(format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(200)).as_bytes());
+        assert_eq!(c.reply().status, 414);
+        let mut c = srv.connect();
+        c.send(format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(80)).as_bytes());
+        assert_eq!(c.reply().status, 404);
+    }
+
+    #[test]
+    fn too_many_or_too_large_headers_are_431() {
+        let srv = TestServer::start(ServerConfig {
+            max_headers: 5,
+            max_header_bytes: 200,
+            ..config()
+        });
+        let mut c = srv.connect();
+        let many: String = (0..10).map(|i| format!("X-{i}: v\r\n")).collect();
+        c.send(format!("GET /hello HTTP/1.1\r\n{many}\r\n").as_bytes());
+        assert_eq!(c.reply().status, 431);
+        let mut c = srv.connect();
+        c.send(format!("GET /hello HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(300)).as_bytes());
+        assert_eq!(c.reply().status, 431);
+        let mut c = srv.connect();
+        let five: String = (0..5).map(|i| format!("X-{i}: v\r\n")).collect();
+        c.send(format!("GET /hello HTTP/1.1\r\n{five}\r\n").as_bytes());
+        assert_eq!(c.reply().status, 200);
+    }
+
+    #[test]
+    fn malformed_requests_are_400() {
+        let srv = TestServer::start(config());
+        for raw in [
+            &b"GARBAGE\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: \xff\xfe\r\n\r\n",
+        ] {
+            let mut c = srv.connect();
+            c.send(raw);
+            assert_eq!(c.reply().status, 400, "{raw:?}");
+        }
+        let mut c = srv.connect();
+        c.send(b"GET / HTTP/2.0\r\n\r\n");
+        assert_eq!(c.reply().status, 505);
+        let mut c = srv.connect();
+        c.send(b"PUT /echo HTTP/1.1\r\nExpect: magic\r\nContent-Length: 1\r\n\r\nx");
+        assert_eq!(c.reply().status, 417);
+    }
+
+    #[test]
+    fn bad_framing_headers_are_refused() {
+        let srv = TestServer::start(config());
+        for (headers, status) in [
+            ("Content-Length: +5", 400),
+            ("Content-Length: -1", 400),
+            ("Content-Length: abc", 400),
+            ("Content-Length: 5\r\nContent-Length: 6", 400),
+            ("Transfer-Encoding: chunked\r\nContent-Length: 5", 400),
+            ("Transfer-Encoding: gzip", 501),
+        ] {
+            let mut c = srv.connect();
+            c.send(format!("POST /echo HTTP/1.1\r\n{headers}\r\n\r\nhello").as_bytes());
+            let r = c.reply();
+            assert_eq!(r.status, status, "{headers}");
+            assert_eq!(r.header("connection"), Some("close"));
+        }
+    }
+
+    #[test]
+    fn has_body_follows_the_framing() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(b"POST /has-body HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(c.reply().text(), "false Some(0)");
+        c.send(b"POST /has-body HTTP/1.1\r\n\r\n");
+        assert_eq!(c.reply().text(), "false None");
+        c.send(b"POST /has-body HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!(c.reply().text(), "true Some(3)");
+        c.send(b"POST /has-body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+        assert_eq!(c.reply().text(), "true None");
+    }
+
+    #[test]
+    fn chunked_upload_is_echoed() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        c.send(b"5;name=val\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+        let r = c.reply();
+        assert_eq!((r.status, r.text().as_str()), (200, "hello world"));
+        // The trailers were consumed: the same connection carries the next request.
+        assert_eq!(c.get("/hello").text(), "hello");
+    }
+
+    #[test]
+    fn bad_chunk_size_closes_and_server_lives() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(
+            b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        );
+        let r = c.reply();
+        assert_eq!((r.status, r.text().as_str()), (400, "InvalidData"));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.closed());
+        assert_eq!(srv.connect().get("/hello").status, 200);
+    }
+
+    #[test]
+    fn expect_continue_only_when_the_handler_reads() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(b"PUT /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!(c.line(), "HTTP/1.1 100 Continue\r\n");
+        assert_eq!(c.line(), "\r\n");
+        c.send(b"hello");
+        let r = c.reply();
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+        c.send(b"PUT /reject HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        let r = c.reply();
+        assert_eq!(r.status, 403);
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.closed());
+    }
+
+    #[test]
+    fn huge_declared_length_then_hang_up_does_not_hurt() {
+        let srv = TestServer::start(config());
+        for path in ["/sink", "/reject", "/read5"] {
+            let mut c = srv.connect();
+            c.send(
+                format!("PUT {path} HTTP/1.1\r\nContent-Length: 10000000000\r\n\r\nabc").as_bytes(),
+            );
+            drop(c);
+        }
+        let mut c = srv.connect();
+        c.send(b"PUT /sink HTTP/1.1\r\nContent-Length: 10000000000\r\n\r\nabc");
+        c.reader.get_ref().shutdown(Shutdown::Write).unwrap();
+        let r = c.reply();
+        assert_eq!((r.status, r.text().as_str()), (400, "UnexpectedEof"));
+        assert_eq!(srv.connect().get("/hello").status, 200);
+        srv.stop();
+    }
+
+    #[test]
+    fn unread_bodies_are_drained_or_close_the_connection() {
+        let srv = TestServer::start(ServerConfig {
+            max_drain: 1000,
+            ..config()
+        });
+        let mut c = srv.connect();
+        c.send(b"PUT /read5 HTTP/1.1\r\nContent-Length: 20\r\n\r\n01234567890123456789");
+        let r = c.reply();
+        assert_eq!(r.status, 200);
+        assert!(r.header("connection").is_none());
+        assert_eq!(c.get("/hello").text(), "hello");
+        c.send(b"PUT /reject HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
+        c.send(&[b'x'; 1000]);
+        let r = c.reply();
+        assert_eq!((r.status, r.header("connection")), (403, Some("close")));
+        assert!(c.closed());
+    }
+
+    #[test]
+    fn underscore_header_names_reach_the_handler() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(b"GET /headers HTTP/1.1\r\nx-image-meta-disk_format: raw\r\nX-Image-Meta-Property-os_distro: ubuntu\r\n\r\n");
+        let text = c.reply().text();
+        assert!(text.contains("x-image-meta-disk_format: raw\n"), "{text}");
+        assert!(
+            text.contains("X-Image-Meta-Property-os_distro: ubuntu\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn streamed_bodies() {
+        let srv = TestServer::start(ServerConfig {
+            buffer_size: 4096,
+            ..config()
+        });
+        let mut c = srv.connect();
+        let r = c.get("/stream");
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        assert!(r.header("content-length").is_none());
+        assert_eq!(r.body, pattern(100_000));
+        let r = c.get("/file");
+        assert_eq!(r.header("content-length"), Some("300000"));
+        assert_eq!(r.body, pattern(300_000));
+        let r = c.get("/no-content");
+        assert_eq!(r.status, 204);
+        assert!(r.header("content-length").is_none());
+        // A reader shorter than its declared length: the client sees a short body and EOF.
+        c.send(b"GET /short HTTP/1.1\r\n\r\n");
+        let (status, headers) = c.head();
+        assert_eq!(status, 200);
+        assert!(headers.contains(&("Content-Length".into(), "1000".into())));
+        let mut body = Vec::new();
+        c.reader.read_to_end(&mut body).unwrap();
+        assert_eq!(body, vec![7u8; 10]);
+    }
+
+    #[test]
+    fn head_has_headers_but_no_body() {
+        let srv = TestServer::start(config());
+        let mut c = srv.connect();
+        c.send(b"HEAD /file HTTP/1.1\r\n\r\n");
+        let r = c.reply_to("HEAD");
+        assert_eq!(r.header("content-length"), Some("300000"));
+        c.send(b"HEAD /hello HTTP/1.1\r\n\r\n");
+        assert_eq!(c.reply_to("HEAD").header("content-length"), Some("5"));
+        // Had any body bytes been sent, this reply would not parse.
+        assert_eq!(c.get("/hello").text(), "hello");
+    }
+
+    #[test]
+    fn handler_panic_is_a_500_and_the_worker_lives() {
+        let srv = TestServer::start(ServerConfig {
+            workers: 1,
+            ..config()
+        });
+        let mut c = srv.connect();
+        let r = c.get("/panic");
+        assert_eq!(r.status, 500);
+        assert_eq!(c.get("/hello").status, 200);
+        // The one worker is free again once `c` goes.
+        drop(c);
+        assert_eq!(srv.connect().get("/hello").status, 200);
+    }
+
+    #[test]
+    fn full_backlog_is_answered_503() {
+        let srv = TestServer::start(ServerConfig {
+            workers: 1,
+            backlog: 1,
+            ..config()
+        });
+        let mut a = srv.connect();
+        assert_eq!(a.get("/hello").status, 200);
+        // The only worker now waits on `a`; `b` fills the queue.
+        let mut b = srv.connect();
+        thread::sleep(Duration::from_millis(200));
+        let mut c = srv.connect();
+        let r = c.reply();
+        assert_eq!((r.status, r.header("connection")), (503, Some("close")));
+        drop(a);
+        assert_eq!(b.get("/hello").status, 200);
+    }
+
+    #[test]
+    fn idle_keep_alive_connection_is_closed() {
+        let srv = TestServer::start(ServerConfig {
+            keepalive_timeout: Duration::from_millis(300),
+            ..config()
+        });
+        let mut c = srv.connect();
+        assert_eq!(c.get("/hello").status, 200);
+        let started = Instant::now();
+        assert!(c.closed());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn shutdown_finishes_in_flight_requests() {
+        let srv = TestServer::start(ServerConfig {
+            keepalive_timeout: Duration::from_secs(60),
+            ..config()
+        });
+        let mut idle = srv.connect();
+        assert_eq!(idle.get("/hello").status, 200);
+        let mut slow = srv.connect();
+        slow.send(b"GET /slow HTTP/1.1\r\n\r\n");
+        thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        srv.stop();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let r = slow.reply();
+        assert_eq!((r.status, r.text().as_str()), (200, "done"));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(idle.closed());
+        assert!(TcpStream::connect_timeout(&srv.addr, WAIT).is_err());
     }
 }

@@ -238,6 +238,7 @@ impl Client {
     pub fn new(base: &str) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
