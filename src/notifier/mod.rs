@@ -104,7 +104,9 @@ impl Notifier for NoopNotifier {
     fn notify(&self, _msg: Message) {}
 }
 
-/// `notifier_strategy = logging`: one JSON log line per event at the event's level.
+/// `notifier_strategy = logging`: one JSON log line per event at the event's level, from
+/// the logger `glance::notifier::logging_notifier` (Glance's `glance.notifier.logging_notifier`;
+/// it logged the dict's Python repr, we log JSON).
 pub struct LoggingNotifier;
 
 impl Notifier for LoggingNotifier {
@@ -115,7 +117,7 @@ impl Notifier for LoggingNotifier {
             Priority::Warn => log::Level::Warn,
             Priority::Error => log::Level::Error,
         };
-        log::log!(target: "glance::notifier", level, "{line}");
+        log::log!(target: "glance::notifier::logging_notifier", level, "{line}");
     }
 }
 
