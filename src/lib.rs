@@ -10,6 +10,8 @@
 //! - [`http`]: our small HTTP/1.1 server layer;
 //! - [`config`]: Glance-style INI configuration;
 //! - [`auth`]: request contexts and the visibility rules;
+//! - [`client`]: a blocking client of the images API (what the `glance` tool uses);
+//! - [`cli`]: the `glance` command-line tool;
 //! - [`error`]: the one error type, mapped to HTTP statuses.
 
 #![forbid(unsafe_code)]
@@ -17,6 +19,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -39,6 +39,18 @@ impl LogHandle {
         self.installed
     }
 
+    /// Applies re-read logging options (SIGHUP): the level from `verbose`/`debug` (unless
+    /// `RUST_LOG` rules) and a reopened log file. A changed `log_file` path needs a restart.
+    pub fn apply(&self, common: &CommonOptions) -> Result<()> {
+        if self.installed && rust_log().is_none() {
+            log::set_max_level(level_of(common));
+        }
+        if common.log_path().as_deref() != self.path() {
+            log::warn!("log_file/log_dir changed: the new path takes effect on restart");
+        }
+        self.reopen()
+    }
+
     /// Reopens the log file at its path (after logrotate moved it); a no-op for stderr.
     pub fn reopen(&self) -> Result<()> {
         if let Some((path, shared)) = &self.file {
@@ -82,20 +94,17 @@ impl Write for SharedFile {
 /// not created. When a logger is already installed (a second call, tests) the new one is
 /// dropped and `Ok` returned.
 pub fn init(common: &CommonOptions, program: &str) -> Result<LogHandle> {
-    let level = if common.debug {
-        LevelFilter::Debug
-    } else if common.verbose {
-        LevelFilter::Info
-    } else {
-        LevelFilter::Warn
-    };
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(level);
-    if let Some(spec) = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-    {
-        builder.parse_filters(&spec);
+    let rust_log = rust_log();
+    match &rust_log {
+        Some(spec) => {
+            builder.parse_filters(spec);
+        }
+        // The filter admits everything up to DEBUG; the effective level is the global max
+        // level, which SIGHUP can change (see `LogHandle::apply`).
+        None => {
+            builder.filter_level(LevelFilter::Debug);
+        }
     }
     let date_format = DateFormat::parse(&common.log_date_format);
     let program_target = program.replace('-', "_");
@@ -125,7 +134,28 @@ pub fn init(common: &CommonOptions, program: &str) -> Result<LogHandle> {
         }
     };
     let installed = builder.try_init().is_ok();
+    if installed && rust_log.is_none() {
+        log::set_max_level(level_of(common));
+    }
     Ok(LogHandle { file, installed })
+}
+
+/// `RUST_LOG`, when set to something.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// WARNING by default, INFO with `verbose`, DEBUG with `debug`.
+fn level_of(common: &CommonOptions) -> LevelFilter {
+    if common.debug {
+        LevelFilter::Debug
+    } else if common.verbose {
+        LevelFilter::Info
+    } else {
+        LevelFilter::Warn
+    }
 }
 
 /// Python's level names.
@@ -215,7 +245,7 @@ impl DateFormat {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs() as i64;
-        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let (y, mo, d) = crate::timeutil::civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400);
         let (h, mi, s) = (sod / 3600, (sod % 3600) / 60, sod % 60);
         let mut out = String::new();
@@ -235,99 +265,5 @@ impl DateFormat {
     }
 }
 
-// Howard Hinnant's days-to-civil algorithm (public domain), as in `timeutil`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn date_format() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_316_637_185);
-        assert_eq!(
-            DateFormat::parse("%Y-%m-%d %H:%M:%S").render(t),
-            "2011-09-21 20:33:05"
-        );
-        assert_eq!(
-            DateFormat::parse("%d/%m/%y %%H %q at %H%").render(t),
-            "21/09/11 %H %q at 20%"
-        );
-        assert_eq!(
-            DateFormat::parse("%Y%m%d").render(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "20000229"
-        );
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(format!("{:>8}", level_name(Level::Info)), "    INFO");
-        assert_eq!(format!("{:>8}", level_name(Level::Warn)), " WARNING");
-        assert_eq!(
-            display_target("glance_api", "glance_api", "glance-api"),
-            "glance-api"
-        );
-        assert_eq!(
-            display_target("glance_rs::http", "glance_api", "glance-api"),
-            "glance::http"
-        );
-        assert_eq!(
-            display_target("glance_rsx", "glance_api", "glance-api"),
-            "glance_rsx"
-        );
-        assert_eq!(
-            display_target("ureq::unit", "glance_api", "glance-api"),
-            "ureq::unit"
-        );
-    }
-
-    #[test]
-    fn file_target_init_twice_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut common = CommonOptions::new("test.conf", 0);
-        common.log_dir = Some(dir.path().to_path_buf());
-        common.log_file = Some("test.log".into());
-        let h = init(&common, "glance-test").unwrap();
-        assert_eq!(h.path(), Some(dir.path().join("test.log").as_path()));
-        assert!(dir.path().join("test.log").is_file());
-        // A second call must not panic.
-        let h2 = init(&common, "glance-test").unwrap();
-        assert!(!h2.is_installed());
-
-        // Writing through the shared handle, then reopening after a rename (logrotate).
-        if let Some((_, shared)) = &h.file {
-            let mut w = SharedFile(shared.clone());
-            w.write_all(b"one\n").unwrap();
-            std::fs::rename(dir.path().join("test.log"), dir.path().join("test.log.1")).unwrap();
-            h.reopen().unwrap();
-            w.write_all(b"two\n").unwrap();
-        }
-        let old = std::fs::read_to_string(dir.path().join("test.log.1")).unwrap();
-        let new = std::fs::read_to_string(dir.path().join("test.log")).unwrap();
-        // (Other tests running in parallel may log into the file too.)
-        assert!(old.contains("one\n"), "{old}");
-        assert!(new.contains("two\n") && !new.contains("one\n"), "{new}");
-
-        // No directory creation: a missing directory is an error naming the path.
-        common.log_dir = Some(dir.path().join("missing"));
-        let e = init(&common, "glance-test").unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!(
-                "cannot open log file {}",
-                dir.path().join("missing/test.log").display()
-            )),
-            "{e}"
-        );
-    }
-}
+mod tests;

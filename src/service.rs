@@ -130,11 +130,29 @@ pub fn server_config(common: &CommonOptions, buffer_size: usize) -> ServerConfig
     }
 }
 
-/// A SIGHUP hook that reopens the log file (logrotate's copytruncate-free rotation).
-pub fn reopen_logs(handle: crate::log::LogHandle) -> ReloadHook {
-    Box::new(move || {
-        if let Err(e) = handle.reopen() {
-            log::error!("reopening the log file: {e}");
+/// The SIGHUP hook of a server: re-reads the config with `load`, applies the logging
+/// options (level, reopened log file: logrotate without copytruncate) and says that other
+/// changes need a restart. An unreadable config keeps the running one.
+pub fn reload_hook<F>(logs: crate::log::LogHandle, load: F) -> ReloadHook
+where
+    F: Fn() -> Result<CommonOptions> + Send + 'static,
+{
+    Box::new(move || match load() {
+        Ok(common) => {
+            if let Err(e) = logs.apply(&common) {
+                log::error!("reload: {e}");
+            }
+            log::warn!(
+                "configuration re-read from {}: logging options applied; other changes take \
+                 effect on restart",
+                common.config_path.display()
+            );
+        }
+        Err(e) => {
+            log::error!("reload: {e}; keeping the running configuration");
+            if let Err(e) = logs.reopen() {
+                log::error!("reopening the log file: {e}");
+            }
         }
     })
 }

@@ -74,7 +74,8 @@ pub fn normalise(s: &str) -> Option<String> {
 }
 
 // Howard Hinnant's days <-> civil date algorithms (public domain).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -92,6 +92,7 @@ both_modes!(
     delayed_delete_and_scrubber,
     aborted_upload_leaves_nothing,
     status_rules,
+    upload_limits_and_store_errors,
 );
 
 fn hex(bytes: &[u8]) -> String {
@@ -829,6 +830,110 @@ fn status_rules(mode: Mode) {
     assert_eq!(r.json()["image"]["deleted"], false);
     assert_ne!(r.json()["image"]["created_at"], "2000-01-01T00:00:00");
     assert!(r.json()["image"]["updated_at"].is_string());
+}
+
+/// Sends a raw chunked upload and returns the reply text.
+fn raw_chunked_post(e: &Env, extra_headers: &str, chunks: &[&[u8]]) -> String {
+    let mut s = TcpStream::connect(e.api.addr).unwrap_or_else(|err| panic!("{err}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let head = format!(
+        "POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+         {extra_headers}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).ok();
+    for c in chunks {
+        s.write_all(format!("{:x}\r\n", c.len()).as_bytes()).ok();
+        s.write_all(c).ok();
+        s.write_all(b"\r\n").ok();
+    }
+    s.write_all(b"0\r\n\r\n").ok();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok();
+    reply
+}
+
+fn upload_limits_and_store_errors(mode: Mode) {
+    let e = env(mode, "image_size_cap = 1000\n");
+    // Declared too large: 413 before anything is reserved.
+    let big = vec![1u8; 2000];
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[("x-image-meta-name", "big")]),
+        Some(&big),
+    );
+    assert_status!(r, 413);
+    assert_eq!(
+        e.c.get("/v1/images?is_public=none").json(),
+        json!({"images": []})
+    );
+    // Chunked past the cap: 413, image killed, no data left.
+    let reply = raw_chunked_post(
+        &e,
+        "x-image-meta-id: too-big\r\n",
+        &[&big[..600], &big[..600]],
+    );
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let h = e.c.request("HEAD", "/v1/images/too-big", &[], None);
+    assert_eq!(h.header("x-image-meta-status"), Some("killed"));
+    assert!(
+        files_in(&e.datadir).is_empty(),
+        "{:?}",
+        files_in(&e.datadir)
+    );
+    // Chunked with a declared size that the data does not match: 400, killed, nothing left.
+    let reply = raw_chunked_post(
+        &e,
+        "x-image-meta-id: short\r\nx-image-meta-size: 5\r\n",
+        &[b"hello world"],
+    );
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let h = e.c.request("HEAD", "/v1/images/short", &[], None);
+    assert_eq!(h.header("x-image-meta-status"), Some("killed"));
+    assert!(
+        files_in(&e.datadir).is_empty(),
+        "{:?}",
+        files_in(&e.datadir)
+    );
+    // The read-only http store cannot take uploads.
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[("x-image-meta-store", "http")]),
+        Some(b"x"),
+    );
+    assert_status!(r, 400);
+    // An empty chunked body makes an active 0-byte image.
+    let reply = raw_chunked_post(&e, "x-image-meta-id: empty\r\n", &[]);
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let h = e.c.request("HEAD", "/v1/images/empty", &[], None);
+    assert_eq!(h.header("x-image-meta-status"), Some("active"));
+    assert_eq!(h.header("x-image-meta-size"), Some("0"));
+    assert_eq!(e.c.get("/v1/images/empty").body, b"");
+}
+
+#[test]
+fn unusable_datadir_is_a_clear_error() {
+    // The data dir cannot be created (a regular file is in the way): the server starts,
+    // uploads fail with a message naming the option, and the image is killed.
+    let dir = common::tempdir();
+    std::fs::write(dir.path().join("blocker"), b"").ok();
+    let conf = format!(
+        "{API_CONF}sql_connection = sqlite:///{{dir}}/api.sqlite\ndb_auto_create = True\nfilesystem_store_datadir = {{dir}}/blocker/images\n"
+    );
+    let api = Server::start_in("glance-api", dir.path(), &conf, false);
+    let c = Client::new(&api.base);
+    let r = post_image(
+        &c,
+        &upload_headers(&[("x-image-meta-id", "nowhere")]),
+        Some(b"data"),
+    );
+    assert!(r.status >= 400, "{}", r.status);
+    assert!(
+        r.text().contains("filesystem_store_datadir"),
+        "{}",
+        r.text()
+    );
+    let h = c.request("HEAD", "/v1/images/nowhere", &[], None);
+    assert_eq!(h.header("x-image-meta-status"), Some("killed"));
 }
 
 #[test]

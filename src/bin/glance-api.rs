@@ -58,7 +58,9 @@ fn run(cli: &CliArgs) -> Result<()> {
             size_cap: cfg.image_size_cap,
         },
     };
-    service.run(Arc::new(app), Some(service::reopen_logs(logs)))
+    let cli = cli.clone();
+    let reload = service::reload_hook(logs, move || config::load_api(&cli).map(|c| c.common));
+    service.run(Arc::new(app), Some(reload))
 }
 
 /// The remote registry when `registry_host` is set, else the embedded SQLite one.

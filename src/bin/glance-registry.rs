@@ -43,5 +43,7 @@ fn run(cli: &CliArgs) -> Result<()> {
         &cfg.common,
         service::server_config(&cfg.common, 64 * 1024),
     )?;
-    service.run(Arc::new(app), Some(service::reopen_logs(logs)))
+    let cli = cli.clone();
+    let reload = service::reload_hook(logs, move || config::load_registry(&cli).map(|c| c.common));
+    service.run(Arc::new(app), Some(reload))
 }

@@ -243,8 +243,8 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// A response body. Readers and files are streamed through one fixed buffer; only `Bytes` is
-/// held in memory.
+/// A response body. Readers are streamed through one fixed buffer, files with sendfile(2);
+/// only `Bytes` is held in memory.
 pub enum Body {
     /// No body (`Content-Length: 0`).
     Empty,
@@ -252,8 +252,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// A streamed body; with a known length it is sent with `Content-Length`, else chunked.
     Reader(Box<dyn Read + Send>, Option<u64>),
-    /// A file region of a known length, from the file's current position. Kept apart from
-    /// `Reader` so that a future sendfile(2) path has its place (see `write.rs`).
+    /// A file region of a known length, from the file's current position, sent with
+    /// sendfile(2) (see `write.rs`).
     File(File, u64),
 }
 

@@ -50,8 +50,9 @@ impl RemoteRegistry {
         format!("{}{}", self.base, path)
     }
 
-    /// Sends a request and returns (status, body text), mapping transport errors.
-    fn send(
+    /// Sends a request with the caller's identity; maps transport errors to 503 and error
+    /// statuses to the crate's errors, and parses the JSON reply.
+    fn call(
         &self,
         ctx: &Context,
         method: &str,
@@ -59,7 +60,7 @@ impl RemoteRegistry {
         query: &[(String, String)],
         body: Option<&Value>,
         extra: &[(&str, &str)],
-    ) -> Result<(u16, String)> {
+    ) -> Result<Value> {
         let url = self.url(path);
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in ctx.forward_headers() {
@@ -98,20 +99,6 @@ impl RemoteRegistry {
             .limit(MAX_REPLY)
             .read_to_string()
             .map_err(|e| Error::Unavailable(format!("Reading the registry reply failed: {e}")))?;
-        Ok((status, text))
-    }
-
-    /// Like [`send`](Self::send), turning error statuses into errors and parsing JSON.
-    fn call(
-        &self,
-        ctx: &Context,
-        method: &str,
-        path: &str,
-        query: &[(String, String)],
-        body: Option<&Value>,
-        extra: &[(&str, &str)],
-    ) -> Result<Value> {
-        let (status, text) = self.send(ctx, method, path, query, body, extra)?;
         if !(200..300).contains(&status) {
             return Err(error_from_status(status, &text));
         }

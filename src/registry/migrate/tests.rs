@@ -1,0 +1,111 @@
+use super::*;
+
+fn tables(conn: &Connection) -> Vec<String> {
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .unwrap()
+}
+
+fn file_db() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join("registry.db")).unwrap();
+    (dir, conn)
+}
+
+#[test]
+fn versions_are_consecutive() {
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        assert_eq!(m.version as usize, i + 1);
+    }
+    const { assert!(LATEST >= 2) };
+}
+
+#[test]
+fn fresh_to_latest() {
+    let (_dir, mut conn) = file_db();
+    assert_eq!(version(&conn).unwrap(), 0);
+    assert_eq!(sync(&mut conn, None).unwrap(), (0, LATEST));
+    assert_eq!(version(&conn).unwrap(), LATEST);
+    assert_eq!(
+        tables(&conn),
+        vec!["image_members", "image_properties", "images"]
+    );
+    // Idempotent.
+    assert_eq!(sync(&mut conn, None).unwrap(), (LATEST, LATEST));
+}
+
+#[test]
+fn previous_to_latest_keeps_data() {
+    let (_dir, mut conn) = file_db();
+    assert_eq!(sync(&mut conn, Some(LATEST - 1)).unwrap(), (0, LATEST - 1));
+    assert_eq!(version(&conn).unwrap(), LATEST - 1);
+    conn.execute(
+        "INSERT INTO images (id, status, created_at) VALUES ('a', 'active', '2011-09-21T00:00:00.000000')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO image_properties (image_id, name, value, created_at) VALUES ('a', 'os', 'linux', '2011-09-21T00:00:00.000000')",
+        [],
+    )
+    .unwrap();
+    assert_eq!(sync(&mut conn, None).unwrap(), (LATEST - 1, LATEST));
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM images i JOIN image_properties p ON p.image_id = i.id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    conn.execute(
+        "INSERT INTO image_members (image_id, member, created_at) VALUES ('a', 't', '2011-09-21T00:00:00.000000')",
+        [],
+    )
+    .unwrap();
+}
+
+#[test]
+fn one_step_at_a_time() {
+    let (_dir, mut conn) = file_db();
+    for v in 1..=LATEST {
+        assert_eq!(sync(&mut conn, Some(v)).unwrap(), (v - 1, v));
+    }
+}
+
+#[test]
+fn refuses_unknown_target_and_downgrade() {
+    let (_dir, mut conn) = file_db();
+    let err = sync(&mut conn, Some(LATEST + 1)).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert_eq!(version(&conn).unwrap(), 0);
+    sync(&mut conn, None).unwrap();
+    let err = sync(&mut conn, Some(1)).unwrap_err();
+    assert!(err.message().contains("not supported"), "{err}");
+    assert_eq!(version(&conn).unwrap(), LATEST);
+}
+
+#[test]
+fn refuses_newer_database() {
+    let (_dir, mut conn) = file_db();
+    conn.pragma_update(None, "user_version", LATEST + 1)
+        .unwrap();
+    let err = sync(&mut conn, None).unwrap_err();
+    assert!(err.message().contains("newer"), "{err}");
+}
+
+#[test]
+fn failed_migration_rolls_back() {
+    let (_dir, mut conn) = file_db();
+    // A clashing table makes migration 1 fail half-way (after `images` is created).
+    conn.execute_batch("CREATE TABLE image_properties (x INTEGER)")
+        .unwrap();
+    let err = sync(&mut conn, None).unwrap_err();
+    assert!(matches!(err, Error::Db(_)), "{err}");
+    assert_eq!(version(&conn).unwrap(), 0);
+    assert_eq!(tables(&conn), vec!["image_properties"]);
+}

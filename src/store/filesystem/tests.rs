@@ -1,0 +1,261 @@
+use super::super::tests::FailingReader;
+use super::super::{Stores, exercise_store, md5_hex, read_all};
+use super::*;
+
+fn opts(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        filesystem_store_datadir: dir.to_path_buf(),
+        buffer_size: 4096,
+        ..StoreOptions::default()
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn loc(s: &str) -> Location {
+    Location::parse(s).expect("location")
+}
+
+#[test]
+fn conformance() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&opts(tmp.path()));
+    exercise_store(&store);
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+}
+
+#[test]
+fn location_form_and_nested_datadir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("a/b/images/");
+    let store = FilesystemStore::new(&opts(&dir));
+    assert!(dir.is_dir(), "datadir created at start-up");
+    let stored = store
+        .add("img-1", &mut &b"hello"[..], Some(5))
+        .expect("add");
+    assert_eq!(
+        stored.location,
+        format!("file://{}", dir.join("img-1").display())
+    );
+    assert_eq!(stored.checksum, md5_hex(b"hello"));
+    assert_eq!(fs::read(dir.join("img-1")).expect("read"), b"hello");
+    assert_eq!(entries(&dir), ["img-1"]);
+}
+
+#[test]
+fn size_mismatch_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&opts(tmp.path()));
+    let data = vec![1u8; 10_000];
+    match store.add("short", &mut &data[..], Some(10_001)) {
+        Err(Error::BadRequest(m)) => assert_eq!(
+            m,
+            "Size mismatch: x-image-meta-size/Content-Length said 10001 bytes, got 10000"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match store.add("long", &mut &data[..], Some(9_999)) {
+        Err(Error::BadRequest(m)) => {
+            assert!(m.contains("said 9999 bytes, got more than 9999"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+    // Without a declared size any length is fine.
+    store.add("any", &mut &data[..], None).expect("add");
+    assert_eq!(entries(tmp.path()), ["any"]);
+}
+
+#[test]
+fn failing_reader_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&opts(tmp.path()));
+    let mut r = FailingReader {
+        good: 50_000,
+        kind: io::ErrorKind::UnexpectedEof,
+    };
+    match store.add("cut", &mut r, Some(100_000)) {
+        Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let mut r = FailingReader {
+        good: 10,
+        kind: io::ErrorKind::ConnectionReset,
+    };
+    assert!(matches!(
+        store.add("cut", &mut r, None),
+        Err(Error::BadRequest(_))
+    ));
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+}
+
+#[test]
+fn size_cap() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&StoreOptions {
+        size_cap: 10,
+        ..opts(tmp.path())
+    });
+    let data = [0u8; 11];
+    assert!(matches!(
+        store.add("big", &mut &data[..], None),
+        Err(Error::TooLarge(_))
+    ));
+    // A declared size above the cap is refused before reading anything.
+    let mut never = FailingReader {
+        good: 0,
+        kind: io::ErrorKind::Other,
+    };
+    match store.add("big", &mut never, Some(11)) {
+        Err(Error::TooLarge(m)) => assert!(m.contains("image_size_cap"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(entries(tmp.path()).is_empty());
+    store
+        .add("fits", &mut &data[..10], Some(10))
+        .expect("at the cap");
+    assert_eq!(entries(tmp.path()), ["fits"]);
+}
+
+#[test]
+fn duplicates_are_refused_even_at_link_time() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&opts(tmp.path()));
+    fs::write(tmp.path().join("taken"), b"original").expect("write");
+    assert!(matches!(
+        store.add("taken", &mut &b"new"[..], None),
+        Err(Error::Duplicate(_))
+    ));
+    // The race: the final name appears after the first check.
+    let t = tmp.path().join(".taken.tmp-x");
+    fs::write(&t, b"new").expect("write");
+    assert!(matches!(
+        link_into_place(&t, &tmp.path().join("taken"), "taken"),
+        Err(Error::Duplicate(_))
+    ));
+    assert_eq!(
+        fs::read(tmp.path().join("taken")).expect("read"),
+        b"original"
+    );
+}
+
+#[test]
+fn ids_cannot_escape_the_datadir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("images");
+    let store = FilesystemStore::new(&opts(&dir));
+    for id in ["../x", "a/b", "..", ".", "", "/etc/x", "a\0b"] {
+        assert!(
+            matches!(
+                store.add(id, &mut &b"x"[..], None),
+                Err(Error::BadRequest(_))
+            ),
+            "{id:?}"
+        );
+    }
+    assert_eq!(entries(tmp.path()), ["images"]);
+    assert!(entries(&dir).is_empty());
+
+    let outside = tmp.path().join("secret");
+    fs::write(&outside, b"do not touch").expect("write");
+    for uri in [
+        format!("file://{}", outside.display()),
+        format!("file://{}/../secret", dir.display()),
+        format!("file://{}/..", dir.display()),
+        "file:///etc/passwd".to_string(),
+        "filesystem:///".to_string(),
+    ] {
+        let l = loc(&uri);
+        assert!(matches!(store.get(&l), Err(Error::Forbidden(_))), "{uri}");
+        assert!(matches!(store.size(&l), Err(Error::Forbidden(_))), "{uri}");
+        assert!(
+            matches!(store.delete(&l), Err(Error::Forbidden(_))),
+            "{uri}"
+        );
+    }
+    assert_eq!(fs::read(&outside).expect("still there"), b"do not touch");
+    assert!(matches!(
+        store.get(&loc("http://host/x")),
+        Err(Error::BadRequest(_))
+    ));
+}
+
+#[test]
+fn datadir_through_a_symlink() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let real = tmp.path().join("real");
+    let store = FilesystemStore::new(&opts(&real));
+    store.add("img", &mut &b"abc"[..], None).expect("add");
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let l = loc(&format!("file://{}/img", link.display()));
+    assert_eq!(read_all(store.get(&l).expect("get via symlink")), b"abc");
+    // `filesystem://` names the same store.
+    let l = loc(&format!("filesystem://{}/img", real.display()));
+    assert_eq!(store.size(&l).expect("size"), 3);
+}
+
+#[test]
+fn uncreatable_datadir_disables_add_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("not-a-dir");
+    fs::write(&file, b"").expect("write");
+    let dir = file.join("images");
+    // The registry still builds: the store stays registered.
+    let stores = Stores::new(&opts(&dir)).expect("stores build anyway");
+    let store = stores.for_upload(None).expect("file store registered");
+    match store.add("x", &mut &b"abc"[..], None) {
+        Err(Error::Store(m)) => {
+            assert!(m.contains(&dir.display().to_string()), "{m}");
+            assert!(m.contains("filesystem_store_datadir"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unwritable_datadir() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ro");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let store = FilesystemStore::new(&opts(&dir));
+    if store.probe_writable().is_ok() {
+        eprintln!("skipping unwritable_datadir: this user (root?) can write anyway");
+        return;
+    }
+    match store.add("x", &mut &b"abc"[..], None) {
+        Err(Error::Store(m)) => {
+            assert!(m.contains(&dir.display().to_string()), "{m}");
+            assert!(m.contains("filesystem_store_datadir"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod back");
+    // Fixed without a restart.
+    store
+        .add("x", &mut &b"abc"[..], None)
+        .expect("add after fix");
+}
+
+#[test]
+fn missing_data() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&opts(tmp.path()));
+    let l = loc(&format!("file://{}/gone", tmp.path().display()));
+    assert!(matches!(store.get(&l), Err(Error::NotFound(_))));
+    assert!(matches!(store.size(&l), Err(Error::NotFound(_))));
+    assert!(matches!(store.delete(&l), Err(Error::NotFound(_))));
+    // A directory where the image should be is not image data.
+    fs::create_dir(tmp.path().join("dir")).expect("mkdir");
+    let l = loc(&format!("file://{}/dir", tmp.path().display()));
+    assert!(matches!(store.get(&l), Err(Error::Store(_))));
+}

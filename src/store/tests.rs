@@ -1,0 +1,460 @@
+use super::*;
+
+fn bad(uri: &str) -> String {
+    match Location::parse(uri) {
+        Err(Error::BadRequest(m)) => m,
+        other => panic!("{uri}: expected BadRequest, got {other:?}"),
+    }
+}
+
+fn ok(uri: &str) -> Location {
+    Location::parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"))
+}
+
+#[test]
+fn file_locations() {
+    let l = ok("file:///var/lib/glance/images/1");
+    assert_eq!(l.scheme(), "file");
+    assert_eq!(l.store_name(), "file");
+    assert_eq!(l.uri(), "file:///var/lib/glance/images/1");
+    assert_eq!(l.redacted(), l.uri());
+    match &l {
+        Location::File(f) => assert_eq!(f.path(), Path::new("/var/lib/glance/images/1")),
+        other => panic!("{other:?}"),
+    }
+    let l = ok("filesystem:///srv/images/a b");
+    assert_eq!(l.scheme(), "filesystem");
+    assert_eq!(l.uri(), "filesystem:///srv/images/a b");
+    assert_eq!(ok("FILE:///x").scheme(), "file");
+    assert!(bad("file://").contains("no path"));
+    assert!(bad("file://relative/x").contains("absolute"));
+    assert!(bad("file:///x\n").contains("control"));
+}
+
+#[test]
+fn http_locations() {
+    let l = ok("http://example.com/images/x.img");
+    assert_eq!(l.scheme(), "http");
+    assert_eq!(l.store_name(), "http");
+    assert_eq!(l.uri(), "http://example.com/images/x.img");
+    assert_eq!(l.redacted(), l.uri());
+
+    let l = ok("https://user:s3cr%40t@example.com:8443/a/b?x=1#frag");
+    assert_eq!(l.scheme(), "https");
+    assert_eq!(l.uri(), "https://user:s3cr%40t@example.com:8443/a/b?x=1");
+    assert_eq!(l.redacted(), "https://example.com:8443/a/b?x=1");
+    match &l {
+        Location::Http(h) => {
+            assert_eq!(h.url(), "https://example.com:8443/a/b?x=1");
+            assert_eq!(
+                h.basic_auth(),
+                Some(("user".to_string(), "s3cr@t".to_string()))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A raw '@' in the password: the last '@' ends the user-info.
+    let l = ok("http://u:p@ss@host/x");
+    assert_eq!(l.redacted(), "http://host/x");
+    // No path, IPv6 literal, '@' only in the query.
+    assert_eq!(ok("http://host").redacted(), "http://host");
+    if let Location::Http(h) = ok("http://host") {
+        assert_eq!(h.url(), "http://host/");
+    }
+    assert_eq!(ok("http://[::1]:80/x").redacted(), "http://[::1]:80/x");
+    assert_eq!(ok("http://host/x?m=a@b").redacted(), "http://host/x?m=a@b");
+    // Empty password is allowed (user:), a bare user is not.
+    assert_eq!(ok("http://user:@host/x").redacted(), "http://host/x");
+    assert!(bad("http://user@host/x").contains("user:password"));
+    assert!(bad("http://:pw@host/x").contains("user:password"));
+    assert!(bad("http:///x").contains("no host"));
+    assert!(bad("http://user:secret@/x").contains("no host"));
+    assert!(bad("http://host:abc/x").contains("port"));
+    assert!(bad("http://host:99999/x").contains("port"));
+    assert!(bad("http://host:/x").contains("port"));
+    assert!(bad("http://ho st/x").contains("whitespace"));
+    assert!(bad("http://[::1/x").contains("host"));
+    assert!(bad("http://host\r\nX: y/x").contains("control"));
+    assert!(bad("http://host/\u{e4}").contains("percent-encoded"));
+    assert!(bad("http://host/a|b").contains("percent-encoded"));
+    assert!(bad("http://host/a?b=<c>").contains("percent-encoded"));
+    assert_eq!(ok("http://host/%C3%A4").redacted(), "http://host/%C3%A4");
+}
+
+#[test]
+fn swift_locations() {
+    let l = ok("swift://jdoe:a8685secret@127.0.0.1:8080/v1.0/glance/42");
+    assert_eq!(l.scheme(), "swift");
+    assert_eq!(l.store_name(), "swift");
+    assert_eq!(
+        l.uri(),
+        "swift://jdoe:a8685secret@127.0.0.1:8080/v1.0/glance/42"
+    );
+    assert_eq!(l.redacted(), "swift://127.0.0.1:8080/v1.0/glance/42");
+    match &l {
+        Location::Swift(s) => {
+            assert_eq!(s.auth_url(), "https://127.0.0.1:8080/v1.0");
+            assert_eq!(s.user(), "jdoe");
+            assert_eq!(s.key(), "a8685secret");
+            assert_eq!(s.container(), "glance");
+            assert_eq!(s.object(), "42");
+        }
+        other => panic!("{other:?}"),
+    }
+    // account:user:key
+    match ok("swift+http://acct:jdoe:k3y@auth.example.com/v1/cont/obj") {
+        Location::Swift(s) => {
+            assert_eq!(s.user(), "acct:jdoe");
+            assert_eq!(s.key(), "k3y");
+            assert_eq!(s.auth_url(), "http://auth.example.com/v1");
+            assert_eq!(s.scheme, "swift+http");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Shortest form: auth host, container, object.
+    match ok("swift+https://u:k@authhost/c/o") {
+        Location::Swift(s) => {
+            assert_eq!(s.auth_url(), "https://authhost");
+            assert_eq!((s.container(), s.object()), ("c", "o"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let m = bad("swift://user:secretkey@http://authurl.com/v1/container/obj");
+    assert!(
+        m.contains("more than one '://'") && m.contains("swift+http"),
+        "{m}"
+    );
+    assert!(bad("swift://authurl.com/v1/container/obj").contains("user:key"));
+    assert!(bad("swift://user@authurl.com/v1/container/obj").contains("user:key"));
+    assert!(bad("swift://:secretkey@authurl.com/v1/container/obj").contains("user:key"));
+    assert!(bad("swift://a:b:c:secretkey@authurl.com/c/o").contains("user:key"));
+    assert!(bad("swift://u:secretkey@authurl.com/obj").contains("container"));
+    assert!(bad("swift://u:secretkey@authurl.com").contains("container"));
+    assert!(bad("swift://u:secretkey@authurl.com/c/").contains("container"));
+    assert!(bad("swift://u:secretkey@/c/o").contains("no host"));
+    assert!(bad("swift://u:secret@key@host/c/o").contains("'@'"));
+}
+
+#[test]
+fn s3_locations() {
+    let l = ok("s3://AKIA:se/cr+et@s3.amazonaws.com/bucket/key-id");
+    assert_eq!(l.scheme(), "s3");
+    assert_eq!(l.store_name(), "s3");
+    assert_eq!(l.uri(), "s3://AKIA:se/cr+et@s3.amazonaws.com/bucket/key-id");
+    assert_eq!(l.redacted(), "s3://s3.amazonaws.com/bucket/key-id");
+    match &l {
+        Location::S3(s) => {
+            assert_eq!(s.service_url(), "http://s3.amazonaws.com");
+            assert_eq!(s.credentials(), Some(("AKIA", "se/cr+et")));
+            assert_eq!((s.bucket(), s.key()), ("bucket", "key-id"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match ok("s3+https://a:b@host:9000/some/path/bkt/k") {
+        Location::S3(s) => {
+            assert_eq!(s.service_url(), "https://host:9000/some/path");
+            assert_eq!((s.bucket(), s.key()), ("bkt", "k"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match ok("s3+http://a:b@host/bkt/k") {
+        Location::S3(s) => assert_eq!(s.service_url(), "http://host"),
+        other => panic!("{other:?}"),
+    }
+    // Glance accepted S3 URIs without credentials.
+    match ok("s3://host/bkt/k") {
+        Location::S3(s) => assert_eq!(s.credentials(), None),
+        other => panic!("{other:?}"),
+    }
+
+    let m = bad("s3://accesskey:secretkey@https://s3.amazonaws.com/bucket/key-id");
+    assert!(m.contains("more than one '://'"), "{m}");
+    assert!(bad("s3://accesskey:secretkey@s3.amazonaws.com/key-id").contains("bucket"));
+    assert!(bad("s3://accesskey:secretkey@bucket").contains("bucket"));
+    assert!(bad("s3://accesskey@s3.amazonaws.com/b/k").contains("access_key:secret_key"));
+    assert!(bad("s3://a:sec@ret@host/b/k").contains("'@'"));
+    assert!(bad("s3://a:secret@/b/k").contains("service"));
+}
+
+#[test]
+fn unknown_and_malformed_uris() {
+    assert!(bad("ftp://host/x").contains("unknown scheme 'ftp'"));
+    assert!(bad("GOPHER://host/x").contains("unknown scheme 'gopher'"));
+    assert!(bad("").contains("not a URI"));
+    assert!(bad("just-a-name").contains("not a URI"));
+    assert!(bad("://host/x").contains("not a URI"));
+    assert!(bad("user:secret@host/x").contains("not a URI"));
+    assert!(bad("1http://host/x").contains("not a URI"));
+    assert!(bad(&format!("http://host/{}", "a".repeat(5000))).contains("longer"));
+}
+
+/// No way of handling a location with credentials lets the secret out: not the redacted
+/// form, not `Debug`/`Display`, not the parse error of a malformed variant.
+#[test]
+fn secrets_never_escape() {
+    let good = [
+        "swift://user:TOPSECRET@host/v1/c/o",
+        "swift+https://acct:user:TOPSECRET@host/v1/c/o",
+        "s3://access:TOPSECRET@host/b/k",
+        "s3+https://access:TOP/SECRET@host/b/k",
+        "http://user:TOPSECRET@host/x",
+        "https://user:TOPSECRET@host:443/x?y=1",
+    ];
+    for uri in good {
+        let l = ok(uri);
+        assert!(l.uri().contains("TOP"));
+        // The full URI parses back to the same location (it is what the registry keeps).
+        assert_eq!(ok(&l.uri()), l, "{uri}");
+        assert_eq!(l.uri(), uri);
+        for shown in [
+            l.redacted(),
+            format!("{l}"),
+            format!("{l:?}"),
+            redact_uri(uri),
+        ] {
+            assert!(!shown.contains("TOP"), "{uri} shown as {shown}");
+            assert!(!shown.contains("user"), "{uri} shown as {shown}");
+        }
+    }
+    let malformed = [
+        "swift://user:TOPSECRET@http://host/v1/c/o",
+        "swift://user:TOPSECRET@host/o",
+        "swift://a:b:c:TOPSECRET@host/c/o",
+        "swift://user:TOP@SECRET@host/c/o",
+        "s3://access:TOPSECRET@https://host/b/k",
+        "s3://access:TOPSECRET@host/k",
+        "s3://access:TOP@SECRET@host/b/k",
+        "http://TOPSECRET@host/x",
+        "http://user:TOP/SECRET@host/x",
+        "http://user:TOPSECRET@/x",
+        "http://user:TOPSECRET@host:bad/x",
+        "ftp://user:TOPSECRET@host/x",
+        "user:TOPSECRET@host/x",
+        "http://user:TOPSECRET@host/x\n",
+    ];
+    for uri in malformed {
+        let e = Location::parse(uri).expect_err(uri);
+        assert!(!e.message().contains("TOP"), "{uri}: {e}");
+        assert!(!e.message().contains("SECRET"), "{uri}: {e}");
+        let r = redact_uri(uri);
+        assert!(!r.contains("TOP") && !r.contains("SECRET"), "{uri} → {r}");
+    }
+    assert_eq!(
+        redact_uri("swift://user:TOPSECRET@http://host/v1/c/o"),
+        "swift://http://host/v1/c/o"
+    );
+    assert_eq!(redact_uri("user:TOPSECRET@host/x"), MALFORMED);
+    assert_eq!(redact_uri("http://h/x\ny"), "http://h/x?y");
+    assert_eq!(
+        redact_uri("file:///var/lib/glance/images/1"),
+        "file:///var/lib/glance/images/1"
+    );
+}
+
+#[test]
+fn md5_of_known_strings() {
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(
+        md5_hex(b"The quick brown fox jumps over the lazy dog"),
+        "9e107d9d372bb6826bd81d3542a419d6"
+    );
+    let mut out = Vec::new();
+    let (n, sum) = copy_and_hash(
+        &mut &b"The quick brown fox jumps over the lazy dog"[..],
+        &mut out,
+        0,
+        u64::MAX,
+    )
+    .expect("copy");
+    assert_eq!(n, 43);
+    assert_eq!(sum, "9e107d9d372bb6826bd81d3542a419d6");
+    assert_eq!(out, b"The quick brown fox jumps over the lazy dog");
+}
+
+/// Yields `good` bytes, then fails with `kind`.
+pub(crate) struct FailingReader {
+    pub(crate) good: usize,
+    pub(crate) kind: io::ErrorKind,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.good == 0 {
+            return Err(io::Error::new(self.kind, "boom"));
+        }
+        let n = buf.len().min(self.good);
+        buf[..n].fill(b'x');
+        self.good -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn copy_and_hash_limits_and_errors() {
+    // Exactly at the limit is fine; one more byte is TooLarge, and nothing past the
+    // limit was written.
+    let data = vec![7u8; 10_000];
+    let mut out = Vec::new();
+    let (n, _) = copy_and_hash(&mut &data[..], &mut out, 4096, 10_000).expect("at limit");
+    assert_eq!(n, 10_000);
+    let mut out = Vec::new();
+    match copy_and_hash(&mut &data[..], &mut out, 4096, 9_999) {
+        Err(Error::TooLarge(m)) => assert!(m.contains("9999"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(out.len() <= 9_999);
+
+    for (kind, word) in [
+        (io::ErrorKind::UnexpectedEof, "disconnected"),
+        (io::ErrorKind::ConnectionReset, "disconnected"),
+        (io::ErrorKind::TimedOut, "Timed out"),
+        (io::ErrorKind::InvalidData, "Error reading"),
+    ] {
+        let mut r = FailingReader { good: 5000, kind };
+        match copy_and_hash(&mut r, &mut io::sink(), 4096, u64::MAX) {
+            Err(Error::BadRequest(m)) => {
+                assert!(m.contains(word) && m.contains("5000"), "{kind:?}: {m}")
+            }
+            other => panic!("{kind:?}: {other:?}"),
+        }
+    }
+
+    struct Denied;
+    impl Write for Denied {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::PermissionDenied.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    assert!(matches!(
+        copy_and_hash(&mut &b"abc"[..], &mut Denied, 4096, 10),
+        Err(Error::Forbidden(_))
+    ));
+}
+
+fn stores_in(dir: &Path) -> Stores {
+    Stores::new(&StoreOptions {
+        filesystem_store_datadir: dir.join("images"),
+        ..StoreOptions::default()
+    })
+    .expect("stores")
+}
+
+#[test]
+fn store_selection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let stores = stores_in(tmp.path());
+    assert_eq!(stores.default_store(), "file");
+    assert_eq!(stores.for_upload(None).expect("default").name(), "file");
+    assert_eq!(stores.for_upload(Some("")).expect("default").name(), "file");
+    assert_eq!(
+        stores.for_upload(Some("file")).expect("file").name(),
+        "file"
+    );
+    assert_eq!(
+        stores.for_upload(Some("filesystem")).expect("file").name(),
+        "file"
+    );
+    for name in ["swift", "s3", "bogus", "swift+https"] {
+        match stores.for_upload(Some(name)) {
+            Err(Error::BadRequest(m)) => assert_eq!(
+                m,
+                format!("Requested store {name} not available on this Glance server")
+            ),
+            Err(e) => panic!("{name}: {e:?}"),
+            Ok(s) => panic!("{name}: got {}", s.name()),
+        }
+    }
+    match stores.for_upload(Some("http")) {
+        Err(Error::BadRequest(m)) => assert!(m.contains("read-only"), "{m}"),
+        Err(e) => panic!("{e:?}"),
+        Ok(s) => panic!("got {}", s.name()),
+    }
+
+    let by = |uri: &str| stores.for_location(&ok(uri)).map(|s| s.name());
+    assert_eq!(by("file:///x/y").expect("file"), "file");
+    assert_eq!(by("filesystem:///x/y").expect("file"), "file");
+    assert_eq!(by("http://h/x").expect("http"), "http");
+    assert_eq!(by("https://h/x").expect("http"), "http");
+    match by("swift://u:k@h/c/o") {
+        Err(Error::Store(m)) => assert!(m.contains("swift store is not configured"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(by("s3://h/b/k"), Err(Error::Store(_))));
+
+    // A broken stored location is the server's problem, and its secret stays hidden.
+    match stores.get("swift://u:TOPSECRET@host/o") {
+        Err(Error::Store(m)) => assert!(!m.contains("TOPSECRET"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn default_store_must_be_writable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for name in ["http", "swift", "nope"] {
+        let r = Stores::new(&StoreOptions {
+            default_store: name.into(),
+            filesystem_store_datadir: tmp.path().join("images"),
+            ..StoreOptions::default()
+        });
+        match r {
+            Err(Error::Config(m)) => assert!(m.contains("default_store"), "{m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let s = Stores::new(&StoreOptions {
+        default_store: "filesystem".into(),
+        filesystem_store_datadir: tmp.path().join("images"),
+        ..StoreOptions::default()
+    })
+    .expect("filesystem is the file store");
+    assert_eq!(s.default_store(), "file");
+}
+
+#[test]
+fn client_locations() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let stores = stores_in(tmp.path());
+    let datadir = tmp.path().join("images");
+    let refuse = |uri: &str| match stores.check_client_location(uri) {
+        Err(Error::BadRequest(m)) => m,
+        other => panic!("{uri}: expected 400, got {other:?}"),
+    };
+    assert!(refuse("file:///etc/passwd").contains("file://"));
+    assert!(refuse("filesystem:///etc/passwd").contains("filesystem://"));
+    let inside = format!("file://{}/some-image", datadir.display());
+    assert!(refuse(&inside).contains("cannot be registered"));
+    assert!(refuse("ftp://host/x").contains("unknown scheme"));
+    assert!(refuse("not a uri").contains("not a URI"));
+    assert!(refuse("http://user@host/x").contains("user:password"));
+    assert!(refuse("http:///x").contains("no host"));
+    assert!(refuse("swift://u:k@host/c/o").contains("not available"));
+    assert!(refuse("s3://a:b@host/b/k").contains("not available"));
+
+    let l = stores
+        .check_client_location("http://user:pw@example.com/img")
+        .expect("http is fine");
+    assert_eq!(l.redacted(), "http://example.com/img");
+    stores
+        .check_client_location("https://example.com/img")
+        .expect("https is fine");
+}
+
+#[test]
+fn image_data_into_body() {
+    let data = ImageData::Stream(Box::new(io::Cursor::new(b"abc".to_vec())), Some(3));
+    assert_eq!(data.len(), Some(3));
+    match data.into_body() {
+        crate::http::Body::Reader(_, len) => assert_eq!(len, Some(3)),
+        _ => panic!("expected a reader body"),
+    }
+    let tmp = tempfile::tempfile().expect("tempfile");
+    match ImageData::File(tmp, 0).into_body() {
+        crate::http::Body::File(_, len) => assert_eq!(len, 0),
+        _ => panic!("expected a file body"),
+    }
+}
