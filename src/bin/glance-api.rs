@@ -35,8 +35,10 @@ fn run(cli: &CliArgs) -> Result<()> {
         buffer_size: cfg.image_buffer_size,
         size_cap: cfg.image_size_cap,
     })?;
-    let notifier: Arc<dyn notifier::Notifier> =
-        Arc::from(notifier::from_strategy(&cfg.notifier_strategy)?);
+    let notifier: Arc<dyn notifier::Notifier> = Arc::from(notifier::from_strategy(
+        &cfg.notifier_strategy,
+        &cfg.rabbit,
+    )?);
     let auth = auth::context_source(&cfg.common)?;
     let service = service::Service::bind(
         PROGRAM,

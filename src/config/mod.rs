@@ -748,6 +748,9 @@ pub struct ApiConfig {
     pub image_buffer_size: usize,
     /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
     pub notifier_strategy: String,
+    /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
+    /// strategy).
+    pub rabbit: RabbitOptions,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
 }
@@ -776,7 +779,84 @@ impl ApiConfig {
             image_size_cap: d.u64("image_size_cap", 1 << 40)?,
             image_buffer_size: d.usize_in("image_buffer_size", 65536, 4096..=16 << 20)?,
             notifier_strategy: d.string("notifier_strategy", "noop"),
+            rabbit: RabbitOptions::from_ini(ini)?,
             warnings: finish_warnings(ini, warnings),
+        })
+    }
+}
+
+/// The `rabbit_*` options of glance-api.conf: where `notifier_strategy = rabbit` publishes.
+///
+/// `Debug` shows the password as `***`: a config dump must not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RabbitOptions {
+    /// `rabbit_host` (default `localhost`).
+    pub host: String,
+    /// `rabbit_port` (default 5672). Glance read it but never used it; we honour it.
+    pub port: u16,
+    /// `rabbit_use_ssl` (default False): AMQP over TLS (system OpenSSL, certificate checked
+    /// against the system's trusted roots).
+    pub use_ssl: bool,
+    /// `rabbit_userid` (default `guest`).
+    pub userid: String,
+    /// `rabbit_password` (default `guest`). Never logged.
+    pub password: String,
+    /// `rabbit_virtual_host` (default `/`).
+    pub virtual_host: String,
+    /// `rabbit_notification_topic` (default `glance_notifications`): messages of priority P
+    /// go to the exchange and queue `<topic>.<P>`.
+    pub notification_topic: String,
+}
+
+impl Default for RabbitOptions {
+    fn default() -> RabbitOptions {
+        RabbitOptions {
+            host: "localhost".to_string(),
+            port: 5672,
+            use_ssl: false,
+            userid: "guest".to_string(),
+            password: "guest".to_string(),
+            virtual_host: "/".to_string(),
+            notification_topic: "glance_notifications".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RabbitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("use_ssl", &self.use_ssl)
+            .field("userid", &self.userid)
+            .field("password", &"***")
+            .field("virtual_host", &self.virtual_host)
+            .field("notification_topic", &self.notification_topic)
+            .finish()
+    }
+}
+
+impl RabbitOptions {
+    /// Reads the `rabbit_*` options (an empty value means the default).
+    fn from_ini(ini: &Ini) -> Result<RabbitOptions> {
+        let d = ini.defaults();
+        let def = RabbitOptions::default();
+        let topic = d.string("rabbit_notification_topic", &def.notification_topic);
+        // Queue and exchange names are AMQP short strings (at most 255 bytes) and get
+        // ".ERROR" appended.
+        if topic.len() > 249
+            && let Some(v) = d.get("rabbit_notification_topic")
+        {
+            return Err(v.error("rabbit_notification_topic", "is longer than 249 bytes"));
+        }
+        Ok(RabbitOptions {
+            host: d.string("rabbit_host", &def.host),
+            port: d.port("rabbit_port", def.port)?,
+            use_ssl: d.bool("rabbit_use_ssl", def.use_ssl)?,
+            userid: d.string("rabbit_userid", &def.userid),
+            password: d.string("rabbit_password", &def.password),
+            virtual_host: d.string("rabbit_virtual_host", &def.virtual_host),
+            notification_topic: topic,
         })
     }
 }

@@ -140,6 +140,18 @@ fn api_defaults_from_an_empty_file() {
     assert!(!c.delayed_delete);
     assert_eq!(c.image_size_cap, 1_099_511_627_776);
     assert_eq!(c.image_buffer_size, 65536);
+    assert_eq!(c.notifier_strategy, "noop");
+    assert_eq!(c.rabbit, RabbitOptions::default());
+    assert_eq!(
+        (c.rabbit.host.as_str(), c.rabbit.port, c.rabbit.use_ssl),
+        ("localhost", 5672, false)
+    );
+    assert_eq!(
+        (c.rabbit.userid.as_str(), c.rabbit.password.as_str()),
+        ("guest", "guest")
+    );
+    assert_eq!(c.rabbit.virtual_host, "/");
+    assert_eq!(c.rabbit.notification_topic, "glance_notifications");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 
     let r = RegistryConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
@@ -409,6 +421,56 @@ fn cli_overrides_the_file() {
             conf.display()
         )]
     );
+}
+
+#[test]
+fn rabbit_options() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n\
+         notifier_strategy = rabbit\n\
+         rabbit_host = mq.example.com\n\
+         rabbit_port = 5671\n\
+         rabbit_use_ssl = True\n\
+         rabbit_userid = glance\n\
+         rabbit_password = s3cret-pw\n\
+         rabbit_virtual_host = /openstack\n\
+         rabbit_notification_topic = notifications\n"))
+    .unwrap();
+    assert_eq!(c.notifier_strategy, "rabbit");
+    let r = &c.rabbit;
+    assert_eq!(
+        (r.host.as_str(), r.port, r.use_ssl),
+        ("mq.example.com", 5671, true)
+    );
+    assert_eq!(
+        (r.userid.as_str(), r.password.as_str()),
+        ("glance", "s3cret-pw")
+    );
+    assert_eq!(r.virtual_host, "/openstack");
+    assert_eq!(r.notification_topic, "notifications");
+    // A config dump never shows the password.
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("s3cret-pw"), "{dump}");
+    assert!(dump.contains("mq.example.com"), "{dump}");
+
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nrabbit_port = 99999\n",
+    )));
+    assert_eq!(
+        e,
+        "glance-api.conf:2: rabbit_port: \"99999\" is not a port number"
+    );
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nrabbit_use_ssl = maybe\n",
+    )));
+    assert!(
+        e.starts_with("glance-api.conf:2: rabbit_use_ssl: \"maybe\""),
+        "{e}"
+    );
+    let long = "t".repeat(250);
+    let e = err(ApiConfig::from_ini(&ini(&format!(
+        "[DEFAULT]\nrabbit_notification_topic = {long}\n"
+    ))));
+    assert!(e.ends_with("is longer than 249 bytes"), "{e}");
 }
 
 /// Every sample in etc/ loads without warnings, and lists every option its program reads

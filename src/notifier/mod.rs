@@ -1,12 +1,16 @@
 //! Image event notifications (spec §10): `image.upload`, `image.update`, `image.delete`.
 //!
 //! One message builder ([`Message::new`]) and one trait ([`Notifier`]) with a strategy per
-//! `notifier_strategy`: `noop` (default) and `logging` here. A notifier never fails or
-//! stalls the request that triggered it: delivery problems are logged.
+//! `notifier_strategy`: `noop` (default), `logging` (here) and `rabbit` ([`rabbit`]). A
+//! notifier never fails or stalls the request that triggered it: delivery problems are
+//! logged.
+
+pub mod rabbit;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::RabbitOptions;
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::store::redact_uri;
@@ -100,7 +104,9 @@ impl Notifier for NoopNotifier {
     fn notify(&self, _msg: Message) {}
 }
 
-/// `notifier_strategy = logging`: one JSON log line per event at the event's level.
+/// `notifier_strategy = logging`: one JSON log line per event at the event's level, from
+/// the logger `glance::notifier::logging_notifier` (Glance's `glance.notifier.logging_notifier`;
+/// it logged the dict's Python repr, we log JSON).
 pub struct LoggingNotifier;
 
 impl Notifier for LoggingNotifier {
@@ -111,17 +117,19 @@ impl Notifier for LoggingNotifier {
             Priority::Warn => log::Level::Warn,
             Priority::Error => log::Level::Error,
         };
-        log::log!(target: "glance::notifier", level, "{line}");
+        log::log!(target: "glance::notifier::logging_notifier", level, "{line}");
     }
 }
 
-/// Builds the notifier named by `notifier_strategy` (`noop`/`default`, `logging`).
-pub fn from_strategy(strategy: &str) -> Result<Box<dyn Notifier>> {
+/// Builds the notifier named by `notifier_strategy` (`noop`/`default`, `logging`, `rabbit`);
+/// `rabbit` uses the `rabbit_*` options and starts its notifier thread.
+pub fn from_strategy(strategy: &str, rabbit: &RabbitOptions) -> Result<Box<dyn Notifier>> {
     match strategy {
         "noop" | "default" | "" => Ok(Box::new(NoopNotifier)),
         "logging" => Ok(Box::new(LoggingNotifier)),
+        "rabbit" => Ok(Box::new(rabbit::RabbitNotifier::start(rabbit)?)),
         other => Err(Error::Config(format!(
-            "'{other}' is not an available notifier strategy (noop, logging)"
+            "'{other}' is not an available notifier strategy (noop, logging, rabbit)"
         ))),
     }
 }
@@ -167,9 +175,12 @@ mod tests {
 
     #[test]
     fn strategies() {
-        assert!(from_strategy("noop").is_ok());
-        assert!(from_strategy("logging").is_ok());
-        let err = from_strategy("carrier-pigeon").err().map(|e| e.message());
+        let rabbit = RabbitOptions::default();
+        assert!(from_strategy("noop", &rabbit).is_ok());
+        assert!(from_strategy("logging", &rabbit).is_ok());
+        let err = from_strategy("carrier-pigeon", &rabbit)
+            .err()
+            .map(|e| e.message());
         assert!(err.is_some_and(|m| m.contains("carrier-pigeon")));
     }
 }
