@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{Client, Reply, Server};
 use md5::{Digest, Md5};
@@ -32,7 +32,7 @@ use serde_json::Value;
 // --- The venv ----------------------------------------------------------------------------
 
 /// The client venv, or `None` (after printing why) when the test must be skipped.
-fn venv() -> Option<PathBuf> {
+fn venv(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("GLANCE_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/tmp/glance-test-venv"));
@@ -51,7 +51,8 @@ fn venv() -> Option<PathBuf> {
     if std::env::var("GLANCE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
         panic!("{why}");
     }
-    eprintln!("SKIPPED: {why}");
+    // Straight to stderr, past the test harness's capture, so the reason shows in CI logs.
+    let _ = writeln!(io::stderr(), "\nSKIPPED {test}: {why}");
     None
 }
 
@@ -98,6 +99,9 @@ const WITH_TTY: &str = "import os, pty, subprocess, sys\n\
                         master, slave = pty.openpty()\n\
                         sys.exit(subprocess.call(sys.argv[1:], stdin=slave))";
 
+/// How long one client invocation may take (they take 1–5 s, more on a loaded machine).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Runs `$VENV/bin/<program> args…` with a clean environment (no `OS_*`, no proxies).
 fn run(venv: &Path, program: &str, args: &[&str], stdin: Stdin) -> Run {
     let exe = venv.join("bin").join(program);
@@ -135,9 +139,43 @@ fn run(venv: &Path, program: &str, args: &[&str], stdin: Stdin) -> Run {
         })),
         _ => None,
     };
-    let out: Output = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for {}: {e}", exe.display()));
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < CLIENT_TIMEOUT => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{program} {} did not finish within {CLIENT_TIMEOUT:?}",
+                    args.join(" ")
+                );
+            }
+        }
+    };
     if let Some(f) = feeder {
         let _ = f.join();
     }
@@ -147,9 +185,9 @@ fn run(venv: &Path, program: &str, args: &[&str], stdin: Stdin) -> Run {
         args.join(" ")
     );
     Run {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 
@@ -515,7 +553,7 @@ fn assert_gone(c: &Client, id: &str) {
 /// update (merge and purge), download, members, delete.
 #[test]
 fn glanceclient_v1_commands() {
-    let Some(venv) = venv() else { return };
+    let Some(venv) = venv("glanceclient_v1_commands") else { return };
     let (api, c) = glance_api();
     let wire = Wire::start(api.addr, &[]);
     // A Keystone auth middleware in front of Glance would add these; members need a tenant.
@@ -908,4 +946,302 @@ fn glanceclient_v1_commands() {
             .unwrap_or(0),
         0
     );
+}
+
+// --- python-openstackclient 5.1 -----------------------------------------------------------
+
+/// `openstack --os-auth-type none --os-endpoint URL --os-image-api-version 1 image …`: the
+/// six v1 image commands OSC 5.1 has (create, list, show, set, save, delete; it has no v1
+/// member commands), plus one call in token mode (`--os-auth-type admin_token`).
+#[test]
+fn openstackclient_5_1_image_v1_commands() {
+    let Some(venv) = venv("openstackclient_5_1_image_v1_commands") else { return };
+    let (api, c) = glance_api();
+    let wire = Wire::start(api.addr, &[]);
+    let tmp = common::tempdir();
+    let data = image_bytes(2 * 1024 * 1024 + 321, 5);
+    let file = write_file(tmp.path(), "image.qcow2", &data);
+    let o = |args: &[&str]| {
+        let mut all = vec![
+            "--os-auth-type",
+            "none",
+            "--os-endpoint",
+            wire.base.as_str(),
+            "--os-image-api-version",
+            "1",
+        ];
+        all.extend_from_slice(args);
+        run(&venv, "openstack", &all, Stdin::Tty)
+    };
+
+    // Create from a file.
+    let out = o(&[
+        "image",
+        "create",
+        "--file",
+        &file,
+        "--disk-format",
+        "qcow2",
+        "--container-format",
+        "bare",
+        "--public",
+        "--min-disk",
+        "2",
+        "--property",
+        "os_distro=cirros",
+        "--property",
+        "hw_disk_bus=virtio",
+        "-f",
+        "json",
+        "osc-img",
+    ])
+    .ok("image create --file");
+    let img = out.json();
+    let id = img["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["size"], data.len());
+    assert_eq!(img["checksum"], md5_hex(&data).as_str());
+    assert_eq!(img["properties"]["os_distro"], "cirros");
+    let seen = wire.take();
+    // keystoneauth's "none" plugin still sends a token: "notused".
+    assert_token_everywhere(&seen, Some("notused"));
+    let post = find(&seen, "POST", "/v1/images");
+    assert_sent_as(post, "x-image-meta-disk_format", "qcow2");
+    assert_sent_as(post, "x-image-meta-container_format", "bare");
+    assert_sent_as(post, "x-image-meta-min_disk", "2");
+    assert_sent_as(post, "x-image-meta-is_public", "True");
+    assert_sent_as(post, "x-image-meta-property-hw_disk_bus", "virtio");
+    assert_sent_as(post, "x-image-meta-size", &data.len().to_string());
+    assert!(
+        matches!(post.framing, Framing::Chunked { bytes, .. } if bytes == data.len() as u64),
+        "{}",
+        post.show()
+    );
+    let m = meta(&head(&c, &id));
+    assert_eq!(m["status"], "active");
+    assert_eq!(m["disk_format"], "qcow2");
+    assert_eq!(m["min_disk"], "2");
+    assert_eq!(m["checksum"], md5_hex(&data));
+    assert_eq!(m["property-os_distro"], "cirros");
+    assert_eq!(m["property-hw_disk_bus"], "virtio");
+
+    // List and show.
+    let out = o(&["image", "list", "-f", "json"]).ok("image list");
+    assert_eq!(
+        out.json(),
+        serde_json::json!([{"ID": id, "Name": "osc-img", "Status": "active"}])
+    );
+    let out = o(&["image", "show", "-f", "json", "osc-img"]).ok("image show (by name)");
+    let img = out.json();
+    assert_eq!(img["id"], id.as_str());
+    assert_eq!(img["properties"]["hw_disk_bus"], "virtio");
+
+    // Set: OSC merges the properties itself and also sends purge-props false.
+    o(&[
+        "image",
+        "set",
+        "--name",
+        "osc-img-2",
+        "--min-ram",
+        "128",
+        "--property",
+        "os_version=1",
+        &id,
+    ])
+    .ok("image set");
+    let seen = wire.take();
+    let put = find(&seen, "PUT", &id);
+    assert_sent_as(put, "x-glance-registry-purge-props", "false");
+    assert_sent_as(put, "x-image-meta-min_ram", "128");
+    assert_sent_as(put, "x-image-meta-property-os_version", "1");
+    let m = meta(&head(&c, &id));
+    assert_eq!(m["name"], "osc-img-2");
+    assert_eq!(m["min_ram"], "128");
+    assert_eq!(m["property-os_distro"], "cirros");
+    assert_eq!(m["property-os_version"], "1");
+
+    // Save.
+    let saved = tmp.path().join("saved");
+    o(&["image", "save", "--file", &saved.display().to_string(), &id]).ok("image save");
+    let got = std::fs::read(&saved).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(md5_hex(&got), md5_hex(&data));
+    assert_eq!(got.len(), data.len());
+
+    // Register an http location.
+    let remote = image_bytes(70_000, 6);
+    let url = serve_remote_image(remote.clone());
+    let out = o(&[
+        "image",
+        "create",
+        "--location",
+        &url,
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--public",
+        "-f",
+        "json",
+        "osc-remote",
+    ])
+    .ok("image create --location");
+    let reg = out.json();
+    let id2 = reg["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(reg["status"], "active");
+    assert_eq!(reg["size"], remote.len());
+    assert_eq!(c.get(&format!("/v1/images/{id2}")).body, remote);
+
+    // Token mode: the token given is the one sent.
+    wire.take();
+    let out = run(
+        &venv,
+        "openstack",
+        &[
+            "--os-auth-type",
+            "admin_token",
+            "--os-token",
+            "osc-secret",
+            "--os-endpoint",
+            &wire.base,
+            "--os-image-api-version",
+            "1",
+            "image",
+            "show",
+            "-f",
+            "json",
+            &id2,
+        ],
+        Stdin::Tty,
+    )
+    .ok("image show (admin_token)");
+    assert_eq!(out.json()["name"], "osc-remote");
+    assert_token_everywhere(&wire.take(), Some("osc-secret"));
+
+    // Delete both.
+    o(&["image", "delete", &id, &id2]).ok("image delete");
+    let seen = wire.take();
+    assert_token_everywhere(&seen, Some("notused"));
+    for i in [&id, &id2] {
+        find(&seen, "DELETE", i);
+        assert_gone(&c, i);
+    }
+}
+
+// --- openstacksdk ----------------------------------------------------------------------------
+
+/// openstacksdk's image v1 proxy (`auth_type='none'` + `image_endpoint_override`), through
+/// `tests/clients/sdk_v1.py`: what works, and how the server answers the proxy calls that
+/// cannot work against any Glance v1 (the script's "quirks").
+#[test]
+fn openstacksdk_image_v1_proxy() {
+    let Some(venv) = venv("openstacksdk_image_v1_proxy") else { return };
+    let (api, c) = glance_api();
+    let wire = Wire::start(api.addr, &[]);
+    let tmp = common::tempdir();
+    let data = image_bytes(3 * 1024 * 1024 + 5, 7);
+    let file = write_file(tmp.path(), "image.qcow2", &data);
+    let remote = image_bytes(50_000, 8);
+    let url = serve_remote_image(remote.clone());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sdk_v1.py");
+    let script = script.display().to_string();
+    let out = run(
+        &venv,
+        "python",
+        &[&script, &wire.base, &file, &url],
+        Stdin::Null,
+    )
+    .ok("sdk_v1.py");
+    let r = out.json();
+    let id = r["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(r["proxy"], "openstack.image.v1._proxy");
+
+    // The working flow.
+    assert_eq!(r["reserved_status"], "queued");
+    assert_eq!(
+        r["uploaded"],
+        serde_json::json!({"status": "active", "size": data.len(), "checksum": md5_hex(&data)})
+    );
+    assert_eq!(r["listed"]["name"], "sdk-img");
+    assert_eq!(r["listed"]["properties"]["os_distro"], "cirros");
+    assert_eq!(r["found_by_name"], id.as_str());
+    let h = &r["head"];
+    assert_eq!(h["x-image-meta-name"], "sdk-img-2");
+    assert_eq!(h["x-image-meta-min_ram"], "256");
+    assert_eq!(h["x-image-meta-disk_format"], "qcow2");
+    assert_eq!(h["x-image-meta-property-os_distro"], "cirros", "merged");
+    assert_eq!(h["x-image-meta-property-os_version"], "2");
+    assert_eq!(
+        r["download"],
+        serde_json::json!({"md5": md5_hex(&data), "size": data.len(), "checksum_header": md5_hex(&data)})
+    );
+    assert_eq!(r["remote"]["status"], "active");
+    assert_eq!(r["remote"]["size"], remote.len());
+
+    // The quirks, answered as Glance answers them.
+    let q = &r["quirks"];
+    // create_image POSTs its metadata as JSON: a body that is not octet-stream → 400.
+    assert_eq!(q["create_image"]["status"], 400, "{q}");
+    // update_image PUTs JSON: an upload to an active image → 409.
+    assert_eq!(q["update_image"]["status"], 409, "{q}");
+    // get_image GETs the image data and finds no JSON in it: an Image without a name.
+    assert_eq!(q["get_image"], serde_json::json!({"value": null}), "{q}");
+    // download_image asks for the v2 path /images/<id>/file → 404, handed back as is.
+    assert_eq!(
+        q["download_image"],
+        serde_json::json!({"value": 404}),
+        "{q}"
+    );
+    // update_image_properties sends x-image-meta-os_type (not a v1 property header) and no
+    // purge-props header: the existing property is purged, nothing is added.
+    assert_eq!(
+        q["update_image_properties"],
+        serde_json::json!({"value": true}),
+        "{q}"
+    );
+    assert_eq!(r["quirk_properties_after"], serde_json::json!([]), "{r}");
+
+    // What went over the wire.
+    let seen = wire.take();
+    // Version discovery (GET /) is the only request without a token.
+    let (discovery, rest): (Vec<&Seen>, Vec<&Seen>) = seen.iter().partition(|s| s.target == "/");
+    assert!(discovery.iter().all(|s| s.header("x-auth-token").is_none()));
+    let rest: Vec<Seen> = rest.into_iter().cloned().collect();
+    assert_token_everywhere(&rest, Some("notused"));
+    let upload = rest
+        .iter()
+        .find(|s| {
+            s.method == "PUT"
+                && s.target.ends_with(&id)
+                && s.header("x-image-meta-checksum").is_some()
+        })
+        .unwrap_or_else(|| panic!("no upload PUT"));
+    assert_sent_as(upload, "x-glance-registry-purge-props", "false");
+    assert_eq!(
+        upload.framing,
+        Framing::Length(data.len() as u64),
+        "{}",
+        upload.show()
+    );
+    let quirk_id = r["quirk_id"].as_str().unwrap_or_default();
+    let json_create = rest
+        .iter()
+        .find(|s| s.method == "POST" && s.header("content-type") == Some("application/json"))
+        .unwrap_or_else(|| panic!("no JSON POST from create_image"));
+    assert!(matches!(json_create.framing, Framing::Length(n) if n > 0));
+    let props = rest
+        .iter()
+        .filter(|s| s.method == "PUT" && s.target.ends_with(quirk_id))
+        .find(|s| s.header("x-image-meta-os_type").is_some())
+        .unwrap_or_else(|| panic!("no update_image_properties PUT"));
+    assert!(
+        props.header("x-glance-registry-purge-props").is_none(),
+        "{}",
+        props.show()
+    );
+    find(&rest, "GET", &format!("{quirk_id}/file"));
+
+    // delete_image removed all three.
+    for i in r["deleted"].as_array().into_iter().flatten() {
+        assert_gone(&c, i.as_str().unwrap_or_default());
+    }
 }
