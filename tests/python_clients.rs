@@ -21,6 +21,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -326,21 +327,44 @@ impl Seen {
     }
 }
 
+/// What a relay recorded, and how many requests it is forwarding right now.
+#[derive(Default)]
+struct Log {
+    seen: Mutex<Vec<Seen>>,
+    busy: AtomicUsize,
+}
+
+/// Counts a request as in flight until dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(n: &'a AtomicUsize) -> Busy<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A relay on its own port that forwards to glance-api, records every request, and adds
 /// `inject` headers to each request head.
 struct Wire {
     base: String,
-    log: Arc<Mutex<Vec<Seen>>>,
+    log: Arc<Log>,
 }
 
 impl Wire {
     fn start(upstream: SocketAddr, inject: &[(&str, &str)]) -> Wire {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let inject: Vec<(String, String)> = inject
+        let log = Arc::new(Log::default());
+        let inject: Vec<String> = inject
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
             .collect();
         let l = Arc::clone(&log);
         thread::spawn(move || {
@@ -359,18 +383,23 @@ impl Wire {
         }
     }
 
-    /// Takes the requests recorded so far.
+    /// Takes the requests recorded so far (after any request still being forwarded).
     fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        std::mem::take(&mut *self.log.seen.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-fn relay(
-    client: TcpStream,
-    upstream: SocketAddr,
-    inject: &[(String, String)],
-    log: &Mutex<Vec<Seen>>,
-) -> io::Result<()> {
+/// Reads one line (through `\n`); `None` at end of stream.
+fn line(r: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    Ok((r.read_until(b'\n', &mut buf)? > 0).then_some(buf))
+}
+
+fn relay(client: TcpStream, upstream: SocketAddr, inject: &[String], log: &Log) -> io::Result<()> {
     let server = TcpStream::connect(upstream)?;
     let (mut from_server, mut to_client) = (server.try_clone()?, client.try_clone()?);
     let back = thread::spawn(move || {
@@ -380,35 +409,39 @@ fn relay(
     let mut r = BufReader::new(client);
     let mut w = server;
     'requests: loop {
-        let mut lines = Vec::new();
+        // The head, forwarded byte for byte (plus the injected headers before its end).
+        let mut raw: Vec<Vec<u8>> = Vec::new();
         loop {
-            let mut line = String::new();
-            if r.read_line(&mut line)? == 0 {
+            let Some(l) = line(&mut r)? else {
                 break 'requests;
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            if line.is_empty() {
-                if lines.is_empty() {
+            };
+            if l.trim_ascii().is_empty() {
+                if raw.is_empty() {
                     continue; // stray CRLF between requests
                 }
                 break;
             }
-            lines.push(line);
+            raw.push(l);
         }
-        let mut parts = lines[0].split(' ');
+        let _busy = Busy::new(&log.busy);
+        let text: Vec<String> = raw
+            .iter()
+            .map(|l| String::from_utf8_lossy(l.trim_ascii_end()).into_owned())
+            .collect();
+        let mut parts = text[0].split(' ');
         let method = parts.next().unwrap_or_default().to_string();
         let target = parts.next().unwrap_or_default().to_string();
-        let headers: Vec<(String, String)> = lines[1..]
+        let headers: Vec<(String, String)> = text[1..]
             .iter()
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.to_string(), v.trim().to_string()))
             .collect();
-        let mut head = format!("{}\r\n", lines[0]);
-        for (k, v) in headers.iter().chain(inject) {
-            head.push_str(&format!("{k}: {v}\r\n"));
+        let mut head: Vec<u8> = raw.concat();
+        for h in inject {
+            head.extend_from_slice(h.as_bytes());
         }
-        head.push_str("\r\n");
-        w.write_all(head.as_bytes())?;
+        head.extend_from_slice(b"\r\n");
+        w.write_all(&head)?;
         let find = |n: &str| {
             headers
                 .iter()
@@ -418,22 +451,22 @@ fn relay(
         let framing = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             let (mut chunks, mut bytes) = (0, 0);
             loop {
-                let mut size_line = String::new();
-                if r.read_line(&mut size_line)? == 0 {
+                let Some(size_line) = line(&mut r)? else {
                     break 'requests;
-                }
-                w.write_all(size_line.as_bytes())?;
-                let hex = size_line.trim().split(';').next().unwrap_or("0");
-                let size = u64::from_str_radix(hex.trim(), 16)
-                    .map_err(|e| io::Error::other(format!("chunk size {size_line:?}: {e}")))?;
+                };
+                w.write_all(&size_line)?;
+                let text = String::from_utf8_lossy(&size_line);
+                let hex = text.split(';').next().unwrap_or("").trim();
+                let size = u64::from_str_radix(hex, 16)
+                    .map_err(|e| io::Error::other(format!("chunk size {text:?}: {e}")))?;
                 if size == 0 {
+                    // Trailers, then the empty line.
                     loop {
-                        let mut t = String::new();
-                        if r.read_line(&mut t)? == 0 {
+                        let Some(t) = line(&mut r)? else {
                             break 'requests;
-                        }
-                        w.write_all(t.as_bytes())?;
-                        if t.trim().is_empty() {
+                        };
+                        w.write_all(&t)?;
+                        if t.trim_ascii().is_empty() {
                             break;
                         }
                     }
@@ -451,12 +484,15 @@ fn relay(
         } else {
             Framing::None
         };
-        log.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
-            method,
-            target,
-            headers,
-            framing,
-        });
+        log.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Seen {
+                method,
+                target,
+                headers,
+                framing,
+            });
     }
     let _ = w.shutdown(Shutdown::Write);
     let _ = back.join();
