@@ -490,6 +490,22 @@ fn register_external_location(mode: Mode) {
         e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None),
         404
     );
+
+    // A queued image given a location by PUT becomes active (later Glance v1; glanceclient's
+    // `image-update --location` relies on it).
+    let r = post_image(&e.c, &[("x-image-meta-name", "later")], None);
+    let id = image_id(&r);
+    let put_loc = format!("http://127.0.0.1:{port}/images/remote.img");
+    let r = e.c.request(
+        "PUT",
+        &format!("/v1/images/{id}"),
+        &[("x-image-meta-location", &put_loc)],
+        None,
+    );
+    assert_status!(r, 200);
+    assert_eq!(r.json()["image"]["status"], "active");
+    assert_eq!(r.json()["image"]["size"], data.len());
+    assert_eq!(e.c.get(&format!("/v1/images/{id}")).body, data);
 }
 
 fn refused_locations(mode: Mode) {

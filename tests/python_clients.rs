@@ -1288,15 +1288,14 @@ fn openstacksdk_image_v1_proxy() {
     }
 }
 
-// --- Open questions ---------------------------------------------------------------------------
+// --- Later-Glance behaviour clients rely on ---------------------------------------------------------------------------
 
 /// `glance image-create` (no data: queued), then `glance image-update ID --location URL`.
 /// glanceclient's help says `--location` "only works for images in 'queued' status", and
 /// later Glance v1 activates the image (`activating = orig_status == 'queued' and (location
-/// or image_data)` in its `update`). Diablo, and so glance-rs per spec §5.5 step 4, stores
-/// the location and leaves the image `queued` with size 0: not downloadable.
+/// or image_data)` in its `update`). Diablo (spec §5.5 step 4) left the image `queued` with
+/// size 0; glance-rs activates it, so that this client works unchanged.
 #[test]
-#[ignore = "decision needed: PUT x-image-meta-location on a queued image keeps it queued (Diablo, spec 5.5 step 4); clients written for later Glance expect it active"]
 fn glanceclient_location_update_activates_a_queued_image() {
     let Some(venv) = venv("glanceclient_location_update_activates_a_queued_image") else {
         return;

@@ -121,7 +121,17 @@ pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> R
             image.status
         )));
     }
-    check_location_change(app, &image, &mut patch)?;
+    if let Some(loc) = check_location_change(app, &image, &mut patch)?
+        && image.status == Status::Queued
+        && !has_body
+    {
+        // A queued image given a location is registered, as later Glance v1 did and as
+        // glanceclient's `image-update --location` expects (Diablo left it queued).
+        patch.status = Some(Status::Active);
+        if patch.size.is_none() {
+            patch.size = Some(remote_size(app, &loc));
+        }
+    }
     let upload = if has_body {
         Some(prepare_upload(app, req, &meta)?)
     } else {
@@ -189,19 +199,22 @@ fn check_writable(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// A new or changed location must be one a client may register; an unchanged one (as the
-/// client saw it, redacted) is dropped from the patch.
-fn check_location_change(app: &ApiApp, image: &Image, patch: &mut ImagePatch) -> Result<()> {
+/// A new or changed location must be one a client may register (returned parsed); an
+/// unchanged one (as the client saw it, redacted) is dropped from the patch.
+fn check_location_change(
+    app: &ApiApp,
+    image: &Image,
+    patch: &mut ImagePatch,
+) -> Result<Option<Location>> {
     let Some(Some(uri)) = &patch.location else {
-        return Ok(());
+        return Ok(None);
     };
     let current = image.location.as_deref();
     if current == Some(uri.as_str()) || current.map(redact_uri).as_deref() == Some(uri.as_str()) {
         patch.location = None;
-        return Ok(());
+        return Ok(None);
     }
-    app.stores.check_client_location(uri)?;
-    Ok(())
+    app.stores.check_client_location(uri).map(Some)
 }
 
 /// The size of data at an external location, learned with a HEAD (0 when unknown).
