@@ -16,7 +16,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 # ---- options -----------------------------------------------------------------------------
 SIZE_MIB=1024
 STORE="file"
-REPEAT=3
+REPEAT=5
 CONCURRENCY=8
 HEAD_SECONDS=10
 HEAD_CONNECTIONS=16
@@ -299,44 +299,56 @@ EOF
 }
 
 # ---- measurements ------------------------------------------------------------------------
-# Each prints MB/s (10^6 bytes per second) on stdout.
+# CPU seconds (user+system, exited threads included) of process $1.
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Seconds the threads of process $1 have spent runnable but waiting for a CPU (schedstat).
+proc_runq() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ w += $2 } END { printf "%.2f", w / 1e9 }'; }
+
+# measure_dd: the write ceiling. Sets DD_MBPS and DD_CPU (dd's user+system seconds).
 measure_dd() {
     sync
-    local t0 t1
-    t0=$(now)
-    dd if="$DATA" of="$WORKDIR/ddcopy" bs=1M conv=fsync status=none
-    t1=$(now)
+    local TIMEFORMAT='%R %U %S' wall user sys
+    { time dd if="$DATA" of="$WORKDIR/ddcopy" bs=1M conv=fsync status=none; } 2> "$RUN_DIR/time"
+    read -r wall user sys < <(tail -n 1 "$RUN_DIR/time")
     rm -f "$WORKDIR/ddcopy"
-    mb_per_s "$BYTES" "$(calc "$t1 - $t0" 6)"
+    DD_MBPS=$(mb_per_s "$BYTES" "$wall")
+    DD_CPU=$(calc "$user + $sys")
 }
 
+# measure_cat: the read ceiling (page cache). Sets CAT_MBPS.
 measure_cat() {
-    local t0 t1
-    t0=$(now)
-    cat "$DATA" > /dev/null
-    t1=$(now)
-    mb_per_s "$BYTES" "$(calc "$t1 - $t0" 6)"
+    local TIMEFORMAT='%R' wall
+    { time cat "$DATA" > /dev/null; } 2> "$RUN_DIR/time"
+    wall=$(tail -n 1 "$RUN_DIR/time")
+    CAT_MBPS=$(mb_per_s "$BYTES" "$wall")
 }
 
-# curl_get URL: download to /dev/null; MB/s from curl's own timing.
+# curl_get URL: download to /dev/null. Sets GET_MBPS from curl's own timing.
 curl_get() {
     local out code size total
     out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' "$1")
     read -r code size total <<< "$out"
     [[ $code == 200 && $size == "$BYTES" ]] || die "GET $1: status $code, $size of $BYTES bytes"
-    mb_per_s "$size" "$total"
+    GET_MBPS=$(mb_per_s "$size" "$total")
 }
 
-# upload NAME: POST the image; sets UPLOAD_ID and UPLOAD_MBPS.
+# upload NAME: POST the image. Sets UPLOAD_ID, UPLOAD_MBPS (curl's time_total), UPLOAD_CPU
+# (glance-api's CPU seconds), UPLOAD_CURL_CPU and UPLOAD_RUNQ (seconds glance-api's threads
+# were runnable but waiting for a CPU: the cost of sharing the machine).
 upload() {
     sync
-    local out code total
-    out=$(curl -sS -o "$RUN_DIR/upload.json" -w '%{http_code} %{time_total}' \
+    local out code total cpu0 runq0 TIMEFORMAT='%U %S' user sys
+    cpu0=$(proc_cpu "$API_PID") runq0=$(proc_runq "$API_PID")
+    { time out=$(curl -sS -o "$RUN_DIR/upload.json" -w '%{http_code} %{time_total}' \
         -X POST -T "$DATA" -H 'Expect:' \
         -H 'Content-Type: application/octet-stream' \
         -H "x-image-meta-name: $1" -H 'x-image-meta-disk_format: raw' \
         -H 'x-image-meta-container_format: bare' -H "x-image-meta-size: $BYTES" \
-        "$API/v1/images")
+        "$API/v1/images"); } 2> "$RUN_DIR/time"
+    read -r user sys < <(tail -n 1 "$RUN_DIR/time")
+    UPLOAD_CPU=$(calc "$(proc_cpu "$API_PID") - $cpu0")
+    UPLOAD_RUNQ=$(calc "$(proc_runq "$API_PID") - $runq0")
+    UPLOAD_CURL_CPU=$(calc "$user + $sys")
     read -r code total <<< "$out"
     [[ $code == 201 ]] || { cat "$RUN_DIR/upload.json" >&2; die "upload: status $code"; }
     UPLOAD_ID=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
@@ -357,13 +369,18 @@ if [[ -n $NGINX ]]; then
     start_nginx || { log "nginx did not start: the download ceiling falls back to cat"; NGINX=""; }
 fi
 
+# Each round measures the ceiling and glance back to back, in alternating order, so that
+# drifting load on a shared machine hits both alike.
 log "upload: $REPEAT x (dd conv=fsync, glance POST), $SIZE_MIB MiB"
-DD=() UP=() IMAGE_ID=""
+DD=() DD_CPUS=() UP=() UP_CPUS=() UP_CURL_CPUS=() UP_RUNQS=() UP_PAIRED=() IMAGE_ID=""
 for (( r = 1; r <= REPEAT; r++ )); do
-    v=$(measure_dd); DD+=("$v")
+    (( r % 2 )) && measure_dd
     upload "bench-$r"
-    UP+=("$UPLOAD_MBPS")
-    log "  #$r dd ${DD[-1]} MB/s, glance upload ${UP[-1]} MB/s"
+    (( r % 2 )) || measure_dd
+    DD+=("$DD_MBPS") DD_CPUS+=("$DD_CPU")
+    UP+=("$UPLOAD_MBPS") UP_CPUS+=("$UPLOAD_CPU") UP_CURL_CPUS+=("$UPLOAD_CURL_CPU") UP_RUNQS+=("$UPLOAD_RUNQ")
+    UP_PAIRED+=("$(calc "$UPLOAD_MBPS / $DD_MBPS" 3)")
+    log "  #$r dd $DD_MBPS MB/s (cpu ${DD_CPU}s), glance upload $UPLOAD_MBPS MB/s (glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s; curl cpu ${UPLOAD_CURL_CPU}s)"
     if [[ -z $IMAGE_ID ]]; then
         IMAGE_ID=$UPLOAD_ID   # kept for the download, RSS and HEAD tests
     else
@@ -373,15 +390,17 @@ done
 
 log "read ceiling: $REPEAT x cat > /dev/null"
 CAT=()
-for (( r = 1; r <= REPEAT; r++ )); do v=$(measure_cat); CAT+=("$v"); done
+for (( r = 1; r <= REPEAT; r++ )); do measure_cat; CAT+=("$CAT_MBPS"); done
 log "  cat ${CAT[*]} MB/s"
 
 log "download: $REPEAT x (${NGINX:+nginx, }glance GET)"
-NG=() DL=()
+NG=() DL=() DL_PAIRED=()
 curl -sS -o /dev/null "$API/v1/images/$IMAGE_ID"   # warm-up: the stored copy into the page cache
 for (( r = 1; r <= REPEAT; r++ )); do
-    if [[ -n $NGINX ]]; then v=$(curl_get "$NGINX_URL"); NG+=("$v"); fi
-    v=$(curl_get "$API/v1/images/$IMAGE_ID"); DL+=("$v")
+    if [[ -n $NGINX ]] && (( r % 2 )); then curl_get "$NGINX_URL"; NG+=("$GET_MBPS"); fi
+    curl_get "$API/v1/images/$IMAGE_ID"; DL+=("$GET_MBPS")
+    if [[ -n $NGINX ]] && ! (( r % 2 )); then curl_get "$NGINX_URL"; NG+=("$GET_MBPS"); fi
+    [[ -z $NGINX ]] || DL_PAIRED+=("$(calc "${DL[-1]} / ${NG[-1]}" 3)")
     log "  #$r ${NGINX:+nginx ${NG[-1]} MB/s, }glance ${DL[-1]} MB/s"
 done
 
@@ -504,7 +523,19 @@ row "peak RSS MiB, $CONCURRENCY downloads" "$RSS_PEAK_MIB" "baseline $RSS_BASE_M
 row "aggregate MB/s, $CONCURRENCY downloads" "$CONC_MBPS" "-" "-" "-" "info"
 row "HEAD requests/s" "$HEAD_RPS" "${HEAD_NG_RPS:+nginx $HEAD_NG_RPS}" "${HEAD_RATIO:--}" "-" "info"
 echo
-echo "samples: upload ${UP[*]} | dd ${DD[*]} | download ${DL[*]} | ${NGINX:+nginx ${NG[*]} | }cat ${CAT[*]}"
+UP_CPU_MED=$(median "${UP_CPUS[@]}") UP_CURL_CPU_MED=$(median "${UP_CURL_CPUS[@]}")
+UP_RUNQ_MED=$(median "${UP_RUNQS[@]}") DD_CPU_MED=$(median "${DD_CPUS[@]}")
+UP_PAIRED_MED=$(median "${UP_PAIRED[@]}")
+DL_PAIRED_MED=""; (( ${#DL_PAIRED[@]} == 0 )) || DL_PAIRED_MED=$(median "${DL_PAIRED[@]}")
+echo "samples (MB/s, in round order):"
+echo "  upload   ${UP[*]}"
+echo "  dd       ${DD[*]}"
+echo "  download ${DL[*]}"
+[[ -z $NGINX ]] || echo "  nginx    ${NG[*]}"
+echo "  cat      ${CAT[*]}"
+echo "per-round ratios: upload/dd ${UP_PAIRED[*]} (median $UP_PAIRED_MED)${NGINX:+; download/nginx ${DL_PAIRED[*]} (median $DL_PAIRED_MED)}"
+echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL_CPU_MED, dd $DD_CPU_MED;" \
+     "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
 echo "HEAD tool: $HEAD_TOOL; errors: glance ${HEAD_ERR}${NGINX:+, nginx $HEAD_NG_ERR}"
 
 q() { printf '"%s"' "$1"; }
@@ -523,10 +554,14 @@ cat > "$RESULTS" <<EOF
   "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
   "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
              "ceiling_mbps": $DD_MED, "ceiling_samples": $(json_array "${DD[@]}"),
-             "ratio": $UP_RATIO, "target": $UPLOAD_TARGET, "pass": $(bool "$UP_PASS")},
+             "ratio": $UP_RATIO, "target": $UPLOAD_TARGET, "pass": $(bool "$UP_PASS"),
+             "paired_ratios": $(json_array "${UP_PAIRED[@]}"), "paired_ratio_median": $UP_PAIRED_MED,
+             "glance_cpu_s": $(json_array "${UP_CPUS[@]}"), "glance_runq_wait_s": $(json_array "${UP_RUNQS[@]}"),
+             "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}")},
   "download": {"mbps": $DL_MED, "samples": $(json_array "${DL[@]}"), "ceiling": $(q "$DL_CEIL_NAME"),
                "ceiling_mbps": $NG_MED, "ceiling_samples": $(json_array "${NG[@]:-}"),
                "ratio": $DL_RATIO, "target": $DOWNLOAD_TARGET, "pass": $(bool "$DL_PASS"),
+               "paired_ratios": $(json_array "${DL_PAIRED[@]:-}"), "paired_ratio_median": $(num_or_null "$DL_PAIRED_MED"),
                "cat_mbps": $CAT_MED, "cat_samples": $(json_array "${CAT[@]}"), "ratio_to_cat": $CAT_RATIO},
   "concurrent_downloads": {"clients": $CONCURRENCY, "seconds": $CONC_SECONDS, "aggregate_mbps": $CONC_MBPS,
                            "rss_baseline_kib": $RSS_BASE, "hwm_before_kib": $HWM_BEFORE, "hwm_reset": $HWM_RESET,
