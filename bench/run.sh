@@ -120,7 +120,13 @@ now() { date +%s.%N; }
 # calc EXPR [DECIMALS]: floating-point arithmetic through awk.
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 # median/best of numbers given as arguments.
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.2f", a[(NR + 1) / 2]; else printf "%.2f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { median_n 2 "$@"; }
+median3() { median_n 3 "$@"; }
+median_n() {
+    local d=$1; shift
+    printf '%s\n' "$@" | sort -g | awk -v d="$d" '{ a[NR] = $1 }
+        END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.*f", d, m }'
+}
 best() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 json_array() { local IFS=,; printf '[%s]' "$*"; }
 mb_per_s() { calc "$1 / $2 / 1000000" 2; }   # bytes, seconds -> MB/s (10^6 bytes)
@@ -497,8 +503,18 @@ if [[ -n $NGINX ]]; then
 else
     NG_MED=$CAT_MED DL_CEIL_NAME="cat (no nginx)"
 fi
-UP_RATIO=$(calc "$UP_MED / $DD_MED" 3)
-DL_RATIO=$(calc "$DL_MED / $NG_MED" 3)
+# The verdicts use the median of the per-round ratios (each glance measurement divided by the
+# ceiling measured next to it): on a shared machine the ceiling itself swings several-fold
+# between rounds, and pairing cancels most of that. The ratio of the medians is kept too.
+UP_PAIRED_MED=$(median3 "${UP_PAIRED[@]}")
+UP_RATIO_OF_MEDIANS=$(calc "$UP_MED / $DD_MED" 3)
+UP_RATIO=$UP_PAIRED_MED
+DL_RATIO_OF_MEDIANS=$(calc "$DL_MED / $NG_MED" 3)
+if (( ${#DL_PAIRED[@]} )); then
+    DL_PAIRED_MED=$(median3 "${DL_PAIRED[@]}") DL_RATIO=$DL_PAIRED_MED
+else
+    DL_PAIRED_MED="" DL_RATIO=$DL_RATIO_OF_MEDIANS   # cat fallback: not measured in pairs
+fi
 CAT_RATIO=$(calc "$DL_MED / $CAT_MED" 3)
 RSS_PEAK_MIB=$(calc "$RSS_PEAK / 1024" 1)
 RSS_BASE_MIB=$(calc "$RSS_BASE / 1024" 1)
@@ -512,7 +528,8 @@ RSS_PASS=$(pass "$RSS_PEAK < $RSS_TARGET_MIB * 1024")
 
 row() { printf '%-34s %12s  %-24s %7s  %-9s %s\n' "$@"; }
 echo
-echo "glance-rs benchmark: $SIZE_MIB MiB image, store $STORE, median of $REPEAT (MB = 10^6 bytes)"
+echo "glance-rs benchmark: $SIZE_MIB MiB image, store $STORE, $REPEAT rounds (MB = 10^6 bytes)"
+echo "value, ceiling: medians; ratio: median of the per-round ratios$([[ -n $NGINX ]] || echo " (download vs cat: ratio of the medians)")"
 echo "load average before: $LOAD_BEFORE; after: $LOAD_AFTER ($(nproc) cores)"
 echo
 row "measure" "value" "ceiling" "ratio" "target" "result"
@@ -525,15 +542,14 @@ row "HEAD requests/s" "$HEAD_RPS" "${HEAD_NG_RPS:+nginx $HEAD_NG_RPS}" "${HEAD_R
 echo
 UP_CPU_MED=$(median "${UP_CPUS[@]}") UP_CURL_CPU_MED=$(median "${UP_CURL_CPUS[@]}")
 UP_RUNQ_MED=$(median "${UP_RUNQS[@]}") DD_CPU_MED=$(median "${DD_CPUS[@]}")
-UP_PAIRED_MED=$(median "${UP_PAIRED[@]}")
-DL_PAIRED_MED=""; (( ${#DL_PAIRED[@]} == 0 )) || DL_PAIRED_MED=$(median "${DL_PAIRED[@]}")
 echo "samples (MB/s, in round order):"
 echo "  upload   ${UP[*]}"
 echo "  dd       ${DD[*]}"
 echo "  download ${DL[*]}"
 [[ -z $NGINX ]] || echo "  nginx    ${NG[*]}"
 echo "  cat      ${CAT[*]}"
-echo "per-round ratios: upload/dd ${UP_PAIRED[*]} (median $UP_PAIRED_MED)${NGINX:+; download/nginx ${DL_PAIRED[*]} (median $DL_PAIRED_MED)}"
+echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
+echo "ratio of the medians (not the verdict): upload $UP_RATIO_OF_MEDIANS, download $DL_RATIO_OF_MEDIANS"
 echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL_CPU_MED, dd $DD_CPU_MED;" \
      "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
 echo "HEAD tool: $HEAD_TOOL; errors: glance ${HEAD_ERR}${NGINX:+, nginx $HEAD_NG_ERR}"
@@ -548,20 +564,21 @@ cat > "$RESULTS" <<EOF
   "date": $(q "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
   "commit": $(q "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo -dirty)"),
   "host": {"cores": $(nproc), "kernel": $(q "$(uname -r)"), "loadavg_before": $(q "$LOAD_BEFORE"), "loadavg_after": $(q "$LOAD_AFTER")},
-  "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT, "statistic": "median",
+  "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT,
+             "statistic": "values: median; ratio: median of per-round ratios",
              "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"),
              "head_tool": $(q "$HEAD_TOOL")},
   "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
   "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
              "ceiling_mbps": $DD_MED, "ceiling_samples": $(json_array "${DD[@]}"),
-             "ratio": $UP_RATIO, "target": $UPLOAD_TARGET, "pass": $(bool "$UP_PASS"),
-             "paired_ratios": $(json_array "${UP_PAIRED[@]}"), "paired_ratio_median": $UP_PAIRED_MED,
+             "ratio": $UP_RATIO, "ratio_of_medians": $UP_RATIO_OF_MEDIANS,
+             "target": $UPLOAD_TARGET, "pass": $(bool "$UP_PASS"), "paired_ratios": $(json_array "${UP_PAIRED[@]}"),
              "glance_cpu_s": $(json_array "${UP_CPUS[@]}"), "glance_runq_wait_s": $(json_array "${UP_RUNQS[@]}"),
              "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}")},
   "download": {"mbps": $DL_MED, "samples": $(json_array "${DL[@]}"), "ceiling": $(q "$DL_CEIL_NAME"),
                "ceiling_mbps": $NG_MED, "ceiling_samples": $(json_array "${NG[@]:-}"),
-               "ratio": $DL_RATIO, "target": $DOWNLOAD_TARGET, "pass": $(bool "$DL_PASS"),
-               "paired_ratios": $(json_array "${DL_PAIRED[@]:-}"), "paired_ratio_median": $(num_or_null "$DL_PAIRED_MED"),
+               "ratio": $DL_RATIO, "ratio_of_medians": $DL_RATIO_OF_MEDIANS,
+               "target": $DOWNLOAD_TARGET, "pass": $(bool "$DL_PASS"), "paired_ratios": $(json_array "${DL_PAIRED[@]:-}"),
                "cat_mbps": $CAT_MED, "cat_samples": $(json_array "${CAT[@]}"), "ratio_to_cat": $CAT_RATIO},
   "concurrent_downloads": {"clients": $CONCURRENCY, "seconds": $CONC_SECONDS, "aggregate_mbps": $CONC_MBPS,
                            "rss_baseline_kib": $RSS_BASE, "hwm_before_kib": $HWM_BEFORE, "hwm_reset": $HWM_RESET,
