@@ -16,7 +16,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 # ---- options -----------------------------------------------------------------------------
 SIZE_MIB=1024
 STORE="file"
-REPEAT=5
+REPEAT=6
 CONCURRENCY=8
 HEAD_SECONDS=10
 HEAD_CONNECTIONS=16
