@@ -1,0 +1,593 @@
+#!/usr/bin/env bash
+# glance-rs benchmark: upload/download throughput of one image against this machine's own
+# ceilings (dd to the same disk, cat, nginx+sendfile on loopback), peak RSS of glance-api during
+# concurrent downloads, and HEAD requests/s. See bench/README.md.
+#
+#   bench/run.sh                  # full run: 1 GiB image, 3 repeats
+#   bench/run.sh --size-mib 64    # quick run
+#   bench/run.sh --help
+#
+# All traffic goes to 127.0.0.1. Every server and client this script starts is stopped on exit.
+set -Eeuo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+
+# ---- options -----------------------------------------------------------------------------
+SIZE_MIB=1024
+STORE="file"
+REPEAT=6
+CONCURRENCY=8
+HEAD_SECONDS=10
+HEAD_CONNECTIONS=16
+HEAD_THREADS=2
+BUFFER_SIZE=""          # image_buffer_size; empty = the server's default
+WORKERS=16
+WORKDIR="$SCRIPT_DIR/work"
+RESULTS="$SCRIPT_DIR/results/latest.json"
+BUILD=1
+INSTALL=1
+KEEP=0
+
+# Targets (issue 3, item 10).
+DOWNLOAD_TARGET=0.80    # glance download >= 80% of nginx sendfile
+UPLOAD_TARGET=0.70      # glance upload   >= 70% of dd conv=fsync to the same disk
+RSS_TARGET_MIB=64       # peak RSS during CONCURRENCY concurrent downloads < 64 MiB
+
+usage() {
+    cat <<EOF
+Usage: bench/run.sh [options]
+
+  --size-mib N          image size in MiB (default $SIZE_MIB)
+  --store NAME          store to benchmark: file (default). swift and s3 are not yet supported.
+  --repeat N            repeats of each throughput measurement; the median is reported (default $REPEAT)
+  --concurrency N       concurrent downloads during the RSS measurement (default $CONCURRENCY)
+  --head-seconds N      duration of the HEAD load test (default $HEAD_SECONDS)
+  --head-connections N  keep-alive connections of the HEAD load test (default $HEAD_CONNECTIONS)
+  --buffer-size BYTES   image_buffer_size for glance-api (default: the server's, 65536)
+  --workers N           glance-api worker threads (default $WORKERS)
+  --workdir DIR         work directory; the image file is cached there (default bench/work)
+  --results FILE        JSON results (default bench/results/latest.json)
+  --no-build            do not run cargo build --release --bins
+  --no-install          do not apt-get install missing nginx/wrk (fall back instead)
+  --keep                keep the run's glance data directory and logs
+  -h, --help            this help
+
+Exit status: 0 all targets met, 1 a target missed, 2 usage or setup error.
+EOF
+}
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+need_uint() { is_uint "$2" && (( $2 >= ${3:-1} )) || die "$1: expected a whole number >= ${3:-1}, got '$2'"; }
+
+# opt NAME VALUE...: the value of an option that takes one.
+opt() { (( $# >= 2 )) || { usage >&2; die "$1 needs a value"; }; printf '%s' "$2"; }
+while (( $# )); do
+    case $1 in
+        --size-mib) SIZE_MIB=$(opt "$@"); shift ;;
+        --store) STORE=$(opt "$@"); shift ;;
+        --repeat) REPEAT=$(opt "$@"); shift ;;
+        --concurrency) CONCURRENCY=$(opt "$@"); shift ;;
+        --head-seconds) HEAD_SECONDS=$(opt "$@"); shift ;;
+        --head-connections) HEAD_CONNECTIONS=$(opt "$@"); shift ;;
+        --buffer-size) BUFFER_SIZE=$(opt "$@"); shift ;;
+        --workers) WORKERS=$(opt "$@"); shift ;;
+        --workdir) WORKDIR=$(opt "$@"); shift ;;
+        --results) RESULTS=$(opt "$@"); shift ;;
+        --no-build) BUILD=0 ;;
+        --no-install) INSTALL=0 ;;
+        --keep) KEEP=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option '$1'" ;;
+    esac
+    shift
+done
+
+need_uint --size-mib "$SIZE_MIB"
+need_uint --repeat "$REPEAT"
+need_uint --concurrency "$CONCURRENCY"
+need_uint --head-seconds "$HEAD_SECONDS"
+need_uint --head-connections "$HEAD_CONNECTIONS"
+need_uint --workers "$WORKERS"
+[[ -z $BUFFER_SIZE ]] || need_uint --buffer-size "$BUFFER_SIZE" 4096
+(( HEAD_CONNECTIONS >= HEAD_THREADS )) || HEAD_THREADS=$HEAD_CONNECTIONS
+[[ -n $WORKDIR ]] || die "--workdir: empty"
+
+# The store under test. Each store contributes its glance-api.conf lines here; remote stores
+# (issue 6) will also need their own server started and stopped by this script.
+store_config() {
+    case $STORE in
+        file)
+            printf 'default_store = file\nfilesystem_store_datadir = %s/images\n' "$RUN_DIR"
+            ;;
+    esac
+}
+case $STORE in
+    file) ;;
+    swift|s3) die "--store $STORE: not yet supported (only 'file' is, for now)" ;;
+    *) die "--store: unknown store '$STORE' (file; swift and s3 are not yet supported)" ;;
+esac
+
+for tool in curl awk dd cat sort; do
+    command -v "$tool" >/dev/null || die "'$tool' is required"
+done
+
+# ---- helpers -----------------------------------------------------------------------------
+now() { date +%s.%N; }
+# calc EXPR [DECIMALS]: floating-point arithmetic through awk.
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+# median/best of numbers given as arguments.
+median() { median_n 2 "$@"; }
+median3() { median_n 3 "$@"; }
+median_n() {
+    local d=$1; shift
+    printf '%s\n' "$@" | sort -g | awk -v d="$d" '{ a[NR] = $1 }
+        END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.*f", d, m }'
+}
+best() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+json_array() { local IFS=,; printf '[%s]' "$*"; }
+mb_per_s() { calc "$1 / $2 / 1000000" 2; }   # bytes, seconds -> MB/s (10^6 bytes)
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+BYTES=$(( SIZE_MIB * 1024 * 1024 ))
+RUN_DIR=""
+API_PID=""
+NGINX_PID=""
+CLIENT_PIDS=()
+CREATED_POLICY_RC=0
+
+stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL.
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for (( i = 0; i < 100; i++ )); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${CLIENT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    [[ -z $API_PID ]] || stop_pid "$API_PID"
+    [[ -z $NGINX_PID ]] || stop_pid "$NGINX_PID"
+    (( CREATED_POLICY_RC == 0 )) || rm -f /usr/sbin/policy-rc.d
+    rm -f "$WORKDIR/ddcopy"
+    if [[ -n $RUN_DIR && -d $RUN_DIR ]]; then
+        if (( KEEP )); then log "kept $RUN_DIR"; else rm -rf "$RUN_DIR"; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# apt_install PKG...: install missing Debian packages without starting their services.
+apt_install() {
+    (( INSTALL )) || return 1
+    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || return 1
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        # Keep the package from starting a system nginx on port 80.
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        CREATED_POLICY_RC=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+
+# free_port: a loopback TCP port nobody listens on (bounded tries).
+free_port() {
+    local i p
+    for (( i = 0; i < 200; i++ )); do
+        p=$(( 20000 + RANDOM % 40000 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+# ---- setup -------------------------------------------------------------------------------
+mkdir -p "$WORKDIR" "$(dirname "$RESULTS")"
+WORKDIR=$(cd "$WORKDIR" && pwd)
+RUN_DIR=$(mktemp -d "$WORKDIR/run.XXXXXX")
+LOAD_BEFORE=$(loadavg)
+
+if (( BUILD )); then
+    log "cargo build --release --bins"
+    (cd "$REPO" && cargo build --release --bins --quiet) || die "cargo build failed"
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+[[ $TARGET_DIR = /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
+API_BIN=$TARGET_DIR/release/glance-api
+[[ -x $API_BIN ]] || die "$API_BIN not found (run without --no-build)"
+
+command -v nginx >/dev/null || apt_install nginx-light || true
+command -v wrk >/dev/null || apt_install wrk || true
+NGINX=$(command -v nginx || true)
+WRK=$(command -v wrk || true)
+[[ -n $NGINX ]] || log "nginx unavailable: the download ceiling falls back to cat"
+
+# The image: random data made once and cached.
+DATA=$WORKDIR/image-${SIZE_MIB}MiB.bin
+if [[ ! -f $DATA || $(stat -c %s "$DATA") -ne $BYTES ]]; then
+    log "making $DATA ($SIZE_MIB MiB from /dev/urandom)"
+    head -c "$BYTES" /dev/urandom > "$DATA.tmp"
+    mv "$DATA.tmp" "$DATA"
+    rm -f "$DATA.md5"
+fi
+if [[ ! -f $DATA.md5 ]]; then
+    md5sum "$DATA" | cut -d' ' -f1 > "$DATA.md5"
+fi
+DATA_MD5=$(cat "$DATA.md5")
+cat "$DATA" > /dev/null   # into the page cache
+
+# ---- glance-api --------------------------------------------------------------------------
+start_api() {
+    mkdir -p "$RUN_DIR/images"
+    {
+        printf '[DEFAULT]\n'
+        printf 'bind_host = 127.0.0.1\nbind_port = 0\nworkers = %s\n' "$WORKERS"
+        printf 'verbose = False\ndebug = False\n'
+        printf 'sql_connection = sqlite:///%s/glance.sqlite\ndb_auto_create = True\n' "$RUN_DIR"
+        store_config
+        [[ -z $BUFFER_SIZE ]] || printf 'image_buffer_size = %s\n' "$BUFFER_SIZE"
+    } > "$RUN_DIR/glance-api.conf"
+    "$API_BIN" --config-file "$RUN_DIR/glance-api.conf" \
+        > "$RUN_DIR/api.stdout" 2> "$RUN_DIR/api.stderr" &
+    API_PID=$!
+    local i line=""
+    for (( i = 0; i < 300; i++ )); do
+        line=$(head -n 1 "$RUN_DIR/api.stdout" 2>/dev/null || true)
+        [[ $line == "listening on "* ]] && break
+        kill -0 "$API_PID" 2>/dev/null || { cat "$RUN_DIR/api.stderr" >&2; die "glance-api exited"; }
+        sleep 0.1
+    done
+    [[ $line == "listening on "* ]] || die "glance-api did not report its port in 30 s"
+    API="http://${line#listening on }"
+    log "glance-api pid $API_PID on $API (store $STORE, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default})"
+}
+
+# ---- nginx -------------------------------------------------------------------------------
+start_nginx() {
+    local ng=$RUN_DIR/nginx attempt port i
+    mkdir -p "$ng/tmp"
+    for (( attempt = 0; attempt < 5; attempt++ )); do
+        port=$(free_port) || return 1
+        cat > "$ng/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+$( [[ $EUID -eq 0 ]] && echo "user root;" )
+pid $ng/nginx.pid;
+error_log $ng/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path $ng/tmp/body;
+    proxy_temp_path $ng/tmp/proxy;
+    fastcgi_temp_path $ng/tmp/fastcgi;
+    uwsgi_temp_path $ng/tmp/uwsgi;
+    scgi_temp_path $ng/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        root $WORKDIR;
+        location / { }
+    }
+}
+EOF
+        "$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" \
+            > "$ng/stdout" 2> "$ng/stderr" &
+        NGINX_PID=$!
+        NGINX_URL="http://127.0.0.1:$port/$(basename "$DATA")"
+        for (( i = 0; i < 50; i++ )); do
+            kill -0 "$NGINX_PID" 2>/dev/null || break
+            if [[ $(curl -s -o /dev/null -w '%{http_code}' -I "$NGINX_URL") == 200 ]]; then
+                log "nginx pid $NGINX_PID on 127.0.0.1:$port (sendfile on)"
+                return 0
+            fi
+            sleep 0.1
+        done
+        stop_pid "$NGINX_PID"; NGINX_PID=""
+    done
+    cat "$ng/error.log" "$ng/stderr" >&2 2>/dev/null || true
+    return 1
+}
+
+# ---- measurements ------------------------------------------------------------------------
+# CPU seconds (user+system, exited threads included) of process $1.
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Seconds the threads of process $1 have spent runnable but waiting for a CPU (schedstat).
+proc_runq() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ w += $2 } END { printf "%.2f", w / 1e9 }'; }
+
+# measure_dd: the write ceiling. Sets DD_MBPS and DD_CPU (dd's user+system seconds).
+measure_dd() {
+    sync
+    local TIMEFORMAT='%R %U %S' wall user sys
+    { time dd if="$DATA" of="$WORKDIR/ddcopy" bs=1M conv=fsync status=none; } 2> "$RUN_DIR/time"
+    read -r wall user sys < <(tail -n 1 "$RUN_DIR/time")
+    rm -f "$WORKDIR/ddcopy"
+    DD_MBPS=$(mb_per_s "$BYTES" "$wall")
+    DD_CPU=$(calc "$user + $sys")
+}
+
+# measure_cat: the read ceiling (page cache). Sets CAT_MBPS.
+measure_cat() {
+    local TIMEFORMAT='%R' wall
+    { time cat "$DATA" > /dev/null; } 2> "$RUN_DIR/time"
+    wall=$(tail -n 1 "$RUN_DIR/time")
+    CAT_MBPS=$(mb_per_s "$BYTES" "$wall")
+}
+
+# curl_get URL: download to /dev/null. Sets GET_MBPS from curl's own timing.
+curl_get() {
+    local out code size total
+    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' "$1")
+    read -r code size total <<< "$out"
+    [[ $code == 200 && $size == "$BYTES" ]] || die "GET $1: status $code, $size of $BYTES bytes"
+    GET_MBPS=$(mb_per_s "$size" "$total")
+}
+
+# upload NAME: POST the image. Sets UPLOAD_ID, UPLOAD_MBPS (curl's time_total), UPLOAD_CPU
+# (glance-api's CPU seconds), UPLOAD_CURL_CPU and UPLOAD_RUNQ (seconds glance-api's threads
+# were runnable but waiting for a CPU: the cost of sharing the machine).
+upload() {
+    sync
+    local out code total cpu0 runq0 TIMEFORMAT='%U %S' user sys
+    cpu0=$(proc_cpu "$API_PID") runq0=$(proc_runq "$API_PID")
+    { time out=$(curl -sS -o "$RUN_DIR/upload.json" -w '%{http_code} %{time_total}' \
+        -X POST -T "$DATA" -H 'Expect:' \
+        -H 'Content-Type: application/octet-stream' \
+        -H "x-image-meta-name: $1" -H 'x-image-meta-disk_format: raw' \
+        -H 'x-image-meta-container_format: bare' -H "x-image-meta-size: $BYTES" \
+        "$API/v1/images"); } 2> "$RUN_DIR/time"
+    read -r user sys < <(tail -n 1 "$RUN_DIR/time")
+    UPLOAD_CPU=$(calc "$(proc_cpu "$API_PID") - $cpu0")
+    UPLOAD_RUNQ=$(calc "$(proc_runq "$API_PID") - $runq0")
+    UPLOAD_CURL_CPU=$(calc "$user + $sys")
+    read -r code total <<< "$out"
+    [[ $code == 201 ]] || { cat "$RUN_DIR/upload.json" >&2; die "upload: status $code"; }
+    UPLOAD_ID=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
+    local sum
+    sum=$(sed -n 's/.*"checksum": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
+    [[ -n $UPLOAD_ID ]] || die "upload: no image id in $(cat "$RUN_DIR/upload.json")"
+    [[ $sum == "$DATA_MD5" ]] || die "upload: checksum $sum, expected $DATA_MD5"
+    UPLOAD_MBPS=$(mb_per_s "$BYTES" "$total")
+}
+
+proc_kib() {  # proc_kib PID FIELD: a "kB" field of /proc/PID/status
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+# ---- run ---------------------------------------------------------------------------------
+start_api
+if [[ -n $NGINX ]]; then
+    start_nginx || { log "nginx did not start: the download ceiling falls back to cat"; NGINX=""; }
+fi
+
+# Each round measures the ceiling and glance back to back, in alternating order, so that
+# drifting load on a shared machine hits both alike.
+log "upload: $REPEAT x (dd conv=fsync, glance POST), $SIZE_MIB MiB"
+DD=() DD_CPUS=() UP=() UP_CPUS=() UP_CURL_CPUS=() UP_RUNQS=() UP_PAIRED=() IMAGE_ID=""
+for (( r = 1; r <= REPEAT; r++ )); do
+    (( r % 2 )) && measure_dd
+    upload "bench-$r"
+    (( r % 2 )) || measure_dd
+    DD+=("$DD_MBPS") DD_CPUS+=("$DD_CPU")
+    UP+=("$UPLOAD_MBPS") UP_CPUS+=("$UPLOAD_CPU") UP_CURL_CPUS+=("$UPLOAD_CURL_CPU") UP_RUNQS+=("$UPLOAD_RUNQ")
+    UP_PAIRED+=("$(calc "$UPLOAD_MBPS / $DD_MBPS" 3)")
+    log "  #$r dd $DD_MBPS MB/s (cpu ${DD_CPU}s), glance upload $UPLOAD_MBPS MB/s (glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s; curl cpu ${UPLOAD_CURL_CPU}s)"
+    if [[ -z $IMAGE_ID ]]; then
+        IMAGE_ID=$UPLOAD_ID   # kept for the download, RSS and HEAD tests
+    else
+        curl -sS -o /dev/null -X DELETE "$API/v1/images/$UPLOAD_ID"
+    fi
+done
+
+log "read ceiling: $REPEAT x cat > /dev/null"
+CAT=()
+for (( r = 1; r <= REPEAT; r++ )); do measure_cat; CAT+=("$CAT_MBPS"); done
+log "  cat ${CAT[*]} MB/s"
+
+log "download: $REPEAT x (${NGINX:+nginx, }glance GET)"
+NG=() DL=() DL_PAIRED=()
+curl -sS -o /dev/null "$API/v1/images/$IMAGE_ID"   # warm-up: the stored copy into the page cache
+for (( r = 1; r <= REPEAT; r++ )); do
+    if [[ -n $NGINX ]] && (( r % 2 )); then curl_get "$NGINX_URL"; NG+=("$GET_MBPS"); fi
+    curl_get "$API/v1/images/$IMAGE_ID"; DL+=("$GET_MBPS")
+    if [[ -n $NGINX ]] && ! (( r % 2 )); then curl_get "$NGINX_URL"; NG+=("$GET_MBPS"); fi
+    [[ -z $NGINX ]] || DL_PAIRED+=("$(calc "${DL[-1]} / ${NG[-1]}" 3)")
+    log "  #$r ${NGINX:+nginx ${NG[-1]} MB/s, }glance ${DL[-1]} MB/s"
+done
+
+log "peak RSS: $CONCURRENCY concurrent downloads"
+RSS_BASE=$(proc_kib "$API_PID" VmRSS)
+HWM_BEFORE=$(proc_kib "$API_PID" VmHWM)
+HWM_RESET=false
+# Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0), so VmHWM after the
+# test is the peak of the test itself rather than of the process's whole life.
+if echo 5 > "/proc/$API_PID/clear_refs" 2>/dev/null; then HWM_RESET=true; fi
+CLIENT_PIDS=()
+t0=$(now)
+for (( c = 1; c <= CONCURRENCY; c++ )); do
+    curl -sS -o /dev/null -w '%{http_code} %{size_download}\n' "$API/v1/images/$IMAGE_ID" \
+        > "$RUN_DIR/concurrent.$c" &
+    CLIENT_PIDS+=($!)
+done
+RSS_MAX=$RSS_BASE SAMPLES=0
+# Sample every ~50 ms while the clients run; bounded to 20 minutes.
+for (( i = 0; i < 24000; i++ )); do
+    rss=$(proc_kib "$API_PID" VmRSS)
+    (( rss > RSS_MAX )) && RSS_MAX=$rss
+    SAMPLES=$(( SAMPLES + 1 ))
+    alive=0
+    for pid in "${CLIENT_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1 && break; done
+    (( alive )) || break
+    sleep 0.05
+done
+for pid in "${CLIENT_PIDS[@]}"; do wait "$pid" || die "a concurrent download failed"; done
+t1=$(now)
+CLIENT_PIDS=()
+HWM_AFTER=$(proc_kib "$API_PID" VmHWM)
+for (( c = 1; c <= CONCURRENCY; c++ )); do
+    read -r code size < "$RUN_DIR/concurrent.$c"
+    [[ $code == 200 && $size == "$BYTES" ]] || die "concurrent download $c: status $code, $size bytes"
+done
+CONC_SECONDS=$(calc "$t1 - $t0" 3)
+CONC_MBPS=$(mb_per_s "$(( BYTES * CONCURRENCY ))" "$CONC_SECONDS")
+RSS_PEAK=$(( HWM_AFTER > RSS_MAX ? HWM_AFTER : RSS_MAX ))
+$HWM_RESET || RSS_PEAK=$RSS_MAX   # without the reset, VmHWM covers the uploads too
+log "  baseline VmRSS $RSS_BASE KiB, sampled max $RSS_MAX KiB ($SAMPLES samples), VmHWM $HWM_AFTER KiB; aggregate $CONC_MBPS MB/s"
+
+if [[ -n $WRK ]]; then
+    HEAD_TOOL="wrk -t $HEAD_THREADS -c $HEAD_CONNECTIONS -d ${HEAD_SECONDS}s, HEAD"
+else
+    HEAD_TOOL="curl keep-alive loop, 1 connection, ${HEAD_SECONDS}s"
+fi
+# head_rps URL: prints "requests/s non2xx_or_errors"
+head_rps() {
+    if [[ -n $WRK ]]; then
+        cat > "$RUN_DIR/head.lua" <<'EOF'
+wrk.method = "HEAD"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH %d %d %d\n", summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+EOF
+        local out req us err
+        out=$(timeout $(( HEAD_SECONDS + 30 )) "$WRK" -t "$HEAD_THREADS" -c "$HEAD_CONNECTIONS" \
+            -d "${HEAD_SECONDS}s" -s "$RUN_DIR/head.lua" "$1" | awk '$1 == "BENCH"')
+        read -r _ req us err <<< "$out"
+        [[ -n ${req-} ]] || die "wrk produced no result for $1"
+        echo "$(calc "$req / ($us / 1000000)" 0) $err"
+    else
+        # Fallback: sequential keep-alive HEADs with curl for HEAD_SECONDS (bounded count).
+        local n=20000 t0 t1 urls=()
+        for (( i = 0; i < n; i++ )); do urls+=("$1"); done
+        t0=$(now)
+        local done_n
+        done_n=$(timeout "$HEAD_SECONDS" curl -s -I -o /dev/null -w '%{http_code}\n' "${urls[@]}" | grep -c '^200$' || true)
+        t1=$(now)
+        echo "$(calc "$done_n / ($t1 - $t0)" 0) 0"
+    fi
+}
+
+log "HEAD requests/s: ${HEAD_SECONDS}s, $HEAD_CONNECTIONS connections"
+v=$(head_rps "$API/v1/images/$IMAGE_ID"); read -r HEAD_RPS HEAD_ERR <<< "$v"
+HEAD_NG_RPS="" HEAD_NG_ERR=""
+if [[ -n $NGINX ]]; then
+    # An empty file: wrk waits for a body after a HEAD response that declares a length, and
+    # nginx declares the file's; glance's HEAD says Content-Length: 0.
+    : > "$WORKDIR/empty"
+    v=$(head_rps "${NGINX_URL%/*}/empty"); read -r HEAD_NG_RPS HEAD_NG_ERR <<< "$v"
+fi
+log "  glance $HEAD_RPS req/s (errors $HEAD_ERR)${NGINX:+, nginx $HEAD_NG_RPS req/s}"
+LOAD_AFTER=$(loadavg)
+
+# ---- results -----------------------------------------------------------------------------
+UP_MED=$(median "${UP[@]}") DD_MED=$(median "${DD[@]}")
+DL_MED=$(median "${DL[@]}") CAT_MED=$(median "${CAT[@]}")
+if [[ -n $NGINX ]]; then
+    NG_MED=$(median "${NG[@]}") DL_CEIL_NAME="nginx sendfile"
+else
+    NG_MED=$CAT_MED DL_CEIL_NAME="cat (no nginx)"
+fi
+# The verdicts use the median of the per-round ratios (each glance measurement divided by the
+# ceiling measured next to it): on a shared machine the ceiling itself swings several-fold
+# between rounds, and pairing cancels most of that. The ratio of the medians is kept too.
+UP_PAIRED_MED=$(median3 "${UP_PAIRED[@]}")
+UP_RATIO_OF_MEDIANS=$(calc "$UP_MED / $DD_MED" 3)
+UP_RATIO=$UP_PAIRED_MED
+DL_RATIO_OF_MEDIANS=$(calc "$DL_MED / $NG_MED" 3)
+if (( ${#DL_PAIRED[@]} )); then
+    DL_PAIRED_MED=$(median3 "${DL_PAIRED[@]}") DL_RATIO=$DL_PAIRED_MED
+else
+    DL_PAIRED_MED="" DL_RATIO=$DL_RATIO_OF_MEDIANS   # cat fallback: not measured in pairs
+fi
+CAT_RATIO=$(calc "$DL_MED / $CAT_MED" 3)
+RSS_PEAK_MIB=$(calc "$RSS_PEAK / 1024" 1)
+RSS_BASE_MIB=$(calc "$RSS_BASE / 1024" 1)
+HEAD_RATIO=""
+if [[ -n $HEAD_NG_RPS && $HEAD_NG_RPS != 0 ]]; then HEAD_RATIO=$(calc "$HEAD_RPS / $HEAD_NG_RPS" 3); fi
+
+pass() { awk "BEGIN { exit !($1) }" && echo PASS || echo FAIL; }
+UP_PASS=$(pass "$UP_RATIO >= $UPLOAD_TARGET")
+DL_PASS=$(pass "$DL_RATIO >= $DOWNLOAD_TARGET")
+RSS_PASS=$(pass "$RSS_PEAK < $RSS_TARGET_MIB * 1024")
+
+row() { printf '%-34s %12s  %-24s %7s  %-9s %s\n' "$@"; }
+echo
+echo "glance-rs benchmark: $SIZE_MIB MiB image, store $STORE, $REPEAT rounds (MB = 10^6 bytes)"
+echo "value, ceiling: medians; ratio: median of the per-round ratios$([[ -n $NGINX ]] || echo " (download vs cat: ratio of the medians)")"
+echo "load average before: $LOAD_BEFORE; after: $LOAD_AFTER ($(nproc) cores)"
+echo
+row "measure" "value" "ceiling" "ratio" "target" "result"
+row "upload MB/s" "$UP_MED" "dd fsync $DD_MED" "$UP_RATIO" ">= $UPLOAD_TARGET" "$UP_PASS"
+row "download MB/s" "$DL_MED" "$DL_CEIL_NAME $NG_MED" "$DL_RATIO" ">= $DOWNLOAD_TARGET" "$DL_PASS"
+row "download MB/s vs cat" "$DL_MED" "cat $CAT_MED" "$CAT_RATIO" "-" "info"
+row "peak RSS MiB, $CONCURRENCY downloads" "$RSS_PEAK_MIB" "baseline $RSS_BASE_MIB" "-" "< $RSS_TARGET_MIB" "$RSS_PASS"
+row "aggregate MB/s, $CONCURRENCY downloads" "$CONC_MBPS" "-" "-" "-" "info"
+row "HEAD requests/s" "$HEAD_RPS" "${HEAD_NG_RPS:+nginx $HEAD_NG_RPS}" "${HEAD_RATIO:--}" "-" "info"
+echo
+UP_CPU_MED=$(median "${UP_CPUS[@]}") UP_CURL_CPU_MED=$(median "${UP_CURL_CPUS[@]}")
+UP_RUNQ_MED=$(median "${UP_RUNQS[@]}") DD_CPU_MED=$(median "${DD_CPUS[@]}")
+echo "samples (MB/s, in round order):"
+echo "  upload   ${UP[*]}"
+echo "  dd       ${DD[*]}"
+echo "  download ${DL[*]}"
+[[ -z $NGINX ]] || echo "  nginx    ${NG[*]}"
+echo "  cat      ${CAT[*]}"
+echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
+echo "ratio of the medians (not the verdict): upload $UP_RATIO_OF_MEDIANS, download $DL_RATIO_OF_MEDIANS"
+echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL_CPU_MED, dd $DD_CPU_MED;" \
+     "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
+echo "HEAD tool: $HEAD_TOOL; errors: glance ${HEAD_ERR}${NGINX:+, nginx $HEAD_NG_ERR}"
+
+q() { printf '"%s"' "$1"; }
+num_or_null() { [[ -n $1 ]] && printf '%s' "$1" || printf 'null'; }
+bool() { [[ $1 == PASS ]] && echo true || echo false; }
+ALL_PASS=true
+for p in "$UP_PASS" "$DL_PASS" "$RSS_PASS"; do [[ $p == PASS ]] || ALL_PASS=false; done
+cat > "$RESULTS" <<EOF
+{
+  "date": $(q "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
+  "commit": $(q "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo -dirty)"),
+  "host": {"cores": $(nproc), "kernel": $(q "$(uname -r)"), "loadavg_before": $(q "$LOAD_BEFORE"), "loadavg_after": $(q "$LOAD_AFTER")},
+  "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT,
+             "statistic": "values: median; ratio: median of per-round ratios",
+             "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"),
+             "head_tool": $(q "$HEAD_TOOL")},
+  "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
+  "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
+             "ceiling_mbps": $DD_MED, "ceiling_samples": $(json_array "${DD[@]}"),
+             "ratio": $UP_RATIO, "ratio_of_medians": $UP_RATIO_OF_MEDIANS,
+             "target": $UPLOAD_TARGET, "pass": $(bool "$UP_PASS"), "paired_ratios": $(json_array "${UP_PAIRED[@]}"),
+             "glance_cpu_s": $(json_array "${UP_CPUS[@]}"), "glance_runq_wait_s": $(json_array "${UP_RUNQS[@]}"),
+             "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}")},
+  "download": {"mbps": $DL_MED, "samples": $(json_array "${DL[@]}"), "ceiling": $(q "$DL_CEIL_NAME"),
+               "ceiling_mbps": $NG_MED, "ceiling_samples": $(json_array "${NG[@]:-}"),
+               "ratio": $DL_RATIO, "ratio_of_medians": $DL_RATIO_OF_MEDIANS,
+               "target": $DOWNLOAD_TARGET, "pass": $(bool "$DL_PASS"), "paired_ratios": $(json_array "${DL_PAIRED[@]:-}"),
+               "cat_mbps": $CAT_MED, "cat_samples": $(json_array "${CAT[@]}"), "ratio_to_cat": $CAT_RATIO},
+  "concurrent_downloads": {"clients": $CONCURRENCY, "seconds": $CONC_SECONDS, "aggregate_mbps": $CONC_MBPS,
+                           "rss_baseline_kib": $RSS_BASE, "hwm_before_kib": $HWM_BEFORE, "hwm_reset": $HWM_RESET,
+                           "rss_sampled_max_kib": $RSS_MAX, "hwm_after_kib": $HWM_AFTER, "samples": $SAMPLES,
+                           "rss_peak_kib": $RSS_PEAK, "target_kib": $(( RSS_TARGET_MIB * 1024 )), "pass": $(bool "$RSS_PASS")},
+  "head": {"rps": $HEAD_RPS, "errors": $HEAD_ERR, "nginx_rps": $(num_or_null "$HEAD_NG_RPS"),
+           "connections": $HEAD_CONNECTIONS, "seconds": $HEAD_SECONDS},
+  "all_targets_pass": $ALL_PASS
+}
+EOF
+echo "results: $RESULTS"
+$ALL_PASS || exit 1
