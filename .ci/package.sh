@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Packaging test: builds the .deb and the .rpm, inspects them, checks the man pages and the
-# systemd units, installs the .deb on this machine, runs the installed glance-api as the
-# glance user from (a port-only copy of) its installed config, answers requests, then
-# removes and purges the package and checks what each step keeps and deletes.
+# Packaging test: builds the .deb and the .rpm, inspects them, checks the man pages, drives
+# the .deb's units under a real systemd booted in a throwaway container
+# (.ci/package-systemd.sh), installs the .deb on this machine, runs systemd-analyze verify on
+# the installed units, runs the installed glance-api as the glance user from (a port-only
+# copy of) its installed config and makes requests, then removes and purges the package and
+# checks what each step keeps and deletes.
 #
 # Needs root and Debian/Ubuntu (dpkg, apt-get). Installs what it needs when missing: rpm,
-# systemd (for systemd-analyze), man-db, curl, socat, adduser, dpkg-dev, and the pinned
-# cargo-deb / cargo-generate-rpm. Exits non-zero with "package.sh: FAIL: ..." on any failure;
-# the package is purged on the way out whatever happens.
+# systemd (systemd-analyze), systemd-container (systemd-nspawn), man-db, curl, socat,
+# adduser, dpkg-dev, and the pinned cargo-deb / cargo-generate-rpm. Exits non-zero with
+# "package.sh: FAIL: ..." on any failure; the package is purged on the way out whatever
+# happens. PACKAGE_SH_TRACE=1 traces the commands.
 set -euo pipefail
 [ -n "${PACKAGE_SH_TRACE:-}" ] && set -x
 cd "$(dirname "$0")/.."
@@ -53,6 +56,7 @@ need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_cmd rpm || need+=(rpm)
 have_cmd systemd-analyze || need+=(systemd)
+have_cmd systemd-nspawn || need+=(systemd-container)
 have_cmd man || need+=(man-db)
 have_cmd curl || need+=(curl)
 have_cmd socat || need+=(socat)
@@ -221,6 +225,16 @@ for b in $bins; do
     cmp "$work/deb-root/usr/bin/$b" "$work/rpm-root/usr/bin/$b" || fail "/usr/bin/$b differs"
 done
 ok "the .deb and the .rpm ship identical binaries, units, configs and man pages"
+
+# --- Under a real systemd -------------------------------------------------------------------
+step "the .deb under systemd (booted in a throwaway container)"
+rc=0
+bash .ci/package-systemd.sh "$deb" || rc=$?
+case $rc in
+0) ok "units, readiness, hardening, reload, restart, upgrade, removal under systemd" ;;
+77) echo "    SKIPPED: this machine cannot boot a systemd container (see above)" ;;
+*) fail "the .deb under systemd (.ci/package-systemd.sh exit $rc)" ;;
+esac
 
 # --- Install the .deb -----------------------------------------------------------------------
 step "install the .deb"
