@@ -6,12 +6,17 @@
 # the hardening (seccomp filter, ProtectSystem=strict, ...), reload, Restart=on-failure
 # after a crash, the scrubber service and timer, stop on removal, purge.
 #
-# Usage: .ci/package-systemd.sh PATH/TO/glance-rs_*.deb   (as root; .ci/package.sh calls it)
+# With the .rpm as second argument, the RPM's scriptlets get the same treatment (rpm runs on
+# Debian: useradd, runuser and systemctl are there; --nodeps as the RPM names RPM packages).
+#
+# Usage: .ci/package-systemd.sh PATH/TO/glance-rs_*.deb [PATH/TO/glance-rs-*.rpm]
+#        (as root; .ci/package.sh calls it)
 # Exits 0 on success, 1 on a failed check, 77 when this machine cannot boot a container
 # (no systemd-nspawn, no permission): then nothing was tested.
 set -euo pipefail
 
-deb=$(realpath "${1:?usage: $0 PATH/TO/glance-rs.deb}")
+deb=$(realpath "${1:?usage: $0 PATH/TO/glance-rs.deb [PATH/TO/glance-rs.rpm]}")
+rpm_file=${2:+$(realpath "$2")}
 [ "$(id -u)" -eq 0 ] || { echo "package-systemd.sh: must run as root" >&2; exit 1; }
 if ! command -v systemd-nspawn >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends \
@@ -28,6 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cp "$deb" "$work/glance-rs.deb"
+[ -z "$rpm_file" ] || cp "$rpm_file" "$work/glance-rs.rpm"
 # The container's root: this machine's root file system under a writable tmpfs overlay
 # (nspawn refuses / itself), so that nothing the test does reaches the machine.
 mkdir -p "$work/rw" "$root"
@@ -115,6 +121,36 @@ check "glance-api inactive after removal" test "$(systemctl is-active glance-api
 check "remove keeps the data" test -s "/var/lib/glance/images/$id"
 check "dpkg --purge" dpkg --purge glance-rs
 check "data removed by purge" test ! -e /var/lib/glance
+if [ -f /test/glance-rs.rpm ]; then
+    echo "--- the .rpm's scriptlets"
+    userdel glance
+    check "rpm -i (scriptlets run)" rpm -i --nodeps /test/glance-rs.rpm
+    check "%pre created the glance user" getent passwd glance
+    for d in /var/lib/glance /var/lib/glance/images /var/log/glance; do
+        check "%post created $d (glance:glance 750)" \
+            test "$(stat -c '%U:%G %a' "$d")" = "glance:glance 750"
+    done
+    check "%post migrated the database" test "$(runuser -u glance -- glance-manage \
+        --config-file /etc/glance/glance-registry.conf db_version)" -gt 0
+    for u in glance-api.service glance-registry.service glance-scrubber.timer; do
+        check "$u enabled by %post" test "$(systemctl is-enabled "$u")" = enabled
+        check "$u not started by %post" test "$(systemctl is-active "$u")" = inactive
+    done
+    check "systemctl start glance-api (rpm)" systemctl start glance-api.service
+    check "GET /v1/images (rpm)" curl -sf -o /dev/null http://127.0.0.1:9292/v1/images
+    pid=$(prop glance-api MainPID)
+    check "rpm -U --replacepkgs (upgrade scriptlets)" \
+        rpm -U --nodeps --replacepkgs /test/glance-rs.rpm
+    check "%postun restarted the running glance-api" sh -c \
+        "test \"\$(systemctl show -P MainPID glance-api)\" != $pid &&
+         test \"\$(systemctl show -P SubState glance-api)\" = running"
+    check "rpm -e" rpm -e --nodeps glance-rs
+    check "%preun stopped glance-api" test "$(systemctl is-active glance-api)" = inactive
+    check "%preun disabled the units" test ! -e \
+        /etc/systemd/system/multi-user.target.wants/glance-api.service
+    check "rpm -e keeps the database" test -s /var/lib/glance/glance.sqlite
+    check "rpm -e removes the unmodified configs" test ! -e /etc/glance
+fi
 echo "RESULT: $([ "$failed" = 0 ] && echo PASS || echo FAIL)"
 EOF
 chmod 755 "$work/test.sh"

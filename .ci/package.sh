@@ -133,6 +133,7 @@ deb_has etc/logrotate.d/glance-rs -rw-r--r--
 for u in $units; do deb_has "usr/lib/systemd/system/$u" -rw-r--r--; done
 for p in $pages; do deb_has "usr/share/man/$p.gz" -rw-r--r--; done
 deb_has usr/share/doc/glance-rs/copyright
+deb_has usr/share/doc/glance-rs/changelog.Debian.gz
 ok "binaries, configs, units, man pages"
 dpkg-deb -e "$deb" "$work/control"
 for c in $confs; do
@@ -229,9 +230,9 @@ ok "the .deb and the .rpm ship identical binaries, units, configs and man pages"
 # --- Under a real systemd -------------------------------------------------------------------
 step "the .deb under systemd (booted in a throwaway container)"
 rc=0
-bash .ci/package-systemd.sh "$deb" || rc=$?
+bash .ci/package-systemd.sh "$deb" "$rpm_file" || rc=$?
 case $rc in
-0) ok "units, readiness, hardening, reload, restart, upgrade, removal under systemd" ;;
+0) ok "units, readiness, hardening, reload, restart, upgrade, removal (deb and rpm scripts)" ;;
 77) echo "    SKIPPED: this machine cannot boot a systemd container (see above)" ;;
 *) fail "the .deb under systemd (.ci/package-systemd.sh exit $rc)" ;;
 esac
