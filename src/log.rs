@@ -91,6 +91,10 @@ pub fn init(common: &CommonOptions, program: &str) -> Result<LogHandle> {
     };
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
+    // rust-s3 warns "Retrying ..." about every failed request (a 404 included) and its HTTP
+    // client chatters at debug: the S3 store reports what matters itself.
+    builder.filter_module("s3", LevelFilter::Error.min(level));
+    builder.filter_module("attohttpc", LevelFilter::Warn.min(level));
     if let Some(spec) = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty())
