@@ -18,6 +18,7 @@ fn pattern(len: usize) -> Vec<u8> {
 struct Fixture {
     store: S3Store,
     bucket: String,
+    svc: Services,
 }
 
 impl Fixture {
@@ -38,7 +39,11 @@ impl Fixture {
             s3,
             ..StoreOptions::default()
         });
-        Fixture { store, bucket }
+        Fixture {
+            store,
+            bucket,
+            svc: svc.clone(),
+        }
     }
 
     /// A handle on the fixture's bucket with the test credentials.
@@ -76,13 +81,20 @@ impl Fixture {
     }
 }
 
-/// Removes a fixture's bucket with everything in it.
-fn cleanup(f: &Fixture, svc: &Services) {
-    let b = f.handle(svc);
-    for key in f.keys(svc) {
-        let _ = b.delete_object(format!("/{key}"));
+/// Removes the bucket with everything in it (also after a failed assertion).
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let b = self.handle(&self.svc);
+        if let Ok(pages) = b.list_multiparts_uploads(None, None) {
+            for u in pages.iter().flat_map(|p| p.uploads.iter()) {
+                let _ = b.abort_upload(&format!("/{}", u.key), &u.id);
+            }
+        }
+        for key in self.keys(&self.svc) {
+            let _ = b.delete_object(format!("/{key}"));
+        }
+        let _ = b.delete();
     }
-    let _ = b.delete();
 }
 
 #[test]
@@ -222,7 +234,6 @@ fn conformance() {
     let f = Fixture::new(&svc, |_| {});
     exercise_store(&f.store);
     assert!(f.keys(&svc).is_empty(), "{:?}", f.keys(&svc));
-    cleanup(&f, &svc);
 }
 
 #[test]
@@ -261,7 +272,6 @@ fn multipart_known_and_unknown_size() {
         assert!(matches!(f.store.delete(&loc), Err(Error::NotFound(_))));
     }
     assert!(f.keys(&svc).is_empty());
-    cleanup(&f, &svc);
 }
 
 #[test]
@@ -311,7 +321,6 @@ fn failed_uploads_leave_nothing() {
         Err(Error::Duplicate(_))
     ));
     assert_eq!(read_all(f.store.get(&f.loc(&stored)).expect("get")), data);
-    cleanup(&f, &svc);
 }
 
 #[test]
@@ -350,5 +359,4 @@ fn missing_bucket_wrong_credentials_unreachable() {
     let missing = Location::parse(&stored.location.replace("/y", "/nope")).expect("loc");
     assert!(matches!(g.store.get(&missing), Err(Error::NotFound(_))));
     assert!(matches!(g.store.size(&missing), Err(Error::NotFound(_))));
-    cleanup(&g, &svc);
 }
