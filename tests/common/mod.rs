@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod objstore;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

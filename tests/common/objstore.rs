@@ -162,6 +162,17 @@ impl SwiftAdmin {
             .unwrap_or_default()
     }
 
+    /// True when the container exists.
+    pub fn container_exists(&self, container: &str) -> bool {
+        let resp = self
+            .agent
+            .head(self.url(container, None))
+            .header("X-Auth-Token", &self.token)
+            .call()
+            .unwrap_or_else(|e| panic!("HEAD {container}: {e}"));
+        resp.status().is_success()
+    }
+
     /// Headers of an object (without following a manifest), if it exists.
     pub fn head(&self, container: &str, object: &str) -> Option<Vec<(String, String)>> {
         let resp = self
