@@ -46,7 +46,7 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Bytes handed out so far.
+    /// Bytes read from the body so far (after [`Source::finish`]: the image size).
     pub(crate) fn total(&self) -> u64 {
         self.total
     }
