@@ -104,6 +104,10 @@ pub fn init(common: &CommonOptions, program: &str) -> Result<LogHandle> {
         // level, which SIGHUP can change (see `LogHandle::apply`).
         None => {
             builder.filter_level(LevelFilter::Debug);
+            // rust-s3 warns "Retrying ..." about every failed request (a 404 included) and
+            // its HTTP client chatters at debug: the S3 store reports what matters itself.
+            builder.filter_module("s3", LevelFilter::Error);
+            builder.filter_module("attohttpc", LevelFilter::Warn);
         }
     }
     let date_format = DateFormat::parse(&common.log_date_format);

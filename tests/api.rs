@@ -1,7 +1,10 @@
 //! `glance-api` end to end: the real binary (embedded SQLite registry, and a remote
 //! `glance-registry`), every route, status transition and error of spec §4–§6.
 //!
-//! Each scenario runs in both registry modes (`embedded` and `remote` test names).
+//! Each scenario runs in both registry modes with the file store (`embedded` and `remote`
+//! test names), and with the embedded registry against Swift and its S3 API as the default
+//! store (`swift` and `s3`; these need `tests/services/swift-s3.sh` and are skipped with a
+//! printed reason without it, unless `GLANCE_TEST_REQUIRE_SERVICES=1`).
 
 mod common;
 
@@ -11,45 +14,70 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::objstore::{ObjectStore, StoreKind};
 use common::{Client, Reply, Server};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
+/// Registry mode and default store of one run of a scenario.
 #[derive(Clone, Copy, Debug)]
-enum Mode {
-    Embedded,
-    Remote,
+struct Mode {
+    /// A remote glance-registry instead of the embedded one.
+    remote: bool,
+    /// The default store.
+    store: StoreKind,
 }
+
+const EMBEDDED: Mode = Mode {
+    remote: false,
+    store: StoreKind::File,
+};
 
 struct Env {
     api: Server,
     _registry: Option<Server>,
     c: Client,
     datadir: PathBuf,
+    /// The container/bucket of a Swift or S3 run.
+    store: Option<ObjectStore>,
 }
 
 const API_CONF: &str = "[DEFAULT]
 bind_host = 127.0.0.1
 bind_port = 0
 workers = 8
-default_store = file
 filesystem_store_datadir = {dir}/images
 ";
 
 fn env(mode: Mode, extra: &str) -> Env {
-    let (registry, reg_line) = match mode {
-        Mode::Embedded => (
+    let store = match mode.store {
+        StoreKind::File => None,
+        kind => Some(ObjectStore::new(
+            kind,
+            common::objstore::Services::from_env(),
+        )),
+    };
+    let store_conf = match &store {
+        Some(s) => s.config(None),
+        None => "default_store = file\n".to_string(),
+    };
+    env_with(mode, store, &format!("{store_conf}{extra}"))
+}
+
+/// [`env`] with the store and its configuration given.
+fn env_with(mode: Mode, store: Option<ObjectStore>, extra: &str) -> Env {
+    let (registry, reg_line) = if mode.remote {
+        let reg = Server::start("glance-registry", common::REGISTRY_CONF, true);
+        let line = format!(
+            "registry_host = 127.0.0.1\nregistry_port = {}\n",
+            reg.port()
+        );
+        (Some(reg), line)
+    } else {
+        (
             None,
             "sql_connection = sqlite:///{dir}/api.sqlite\ndb_auto_create = True\n".to_string(),
-        ),
-        Mode::Remote => {
-            let reg = Server::start("glance-registry", common::REGISTRY_CONF, true);
-            let line = format!(
-                "registry_host = 127.0.0.1\nregistry_port = {}\n",
-                reg.port()
-            );
-            (Some(reg), line)
-        }
+        )
     };
     let api = Server::start("glance-api", &format!("{API_CONF}{reg_line}{extra}"), false);
     let c = Client::new(&api.base);
@@ -59,25 +87,104 @@ fn env(mode: Mode, extra: &str) -> Env {
         _registry: registry,
         c,
         datadir,
+        store,
     }
 }
 
-macro_rules! both_modes {
+impl Env {
+    /// What the default store holds: file names, or object names (S3: with unfinished
+    /// multipart parts as `+segments/...`).
+    fn stored(&self) -> Vec<String> {
+        match &self.store {
+            None => files_in(&self.datadir),
+            Some(s) => s.objects(),
+        }
+    }
+
+    /// True when the default store holds data for image `id`.
+    fn has_data(&self, id: &str) -> bool {
+        match &self.store {
+            None => self.datadir.join(id).exists(),
+            Some(s) => s.objects().iter().any(|o| o == id),
+        }
+    }
+
+    /// Removes image `id`'s data behind glance-api's back.
+    fn remove_data(&self, id: &str) {
+        match &self.store {
+            None => {
+                std::fs::remove_file(self.datadir.join(id)).ok();
+            }
+            Some(s) => s.admin.delete(&s.name, id),
+        }
+    }
+
+    /// How locations written by the default store begin.
+    fn location_prefix(&self) -> &'static str {
+        match self.store.as_ref().map(|s| s.kind) {
+            None | Some(StoreKind::File) => "file://",
+            Some(StoreKind::Swift) => "swift+http://",
+            Some(StoreKind::S3) => "s3://",
+        }
+    }
+
+    /// The store options for glance-scrubber.conf (without `default_store`).
+    fn scrubber_store_conf(&self) -> String {
+        match &self.store {
+            None => "filesystem_store_datadir = {dir}/images\n".to_string(),
+            Some(s) => s
+                .config(None)
+                .lines()
+                .filter(|l| !l.starts_with("default_store"))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        }
+    }
+
+    /// Fails if a reply shows the store's secret.
+    fn assert_no_secret(&self, text: &str) {
+        if let Some(s) = &self.store {
+            assert!(!text.contains(s.secret()), "secret leaked: {text}");
+        }
+    }
+}
+
+/// Runs a scenario against Swift or S3 (embedded registry), if the test Swift is up.
+fn run_on(name: &str, store: StoreKind, scenario: fn(Mode)) {
+    if common::objstore::services(&format!("{name} ({store:?})")).is_none() {
+        return;
+    }
+    scenario(Mode {
+        remote: false,
+        store,
+    })
+}
+
+macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
+            use super::common::objstore::StoreKind;
             #[test]
             fn embedded() {
-                super::$name(super::Mode::Embedded)
+                super::$name(super::EMBEDDED)
             }
             #[test]
             fn remote() {
-                super::$name(super::Mode::Remote)
+                super::$name(super::Mode { remote: true, store: StoreKind::File })
+            }
+            #[test]
+            fn swift() {
+                super::run_on(stringify!($name), StoreKind::Swift, super::$name)
+            }
+            #[test]
+            fn s3() {
+                super::run_on(stringify!($name), StoreKind::S3, super::$name)
             }
         }
     )*};
 }
 
-both_modes!(
+scenarios!(
     versions_and_negotiation,
     create_queued_then_upload,
     create_with_data_and_download,
@@ -254,11 +361,12 @@ fn create_with_data_and_download(mode: Mode) {
     assert!(
         img["location"]
             .as_str()
-            .is_some_and(|l| l.starts_with("file://")),
+            .is_some_and(|l| l.starts_with(e.location_prefix())),
         "{img}"
     );
+    e.assert_no_secret(&r.text());
     assert_eq!(r.header("etag"), Some(sum.as_str()));
-    assert!(e.datadir.join(&id).exists());
+    assert!(e.has_data(&id));
 
     let r = e.c.get(&format!("/v1/images/{id}"));
     assert_status!(r, 200);
@@ -286,7 +394,10 @@ fn create_with_data_and_download(mode: Mode) {
         assert_eq!(h.header(k), Some(v), "{k}");
     }
     assert!(h.header("x-image-meta-created_at").is_some());
-    assert!(h.header("x-image-meta-location").is_some());
+    let location = h.header("x-image-meta-location").unwrap_or_default();
+    assert!(location.starts_with(e.location_prefix()), "{location}");
+    assert!(!location.contains('@'), "no credentials: {location}");
+    e.assert_no_secret(location);
     assert_eq!(h.header("etag"), Some(sum.as_str()));
 
     // Index brief, detail without location.
@@ -356,11 +467,7 @@ fn upload_errors_kill_the_image(mode: Mode) {
     );
     assert_status!(r, 400);
     assert!(r.text().contains("Checksum"), "{}", r.text());
-    assert!(
-        files_in(&e.datadir).is_empty(),
-        "{:?}",
-        files_in(&e.datadir)
-    );
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
 
     // Declared size ≠ Content-Length: refused before anything is reserved.
     let r = post_image(
@@ -731,12 +838,12 @@ fn delete_removes_data(mode: Mode) {
         Some(b"bytes"),
     );
     let id = image_id(&r);
-    assert!(e.datadir.join(&id).exists());
+    assert!(e.has_data(&id));
     let r =
         e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None);
     assert_status!(r, 200);
     assert_eq!(r.text(), "null");
-    assert!(!e.datadir.join(&id).exists(), "data removed");
+    assert!(!e.has_data(&id), "data removed");
     for m in ["HEAD", "GET", "DELETE"] {
         assert_status!(e.c.request(m, &format!("/v1/images/{id}"), &[], None), 404);
     }
@@ -750,7 +857,7 @@ fn delete_removes_data(mode: Mode) {
     // Missing data file: still deletes the metadata.
     let r = post_image(&e.c, &upload_headers(&[]), Some(b"x"));
     let id = image_id(&r);
-    std::fs::remove_file(e.datadir.join(&id)).ok();
+    e.remove_data(&id);
     assert_status!(e.c.get(&format!("/v1/images/{id}")), 404);
     assert_status!(
         e.c.request("DELETE", &format!("/v1/images/{id}"), &[], None),
@@ -770,12 +877,15 @@ fn delayed_delete_and_scrubber(mode: Mode) {
         e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None),
         404
     );
-    assert!(e.datadir.join(&id).exists(), "data kept for the scrubber");
-    if let Mode::Embedded = mode {
+    assert!(e.has_data(&id), "data kept for the scrubber");
+    if !mode.remote {
         let conf = common::write_config(
             &e.api.dir,
             "glance-scrubber",
-            "[DEFAULT]\nsql_connection = sqlite:///{dir}/api.sqlite\nfilesystem_store_datadir = {dir}/images\nscrub_time = 0\n",
+            &format!(
+                "[DEFAULT]\nsql_connection = sqlite:///{{dir}}/api.sqlite\nscrub_time = 0\n{}",
+                e.scrubber_store_conf()
+            ),
         );
         let out = std::process::Command::new(common::bin("glance-scrubber"))
             .arg("--config-file")
@@ -787,7 +897,7 @@ fn delayed_delete_and_scrubber(mode: Mode) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!e.datadir.join(&id).exists(), "scrubber removed the data");
+        assert!(!e.has_data(&id), "scrubber removed the data");
     }
 }
 
@@ -814,11 +924,7 @@ fn aborted_upload_leaves_nothing(mode: Mode) {
         thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(status, "killed");
-    assert!(
-        files_in(&e.datadir).is_empty(),
-        "{:?}",
-        files_in(&e.datadir)
-    );
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
     // The server still serves.
     assert_status!(e.c.get("/v1/images"), 200);
 }
@@ -891,11 +997,7 @@ fn upload_limits_and_store_errors(mode: Mode) {
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     let h = e.c.request("HEAD", "/v1/images/too-big", &[], None);
     assert_eq!(h.header("x-image-meta-status"), Some("killed"));
-    assert!(
-        files_in(&e.datadir).is_empty(),
-        "{:?}",
-        files_in(&e.datadir)
-    );
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
     // Chunked with a declared size that the data does not match: 400, killed, nothing left.
     let reply = raw_chunked_post(
         &e,
@@ -905,11 +1007,7 @@ fn upload_limits_and_store_errors(mode: Mode) {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     let h = e.c.request("HEAD", "/v1/images/short", &[], None);
     assert_eq!(h.header("x-image-meta-status"), Some("killed"));
-    assert!(
-        files_in(&e.datadir).is_empty(),
-        "{:?}",
-        files_in(&e.datadir)
-    );
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
     // The read-only http store cannot take uploads.
     let r = post_image(
         &e.c,
@@ -933,7 +1031,7 @@ fn unusable_datadir_is_a_clear_error() {
     let dir = common::tempdir();
     std::fs::write(dir.path().join("blocker"), b"").ok();
     let conf = format!(
-        "{API_CONF}sql_connection = sqlite:///{{dir}}/api.sqlite\ndb_auto_create = True\nfilesystem_store_datadir = {{dir}}/blocker/images\n"
+        "{API_CONF}default_store = file\nsql_connection = sqlite:///{{dir}}/api.sqlite\ndb_auto_create = True\nfilesystem_store_datadir = {{dir}}/blocker/images\n"
     );
     let api = Server::start_in("glance-api", dir.path(), &conf, false);
     let c = Client::new(&api.base);
@@ -954,7 +1052,7 @@ fn unusable_datadir_is_a_clear_error() {
 
 #[test]
 fn one_gib_round_trip() {
-    let e = env(Mode::Embedded, "");
+    let e = env(EMBEDDED, "");
     const SIZE: u64 = 1 << 30;
     // A deterministic stream, hashed while it is generated: nothing holds the image.
     struct Pattern {

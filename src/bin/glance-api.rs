@@ -34,6 +34,8 @@ fn run(cli: &CliArgs) -> Result<()> {
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         buffer_size: cfg.image_buffer_size,
         size_cap: cfg.image_size_cap,
+        swift: cfg.swift.clone(),
+        s3: cfg.s3.clone(),
     })?;
     let notifier: Arc<dyn notifier::Notifier> = Arc::from(notifier::from_strategy(
         &cfg.notifier_strategy,

@@ -73,6 +73,8 @@ fn run(cli: &CliArgs) -> Result<()> {
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         buffer_size: 64 * 1024,
         size_cap: u64::MAX,
+        swift: cfg.swift.clone(),
+        s3: cfg.s3.clone(),
     })?;
     if !cfg.daemon {
         return scrub(&cfg, &registry, &stores).map(|_| ());

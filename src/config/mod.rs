@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::store::{
+    BucketUrlFormat, MB, S3Options, SwiftAuthVersion, SwiftOptions, endpoint_interface,
+};
 pub use ini::{Ini, Origin, SectionView, Value};
 
 /// Program name of the images API server (and its config file stem).
@@ -677,6 +680,72 @@ fn finish_warnings(ini: &Ini, mut warnings: Vec<String>) -> Vec<String> {
     all
 }
 
+/// Reads the `swift_*` and `s3_store_*` options (glance-api and glance-scrubber, which
+/// deletes data from these stores). Sizes are configured in MB (MiB) and kept in bytes.
+fn read_object_stores(ini: &Ini) -> Result<(SwiftOptions, S3Options)> {
+    let d = ini.defaults();
+    let defaults = SwiftOptions::default();
+    let container = d.string("swift_store_container", &defaults.container);
+    if let Some(v) = d.get("swift_store_container")
+        && container.contains('/')
+    {
+        return Err(v.error("swift_store_container", "must not contain '/'"));
+    }
+    let auth_version = match d.get("swift_store_auth_version") {
+        None => SwiftAuthVersion::V1,
+        Some(v) => SwiftAuthVersion::parse(v.text).ok_or_else(|| {
+            v.error(
+                "swift_store_auth_version",
+                "is not a supported auth version (1 for v1.0, 3 for Keystone v3)",
+            )
+        })?,
+    };
+    let endpoint_type = d.string("swift_store_endpoint_type", "publicURL");
+    if endpoint_interface(&endpoint_type).is_none()
+        && let Some(v) = d.get("swift_store_endpoint_type")
+    {
+        return Err(v.error(
+            "swift_store_endpoint_type",
+            "is not one of: publicURL, internalURL, adminURL",
+        ));
+    }
+    let swift = SwiftOptions {
+        auth_address: d.opt_string("swift_store_auth_address"),
+        user: d.opt_string("swift_store_user"),
+        key: d.opt_string("swift_store_key"),
+        container,
+        create_container_on_put: d.bool("swift_store_create_container_on_put", false)?,
+        large_object_size: d.u64_in("swift_store_large_object_size", 5120, 1..=(u64::MAX / MB))?
+            * MB,
+        large_object_chunk_size: d.u64_in("swift_store_large_object_chunk_size", 200, 1..=5120)?
+            * MB,
+        auth_version,
+        user_domain_id: d.string("swift_store_user_domain_id", "default"),
+        project_domain_id: d.string("swift_store_project_domain_id", "default"),
+        region: d.opt_string("swift_store_region"),
+        endpoint_type,
+        enable_snet: d.bool("swift_enable_snet", false)?,
+    };
+    let bucket_url_format = d.choice(
+        "s3_store_bucket_url_format",
+        "auto",
+        &["auto", "path", "virtual"],
+    )?;
+    let s3 = S3Options {
+        host: d.opt_string("s3_store_host"),
+        access_key: d.opt_string("s3_store_access_key"),
+        secret_key: d.opt_string("s3_store_secret_key"),
+        bucket: d.opt_string("s3_store_bucket"),
+        create_bucket_on_put: d.bool("s3_store_create_bucket_on_put", false)?,
+        bucket_url_format: BucketUrlFormat::parse(&bucket_url_format)
+            .unwrap_or(BucketUrlFormat::Auto),
+        region_name: d.string("s3_store_region_name", "us-east-1"),
+        large_object_size: d.u64_in("s3_store_large_object_size", 100, 1..=(u64::MAX / MB))? * MB,
+        large_object_chunk_size: d.u64_in("s3_store_large_object_chunk_size", 10, 5..=5120)? * MB,
+    };
+    Ok((swift, s3))
+}
+
 /// glance-registry.conf.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -716,8 +785,8 @@ impl RegistryConfig {
 
 /// glance-api.conf.
 ///
-/// Notifier, Swift and S3 options are to be added as further fields (or grouped structs)
-/// read in [`ApiConfig::from_ini`]; the auth options are in [`CommonOptions`].
+/// Store, notifier and registry options of glance-api; the auth options are in
+/// [`CommonOptions`].
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Shared options (`bind_port` defaults to 9292).
@@ -751,6 +820,10 @@ pub struct ApiConfig {
     /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
     /// strategy).
     pub rabbit: RabbitOptions,
+    /// The `swift_*` options.
+    pub swift: SwiftOptions,
+    /// The `s3_store_*` options.
+    pub s3: S3Options,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
 }
@@ -764,6 +837,7 @@ impl ApiConfig {
         common.read_server(ini)?;
         let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
         warnings.extend(common.keystone_warnings(ini));
+        let (swift, s3) = read_object_stores(ini)?;
         let d = ini.defaults();
         Ok(ApiConfig {
             common,
@@ -780,6 +854,8 @@ impl ApiConfig {
             image_buffer_size: d.usize_in("image_buffer_size", 65536, 4096..=16 << 20)?,
             notifier_strategy: d.string("notifier_strategy", "noop"),
             rabbit: RabbitOptions::from_ini(ini)?,
+            swift,
+            s3,
             warnings: finish_warnings(ini, warnings),
         })
     }
@@ -877,6 +953,10 @@ pub struct ScrubberConfig {
     pub wakeup_time: Duration,
     /// `filesystem_store_datadir` (default `/var/lib/glance/images/`).
     pub filesystem_store_datadir: PathBuf,
+    /// The `swift_*` options (to delete Swift data).
+    pub swift: SwiftOptions,
+    /// The `s3_store_*` options (to delete S3 data).
+    pub s3: S3Options,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
 }
@@ -888,6 +968,7 @@ impl ScrubberConfig {
         let mut common = CommonOptions::new(ini.path(), 0);
         common.read_logging(ini, &mut warnings)?;
         let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
+        let (swift, s3) = read_object_stores(ini)?;
         let d = ini.defaults();
         Ok(ScrubberConfig {
             common,
@@ -896,6 +977,8 @@ impl ScrubberConfig {
             daemon: d.bool("daemon", false)?,
             wakeup_time: d.seconds("wakeup_time", 300)?,
             filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
+            swift,
+            s3,
             warnings: finish_warnings(ini, warnings),
         })
     }

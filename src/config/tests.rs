@@ -622,3 +622,91 @@ fn keystone_options() {
         .contains("ldap")
     );
 }
+
+#[test]
+fn object_store_options() {
+    // Defaults (Glance's), sizes in bytes.
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(c.swift, SwiftOptions::default());
+    assert_eq!(c.swift.container, "glance");
+    assert_eq!(c.swift.large_object_size, 5120 * MB);
+    assert_eq!(c.swift.large_object_chunk_size, 200 * MB);
+    assert_eq!(c.s3, S3Options::default());
+    assert_eq!(c.s3.large_object_chunk_size, 10 * MB);
+
+    let text = "[DEFAULT]\n\
+         swift_store_auth_address = http://127.0.0.1:8080/auth/v1.0\n\
+         swift_store_user = test:tester\n\
+         swift_store_key = TOPSECRET-swift\n\
+         swift_store_container = images\n\
+         swift_store_create_container_on_put = True\n\
+         swift_store_large_object_size = 5\n\
+         swift_store_large_object_chunk_size = 1\n\
+         swift_store_auth_version = 3\n\
+         swift_store_endpoint_type = internalURL\n\
+         swift_store_region = RegionTwo\n\
+         s3_store_host = http://127.0.0.1:8080\n\
+         s3_store_access_key = test:tester\n\
+         s3_store_secret_key = TOPSECRET-s3\n\
+         s3_store_bucket = glance\n\
+         s3_store_create_bucket_on_put = true\n\
+         s3_store_bucket_url_format = Path\n\
+         s3_store_large_object_size = 8\n\
+         s3_store_large_object_chunk_size = 5\n";
+    let c = ApiConfig::from_ini(&ini(text)).unwrap();
+    assert_eq!(
+        c.swift.auth_address.as_deref(),
+        Some("http://127.0.0.1:8080/auth/v1.0")
+    );
+    assert_eq!(c.swift.container, "images");
+    assert!(c.swift.create_container_on_put);
+    assert_eq!(c.swift.large_object_size, 5 * MB);
+    assert_eq!(c.swift.large_object_chunk_size, MB);
+    assert_eq!(c.swift.auth_version, SwiftAuthVersion::V3);
+    assert_eq!(c.swift.region.as_deref(), Some("RegionTwo"));
+    assert_eq!(c.s3.bucket_url_format, BucketUrlFormat::Path);
+    assert!(c.s3.create_bucket_on_put);
+    assert_eq!(c.s3.large_object_size, 8 * MB);
+    assert_eq!(c.s3.large_object_chunk_size, 5 * MB);
+    // Secrets never show in Debug output.
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("TOPSECRET"), "{dbg}");
+    // The scrubber reads the same options.
+    let s = ScrubberConfig::from_ini(&ini(text)).unwrap();
+    assert_eq!(s.swift, c.swift);
+    assert_eq!(s.s3, c.s3);
+
+    for (line, want) in [
+        (
+            "swift_store_auth_version = 2",
+            "swift_store_auth_version: \"2\" is not a supported",
+        ),
+        (
+            "swift_store_endpoint_type = dmz",
+            "swift_store_endpoint_type: \"dmz\" is not one of",
+        ),
+        (
+            "swift_store_container = a/b",
+            "swift_store_container: \"a/b\" must not contain",
+        ),
+        (
+            "swift_store_large_object_chunk_size = 0",
+            "must be between 1 and 5120",
+        ),
+        (
+            "s3_store_large_object_chunk_size = 4",
+            "must be between 5 and 5120",
+        ),
+        (
+            "s3_store_bucket_url_format = dns",
+            "is not one of: auto, path, virtual",
+        ),
+        (
+            "swift_store_create_container_on_put = maybe",
+            "is not a boolean",
+        ),
+    ] {
+        let e = err(ApiConfig::from_ini(&ini(&format!("[DEFAULT]\n{line}\n"))));
+        assert!(e.contains(want), "{line}: {e}");
+    }
+}

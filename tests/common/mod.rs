@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod objstore;
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
