@@ -162,6 +162,20 @@ fn level_of(common: &CommonOptions) -> LevelFilter {
     }
 }
 
+/// [`init`], then logs the config's `warnings` (unknown options and the like) now that
+/// logging is up.
+pub fn init_with_warnings(
+    common: &CommonOptions,
+    program: &str,
+    warnings: &[String],
+) -> Result<LogHandle> {
+    let handle = init(common, program)?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    Ok(handle)
+}
+
 /// Python's level names.
 fn level_name(level: Level) -> &'static str {
     match level {

@@ -70,10 +70,7 @@ fn run(args: &[String]) -> Result<()> {
         return Err(Error::Config("no command given".into()));
     };
     let cfg = config::load_registry(&cli)?;
-    glance_log::init(&cfg.common, PROGRAM)?;
-    for w in &cfg.warnings {
-        log::warn!("{w}");
-    }
+    glance_log::init_with_warnings(&cfg.common, PROGRAM, &cfg.warnings)?;
     let db = cfg.db.sqlite_path.as_path();
     let version_arg = || -> Result<Option<u32>> {
         command

@@ -17,21 +17,14 @@ fn main() -> ExitCode {
 
 fn run(cli: &CliArgs) -> Result<()> {
     let cfg = config::load_registry(cli)?;
-    let logs = glance_log::init(&cfg.common, PROGRAM)?;
-    for w in &cfg.warnings {
-        log::warn!("{w}");
-    }
+    let logs = glance_log::init_with_warnings(&cfg.common, PROGRAM, &cfg.warnings)?;
     let limits = PageLimits {
         default: cfg.limit_param_default,
         max: cfg.api_limit_max,
     };
     let registry = SqliteRegistry::open(
         &cfg.db.sqlite_path,
-        SqliteOptions {
-            busy_timeout: cfg.db.sql_timeout,
-            auto_migrate: cfg.db.db_auto_create,
-            limits,
-        },
+        SqliteOptions::from_config(&cfg.db, limits),
     )?;
     let app = RegistryApp::new(
         Arc::new(registry),

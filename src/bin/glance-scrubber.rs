@@ -56,10 +56,7 @@ fn parse(args: &[String]) -> Result<Option<CliArgs>> {
 
 fn run(cli: &CliArgs) -> Result<()> {
     let cfg = config::load_scrubber(cli)?;
-    glance_log::init(&cfg.common, PROGRAM)?;
-    for w in &cfg.warnings {
-        log::warn!("{w}");
-    }
+    glance_log::init_with_warnings(&cfg.common, PROGRAM, &cfg.warnings)?;
     let registry = SqliteRegistry::open(
         &cfg.db.sqlite_path,
         SqliteOptions {

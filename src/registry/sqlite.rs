@@ -62,6 +62,17 @@ pub struct SqliteOptions {
     pub limits: PageLimits,
 }
 
+impl SqliteOptions {
+    /// The options of a server's database settings (`sql_timeout`, `db_auto_create`).
+    pub fn from_config(db: &crate::config::DatabaseOptions, limits: PageLimits) -> SqliteOptions {
+        SqliteOptions {
+            busy_timeout: db.sql_timeout,
+            auto_migrate: db.db_auto_create,
+            limits,
+        }
+    }
+}
+
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
         SqliteOptions {
