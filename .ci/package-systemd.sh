@@ -4,10 +4,14 @@
 # starts nothing but this test), installs the package there and drives the units with
 # systemctl: installed enabled and not started, Type=notify start, requests answered under
 # the hardening (seccomp filter, ProtectSystem=strict, ...), reload, Restart=on-failure
-# after a crash, the scrubber service and timer, stop on removal, purge.
+# after a crash, the scrubber service and timer, stop on removal, purge; and the `glance`
+# client, with python3-glanceclient's /usr/bin/glance (installed on this machine for the
+# test Keystone) diverted while the package is installed and back after its removal.
 #
 # With the .rpm as second argument, the RPM's scriptlets get the same treatment (rpm runs on
-# Debian: useradd, runuser and systemctl are there; --nodeps as the RPM names RPM packages).
+# Debian: useradd, runuser and systemctl are there; --nodeps as the RPM names RPM packages,
+# which also skips its Conflicts: python3-glanceclient: rpm, blind to dpkg's files, replaces
+# the container's /usr/bin/glance, on the throwaway overlay only).
 #
 # Usage: .ci/package-systemd.sh PATH/TO/glance-rs_*.deb [PATH/TO/glance-rs-*.rpm]
 #        (as root; .ci/package.sh calls it)
@@ -67,7 +71,18 @@ wait_for() { # SECONDS COMMAND...
 }
 export DEBIAN_FRONTEND=noninteractive
 echo "systemd $(systemctl --version | head -1) as PID 1: $(cat /proc/1/comm)"
+glanceclient=no
+if dpkg-query -W -f='${Status}' python3-glanceclient 2>/dev/null | grep -q 'ok installed'; then
+    glanceclient=yes
+fi
 check "dpkg -i under systemd" dpkg -i /test/glance-rs.deb
+check "/usr/bin/glance diverted by glance-rs" \
+    test "$(dpkg-divert --listpackage /usr/bin/glance)" = glance-rs
+check "/usr/bin/glance is the glance-rs client" sh -c 'glance --version | grep -q glance-rs'
+if [ "$glanceclient" = yes ]; then
+    check "python3-glanceclient's glance at /usr/bin/glance.glanceclient" \
+        grep -q glanceclient /usr/bin/glance.glanceclient
+fi
 for u in glance-api.service glance-registry.service glance-scrubber.timer; do
     check "$u enabled" test "$(systemctl is-enabled "$u")" = enabled
     check "$u not started by the installation" test "$(systemctl is-active "$u")" = inactive
@@ -83,6 +98,10 @@ id=$(curl -sf -X POST http://127.0.0.1:9292/v1/images -H 'x-image-meta-name: t' 
     sed -n 's/.*"id": *"\([0-9a-f-]*\)".*/\1/p')
 check "upload into /var/lib/glance/images" test -s "/var/lib/glance/images/$id"
 check "download" cmp /tmp/img <(curl -sf "http://127.0.0.1:9292/v1/images/$id")
+cli_id=$(glance -H 127.0.0.1 -p 9292 add name=cli is_public=true disk_format=raw \
+    container_format=bare --file /tmp/img | sed -n 's/^Added new image with ID: *//p')
+check "glance add (as public)" cmp /tmp/img "/var/lib/glance/images/$cli_id"
+check "glance index lists it" sh -c "glance -H 127.0.0.1 -p 9292 index | grep -q '^$cli_id '"
 pid=$(prop glance-api MainPID)
 check "systemctl reload (SIGHUP)" systemctl reload glance-api.service
 check "same process after reload" test "$(prop glance-api MainPID)" = "$pid"
@@ -119,6 +138,14 @@ check "no seccomp or namespace failure in the journal" sh -c \
 check "dpkg -r stops the services" dpkg -r glance-rs
 check "glance-api inactive after removal" test "$(systemctl is-active glance-api)" = inactive
 check "remove keeps the data" test -s "/var/lib/glance/images/$id"
+check "dpkg -r removed the diversion" test -z "$(dpkg-divert --list /usr/bin/glance)"
+if [ "$glanceclient" = yes ]; then
+    check "python3-glanceclient's /usr/bin/glance back" sh -c \
+        'test "$(dpkg-query -S /usr/bin/glance)" = "python3-glanceclient: /usr/bin/glance" &&
+         grep -q glanceclient /usr/bin/glance && test ! -e /usr/bin/glance.glanceclient'
+else
+    check "/usr/bin/glance gone" test ! -e /usr/bin/glance
+fi
 check "dpkg --purge" dpkg --purge glance-rs
 check "data removed by purge" test ! -e /var/lib/glance
 if [ -f /test/glance-rs.rpm ]; then
@@ -126,6 +153,7 @@ if [ -f /test/glance-rs.rpm ]; then
     userdel glance
     check "rpm -i (scriptlets run)" rpm -i --nodeps /test/glance-rs.rpm
     check "%pre created the glance user" getent passwd glance
+    check "/usr/bin/glance is the glance-rs client (rpm)" sh -c 'glance --version | grep -q glance-rs'
     for d in /var/lib/glance /var/lib/glance/images /var/log/glance; do
         check "%post created $d (glance:glance 750)" \
             test "$(stat -c '%U:%G %a' "$d")" = "glance:glance 750"

@@ -3,8 +3,14 @@
 # the .deb's units under a real systemd booted in a throwaway container
 # (.ci/package-systemd.sh), installs the .deb on this machine, runs systemd-analyze verify on
 # the installed units, runs the installed glance-api as the glance user from (a port-only
-# copy of) its installed config and makes requests, then removes and purges the package and
-# checks what each step keeps and deletes.
+# copy of) its installed config and makes requests, also with the installed `glance` client,
+# then removes and purges the package and checks what each step keeps and deletes.
+#
+# /usr/bin/glance: the .deb diverts python3-glanceclient's (which python3-keystone, the test
+# services' Keystone, depends on) to /usr/bin/glance.glanceclient with dpkg-divert; the checks
+# follow the diversion through installation, reinstallation, removal and purge, and that the
+# Python client is back in place afterwards. Nothing is installed at the expense of another
+# package: apt-get runs with --no-remove, after a dry run that must remove nothing.
 #
 # Needs root and Debian/Ubuntu (dpkg, apt-get). Installs what it needs when missing: rpm,
 # systemd (systemd-analyze), systemd-container (systemd-nspawn), man-db, curl, socat,
@@ -92,7 +98,7 @@ for page in man/*.[1-9]; do
     [ "$lines" -gt 20 ] || fail "$page renders to only $lines lines"
     ok "$page ($lines lines)"
 done
-for page in glance-api.8 glance-registry.8 glance-manage.8 glance-scrubber.8 \
+for page in glance.1 glance-api.8 glance-registry.8 glance-manage.8 glance-scrubber.8 \
     glance-api.conf.5 glance-registry.conf.5; do
     [ -f "man/$page" ] || fail "man/$page is missing"
 done
@@ -112,11 +118,13 @@ for f in "$target_dir/generate-rpm/$PKG-$version-1."*.rpm; do rpm_file=$f; done
 rpm_file=$(realpath "$rpm_file")
 ls -l "$deb" "$rpm_file"
 
-bins="glance-api glance-registry glance-manage glance-scrubber"
+bins="glance-api glance-registry glance-manage glance-scrubber glance"
 units="glance-api.service glance-registry.service glance-scrubber.service glance-scrubber.timer"
 confs="glance-api.conf glance-registry.conf glance-scrubber.conf"
-pages="man5/glance-api.conf.5 man5/glance-registry.conf.5 man8/glance-api.8
+pages="man1/glance.1 man5/glance-api.conf.5 man5/glance-registry.conf.5 man8/glance-api.8
        man8/glance-registry.8 man8/glance-manage.8 man8/glance-scrubber.8"
+# python3-glanceclient's /usr/bin/glance, diverted by the .deb's preinst, restored by its postrm.
+diversion="--divert /usr/bin/glance.glanceclient /usr/bin/glance"
 
 # --- Inspect the .deb -----------------------------------------------------------------------
 step "inspect the .deb"
@@ -146,7 +154,7 @@ for d in adduser libc6 libssl3; do
     [[ ", $depends," == *", $d"[\ ,]* ]] || fail "Depends lacks $d: $depends"
 done
 ok "Depends: $depends"
-for s in postinst prerm postrm; do
+for s in preinst postinst prerm postrm; do
     [ -x "$work/control/$s" ] || fail "no executable $s"
     sh -n "$work/control/$s" || fail "$s: syntax error"
 done
@@ -168,7 +176,18 @@ first_snippet=$(grep -n '^# Automatically added by cargo-deb' "$pi" | head -1 | 
     fail "postinst: the unit snippets run before db_sync"
 grep -q 'rm -rf /var/lib/glance /var/log/glance' "$work/control/postrm" ||
     fail "postrm does not remove the data on purge"
-ok "maintainer scripts: db_sync, enable without start, try-restart on upgrade, purge"
+# The diversion commands, continuation lines joined.
+divert_cmds() {
+    sed -e ':a' -e '/\\$/{N;s/ *\\\n */ /;ba' -e '}' "$1" | sed -n 's/^ *\(dpkg-divert .*\)/\1/p'
+}
+[ "$(divert_cmds "$work/control/preinst")" = \
+    "dpkg-divert --package glance-rs --add --rename $diversion" ] ||
+    fail "preinst does not divert /usr/bin/glance: $(divert_cmds "$work/control/preinst")"
+[ "$(divert_cmds "$work/control/postrm")" = \
+    "dpkg-divert --package glance-rs --remove --rename $diversion" ] ||
+    fail "postrm does not remove the diversion: $(divert_cmds "$work/control/postrm")"
+ok "maintainer scripts: db_sync, enable without start, try-restart on upgrade, purge," \
+    "diversion of /usr/bin/glance"
 
 # --- Inspect the .rpm -----------------------------------------------------------------------
 step "inspect the .rpm"
@@ -192,6 +211,10 @@ grep -qx "cn /etc/logrotate.d/glance-rs" "$work/rpm-flags" || fail "logrotate no
 ok "config(noreplace): $(grep '^cn ' "$work/rpm-flags" | cut -d' ' -f2 | tr '\n' ' ')"
 rpm -qp --requires "$rpm_file" | tr '\n' ' '
 echo
+rpm -qp --conflicts "$rpm_file" > "$work/rpm-conflicts"
+grep -qx 'python3-glanceclient' "$work/rpm-conflicts" ||
+    fail "the .rpm does not conflict with python3-glanceclient (both ship /usr/bin/glance)"
+ok "Conflicts: $(tr '\n' ' ' < "$work/rpm-conflicts")"
 rpm -qp --scripts "$rpm_file" > "$work/rpm-scripts"
 for what in useradd 'install -d -o glance -g glance -m 0750' db_sync \
     'enable glance-api.service' 'disable --now' try-restart; do
@@ -246,6 +269,44 @@ fi
 for f in /usr/bin/glance-api /etc/glance; do
     [ ! -e "$f" ] || fail "$f exists before installation (another Glance installed?)"
 done
+# Every package installed now must still be at the end (python3-keystone,
+# python3-glanceclient, python3-openstackclient of the test services among them).
+installed_pkgs() { dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\n' | awk '$1 == "ii" { print $2 }' | sort; }
+installed_pkgs > "$work/installed-before"
+still_installed() { # WHEN
+    installed_pkgs > "$work/installed-now"
+    local gone
+    gone=$(comm -23 "$work/installed-before" "$work/installed-now" | tr '\n' ' ')
+    [ -z "$gone" ] || fail "$1: packages no longer installed: $gone"
+    ok "$1: all $(wc -l < "$work/installed-before") packages installed before still are" \
+        "($(grep -xE 'python3-(keystone|glanceclient|openstackclient)' "$work/installed-now" |
+            tr '\n' ' ')among them)"
+}
+# /usr/bin/glance before: python3-glanceclient's when installed, undiverted.
+[ -z "$(dpkg-divert --list /usr/bin/glance)" ] ||
+    fail "/usr/bin/glance is already diverted: $(dpkg-divert --list /usr/bin/glance)"
+glanceclient=no
+if dpkg-query -W -f='${Status}' python3-glanceclient 2>/dev/null | grep -q 'ok installed'; then
+    glanceclient=yes
+    cp -p /usr/bin/glance "$work/glance.python"
+    echo "before: $(dpkg-query -S /usr/bin/glance); $(head -c 40 /usr/bin/glance | head -1)"
+fi
+# /usr/bin/glance is python3-glanceclient's (GLANCECLIENT=yes) or absent, undiverted.
+python_glance_restored() { # WHEN
+    [ -z "$(dpkg-divert --list /usr/bin/glance)" ] ||
+        fail "$1: /usr/bin/glance still diverted: $(dpkg-divert --list /usr/bin/glance)"
+    [ ! -e /usr/bin/glance.glanceclient ] || fail "$1: /usr/bin/glance.glanceclient remains"
+    if [ "$glanceclient" = yes ]; then
+        cmp "$work/glance.python" /usr/bin/glance ||
+            fail "$1: /usr/bin/glance is not python3-glanceclient's"
+        [ "$(dpkg-query -S /usr/bin/glance)" = "python3-glanceclient: /usr/bin/glance" ] ||
+            fail "$1: dpkg -S /usr/bin/glance: $(dpkg-query -S /usr/bin/glance)"
+        ok "$1: /usr/bin/glance is python3-glanceclient's again, no diversion"
+    else
+        [ ! -e /usr/bin/glance ] || fail "$1: /usr/bin/glance remains"
+        ok "$1: /usr/bin/glance gone, no diversion (python3-glanceclient is not installed)"
+    fi
+}
 # Never at the expense of another package of the machine (the test services' python3-keystone
 # needs python3-glanceclient, for one): apt-get aborts instead of removing anything.
 if apt-get -s install "$deb" | grep '^Remv'; then
@@ -275,12 +336,45 @@ ok "glance-api.service, glance-registry.service, glance-scrubber.timer enabled"
 if pgrep -u glance >/dev/null; then fail "a glance process runs after installation"; fi
 ok "nothing started"
 
+step "/usr/bin/glance: glance-rs's client; python3-glanceclient's diverted"
+# Our client in place, the Python one (if installed) renamed by the preinst's diversion.
+glance_diverted() { # WHEN
+    dpkg-divert --list '/usr/bin/glance*'
+    dpkg-query -S /usr/bin/glance || true
+    [ "$(dpkg-divert --listpackage /usr/bin/glance)" = glance-rs ] ||
+        fail "$1: /usr/bin/glance not diverted by glance-rs: $(dpkg-divert --list /usr/bin/glance)"
+    [ "$(dpkg-divert --truename /usr/bin/glance)" = /usr/bin/glance.glanceclient ] ||
+        fail "$1: diverted to $(dpkg-divert --truename /usr/bin/glance)"
+    [ "$(dpkg-divert --list | grep -c glance)" -eq 1 ] || fail "$1: more than one diversion"
+    cmp "$work/deb-root/usr/bin/glance" /usr/bin/glance || fail "$1: /usr/bin/glance is not ours"
+    dpkg-query -S /usr/bin/glance | grep -q '^glance-rs\(, .*\)\?: /usr/bin/glance$' ||
+        fail "$1: glance-rs does not own /usr/bin/glance"
+    if [ "$glanceclient" = yes ]; then
+        cmp "$work/glance.python" /usr/bin/glance.glanceclient ||
+            fail "$1: /usr/bin/glance.glanceclient is not python3-glanceclient's /usr/bin/glance"
+        dpkg-query -W -f='${Status}' python3-glanceclient | grep -q 'ok installed' ||
+            fail "$1: python3-glanceclient is no longer installed"
+        ok "$1: /usr/bin/glance is glance-rs's; python3-glanceclient's is /usr/bin/glance.glanceclient"
+    else
+        ok "$1: /usr/bin/glance is glance-rs's (diverted, python3-glanceclient not installed)"
+    fi
+}
+glance_diverted "installed"
+still_installed "installed"
+version_out=$(env -i PATH=/usr/bin:/bin glance --version) || fail "glance --version failed"
+[ "$version_out" = "glance $version (glance-rs, images API v1)" ] ||
+    fail "glance --version: $version_out"
+ok "glance --version: $version_out"
+[ "$(man -w glance)" = /usr/share/man/man1/glance.1.gz ] || fail "man -w glance: $(man -w glance)"
+ok "man glance: /usr/share/man/man1/glance.1.gz"
+
 step "reinstall (the upgrade path of the maintainer scripts)"
 apt_get install --no-remove --reinstall "$deb"
 [ "$(setpriv --reuid=glance --regid=glance --init-groups -- \
     glance-manage --config-file /etc/glance/glance-registry.conf db_version)" = "$schema" ] ||
     fail "schema changed on reinstall"
 ok "upgrade path ran: database still at $schema"
+glance_diverted "reinstalled"
 
 step "systemd-analyze verify (installed units, programs and man pages)"
 (cd / && systemd-analyze verify /usr/lib/systemd/system/glance-api.service \
@@ -291,7 +385,7 @@ step "systemd-analyze verify (installed units, programs and man pages)"
 # It prints nothing on success; anything about our units is a finding.
 if grep -v '^+' "$work/verify" | grep -i 'glance'; then fail "systemd-analyze verify complained"; fi
 ok "systemd-analyze verify: no findings"
-for page in glance-api.conf.5 glance-api.8 glance-manage.8; do
+for page in glance.1 glance-api.conf.5 glance-api.8 glance-manage.8; do
     [ -z "$(MANWIDTH=80 man --warnings -l "/usr/share/man/man${page##*.}/$page.gz" 2>&1 >/dev/null)" ] ||
         fail "installed $page renders with warnings"
 done
@@ -350,6 +444,23 @@ cmp "$work/image.raw" "$work/image.back" || fail "image data differs"
 [ "$(stat -c %U "/var/lib/glance/images/$id")" = glance ] ||
     fail "image file not in /var/lib/glance/images or not owned by glance"
 ok "uploaded image $id into /var/lib/glance/images and read it back"
+# The installed client against it, as an ordinary user with a clean environment: it adds a
+# public image (index lists public images only: there is no authentication here), lists it.
+port=${addr##*:}
+as_user() { (cd / && env -i PATH=/usr/bin:/bin setpriv --reuid=nobody --regid=nogroup \
+    --clear-groups -- "$@"); }
+added=$(as_user glance -H 127.0.0.1 -p "$port" add name=pkgtest-cli is_public=true \
+    disk_format=raw container_format=bare --file "$work/image.raw") ||
+    fail "glance add failed: $added"
+cli_id=$(printf '%s' "$added" | sed -n 's/^Added new image with ID: *//p')
+[ -n "$cli_id" ] || fail "glance add printed: $added"
+ok "glance -H 127.0.0.1 -p $port add ... --file (as nobody): $added"
+index=$(as_user glance -H 127.0.0.1 -p "$port" index) ||
+    fail "glance -H 127.0.0.1 -p $port index failed"
+printf '%s\n' "$index" | sed 's/^/    | /'
+printf '%s\n' "$index" | grep -qE "^$cli_id +pkgtest-cli +raw +bare +29\$" ||
+    fail "glance index does not list image $cli_id (pkgtest-cli raw bare 29)"
+ok "glance -H 127.0.0.1 -p $port index (as nobody) lists $cli_id"
 kill -HUP "$server_pid"
 for _ in $(seq 50); do [ "$(notified READY=1)" -ge 2 ] && break; sleep 0.1; done
 [ "$(notified RELOADING=1)" -eq 1 ] || fail "no RELOADING=1 after SIGHUP"
@@ -380,9 +491,13 @@ ok "glance-scrubber: one pass, exit 0"
 step "remove"
 apt_get remove "$PKG"
 for f in /usr/bin/glance-api /usr/lib/systemd/system/glance-api.service \
-    /usr/share/man/man8/glance-api.8.gz; do
+    /usr/share/man/man8/glance-api.8.gz /usr/share/man/man1/glance.1.gz; do
     [ ! -e "$f" ] || fail "$f remains after remove"
 done
+dpkg-divert --list '/usr/bin/glance*'
+dpkg-query -S /usr/bin/glance || true
+python_glance_restored "removed"
+still_installed "removed"
 for f in /etc/glance/glance-api.conf "$db" "/var/lib/glance/images/$id" /var/log/glance; do
     [ -e "$f" ] || fail "$f was deleted by remove (only purge may)"
 done
@@ -398,6 +513,13 @@ for f in /etc/glance /var/lib/glance /var/log/glance /etc/logrotate.d/glance-rs 
 done
 if dpkg-query -W "$PKG" >/dev/null 2>&1; then fail "dpkg still knows $PKG"; fi
 ok "configs, data, logs and enablement links gone; the glance user stays by design"
+python_glance_restored "purged"
+still_installed "purged"
+if [ "$glanceclient" = yes ]; then
+    env -i PATH=/usr/bin:/bin glance --version > "$work/python-glance.out" 2>&1 ||
+        { cat "$work/python-glance.out"; fail "python3-glanceclient's glance --version failed"; }
+    ok "python3-glanceclient's glance --version: $(tr '\n' ' ' < "$work/python-glance.out")"
+fi
 
 step "done in $((SECONDS - started)) s"
 echo "package.sh: all packaging checks passed"

@@ -4,8 +4,9 @@
 //! generator would guarantee: every command-line option a program prints in `--help` is in
 //! its page, every option of a sample config is documented in the page of that file (and the
 //! page documents no option the sample lacks), and every binary, man page and unit is in
-//! both packages. Rendering (`man --warnings`) and the packages themselves are checked by
-//! `.ci/package.sh`, which needs root and packaging tools.
+//! both packages (glance(1) is checked against the client's options by tests/cli.rs).
+//! Rendering (`man --warnings`) and the packages themselves are checked by `.ci/package.sh`,
+//! which needs root and packaging tools.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -183,9 +184,7 @@ fn expected_contents() -> (Vec<String>, Vec<String>, Vec<String>) {
         })
         .collect();
     assert_eq!(bins.len(), 5, "{bins:?}");
-    // The `glance` client is not packaged yet: /usr/bin/glance belongs to
-    // python3-glanceclient, which the project's test Keystone (python3-keystone) needs.
-    let bins = bins.into_iter().filter(|b| b != "glance").collect();
+    assert!(bins.iter().any(|b| b == "glance"), "{bins:?}");
     (units, pages, bins)
 }
 
@@ -212,8 +211,6 @@ fn packages_ship_every_binary_page_and_unit() {
             "glance-scrubber.timer"
         ]
     );
-    assert!(!deb.contains("\"target/release/glance\""));
-    assert!(!rpm.contains("\"target/release/glance\""));
     for bin in &bins {
         assert!(
             deb.contains(&format!(
@@ -267,6 +264,77 @@ fn packages_ship_every_binary_page_and_unit() {
             "source = \"etc/{conf}\", dest = \"/etc/glance/{conf}\", mode = \"644\", config = \"noreplace\""
         )));
     }
+}
+
+/// The `glance` client and python3-glanceclient (which python3-keystone depends on) both
+/// ship /usr/bin/glance: the .deb diverts the Python one away on installation and back on
+/// removal, and the .rpm, without diversions, conflicts with it.
+#[test]
+fn python_glanceclient_is_diverted_by_the_deb_and_conflicts_with_the_rpm() {
+    let divert = "--divert /usr/bin/glance.glanceclient /usr/bin/glance";
+    // A command's lines joined (the scripts continue them with a backslash).
+    let commands = |script: &str| -> Vec<String> {
+        read(script)
+            .replace("\\\n", " ")
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| l.starts_with("dpkg-divert "))
+            .collect()
+    };
+    // The case labels each dpkg-divert command runs under.
+    let labels = |script: &str| -> Vec<String> {
+        let text = read(script);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("dpkg-divert "))
+            .unwrap_or_else(|| panic!("{script}: no dpkg-divert"));
+        let label = lines[..at]
+            .iter()
+            .rev()
+            .find(|l| !l.trim_start().starts_with('#') && l.trim_end().ends_with(')'))
+            .unwrap_or_else(|| panic!("{script}: dpkg-divert outside a case"));
+        label
+            .trim()
+            .trim_end_matches(')')
+            .split('|')
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        commands("packaging/debian/preinst"),
+        [format!(
+            "dpkg-divert --package glance-rs --add --rename {divert}"
+        )]
+    );
+    assert_eq!(labels("packaging/debian/preinst"), ["install", "upgrade"]);
+    assert_eq!(
+        commands("packaging/debian/postrm"),
+        [format!(
+            "dpkg-divert --package glance-rs --remove --rename {divert}"
+        )]
+    );
+    let postrm = labels("packaging/debian/postrm");
+    for label in ["remove", "purge", "abort-install"] {
+        assert!(postrm.iter().any(|l| l == label), "postrm: {postrm:?}");
+    }
+    for script in ["preinst", "postrm"] {
+        assert!(
+            read(&format!("packaging/debian/{script}")).contains("\n#DEBHELPER#\n"),
+            "packaging/debian/{script}: no #DEBHELPER#"
+        );
+    }
+    let cargo = read("Cargo.toml");
+    let conflicts = cargo
+        .split_once("[package.metadata.generate-rpm.conflicts]")
+        .map(|(_, rest)| rest.split("\n[").next().unwrap_or(rest))
+        .unwrap_or_else(|| panic!("no [package.metadata.generate-rpm.conflicts]"));
+    assert!(
+        conflicts
+            .lines()
+            .any(|l| l == "python3-glanceclient = \"*\""),
+        "the .rpm does not conflict with python3-glanceclient"
+    );
 }
 
 /// Each server unit runs an installed program on its installed config, as the glance user,
