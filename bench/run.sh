@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                  # full run: 1 GiB image, 3 repeats
 #   bench/run.sh --size-mib 64    # quick run
+#   bench/run.sh --store file,swift,s3   # also Swift and S3 (tests/services/swift-s3.sh)
 #   bench/run.sh --help
 #
 # All traffic goes to 127.0.0.1. Every server and client this script starts is stopped on exit.
@@ -39,7 +40,10 @@ usage() {
 Usage: bench/run.sh [options]
 
   --size-mib N          image size in MiB (default $SIZE_MIB)
-  --store NAME          store to benchmark: file (default). swift and s3 are not yet supported.
+  --store LIST          stores to benchmark: file (default), swift, s3, or a comma list
+                        (file,swift,s3). The file store is always measured in full; swift and
+                        s3 get upload/download MB/s and peak RSS beside it (no targets), against
+                        the local Swift of tests/services/swift-s3.sh (started if not running)
   --repeat N            repeats of each throughput measurement; the median is reported (default $REPEAT)
   --concurrency N       concurrent downloads during the RSS measurement (default $CONCURRENCY)
   --head-seconds N      duration of the HEAD load test (default $HEAD_SECONDS)
@@ -61,7 +65,9 @@ die() { echo "run.sh: $*" >&2; exit 2; }
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-need_uint() { is_uint "$2" && (( $2 >= ${3:-1} )) || die "$1: expected a whole number >= ${3:-1}, got '$2'"; }
+need_uint() {
+    if ! is_uint "$2" || (( $2 < ${3:-1} )); then die "$1: expected a whole number >= ${3:-1}, got '$2'"; fi
+}
 
 # opt NAME VALUE...: the value of an option that takes one.
 opt() { (( $# >= 2 )) || { usage >&2; die "$1 needs a value"; }; printf '%s' "$2"; }
@@ -96,20 +102,51 @@ need_uint --workers "$WORKERS"
 (( HEAD_CONNECTIONS >= HEAD_THREADS )) || HEAD_THREADS=$HEAD_CONNECTIONS
 [[ -n $WORKDIR ]] || die "--workdir: empty"
 
-# The store under test. Each store contributes its glance-api.conf lines here; remote stores
-# (issue 6) will also need their own server started and stopped by this script.
+# The stores under test. The file store is always measured (the full set, with targets); the
+# object stores of OBJ_STORES get upload/download MB/s and peak RSS beside it.
+OBJ_STORES=()
+IFS=, read -r -a store_list <<< "$STORE"
+(( ${#store_list[@]} )) || die "--store: empty"
+for s in "${store_list[@]}"; do
+    case $s in
+        file) ;;
+        swift|s3) [[ " ${OBJ_STORES[*]} " == *" $s "* ]] || OBJ_STORES+=("$s") ;;
+        *) die "--store: unknown store '$s' (file, swift, s3, or a comma list of them)" ;;
+    esac
+done
+STORE_NAMES=$(IFS=,; echo "file${OBJ_STORES[*]:+,${OBJ_STORES[*]}}")
+
+# The local Swift (proxy with tempauth and s3api) of tests/services/swift-s3.sh.
+SWIFT_SVC=$REPO/tests/services/swift-s3.sh
+SWIFT_ENDPOINT=http://127.0.0.1:8080
+SWIFT_AUTH=$SWIFT_ENDPOINT/auth/v1.0
+SWIFT_USER=test:tester
+SWIFT_KEY=testing
+# Container/bucket names of this run; a store's name gets "-<store>" appended.
+BENCH_TAG=glance-bench-$(date +%s)-$$
+
+# store_config STORE DIR: the glance-api.conf lines of STORE; DIR is that glance-api's directory.
 store_config() {
-    case $STORE in
+    case $1 in
         file)
-            printf 'default_store = file\nfilesystem_store_datadir = %s/images\n' "$RUN_DIR"
+            printf 'default_store = file\nfilesystem_store_datadir = %s/images\n' "$2"
+            ;;
+        swift)
+            printf 'default_store = swift\n'
+            printf 'swift_store_auth_address = %s\n' "$SWIFT_AUTH"
+            printf 'swift_store_user = %s\nswift_store_key = %s\n' "$SWIFT_USER" "$SWIFT_KEY"
+            printf 'swift_store_container = %s-swift\n' "$BENCH_TAG"
+            printf 'swift_store_create_container_on_put = True\n'
+            ;;
+        s3)
+            printf 'default_store = s3\n'
+            printf 's3_store_host = %s\n' "$SWIFT_ENDPOINT"
+            printf 's3_store_access_key = %s\ns3_store_secret_key = %s\n' "$SWIFT_USER" "$SWIFT_KEY"
+            printf 's3_store_bucket = %s-s3\ns3_store_create_bucket_on_put = True\n' "$BENCH_TAG"
+            printf 's3_store_bucket_url_format = path\ns3_store_region_name = us-east-1\n'
             ;;
     esac
 }
-case $STORE in
-    file) ;;
-    swift|s3) die "--store $STORE: not yet supported (only 'file' is, for now)" ;;
-    *) die "--store: unknown store '$STORE' (file; swift and s3 are not yet supported)" ;;
-esac
 
 for tool in curl awk dd cat sort; do
     command -v "$tool" >/dev/null || die "'$tool' is required"
@@ -135,7 +172,11 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 BYTES=$(( SIZE_MIB * 1024 * 1024 ))
 RUN_DIR=""
 API_PID=""
+API_PIDS=()             # every glance-api this script started
 NGINX_PID=""
+OBJ_API=""              # the object-store glance-api being measured, and its images left to delete
+OBJ_IDS=()
+CONTAINERS=()           # Swift containers (S3 buckets) this run may have created
 CLIENT_PIDS=()
 CREATED_POLICY_RC=0
 
@@ -150,12 +191,59 @@ stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL.
     wait "$pid" 2>/dev/null || true
 }
 
+# swift_auth: sets SWIFT_URL and SWIFT_TOKEN (tempauth v1.0) for the Swift API.
+swift_auth() {
+    local h
+    h=$(curl -sS -m 10 -o /dev/null -D - -H "X-Auth-User: $SWIFT_USER" -H "X-Auth-Key: $SWIFT_KEY" \
+        "$SWIFT_AUTH" | tr -d '\r') || return 1
+    SWIFT_URL=$(awk -F': ' 'tolower($1) == "x-storage-url" { print $2 }' <<< "$h")
+    SWIFT_TOKEN=$(awk -F': ' 'tolower($1) == "x-auth-token" { print $2 }' <<< "$h")
+    [[ -n $SWIFT_URL && -n $SWIFT_TOKEN ]]
+}
+
+# swift_delete_container NAME: delete the container (an S3 bucket is one too) and whatever is
+# left in it (segments of an interrupted upload). A missing container is fine.
+swift_delete_container() {
+    local c=$1 code pass name names
+    for (( pass = 0; pass < 3; pass++ )); do
+        names=$(curl -sS -m 30 -f -H "X-Auth-Token: $SWIFT_TOKEN" "$SWIFT_URL/$c?format=plain" 2>/dev/null) \
+            || names=""
+        [[ -n $names ]] || break
+        while IFS= read -r name; do
+            [[ -z $name ]] || curl -sS -m 30 -o /dev/null -X DELETE -H "X-Auth-Token: $SWIFT_TOKEN" \
+                "$SWIFT_URL/$c/$name" || true
+        done <<< "$names"
+    done
+    code=$(curl -sS -m 30 -o /dev/null -w '%{http_code}' -X DELETE -H "X-Auth-Token: $SWIFT_TOKEN" \
+        "$SWIFT_URL/$c") || code=000
+    case $code in
+        204) log "deleted container $c" ;;
+        404) ;;
+        *) log "could not delete container $c (status $code)" ;;
+    esac
+}
+
+# The script's stderr, for cleanup(): a signal can arrive while stderr is redirected to a file
+# of the run directory (the `time` measurements), which cleanup deletes.
+exec 9>&2
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    local pid
+    exec 2>&9
+    local pid id c
     for pid in "${CLIENT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    [[ -z $API_PID ]] || stop_pid "$API_PID"
+    # Images still held by an object-store glance-api: deleted through the API first.
+    for id in "${OBJ_IDS[@]}"; do
+        curl -sS -m 60 -o /dev/null -X DELETE "$OBJ_API/v1/images/$id" 2>/dev/null || true
+    done
+    for pid in "${API_PIDS[@]}"; do stop_pid "$pid"; done
+    if (( ${#CONTAINERS[@]} )); then
+        if swift_auth; then
+            for c in "${CONTAINERS[@]}"; do swift_delete_container "$c" || true; done
+        else
+            log "no Swift token: containers ${CONTAINERS[*]} not deleted"
+        fi
+    fi
     [[ -z $NGINX_PID ]] || stop_pid "$NGINX_PID"
     (( CREATED_POLICY_RC == 0 )) || rm -f /usr/sbin/policy-rc.d
     rm -f "$WORKDIR/ddcopy"
@@ -228,30 +316,40 @@ fi
 DATA_MD5=$(cat "$DATA.md5")
 cat "$DATA" > /dev/null   # into the page cache
 
+if (( ${#OBJ_STORES[@]} )); then
+    log "Swift (and its S3 API) for ${OBJ_STORES[*]}: bash tests/services/swift-s3.sh start"
+    bash "$SWIFT_SVC" start >&2 || die "tests/services/swift-s3.sh start failed"
+    swift_auth || die "no token from Swift at $SWIFT_AUTH"
+fi
+
 # ---- glance-api --------------------------------------------------------------------------
+# start_api STORE DIR: a glance-api for STORE with its config, registry and logs in DIR. Sets
+# API_PID and API (its URL).
 start_api() {
-    mkdir -p "$RUN_DIR/images"
+    local dir=$2
+    mkdir -p "$dir/images"
     {
         printf '[DEFAULT]\n'
         printf 'bind_host = 127.0.0.1\nbind_port = 0\nworkers = %s\n' "$WORKERS"
         printf 'verbose = False\ndebug = False\n'
-        printf 'sql_connection = sqlite:///%s/glance.sqlite\ndb_auto_create = True\n' "$RUN_DIR"
-        store_config
+        printf 'sql_connection = sqlite:///%s/glance.sqlite\ndb_auto_create = True\n' "$dir"
+        store_config "$1" "$dir"
         [[ -z $BUFFER_SIZE ]] || printf 'image_buffer_size = %s\n' "$BUFFER_SIZE"
-    } > "$RUN_DIR/glance-api.conf"
-    "$API_BIN" --config-file "$RUN_DIR/glance-api.conf" \
-        > "$RUN_DIR/api.stdout" 2> "$RUN_DIR/api.stderr" &
+    } > "$dir/glance-api.conf"
+    "$API_BIN" --config-file "$dir/glance-api.conf" \
+        > "$dir/api.stdout" 2> "$dir/api.stderr" &
     API_PID=$!
+    API_PIDS+=("$API_PID")
     local i line=""
     for (( i = 0; i < 300; i++ )); do
-        line=$(head -n 1 "$RUN_DIR/api.stdout" 2>/dev/null || true)
+        line=$(head -n 1 "$dir/api.stdout" 2>/dev/null || true)
         [[ $line == "listening on "* ]] && break
-        kill -0 "$API_PID" 2>/dev/null || { cat "$RUN_DIR/api.stderr" >&2; die "glance-api exited"; }
+        kill -0 "$API_PID" 2>/dev/null || { cat "$dir/api.stderr" >&2; die "glance-api exited"; }
         sleep 0.1
     done
     [[ $line == "listening on "* ]] || die "glance-api did not report its port in 30 s"
     API="http://${line#listening on }"
-    log "glance-api pid $API_PID on $API (store $STORE, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default})"
+    log "glance-api pid $API_PID on $API (store $1, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default})"
 }
 
 # ---- nginx -------------------------------------------------------------------------------
@@ -370,7 +468,7 @@ proc_kib() {  # proc_kib PID FIELD: a "kB" field of /proc/PID/status
 }
 
 # ---- run ---------------------------------------------------------------------------------
-start_api
+start_api file "$RUN_DIR"
 if [[ -n $NGINX ]]; then
     start_nginx || { log "nginx did not start: the download ceiling falls back to cat"; NGINX=""; }
 fi
@@ -493,6 +591,59 @@ if [[ -n $NGINX ]]; then
     v=$(head_rps "${NGINX_URL%/*}/empty"); read -r HEAD_NG_RPS HEAD_NG_ERR <<< "$v"
 fi
 log "  glance $HEAD_RPS req/s (errors $HEAD_ERR)${NGINX:+, nginx $HEAD_NG_RPS req/s}"
+
+# ---- object stores -----------------------------------------------------------------------
+# For each of OBJ_STORES, a second glance-api configured for it: REPEAT uploads and REPEAT
+# downloads of the same image, each divided by the file store's figure of the same round.
+# The peak RSS is that glance-api's VmHWM over its uploads and downloads; the file store's
+# counterpart is its VmHWM before the concurrent-download test (HWM_BEFORE), after the same
+# sequence of uploads and downloads.
+declare -A R_UP R_UPS R_UPR R_UPRS R_UPCPU R_DL R_DLS R_DLR R_DLRS R_RSS R_BASE
+FILE_API=$API FILE_API_PID=$API_PID
+for st in "${OBJ_STORES[@]}"; do
+    CONTAINERS+=("$BENCH_TAG-$st")
+    [[ $st != s3 ]] || CONTAINERS+=("$BENCH_TAG-$st+segments")
+    start_api "$st" "$RUN_DIR/$st"
+    OBJ_API=$API
+    R_BASE[$st]=$(proc_kib "$API_PID" VmRSS)
+    echo 5 > "/proc/$API_PID/clear_refs" 2>/dev/null || true
+    log "$st: upload $REPEAT x glance POST, $SIZE_MIB MiB (container/bucket $BENCH_TAG-$st)"
+    S_UP=() S_UPR=() S_UPCPU=() keep=""
+    for (( r = 1; r <= REPEAT; r++ )); do
+        upload "bench-$st-$r"
+        OBJ_IDS+=("$UPLOAD_ID")
+        S_UP+=("$UPLOAD_MBPS") S_UPCPU+=("$UPLOAD_CPU")
+        S_UPR+=("$(calc "$UPLOAD_MBPS / ${UP[r - 1]}" 3)")
+        log "  #$r $st upload $UPLOAD_MBPS MB/s (file store ${UP[r - 1]} MB/s; glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s)"
+        if [[ -z $keep ]]; then
+            keep=$UPLOAD_ID
+        else
+            code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$API/v1/images/$UPLOAD_ID")
+            [[ $code == 200 ]] || die "$st: DELETE /v1/images/$UPLOAD_ID: status $code"
+            OBJ_IDS=("$keep")
+        fi
+    done
+    log "$st: download $REPEAT x glance GET"
+    S_DL=() S_DLR=()
+    curl_get "$API/v1/images/$keep"   # warm-up, as for the file store
+    for (( r = 1; r <= REPEAT; r++ )); do
+        curl_get "$API/v1/images/$keep"
+        S_DL+=("$GET_MBPS") S_DLR+=("$(calc "$GET_MBPS / ${DL[r - 1]}" 3)")
+        log "  #$r $st download $GET_MBPS MB/s (file store ${DL[r - 1]} MB/s)"
+    done
+    R_RSS[$st]=$(proc_kib "$API_PID" VmHWM)
+    log "  $st glance-api baseline VmRSS ${R_BASE[$st]} KiB, VmHWM ${R_RSS[$st]} KiB"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$API/v1/images/$keep")
+    [[ $code == 200 ]] || die "$st: DELETE /v1/images/$keep: status $code"
+    OBJ_IDS=()
+    stop_pid "$API_PID"
+    API=$FILE_API API_PID=$FILE_API_PID OBJ_API=""
+    R_UP[$st]=$(median "${S_UP[@]}") R_UPS[$st]=$(json_array "${S_UP[@]}")
+    R_UPR[$st]=$(median3 "${S_UPR[@]}") R_UPRS[$st]=$(json_array "${S_UPR[@]}")
+    R_UPCPU[$st]=$(json_array "${S_UPCPU[@]}")
+    R_DL[$st]=$(median "${S_DL[@]}") R_DLS[$st]=$(json_array "${S_DL[@]}")
+    R_DLR[$st]=$(median3 "${S_DLR[@]}") R_DLRS[$st]=$(json_array "${S_DLR[@]}")
+done
 LOAD_AFTER=$(loadavg)
 
 # ---- results -----------------------------------------------------------------------------
@@ -528,7 +679,7 @@ RSS_PASS=$(pass "$RSS_PEAK < $RSS_TARGET_MIB * 1024")
 
 row() { printf '%-34s %12s  %-24s %7s  %-9s %s\n' "$@"; }
 echo
-echo "glance-rs benchmark: $SIZE_MIB MiB image, store $STORE, $REPEAT rounds (MB = 10^6 bytes)"
+echo "glance-rs benchmark: $SIZE_MIB MiB image, store file${OBJ_STORES[*]:+ (and ${OBJ_STORES[*]} below)}, $REPEAT rounds (MB = 10^6 bytes)"
 echo "value, ceiling: medians; ratio: median of the per-round ratios$([[ -n $NGINX ]] || echo " (download vs cat: ratio of the medians)")"
 echo "load average before: $LOAD_BEFORE; after: $LOAD_AFTER ($(nproc) cores)"
 echo
@@ -554,10 +705,50 @@ echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL
      "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
 echo "HEAD tool: $HEAD_TOOL; errors: glance ${HEAD_ERR}${NGINX:+, nginx $HEAD_NG_ERR}"
 
+srow() { printf '%-8s %12s %7s %14s %7s %13s  %s\n' "$@"; }
+if (( ${#OBJ_STORES[@]} )); then
+    echo
+    echo "stores: the same $SIZE_MIB MiB image through a glance-api per store; MB/s: medians;"
+    echo "ratio: median of the per-round ratios to the file store's figure of the same round;"
+    echo "peak RSS: VmHWM of that store's glance-api over its uploads and downloads (no targets)"
+    echo "(Swift runs on this machine and shares its $(nproc) cores: its figures are bounded by Swift itself)"
+    echo
+    srow "store" "upload MB/s" "ratio" "download MB/s" "ratio" "peak RSS MiB" "result"
+    srow "file" "$UP_MED" "1.000" "$DL_MED" "1.000" "$(calc "$HWM_BEFORE / 1024" 1)" "info"
+    for st in "${OBJ_STORES[@]}"; do
+        srow "$st" "${R_UP[$st]}" "${R_UPR[$st]}" "${R_DL[$st]}" "${R_DLR[$st]}" \
+            "$(calc "${R_RSS[$st]} / 1024" 1)" "info"
+    done
+    for st in "${OBJ_STORES[@]}"; do
+        echo "  $st samples: upload ${R_UPS[$st]}, download ${R_DLS[$st]} MB/s;" \
+             "per-round ratios: upload ${R_UPRS[$st]}, download ${R_DLRS[$st]}"
+    done
+fi
+
 q() { printf '"%s"' "$1"; }
 num_or_null() { [[ -n $1 ]] && printf '%s' "$1" || printf 'null'; }
 bool() { [[ $1 == PASS ]] && echo true || echo false; }
 ALL_PASS=true
+# stores_json: the "stores" object: the file store's figures and those of each object store.
+stores_json() {
+    local st sep=$'\n'
+    printf '{"file": {"upload_mbps": %s, "download_mbps": %s, "upload_ratio_to_file": 1, "download_ratio_to_file": 1,' \
+        "$UP_MED" "$DL_MED"
+    printf ' "rss_peak_kib": %s, "rss_peak": "VmHWM after the upload and download rounds", "target": null}' \
+        "$HWM_BEFORE"
+    for st in "${OBJ_STORES[@]}"; do
+        printf ',%s    %s: {"upload_mbps": %s, "upload_samples": %s, "upload_ratio_to_file": %s,' \
+            "$sep" "$(q "$st")" "${R_UP[$st]}" "${R_UPS[$st]}" "${R_UPR[$st]}"
+        printf ' "upload_paired_ratios": %s, "glance_upload_cpu_s": %s,' "${R_UPRS[$st]}" "${R_UPCPU[$st]}"
+        printf '%s      "download_mbps": %s, "download_samples": %s, "download_ratio_to_file": %s,' \
+            "$sep" "${R_DL[$st]}" "${R_DLS[$st]}" "${R_DLR[$st]}"
+        printf ' "download_paired_ratios": %s,' "${R_DLRS[$st]}"
+        printf '%s      "rss_baseline_kib": %s, "rss_peak_kib": %s, "rss_peak": "VmHWM over the uploads and downloads",' \
+            "$sep" "${R_BASE[$st]}" "${R_RSS[$st]}"
+        printf ' "container": %s, "endpoint": %s, "target": null}' "$(q "$BENCH_TAG-$st")" "$(q "$SWIFT_ENDPOINT")"
+    done
+    printf '}'
+}
 for p in "$UP_PASS" "$DL_PASS" "$RSS_PASS"; do [[ $p == PASS ]] || ALL_PASS=false; done
 cat > "$RESULTS" <<EOF
 {
@@ -567,7 +758,7 @@ cat > "$RESULTS" <<EOF
   "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT,
              "statistic": "values: median; ratio: median of per-round ratios",
              "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"),
-             "head_tool": $(q "$HEAD_TOOL")},
+             "stores": $(q "$STORE_NAMES"), "head_tool": $(q "$HEAD_TOOL")},
   "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
   "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
              "ceiling_mbps": $DD_MED, "ceiling_samples": $(json_array "${DD[@]}"),
@@ -586,6 +777,7 @@ cat > "$RESULTS" <<EOF
                            "rss_peak_kib": $RSS_PEAK, "target_kib": $(( RSS_TARGET_MIB * 1024 )), "pass": $(bool "$RSS_PASS")},
   "head": {"rps": $HEAD_RPS, "errors": $HEAD_ERR, "nginx_rps": $(num_or_null "$HEAD_NG_RPS"),
            "connections": $HEAD_CONNECTIONS, "seconds": $HEAD_SECONDS},
+  "stores": $(stores_json),
   "all_targets_pass": $ALL_PASS
 }
 EOF
