@@ -479,3 +479,60 @@ fn image_data_into_body() {
         _ => panic!("expected a file body"),
     }
 }
+
+/// The conformance test every store must pass: add, read back, checksum, size, duplicate,
+/// delete, and the not-found answers after delete.
+pub(crate) fn exercise_store(store: &dyn Store) {
+    let id = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    // Larger than one buffer and not a multiple of it.
+    let data: Vec<u8> = (0..200_003u32).map(|i| (i % 251) as u8).collect();
+    let len = data.len() as u64;
+
+    let stored = store
+        .add(&id, &mut &data[..], Some(len))
+        .expect("add succeeds");
+    assert_eq!(stored.size, len);
+    assert_eq!(stored.checksum, md5_hex(&data));
+
+    let loc = Location::parse(&stored.location).expect("store returns a parseable location");
+    assert!(store.schemes().contains(&loc.scheme()));
+    assert_eq!(store.size(&loc).expect("size"), len);
+
+    let got = store.get(&loc).expect("get");
+    assert_eq!(got.len(), Some(len));
+    assert_eq!(read_all(got), data);
+
+    match store.add(&id, &mut &b"other"[..], Some(5)) {
+        Err(Error::Duplicate(msg)) => assert!(msg.contains(&id), "{msg}"),
+        other => panic!("duplicate add: {other:?}"),
+    }
+    // The first image is intact after the refused duplicate.
+    assert_eq!(read_all(store.get(&loc).expect("get")), data);
+
+    // An empty image is an image too.
+    let empty_id = format!("{id}-empty");
+    let empty = store
+        .add(&empty_id, &mut io::empty(), None)
+        .expect("add empty");
+    assert_eq!(empty.size, 0);
+    assert_eq!(empty.checksum, "d41d8cd98f00b204e9800998ecf8427e");
+    let empty_loc = Location::parse(&empty.location).expect("location");
+    assert!(read_all(store.get(&empty_loc).expect("get empty")).is_empty());
+    store.delete(&empty_loc).expect("delete empty");
+
+    store.delete(&loc).expect("delete");
+    assert!(matches!(store.get(&loc), Err(Error::NotFound(_))));
+    assert!(matches!(store.size(&loc), Err(Error::NotFound(_))));
+    assert!(matches!(store.delete(&loc), Err(Error::NotFound(_))));
+}
+
+/// Reads image data whole (tests only).
+pub(crate) fn read_all(data: ImageData) -> Vec<u8> {
+    let mut out = Vec::new();
+    match data {
+        ImageData::File(f, len) => f.take(len).read_to_end(&mut out),
+        ImageData::Stream(mut r, _) => r.read_to_end(&mut out),
+    }
+    .expect("read image data");
+    out
+}

@@ -1,5 +1,6 @@
 use super::super::tests::FailingReader;
-use super::super::{Stores, exercise_store, md5_hex, read_all};
+use super::super::tests::{exercise_store, read_all};
+use super::super::{Stores, md5_hex};
 use super::*;
 
 fn opts(dir: &Path) -> StoreOptions {

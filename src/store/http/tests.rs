@@ -2,7 +2,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
-use super::super::read_all;
+use super::super::tests::read_all;
 use super::*;
 
 const BODY: &[u8] = b"remote image bytes, not very many of them";
