@@ -26,6 +26,7 @@
 //! Adding a backend means one file implementing [`Store`] plus one line in `BACKENDS` (and
 //! its options in [`StoreOptions`]); location parsing is here.
 
+mod checksum;
 mod filesystem;
 mod http;
 mod s3;
@@ -41,6 +42,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use md5::{Digest, Md5};
+
+use checksum::Md5Sum;
 
 use crate::error::{Error, Result};
 
@@ -782,19 +785,19 @@ where
     let (to_copier, emptied) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
     std::thread::scope(|scope| {
         let hashing = scope.spawn(move || {
-            let mut hasher = Md5::new();
+            let mut hasher = Md5Sum::new();
             for (buf, n) in filled {
                 hasher.update(&buf[..n]);
                 // The copier may be gone (error or end): the buffer is simply dropped.
                 let _ = to_copier.send(buf);
             }
-            to_hex(&hasher.finalize())
+            hasher.hex()
         });
         let copied = copy_pipelined(reader, writer, size, limit, &to_hasher, &emptied);
         drop(to_hasher); // ends the hasher's loop
         let checksum = hashing
             .join()
-            .map_err(|_| Error::Internal("the MD5 thread of an upload panicked".into()))?;
+            .map_err(|_| Error::Internal("the MD5 thread of an upload panicked".into()))??;
         copied.map(|total| (total, checksum))
     })
 }

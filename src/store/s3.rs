@@ -586,7 +586,7 @@ impl S3Store {
             .map_err(|e| s3_error(&what, &e))?;
         let etag = self.send_data(&url, &what, src, body)?;
         let verdict = src.finish().and_then(|()| {
-            let sum = src.checksum();
+            let sum = src.checksum()?;
             if etag == sum {
                 Ok(())
             } else {
@@ -824,7 +824,7 @@ impl Store for S3Store {
                 }
             }
         }
-        let (size, checksum) = (src.total(), src.checksum());
+        let (size, checksum) = (src.total(), src.checksum()?);
         debug!(
             "stored image {id} in S3 bucket {}: {size} bytes, md5 {checksum}",
             t.bucket

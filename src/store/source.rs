@@ -10,15 +10,14 @@
 
 use std::io::{self, Read};
 
-use md5::{Digest, Md5};
-
-use super::{read_error, to_hex};
+use super::checksum::Md5Sum;
+use super::read_error;
 use crate::error::{Error, Result};
 
 /// The request body of an upload, hashed and counted as it is read.
 pub(crate) struct Source<'a> {
     inner: &'a mut dyn Read,
-    hasher: Md5,
+    hasher: Md5Sum,
     total: u64,
     /// The declared size, if any: more or fewer bytes are a size mismatch.
     expected: Option<u64>,
@@ -36,7 +35,7 @@ impl<'a> Source<'a> {
     pub(crate) fn new(inner: &'a mut dyn Read, expected: Option<u64>, cap: u64) -> Source<'a> {
         Source {
             inner,
-            hasher: Md5::new(),
+            hasher: Md5Sum::new(),
             total: 0,
             expected,
             cap,
@@ -74,8 +73,8 @@ impl<'a> Source<'a> {
     }
 
     /// The MD5 of everything handed out, lower-case hex.
-    pub(crate) fn checksum(&self) -> String {
-        to_hex(&self.hasher.clone().finalize())
+    pub(crate) fn checksum(&mut self) -> Result<String> {
+        self.hasher.hex()
     }
 
     fn fail(&mut self, e: Error) -> io::Error {

@@ -1225,7 +1225,7 @@ impl SwiftStore {
                 let (etag, _) =
                     self.put_streamed(conn, id, src, Some(n), n, &[("If-None-Match", "*")])?;
                 let verdict = src.finish().and_then(|()| {
-                    let sum = src.checksum();
+                    let sum = src.checksum()?;
                     if etag == sum {
                         Ok(())
                     } else {
@@ -1391,7 +1391,7 @@ impl Store for SwiftStore {
         }
         let mut src = Source::new(data, expected_size, self.size_cap);
         self.add_data(conn, id, &mut src)?;
-        let (size, checksum) = (src.total(), src.checksum());
+        let (size, checksum) = (src.total(), src.checksum()?);
         debug!(
             "stored image {id} in Swift container {}: {size} bytes, md5 {checksum}",
             self.opts.container
