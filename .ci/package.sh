@@ -347,7 +347,8 @@ glance_diverted() { # WHEN
         fail "$1: diverted to $(dpkg-divert --truename /usr/bin/glance)"
     [ "$(dpkg-divert --list | grep -c glance)" -eq 1 ] || fail "$1: more than one diversion"
     cmp "$work/deb-root/usr/bin/glance" /usr/bin/glance || fail "$1: /usr/bin/glance is not ours"
-    dpkg-query -S /usr/bin/glance | grep -q '^glance-rs\(, .*\)\?: /usr/bin/glance$' ||
+    # dpkg lists both owners of a diverted path, in either order.
+    dpkg-query -S /usr/bin/glance | grep -qE '^([^:]*, )?glance-rs(, [^:]*)?: /usr/bin/glance$' ||
         fail "$1: glance-rs does not own /usr/bin/glance"
     if [ "$glanceclient" = yes ]; then
         cmp "$work/glance.python" /usr/bin/glance.glanceclient ||
