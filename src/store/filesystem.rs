@@ -19,8 +19,9 @@
 //! [`Error::Forbidden`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
 
 use log::{debug, warn};
 
@@ -253,7 +254,7 @@ impl Store for FilesystemStore {
                 .datadir
                 .join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple())),
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp.path)
@@ -264,7 +265,10 @@ impl Store for FilesystemStore {
             Some(expected) if expected < self.size_cap => expected,
             _ => self.size_cap,
         };
-        let (size, checksum) = match copy_and_hash(data, &mut file, self.buffer_size, limit) {
+        let copied = with_early_writeback(&file, |out| {
+            copy_and_hash(data, out, self.buffer_size, limit)
+        });
+        let (size, checksum) = match copied {
             Ok(done) => done,
             Err(Error::TooLarge(_)) if limit < self.size_cap => {
                 return Err(size_mismatch(limit, &format!("more than {limit}")));
@@ -328,6 +332,64 @@ impl Store for FilesystemStore {
 
     fn writable(&self) -> bool {
         true
+    }
+}
+
+/// Bytes written between two early writebacks.
+const WRITEBACK_STEP: u64 = 64 * 1024 * 1024;
+
+/// Runs `copy` with a writer to `file` that, every [`WRITEBACK_STEP`] bytes, asks a helper
+/// thread to `fdatasync` what is written so far.
+///
+/// Why: the kernel starts writing dirty pages back only past `dirty_background_ratio` (GiBs
+/// on a large host), so without this an upload would first fill the page cache and then wait
+/// in the final fsync for the whole image to reach the disk. Syncing in the background lets
+/// the disk work while the network delivers; the final fsync finds little left. A failed
+/// early sync is ignored: the final `sync_all` reports errors.
+fn with_early_writeback<T>(file: &File, copy: impl FnOnce(&mut dyn Write) -> T) -> T {
+    let Ok(flusher_file) = file.try_clone() else {
+        let mut out = file;
+        return copy(&mut out);
+    };
+    let (tick, ticks) = mpsc::sync_channel::<()>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for () in ticks {
+                let _ = flusher_file.sync_data();
+            }
+        });
+        let mut out = Writeback {
+            file,
+            since_sync: 0,
+            tick,
+        };
+        copy(&mut out)
+        // `out` (and with it `tick`) is dropped here, which ends the flusher.
+    })
+}
+
+/// The writer of [`with_early_writeback`].
+struct Writeback<'f> {
+    file: &'f File,
+    since_sync: u64,
+    tick: mpsc::SyncSender<()>,
+}
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since_sync += n as u64;
+        if self.since_sync >= WRITEBACK_STEP {
+            // Never wait: if the flusher is still busy, the next step asks again.
+            if self.tick.try_send(()).is_ok() {
+                self.since_sync = 0;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
