@@ -12,18 +12,8 @@ use glance_rs::client::{
 use glance_rs::image::Status;
 use md5::{Digest, Md5};
 
-const API_CONF: &str = "[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = 0
-workers = 8
-default_store = file
-filesystem_store_datadir = {dir}/images
-sql_connection = sqlite:///{dir}/api.sqlite
-db_auto_create = True
-";
-
 fn api() -> Server {
-    Server::start("glance-api", API_CONF, false)
+    common::embedded_api()
 }
 
 fn client(s: &Server) -> Client {

@@ -194,18 +194,8 @@ fn run(venv: &Path, program: &str, args: &[&str], stdin: Stdin) -> Run {
 
 // --- The server and its helpers ------------------------------------------------------------
 
-const API_CONF: &str = "[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = 0
-workers = 8
-default_store = file
-filesystem_store_datadir = {dir}/images
-sql_connection = sqlite:///{dir}/api.sqlite
-db_auto_create = True
-";
-
 fn glance_api() -> (Server, Client) {
-    let api = Server::start("glance-api", API_CONF, false);
+    let api = common::embedded_api();
     let c = Client::new(&api.base);
     (api, c)
 }

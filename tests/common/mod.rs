@@ -196,6 +196,23 @@ sql_connection = sqlite:///{dir}/registry.sqlite
 workers = 4
 ";
 
+/// A complete glance-api.conf on an ephemeral port: embedded SQLite registry (migrated at
+/// start-up) and the file store, both in `{dir}`.
+pub const EMBEDDED_API_CONF: &str = "[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = 0
+workers = 8
+default_store = file
+filesystem_store_datadir = {dir}/images
+sql_connection = sqlite:///{dir}/api.sqlite
+db_auto_create = True
+";
+
+/// Starts glance-api with [`EMBEDDED_API_CONF`].
+pub fn embedded_api() -> Server {
+    Server::start("glance-api", EMBEDDED_API_CONF, false)
+}
+
 /// A reply read whole.
 #[derive(Debug)]
 pub struct Reply {
