@@ -23,6 +23,7 @@ HEAD_SECONDS=10
 HEAD_CONNECTIONS=16
 HEAD_THREADS=2
 BUFFER_SIZE=""          # image_buffer_size; empty = the server's default
+DIRECT_IO=""            # filesystem_store_direct_io (on/off); empty = the server's default
 WORKERS=16
 WORKDIR="$SCRIPT_DIR/work"
 RESULTS="$SCRIPT_DIR/results/latest.json"
@@ -48,7 +49,8 @@ Usage: bench/run.sh [options]
   --concurrency N       concurrent downloads during the RSS measurement (default $CONCURRENCY)
   --head-seconds N      duration of the HEAD load test (default $HEAD_SECONDS)
   --head-connections N  keep-alive connections of the HEAD load test (default $HEAD_CONNECTIONS)
-  --buffer-size BYTES   image_buffer_size for glance-api (default: the server's, 65536)
+  --buffer-size BYTES   image_buffer_size for glance-api (default: the server's, 1048576)
+  --direct-io on|off    filesystem_store_direct_io for glance-api (default: the server's, on)
   --workers N           glance-api worker threads (default $WORKERS)
   --workdir DIR         work directory; the image file is cached there (default bench/work)
   --results FILE        JSON results (default bench/results/latest.json)
@@ -80,6 +82,7 @@ while (( $# )); do
         --head-seconds) HEAD_SECONDS=$(opt "$@"); shift ;;
         --head-connections) HEAD_CONNECTIONS=$(opt "$@"); shift ;;
         --buffer-size) BUFFER_SIZE=$(opt "$@"); shift ;;
+        --direct-io) DIRECT_IO=$(opt "$@"); shift ;;
         --workers) WORKERS=$(opt "$@"); shift ;;
         --workdir) WORKDIR=$(opt "$@"); shift ;;
         --results) RESULTS=$(opt "$@"); shift ;;
@@ -99,6 +102,10 @@ need_uint --head-seconds "$HEAD_SECONDS"
 need_uint --head-connections "$HEAD_CONNECTIONS"
 need_uint --workers "$WORKERS"
 [[ -z $BUFFER_SIZE ]] || need_uint --buffer-size "$BUFFER_SIZE" 4096
+case $DIRECT_IO in
+    ''|on|off) ;;
+    *) die "--direct-io: expected on or off, got '$DIRECT_IO'" ;;
+esac
 (( HEAD_CONNECTIONS >= HEAD_THREADS )) || HEAD_THREADS=$HEAD_CONNECTIONS
 [[ -n $WORKDIR ]] || die "--workdir: empty"
 
@@ -151,6 +158,9 @@ store_config() {
 for tool in curl awk dd cat sort; do
     command -v "$tool" >/dev/null || die "'$tool' is required"
 done
+# The MD5 ceiling (info only) needs the openssl command of the libcrypto glance-api uses.
+HAVE_OPENSSL=0
+command -v openssl >/dev/null && HAVE_OPENSSL=1
 
 # ---- helpers -----------------------------------------------------------------------------
 now() { date +%s.%N; }
@@ -335,6 +345,10 @@ start_api() {
         printf 'sql_connection = sqlite:///%s/glance.sqlite\ndb_auto_create = True\n' "$dir"
         store_config "$1" "$dir"
         [[ -z $BUFFER_SIZE ]] || printf 'image_buffer_size = %s\n' "$BUFFER_SIZE"
+        case $DIRECT_IO in
+            on) printf 'filesystem_store_direct_io = True\n' ;;
+            off) printf 'filesystem_store_direct_io = False\n' ;;
+        esac
     } > "$dir/glance-api.conf"
     "$API_BIN" --config-file "$dir/glance-api.conf" \
         > "$dir/api.stdout" 2> "$dir/api.stderr" &
@@ -349,7 +363,7 @@ start_api() {
     done
     [[ $line == "listening on "* ]] || die "glance-api did not report its port in 30 s"
     API="http://${line#listening on }"
-    log "glance-api pid $API_PID on $API (store $1, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default})"
+    log "glance-api pid $API_PID on $API (store $1, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default}, direct I/O ${DIRECT_IO:-default})"
 }
 
 # ---- nginx -------------------------------------------------------------------------------
@@ -419,6 +433,31 @@ measure_dd() {
     DD_CPU=$(calc "$user + $sys")
 }
 
+# measure_dd_direct: the disk without the page cache (dd oflag=direct, as the file store writes
+# with filesystem_store_direct_io). Sets DDD_MBPS; info only.
+measure_dd_direct() {
+    sync
+    local TIMEFORMAT='%R' wall
+    if ! { time dd if="$DATA" of="$WORKDIR/ddcopy" bs=1M oflag=direct conv=fsync status=none; } 2> "$RUN_DIR/time"; then
+        DDD_MBPS=0   # no O_DIRECT on this filesystem
+    else
+        wall=$(tail -n 1 "$RUN_DIR/time")
+        DDD_MBPS=$(mb_per_s "$BYTES" "$wall")
+    fi
+    rm -f "$WORKDIR/ddcopy"
+}
+
+# measure_md5: how fast this machine's libcrypto (the one glance-api links) computes one MD5,
+# over 1 MiB blocks in memory: the ceiling of any upload that returns Glance's checksum, since
+# one MD5 cannot be split across cores. Sets MD5_MBPS; info only.
+measure_md5() {
+    local bps
+    bps=$(openssl speed -mr -evp md5 -bytes 1048576 -seconds 2 2>/dev/null \
+        | awk -F: '$1 == "+F" && $3 == "md5" { print $4 }')
+    [[ -n $bps ]] || die "openssl speed -evp md5: no result"
+    MD5_MBPS=$(calc "$bps / 1000000" 2)
+}
+
 # measure_cat: the read ceiling (page cache). Sets CAT_MBPS.
 measure_cat() {
     local TIMEFORMAT='%R' wall
@@ -477,6 +516,7 @@ fi
 # drifting load on a shared machine hits both alike.
 log "upload: $REPEAT x (dd conv=fsync, glance POST), $SIZE_MIB MiB"
 DD=() DD_CPUS=() UP=() UP_CPUS=() UP_CURL_CPUS=() UP_RUNQS=() UP_PAIRED=() IMAGE_ID=""
+DDD=() MD5S=() UP_MD5_PAIRED=()
 for (( r = 1; r <= REPEAT; r++ )); do
     (( r % 2 )) && measure_dd
     upload "bench-$r"
@@ -484,7 +524,11 @@ for (( r = 1; r <= REPEAT; r++ )); do
     DD+=("$DD_MBPS") DD_CPUS+=("$DD_CPU")
     UP+=("$UPLOAD_MBPS") UP_CPUS+=("$UPLOAD_CPU") UP_CURL_CPUS+=("$UPLOAD_CURL_CPU") UP_RUNQS+=("$UPLOAD_RUNQ")
     UP_PAIRED+=("$(calc "$UPLOAD_MBPS / $DD_MBPS" 3)")
-    log "  #$r dd $DD_MBPS MB/s (cpu ${DD_CPU}s), glance upload $UPLOAD_MBPS MB/s (glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s; curl cpu ${UPLOAD_CURL_CPU}s)"
+    measure_dd_direct; DDD+=("$DDD_MBPS")
+    if (( HAVE_OPENSSL )); then
+        measure_md5; MD5S+=("$MD5_MBPS") UP_MD5_PAIRED+=("$(calc "$UPLOAD_MBPS / $MD5_MBPS" 3)")
+    fi
+    log "  #$r dd $DD_MBPS MB/s (cpu ${DD_CPU}s), glance upload $UPLOAD_MBPS MB/s (glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s; curl cpu ${UPLOAD_CURL_CPU}s); dd direct $DDD_MBPS MB/s${MD5S:+, md5 ${MD5S[-1]} MB/s}"
     if [[ -z $IMAGE_ID ]]; then
         IMAGE_ID=$UPLOAD_ID   # kept for the download, RSS and HEAD tests
     else
@@ -658,6 +702,10 @@ fi
 # ceiling measured next to it): on a shared machine the ceiling itself swings several-fold
 # between rounds, and pairing cancels most of that. The ratio of the medians is kept too.
 UP_PAIRED_MED=$(median3 "${UP_PAIRED[@]}")
+DDD_MED=$(median "${DDD[@]}")
+UP_DDD_RATIO=$(awk -v d="$DDD_MED" 'BEGIN { exit !(d > 0) }' && calc "$UP_MED / $DDD_MED" 3 || echo -)
+MD5_MED="" UP_MD5_RATIO="-"
+if (( ${#MD5S[@]} )); then MD5_MED=$(median "${MD5S[@]}") UP_MD5_RATIO=$(median3 "${UP_MD5_PAIRED[@]}"); fi
 UP_RATIO_OF_MEDIANS=$(calc "$UP_MED / $DD_MED" 3)
 UP_RATIO=$UP_PAIRED_MED
 DL_RATIO_OF_MEDIANS=$(calc "$DL_MED / $NG_MED" 3)
@@ -685,6 +733,8 @@ echo "load average before: $LOAD_BEFORE; after: $LOAD_AFTER ($(nproc) cores)"
 echo
 row "measure" "value" "ceiling" "ratio" "target" "result"
 row "upload MB/s" "$UP_MED" "dd fsync $DD_MED" "$UP_RATIO" ">= $UPLOAD_TARGET" "$UP_PASS"
+row "upload MB/s vs dd direct" "$UP_MED" "dd oflag=direct $DDD_MED" "$UP_DDD_RATIO" "-" "info"
+row "upload MB/s vs MD5" "$UP_MED" "${MD5_MED:+openssl speed md5 $MD5_MED}" "$UP_MD5_RATIO" "-" "info"
 row "download MB/s" "$DL_MED" "$DL_CEIL_NAME $NG_MED" "$DL_RATIO" ">= $DOWNLOAD_TARGET" "$DL_PASS"
 row "download MB/s vs cat" "$DL_MED" "cat $CAT_MED" "$CAT_RATIO" "-" "info"
 row "peak RSS MiB, $CONCURRENCY downloads" "$RSS_PEAK_MIB" "baseline $RSS_BASE_MIB" "-" "< $RSS_TARGET_MIB" "$RSS_PASS"
@@ -696,10 +746,12 @@ UP_RUNQ_MED=$(median "${UP_RUNQS[@]}") DD_CPU_MED=$(median "${DD_CPUS[@]}")
 echo "samples (MB/s, in round order):"
 echo "  upload   ${UP[*]}"
 echo "  dd       ${DD[*]}"
+echo "  dd direct ${DDD[*]}"
+(( ${#MD5S[@]} )) && echo "  md5      ${MD5S[*]}"
 echo "  download ${DL[*]}"
 [[ -z $NGINX ]] || echo "  nginx    ${NG[*]}"
 echo "  cat      ${CAT[*]}"
-echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
+echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${MD5S:+; upload/md5 ${UP_MD5_PAIRED[*]}}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
 echo "ratio of the medians (not the verdict): upload $UP_RATIO_OF_MEDIANS, download $DL_RATIO_OF_MEDIANS"
 echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL_CPU_MED, dd $DD_CPU_MED;" \
      "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
@@ -757,7 +809,7 @@ cat > "$RESULTS" <<EOF
   "host": {"cores": $(nproc), "kernel": $(q "$(uname -r)"), "loadavg_before": $(q "$LOAD_BEFORE"), "loadavg_after": $(q "$LOAD_AFTER")},
   "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT,
              "statistic": "values: median; ratio: median of per-round ratios",
-             "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"),
+             "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"), "direct_io": "${DIRECT_IO:-default}",
              "stores": $(q "$STORE_NAMES"), "head_tool": $(q "$HEAD_TOOL")},
   "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
   "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
@@ -765,7 +817,10 @@ cat > "$RESULTS" <<EOF
              "ratio": $UP_RATIO, "ratio_of_medians": $UP_RATIO_OF_MEDIANS,
              "target": $UPLOAD_TARGET, "pass": $(bool "$UP_PASS"), "paired_ratios": $(json_array "${UP_PAIRED[@]}"),
              "glance_cpu_s": $(json_array "${UP_CPUS[@]}"), "glance_runq_wait_s": $(json_array "${UP_RUNQS[@]}"),
-             "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}")},
+             "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}"),
+             "dd_direct_mbps": $DDD_MED, "dd_direct_samples": $(json_array "${DDD[@]}"),
+             "md5_mbps": $(num_or_null "$MD5_MED"), "md5_samples": $(json_array "${MD5S[@]:-}"),
+             "ratio_to_md5": $(num_or_null "${UP_MD5_RATIO#-}"), "md5_paired_ratios": $(json_array "${UP_MD5_PAIRED[@]:-}")},
   "download": {"mbps": $DL_MED, "samples": $(json_array "${DL[@]}"), "ceiling": $(q "$DL_CEIL_NAME"),
                "ceiling_mbps": $NG_MED, "ceiling_samples": $(json_array "${NG[@]:-}"),
                "ratio": $DL_RATIO, "ratio_of_medians": $DL_RATIO_OF_MEDIANS,

@@ -30,6 +30,7 @@ fn run(cli: &CliArgs) -> Result<()> {
         default_store: cfg.default_store.clone(),
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         buffer_size: cfg.image_buffer_size,
+        direct_io: cfg.filesystem_store_direct_io,
         size_cap: cfg.image_size_cap,
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),

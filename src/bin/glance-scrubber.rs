@@ -68,10 +68,10 @@ fn run(cli: &CliArgs) -> Result<()> {
     let stores = Stores::new(&StoreOptions {
         default_store: "file".into(),
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
-        buffer_size: 64 * 1024,
-        size_cap: u64::MAX,
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),
+        // The scrubber only deletes: buffers, direct I/O and the size cap do not apply.
+        ..StoreOptions::default()
     })?;
     if !cfg.daemon {
         return scrub(&cfg, &registry, &stores).map(|_| ());

@@ -812,9 +812,12 @@ pub struct ApiConfig {
     pub delayed_delete: bool,
     /// `image_size_cap`: largest image accepted, in bytes (default 1 TiB).
     pub image_size_cap: u64,
-    /// `image_buffer_size`: bytes per read/write when streaming image data (default 65536,
+    /// `image_buffer_size`: bytes per read/write when streaming image data (default 1 MiB,
     /// 4096 to 16 MiB).
     pub image_buffer_size: usize,
+    /// `filesystem_store_direct_io` (default True): the file store writes uploads with
+    /// `O_DIRECT` where the filesystem allows it.
+    pub filesystem_store_direct_io: bool,
     /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
     pub notifier_strategy: String,
     /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
@@ -851,7 +854,12 @@ impl ApiConfig {
             filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
             delayed_delete: d.bool("delayed_delete", false)?,
             image_size_cap: d.u64("image_size_cap", 1 << 40)?,
-            image_buffer_size: d.usize_in("image_buffer_size", 65536, 4096..=16 << 20)?,
+            image_buffer_size: d.usize_in(
+                "image_buffer_size",
+                crate::store::DEFAULT_BUFFER_SIZE,
+                4096..=16 << 20,
+            )?,
+            filesystem_store_direct_io: d.bool("filesystem_store_direct_io", true)?,
             notifier_strategy: d.string("notifier_strategy", "noop"),
             rabbit: RabbitOptions::from_ini(ini)?,
             swift,

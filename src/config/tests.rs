@@ -139,7 +139,8 @@ fn api_defaults_from_an_empty_file() {
     );
     assert!(!c.delayed_delete);
     assert_eq!(c.image_size_cap, 1_099_511_627_776);
-    assert_eq!(c.image_buffer_size, 65536);
+    assert_eq!(c.image_buffer_size, 1_048_576);
+    assert!(c.filesystem_store_direct_io);
     assert_eq!(c.notifier_strategy, "noop");
     assert_eq!(c.rabbit, RabbitOptions::default());
     assert_eq!(
@@ -174,6 +175,7 @@ fn api_values_and_validation() {
          registry_host = 10.0.0.1\n\
          registry_port = 9999\n\
          image_buffer_size = 4096\n\
+         filesystem_store_direct_io = False\n\
          log_dir = /var/log/glance\n\
          log_file = api.log\n\
          [keystone_authtoken]\n\
@@ -189,6 +191,7 @@ fn api_values_and_validation() {
     assert_eq!(c.registry_host.as_deref(), Some("10.0.0.1"));
     assert_eq!(c.registry_port, 9999);
     assert_eq!(c.image_buffer_size, 4096);
+    assert!(!c.filesystem_store_direct_io);
     assert_eq!(
         c.common.log_path(),
         Some(PathBuf::from("/var/log/glance/api.log"))

@@ -47,13 +47,15 @@ use checksum::Md5Sum;
 
 use crate::error::{Error, Result};
 
-pub use filesystem::FilesystemStore;
+pub use filesystem::{DIRECT_IO_MIN_BUFFER, FilesystemStore};
 pub use http::HttpStore;
 pub use s3::{BucketUrlFormat, S3Options, S3Store};
 pub use swift::{MB, SwiftAuthVersion, SwiftOptions, SwiftStore, endpoint_interface};
 
-/// Default size of the copy buffer (Glance's 64 KiB chunks).
-pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+/// Default size of the copy buffer. Glance streamed 64 KiB chunks; 1 MiB makes each write a
+/// large sequential I/O, which direct I/O in the file store needs (bench/README.md), and
+/// still keeps an upload to a few MiB of memory.
+pub const DEFAULT_BUFFER_SIZE: usize = 1024 * 1024;
 
 /// Smallest and largest copy buffer accepted; other values are clamped into this range.
 const MIN_BUFFER_SIZE: usize = 4 * 1024;
@@ -756,14 +758,48 @@ pub trait Store: Send + Sync {
 /// Buffers of `buf_size` bytes in flight between the copying and the hashing thread.
 const PIPELINE_BUFFERS: usize = 4;
 
+/// Alignment of the copy buffers: a page, so that a store can hand them straight to
+/// `O_DIRECT` writes (the file store does).
+pub(crate) const BUFFER_ALIGN: usize = 4096;
+
+/// A zeroed buffer whose first byte sits on a [`BUFFER_ALIGN`] boundary, carved out of a
+/// slightly larger `Vec` (an aligned allocation proper would need `unsafe`).
+struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> AlignedBuf {
+        let raw = vec![0u8; len + BUFFER_ALIGN];
+        // Always possible for bytes; should it ever not be, the buffer is merely unaligned
+        // and writers that need alignment fall back to ordinary writes.
+        let start = raw.as_ptr().align_offset(BUFFER_ALIGN).min(BUFFER_ALIGN);
+        AlignedBuf { raw, start, len }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
 /// Copies `reader` to `writer` through buffers of `buf_size` bytes (clamped to 4 KiB–16 MiB),
 /// computing the MD5 on the way. Returns the byte count and the lower-case hex MD5.
 ///
-/// MD5 runs on a second thread: an upload costs about as much CPU in MD5 as in copying into
-/// the page cache, and one thread doing both tops out well below a fast disk (see
-/// bench/README.md). The copying thread reads and writes; each filled buffer then goes to the
+/// MD5 runs on a second thread: an upload costs about as much CPU in MD5 as in copying, and
+/// one thread doing both tops out well below a fast disk (see bench/README.md). The copying
+/// thread fills a buffer from the reader and writes it; each filled buffer then goes to the
 /// hasher and comes back for reuse, so memory stays at [`PIPELINE_BUFFERS`] buffers whatever
 /// the image size.
+///
+/// Every write but the last is a whole buffer starting on a [`BUFFER_ALIGN`] boundary, so a
+/// writer can pass them to the disk without copying (`O_DIRECT`) when `buf_size` is a
+/// multiple of the alignment.
 ///
 /// Stops with [`Error::TooLarge`] as soon as more than `limit` bytes arrive (nothing beyond
 /// the limit is written). Read errors are the client's (the reader is a request body):
@@ -781,13 +817,13 @@ where
     W: Write + ?Sized,
 {
     let size = buf_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE);
-    let (to_hasher, filled) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
-    let (to_copier, emptied) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
+    let (to_hasher, filled) = mpsc::sync_channel::<(AlignedBuf, usize)>(PIPELINE_BUFFERS);
+    let (to_copier, emptied) = mpsc::sync_channel::<AlignedBuf>(PIPELINE_BUFFERS);
     std::thread::scope(|scope| {
         let hashing = scope.spawn(move || {
             let mut hasher = Md5Sum::new();
             for (buf, n) in filled {
-                hasher.update(&buf[..n]);
+                hasher.update(&buf.as_slice()[..n]);
                 // The copier may be gone (error or end): the buffer is simply dropped.
                 let _ = to_copier.send(buf);
             }
@@ -802,14 +838,14 @@ where
     })
 }
 
-/// The copying half of [`copy_and_hash`]: read, write, hand the buffer to the hasher.
+/// The copying half of [`copy_and_hash`]: fill, write, hand the buffer to the hasher.
 fn copy_pipelined<R, W>(
     reader: &mut R,
     writer: &mut W,
     size: usize,
     limit: u64,
-    to_hasher: &mpsc::SyncSender<(Vec<u8>, usize)>,
-    emptied: &mpsc::Receiver<Vec<u8>>,
+    to_hasher: &mpsc::SyncSender<(AlignedBuf, usize)>,
+    emptied: &mpsc::Receiver<AlignedBuf>,
 ) -> Result<u64>
 where
     R: Read + ?Sized,
@@ -823,27 +859,45 @@ where
             Ok(buf) => buf,
             Err(_) if unallocated > 0 => {
                 unallocated -= 1;
-                vec![0u8; size]
+                AlignedBuf::new(size)
             }
             Err(_) => emptied.recv().map_err(|_| hasher_gone())?,
         };
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(&e, total)),
-        };
+        let n = fill(reader, buf.as_mut_slice(), total)?;
+        if n == 0 {
+            break;
+        }
         total = total.saturating_add(n as u64);
         if total > limit {
             return Err(Error::TooLarge(format!(
                 "Image data exceeds the maximum allowed size of {limit} bytes (image_size_cap)"
             )));
         }
-        writer.write_all(&buf[..n]).map_err(|e| write_error(&e))?;
+        writer
+            .write_all(&buf.as_slice()[..n])
+            .map_err(|e| write_error(&e))?;
         to_hasher.send((buf, n)).map_err(|_| hasher_gone())?;
+        if n < size {
+            break; // the reader is at its end
+        }
     }
     writer.flush().map_err(|e| write_error(&e))?;
     Ok(total)
+}
+
+/// Reads into `buf` until it is full or the reader ends; `before` is the byte count of the
+/// earlier buffers, for error messages.
+fn fill<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8], before: u64) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(&e, before + filled as u64)),
+        }
+    }
+    Ok(filled)
 }
 
 /// The MD5 of `data`, lower-case hex (for small in-memory data such as tests and checks).
@@ -900,8 +954,11 @@ pub struct StoreOptions {
     /// Directory of the filesystem store (default `/var/lib/glance/images/`); created at
     /// start-up if missing.
     pub filesystem_store_datadir: PathBuf,
-    /// Copy buffer size in bytes (default 64 KiB; clamped to 4 KiB–16 MiB).
+    /// Copy buffer size in bytes (default 1 MiB; clamped to 4 KiB–16 MiB).
     pub buffer_size: usize,
+    /// Let the file store write with `O_DIRECT` (`filesystem_store_direct_io`, default
+    /// true); it does so only with buffers of [`DIRECT_IO_MIN_BUFFER`] or more.
+    pub direct_io: bool,
     /// Largest image accepted, in bytes (`image_size_cap`, default 1 TiB).
     pub size_cap: u64,
     /// The `swift_store_*` options.
@@ -916,6 +973,7 @@ impl Default for StoreOptions {
             default_store: "file".into(),
             filesystem_store_datadir: PathBuf::from("/var/lib/glance/images/"),
             buffer_size: DEFAULT_BUFFER_SIZE,
+            direct_io: true,
             size_cap: 1 << 40,
             swift: SwiftOptions::default(),
             s3: S3Options::default(),

@@ -291,6 +291,39 @@ impl Read for FailingReader {
 }
 
 #[test]
+fn copy_and_hash_writes_whole_aligned_buffers() {
+    // A reader that trickles (as a socket does) still yields whole buffers, each starting on
+    // an aligned address: what the file store's direct writes need.
+    struct Trickle(usize);
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0).min(1000);
+            buf[..n].fill(b'z');
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    #[derive(Default)]
+    struct Record(Vec<(usize, bool)>);
+    impl Write for Record {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let aligned = buf.as_ptr().align_offset(super::BUFFER_ALIGN) == 0;
+            self.0.push((buf.len(), aligned));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Record::default();
+    let (n, sum) =
+        copy_and_hash(&mut Trickle(3 * 8192 + 5), &mut out, 8192, u64::MAX).expect("copy");
+    assert_eq!(n, 3 * 8192 + 5);
+    assert_eq!(sum, md5_hex(&vec![b'z'; 3 * 8192 + 5]));
+    assert_eq!(out.0, [(8192, true), (8192, true), (8192, true), (5, true)]);
+}
+
+#[test]
 fn copy_and_hash_limits_and_errors() {
     // Exactly at the limit is fine; one more byte is TooLarge, and nothing past the
     // limit was written.

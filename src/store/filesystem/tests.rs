@@ -97,6 +97,149 @@ fn failing_reader_leaves_nothing() {
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
 }
 
+/// Hands out at most `step` bytes per read, as a socket does.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Bytes that differ from block to block, so a block written at the wrong offset shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+        .collect()
+}
+
+fn direct_opts(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        buffer_size: DIRECT_IO_MIN_BUFFER,
+        ..opts(dir)
+    }
+}
+
+#[test]
+fn direct_io_only_with_large_buffers_and_when_enabled() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    assert!(FilesystemStore::new(&direct_opts(tmp.path())).direct_io);
+    assert!(!FilesystemStore::new(&opts(tmp.path())).direct_io);
+    let off = StoreOptions {
+        direct_io: false,
+        ..direct_opts(tmp.path())
+    };
+    assert!(!FilesystemStore::new(&off).direct_io);
+}
+
+#[test]
+fn direct_io_uploads_of_every_tail_length() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&direct_opts(tmp.path()));
+    let b = DIRECT_IO_MIN_BUFFER;
+    let lengths = [0, 1, 4095, 4096, 4097, b - 1, b, b + 1, 3 * b + 12_345];
+    for (i, len) in lengths.into_iter().enumerate() {
+        let data = pattern(len);
+        let mut src = Trickle {
+            data: &data,
+            step: 1000 + 7 * i,
+        };
+        let id = format!("img-{i}");
+        let stored = store.add(&id, &mut src, Some(len as u64)).expect("add");
+        assert_eq!(stored.size, len as u64, "{len}");
+        assert_eq!(stored.checksum, md5_hex(&data), "{len}");
+        assert!(
+            fs::read(tmp.path().join(&id)).expect("read") == data,
+            "{len}"
+        );
+    }
+    assert_eq!(entries(tmp.path()).len(), lengths.len());
+}
+
+#[test]
+fn direct_io_failures_leave_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&direct_opts(tmp.path()));
+    let mut r = FailingReader {
+        good: 3 * DIRECT_IO_MIN_BUFFER + 10,
+        kind: io::ErrorKind::UnexpectedEof,
+    };
+    match store.add("cut", &mut r, None) {
+        Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let data = pattern(2 * DIRECT_IO_MIN_BUFFER);
+    match store.add(
+        "long",
+        &mut &data[..],
+        Some(DIRECT_IO_MIN_BUFFER as u64 + 1),
+    ) {
+        Err(Error::BadRequest(m)) => assert!(m.contains("got more than"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+}
+
+#[test]
+fn direct_writer_takes_whole_aligned_blocks_and_the_rest_buffered() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("f");
+    let file = File::create(&path).expect("create");
+    let Some(direct) = open_direct(&path) else {
+        eprintln!(
+            "no O_DIRECT on the filesystem of {}; nothing to test",
+            path.display()
+        );
+        return;
+    };
+    let data = pattern(4 * BUFFER_ALIGN + 100);
+    let mut buf = super::super::AlignedBuf::new(data.len());
+    buf.as_mut_slice().copy_from_slice(&data);
+    let mut w = DirectWriter::new(&direct, &file);
+    // An aligned buffer: its whole blocks go direct, the 100-byte tail through the cache.
+    w.write_all(&buf.as_slice()[..3 * BUFFER_ALIGN + 100])
+        .expect("write");
+    assert_eq!((w.offset, w.direct_bytes), (3 * 4096 + 100, 3 * 4096));
+    // After the tail the offset is unaligned: the rest goes through the cache too.
+    w.write_all(&buf.as_slice()[3 * BUFFER_ALIGN + 100..])
+        .expect("write");
+    assert_eq!((w.offset, w.direct_bytes), (data.len() as u64, 3 * 4096));
+    assert!(fs::read(&path).expect("read") == data);
+
+    // An unaligned start never goes direct.
+    let path2 = tmp.path().join("g");
+    let file2 = File::create(&path2).expect("create");
+    let direct2 = open_direct(&path2).expect("O_DIRECT worked on this filesystem before");
+    let mut w = DirectWriter::new(&direct2, &file2);
+    w.write_all(&buf.as_slice()[1..2 * BUFFER_ALIGN + 1])
+        .expect("write");
+    assert_eq!(w.direct_bytes, 0);
+    assert!(fs::read(&path2).expect("read") == data[1..2 * BUFFER_ALIGN + 1]);
+}
+
+#[test]
+fn without_direct_io_support_uploads_use_the_page_cache() {
+    // tmpfs refuses O_DIRECT: the store must fall back, not fail.
+    let shm = Path::new("/dev/shm");
+    let Ok(tmp) = tempfile::tempdir_in(shm) else {
+        eprintln!("no writable /dev/shm; nothing to test");
+        return;
+    };
+    let store = FilesystemStore::new(&direct_opts(tmp.path()));
+    let data = pattern(2 * DIRECT_IO_MIN_BUFFER + 3);
+    let stored = store
+        .add("img", &mut &data[..], Some(data.len() as u64))
+        .expect("add");
+    assert_eq!(stored.checksum, md5_hex(&data));
+    assert!(fs::read(tmp.path().join("img")).expect("read") == data);
+}
+
 #[test]
 fn size_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
