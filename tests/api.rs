@@ -1051,6 +1051,34 @@ fn unusable_datadir_is_a_clear_error() {
 }
 
 #[test]
+fn start_up_removes_temp_files_of_interrupted_uploads() {
+    // What a glance-api killed mid-upload leaves behind: an hour-old temp file. The next
+    // start removes it, and leaves a fresh one (another node's upload in progress) and
+    // anything the store did not name.
+    let dir = common::tempdir();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).expect("mkdir");
+    let stale = images.join(".crashed.tmp-0123456789abcdef0123456789abcdef");
+    let fresh = images.join(".running.tmp-fedcba9876543210fedcba9876543210");
+    let foreign = images.join(".mine.tmp-x");
+    for path in [&stale, &fresh, &foreign] {
+        std::fs::write(path, b"partial image").expect("write");
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(two_hours_ago))
+        .expect("set mtime");
+    let _api = Server::start_in("glance-api", dir.path(), common::EMBEDDED_API_CONF, false);
+    assert!(!stale.exists(), "stale temp file kept");
+    assert!(
+        fresh.exists() && foreign.exists(),
+        "a file that is not stale was removed"
+    );
+}
+
+#[test]
 fn one_gib_round_trip() {
     let e = env(EMBEDDED, "");
     const SIZE: u64 = 1 << 30;

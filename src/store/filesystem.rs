@@ -4,7 +4,12 @@
 //! An upload is written to a hidden temporary file in the same directory
 //! (`.<id>.tmp-<random>`), synced, and only then linked into place under its final name, so
 //! that nobody ever reads a partial image and a failed upload (client gone, size mismatch,
-//! size cap, disk full) leaves nothing behind.
+//! size cap, disk full) leaves nothing behind. Temp files of uploads cut short by a crash
+//! are removed at the next start once they have been idle for an hour.
+//!
+//! Whole blocks are written with `O_DIRECT` (see [`open_direct`] for why), the tail of the
+//! image through the page cache; where the filesystem has no direct I/O, everything goes
+//! through the page cache with early writeback ([`with_early_writeback`]).
 //!
 //! Putting the file into place must not replace an image that appeared meanwhile (two
 //! uploads of the same id racing): `rename(2)` silently replaces its target, and the
@@ -23,6 +28,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use log::{debug, warn};
 
@@ -65,7 +71,40 @@ impl FilesystemStore {
         if let Err(e) = store.prepare_dir().and_then(|()| store.probe_writable()) {
             warn!("{}; uploads to the file store will fail", e.message());
         }
+        store.remove_stale_temps(STALE_TEMP_AGE);
         store
+    }
+
+    /// Removes temporary files that uploads cut short by a crash or a kill left behind
+    /// (a failed upload removes its own). Only files untouched for `min_age` go: a live
+    /// upload writes to its file all the time, and another `glance-api` may share the
+    /// directory.
+    fn remove_stale_temps(&self, min_age: Duration) {
+        let Ok(entries) = fs::read_dir(&self.datadir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(is_temp_name) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let idle = meta.modified().ok().and_then(|m| m.elapsed().ok());
+            if !meta.is_file() || idle.is_none_or(|idle| idle < min_age) {
+                continue;
+            }
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => warn!(
+                    "removed {} ({} bytes), left by an upload that was interrupted",
+                    path.display(),
+                    meta.len()
+                ),
+                Err(e) => warn!("could not remove stale {}: {e}", path.display()),
+            }
+        }
     }
 
     /// The directory images are written to.
@@ -133,6 +172,29 @@ impl FilesystemStore {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         }
+    }
+}
+
+/// Temp files idle for this long are leftovers: request reads time out long before
+/// (`client_socket_timeout`).
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// The suffix of an upload's temp file, `.<id>.tmp-<uuid>`.
+const TEMP_MARK: &str = ".tmp-";
+
+/// True for the names this store gives its temporary files (`.<id>.tmp-<uuid>` and the
+/// write probe `.probe-<uuid>`), and nothing else a user may have put in the directory.
+fn is_temp_name(name: &str) -> bool {
+    let random = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(uuid) = name.strip_prefix(".probe-") {
+        return random(uuid);
+    }
+    match name
+        .strip_prefix('.')
+        .and_then(|n| n.rsplit_once(TEMP_MARK))
+    {
+        Some((id, uuid)) => !id.is_empty() && random(uuid),
+        None => false,
     }
 }
 
@@ -260,9 +322,10 @@ impl Store for FilesystemStore {
         }
 
         let tmp = TempFile {
-            path: self
-                .datadir
-                .join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple())),
+            path: self.datadir.join(format!(
+                ".{name}{TEMP_MARK}{}",
+                uuid::Uuid::new_v4().simple()
+            )),
         };
         let file = OpenOptions::new()
             .write(true)

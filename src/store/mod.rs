@@ -794,10 +794,10 @@ impl AlignedBuf {
 /// MD5 runs on a second thread: an upload costs about as much CPU in MD5 as in copying, and
 /// one thread doing both tops out well below a fast disk (see bench/README.md). The copying
 /// thread fills a buffer from the reader and writes it; each filled buffer then goes to the
-/// hasher and comes back for reuse, so memory stays at [`PIPELINE_BUFFERS`] buffers whatever
+/// hasher and comes back for reuse, so memory stays at `PIPELINE_BUFFERS` (4) buffers whatever
 /// the image size.
 ///
-/// Every write but the last is a whole buffer starting on a [`BUFFER_ALIGN`] boundary, so a
+/// Every write but the last is a whole buffer starting on a 4 KiB (`BUFFER_ALIGN`) boundary, so a
 /// writer can pass them to the disk without copying (`O_DIRECT`) when `buf_size` is a
 /// multiple of the alignment.
 ///

@@ -241,6 +241,44 @@ fn without_direct_io_support_uploads_use_the_page_cache() {
 }
 
 #[test]
+fn temp_names() {
+    let uuid = "0123456789abcdef0123456789ABCDEF";
+    assert!(is_temp_name(&format!(".img-1.tmp-{uuid}")));
+    assert!(is_temp_name(&format!(".a.tmp-b.tmp-{uuid}")));
+    assert!(is_temp_name(&format!(".probe-{uuid}")));
+    for name in [
+        "img-1".to_string(),
+        format!("img-1.tmp-{uuid}"),
+        format!("..tmp-{uuid}"),
+        format!(".img-1.tmp-{}", &uuid[1..]),
+        format!(".img-1.tmp-{uuid}x"),
+        ".img-1.tmp-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz".to_string(),
+        ".bashrc".to_string(),
+    ] {
+        assert!(!is_temp_name(&name), "{name}");
+    }
+}
+
+#[test]
+fn stale_temp_files_are_removed_at_start_up() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = FilesystemStore::new(&opts(tmp.path()));
+    store.add("kept", &mut &b"data"[..], Some(4)).expect("add");
+    let stale = format!(".kept.tmp-{}", uuid::Uuid::new_v4().simple());
+    let other = ".not-ours.tmp-x";
+    for name in [stale.as_str(), other, "notes.txt"] {
+        fs::write(tmp.path().join(name), b"partial").expect("write");
+    }
+    // Fresh temp files belong to uploads in progress: kept.
+    store.remove_stale_temps(Duration::from_secs(3600));
+    assert_eq!(entries(tmp.path()).len(), 4);
+    // Idle ones are leftovers: removed; files the store did not name are never touched.
+    store.remove_stale_temps(Duration::ZERO);
+    assert_eq!(entries(tmp.path()), [other, "kept", "notes.txt"]);
+    assert_eq!(fs::read(tmp.path().join("kept")).expect("read"), b"data");
+}
+
+#[test]
 fn size_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = FilesystemStore::new(&StoreOptions {
