@@ -516,7 +516,7 @@ fi
 # drifting load on a shared machine hits both alike.
 log "upload: $REPEAT x (dd conv=fsync, glance POST), $SIZE_MIB MiB"
 DD=() DD_CPUS=() UP=() UP_CPUS=() UP_CURL_CPUS=() UP_RUNQS=() UP_PAIRED=() IMAGE_ID=""
-DDD=() MD5S=() UP_MD5_PAIRED=()
+DDD=() MD5S=()
 for (( r = 1; r <= REPEAT; r++ )); do
     (( r % 2 )) && measure_dd
     upload "bench-$r"
@@ -524,17 +524,23 @@ for (( r = 1; r <= REPEAT; r++ )); do
     DD+=("$DD_MBPS") DD_CPUS+=("$DD_CPU")
     UP+=("$UPLOAD_MBPS") UP_CPUS+=("$UPLOAD_CPU") UP_CURL_CPUS+=("$UPLOAD_CURL_CPU") UP_RUNQS+=("$UPLOAD_RUNQ")
     UP_PAIRED+=("$(calc "$UPLOAD_MBPS / $DD_MBPS" 3)")
-    measure_dd_direct; DDD+=("$DDD_MBPS")
-    if (( HAVE_OPENSSL )); then
-        measure_md5; MD5S+=("$MD5_MBPS") UP_MD5_PAIRED+=("$(calc "$UPLOAD_MBPS / $MD5_MBPS" 3)")
-    fi
-    log "  #$r dd $DD_MBPS MB/s (cpu ${DD_CPU}s), glance upload $UPLOAD_MBPS MB/s (glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s; curl cpu ${UPLOAD_CURL_CPU}s); dd direct $DDD_MBPS MB/s${MD5S:+, md5 ${MD5S[-1]} MB/s}"
+    log "  #$r dd $DD_MBPS MB/s (cpu ${DD_CPU}s), glance upload $UPLOAD_MBPS MB/s (glance cpu ${UPLOAD_CPU}s, waiting for a cpu ${UPLOAD_RUNQ}s; curl cpu ${UPLOAD_CURL_CPU}s)"
     if [[ -z $IMAGE_ID ]]; then
         IMAGE_ID=$UPLOAD_ID   # kept for the download, RSS and HEAD tests
     else
         curl -sS -o /dev/null -X DELETE "$API/v1/images/$UPLOAD_ID"
     fi
 done
+
+# Info ceilings, in their own loop so that they do not change what the upload rounds see
+# (on a VM, idle time between rounds lets freed memory go back to the host, which slows the
+# next buffered dd).
+log "info ceilings: $REPEAT x (dd oflag=direct$( (( HAVE_OPENSSL )) && echo ", openssl speed md5"))"
+for (( r = 1; r <= REPEAT; r++ )); do
+    measure_dd_direct; DDD+=("$DDD_MBPS")
+    if (( HAVE_OPENSSL )); then measure_md5; MD5S+=("$MD5_MBPS"); fi
+done
+log "  dd direct ${DDD[*]} MB/s${MD5S:+; md5 ${MD5S[*]} MB/s}"
 
 log "read ceiling: $REPEAT x cat > /dev/null"
 CAT=()
@@ -705,7 +711,7 @@ UP_PAIRED_MED=$(median3 "${UP_PAIRED[@]}")
 DDD_MED=$(median "${DDD[@]}")
 UP_DDD_RATIO=$(awk -v d="$DDD_MED" 'BEGIN { exit !(d > 0) }' && calc "$UP_MED / $DDD_MED" 3 || echo -)
 MD5_MED="" UP_MD5_RATIO="-"
-if (( ${#MD5S[@]} )); then MD5_MED=$(median "${MD5S[@]}") UP_MD5_RATIO=$(median3 "${UP_MD5_PAIRED[@]}"); fi
+if (( ${#MD5S[@]} )); then MD5_MED=$(median "${MD5S[@]}") UP_MD5_RATIO=$(calc "$UP_MED / $MD5_MED" 3); fi
 UP_RATIO_OF_MEDIANS=$(calc "$UP_MED / $DD_MED" 3)
 UP_RATIO=$UP_PAIRED_MED
 DL_RATIO_OF_MEDIANS=$(calc "$DL_MED / $NG_MED" 3)
@@ -751,7 +757,7 @@ echo "  dd direct ${DDD[*]}"
 echo "  download ${DL[*]}"
 [[ -z $NGINX ]] || echo "  nginx    ${NG[*]}"
 echo "  cat      ${CAT[*]}"
-echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${MD5S:+; upload/md5 ${UP_MD5_PAIRED[*]}}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
+echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
 echo "ratio of the medians (not the verdict): upload $UP_RATIO_OF_MEDIANS, download $DL_RATIO_OF_MEDIANS"
 echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL_CPU_MED, dd $DD_CPU_MED;" \
      "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
@@ -820,7 +826,7 @@ cat > "$RESULTS" <<EOF
              "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}"),
              "dd_direct_mbps": $DDD_MED, "dd_direct_samples": $(json_array "${DDD[@]}"),
              "md5_mbps": $(num_or_null "$MD5_MED"), "md5_samples": $(json_array "${MD5S[@]:-}"),
-             "ratio_to_md5": $(num_or_null "${UP_MD5_RATIO#-}"), "md5_paired_ratios": $(json_array "${UP_MD5_PAIRED[@]:-}")},
+             "ratio_to_md5": $(num_or_null "${UP_MD5_RATIO#-}")},
   "download": {"mbps": $DL_MED, "samples": $(json_array "${DL[@]}"), "ceiling": $(q "$DL_CEIL_NAME"),
                "ceiling_mbps": $NG_MED, "ceiling_samples": $(json_array "${NG[@]:-}"),
                "ratio": $DL_RATIO, "ratio_of_medians": $DL_RATIO_OF_MEDIANS,
