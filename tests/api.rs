@@ -555,7 +555,10 @@ fn register_external_location(mode: Mode) {
     let e = env(mode, "");
     let data = b"remote image data".to_vec();
     let port = serve_remote_image(data.clone());
-    let loc = format!("http://user:s3cret@127.0.0.1:{port}/images/remote.img");
+    // User-info and a presigned URL's signature are both credentials.
+    let loc = format!(
+        "http://user:s3cret@127.0.0.1:{port}/images/remote.img?temp_url_sig=s3cret&temp_url_expires=9"
+    );
     let r = post_image(
         &e.c,
         &[
@@ -577,11 +580,17 @@ fn register_external_location(mode: Mode) {
     assert_status!(g, 200);
     assert_eq!(g.body, data);
     let h = e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
-    assert!(
-        !h.header("x-image-meta-location")
-            .unwrap_or_default()
-            .contains("s3cret")
+    assert_eq!(
+        h.header("x-image-meta-location"),
+        Some(
+            format!(
+                "http://127.0.0.1:{port}/images/remote.img?temp_url_sig=***&temp_url_expires=9"
+            )
+            .as_str()
+        )
     );
+    let detail = e.c.get("/v1/images/detail");
+    assert!(!detail.text().contains("s3cret"), "{}", detail.text());
     // Uploading to it is refused; deleting leaves the remote alone.
     let r = e.c.request(
         "PUT",

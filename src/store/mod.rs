@@ -383,8 +383,9 @@ impl Location {
         self.format(true)
     }
 
-    /// The URI with user-info removed (`swift://host/v1/glance/42`, `http://host/path`): the
-    /// form for clients, logs and error messages.
+    /// The URI with user-info removed (`swift://host/v1/glance/42`, `http://host/path`), and
+    /// the values of secret-looking query parameters of an HTTP location masked (a
+    /// presigned URL: `?temp_url_sig=***`): the form for clients, logs and error messages.
     pub fn redacted(&self) -> String {
         self.format(false)
     }
@@ -401,7 +402,11 @@ impl Location {
                 l.scheme,
                 creds(l.creds.as_ref()),
                 l.host,
-                l.path
+                if with_creds {
+                    l.path.clone()
+                } else {
+                    mask_query_secrets(&l.path)
+                }
             ),
             Location::Swift(l) => format!(
                 "{}://{}{}/{}/{}",
@@ -648,6 +653,41 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
+/// Query parameter names (lower case) whose values are credentials wherever they appear in
+/// the name: signatures of presigned S3, Swift temp and Azure SAS URLs, tokens, keys,
+/// passwords.
+const SECRET_PARAMS: &[&str] = &[
+    "sig",
+    "token",
+    "key",
+    "pass",
+    "secret",
+    "credential",
+    "auth",
+    "session",
+];
+
+/// `path?query` with the value of every parameter named like a credential replaced by
+/// `***` (names and other values stay, so the location still says what it is).
+fn mask_query_secrets(path: &str) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _)) if is_secret_param(name) => format!("{name}=***"),
+            _ => param.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_PARAMS.iter().any(|s| name.contains(s))
+}
+
 fn redact_fallback(uri: &str) -> String {
     match uri.split_once("://") {
         Some((scheme, rest)) if valid_scheme(scheme) => {
@@ -655,7 +695,7 @@ fn redact_fallback(uri: &str) -> String {
                 Some(i) => &rest[i + 1..],
                 None => rest,
             };
-            let rest: String = rest
+            let rest: String = mask_query_secrets(rest)
                 .chars()
                 .take(512)
                 .map(|c| if c.is_control() { '?' } else { c })

@@ -192,6 +192,44 @@ fn unknown_and_malformed_uris() {
 /// No way of handling a location with credentials lets the secret out: not the redacted
 /// form, not `Debug`/`Display`, not the parse error of a malformed variant.
 #[test]
+fn presigned_url_secrets_are_masked() {
+    let cases = [
+        (
+            "https://host/c/o?temp_url_sig=TOPSECRET&temp_url_expires=1700000000",
+            "https://host/c/o?temp_url_sig=***&temp_url_expires=1700000000",
+        ),
+        (
+            "https://b.s3.example/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=TOPSECRET\
+             &X-Amz-Signature=TOPSECRET&X-Amz-Security-Token=TOPSECRET&X-Amz-Expires=60",
+            "https://b.s3.example/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***\
+             &X-Amz-Signature=***&X-Amz-Security-Token=***&X-Amz-Expires=60",
+        ),
+        (
+            "http://host/x?sv=2020&sig=TOPSECRET&access_token=TOPSECRET&apikey=TOPSECRET&v=1",
+            "http://host/x?sv=2020&sig=***&access_token=***&apikey=***&v=1",
+        ),
+        (
+            "http://host/x?password=TOPSECRET",
+            "http://host/x?password=***",
+        ),
+        ("http://host/x?a=1&b&c=", "http://host/x?a=1&b&c="),
+        ("http://host/x", "http://host/x"),
+    ];
+    for (uri, shown) in cases {
+        let l = ok(uri);
+        assert_eq!(l.uri(), uri, "the registry keeps the whole URL");
+        assert_eq!(l.redacted(), shown);
+        assert_eq!(redact_uri(uri), shown);
+        assert!(!format!("{l:?}").contains("TOP"), "{l:?}");
+        if let Location::Http(h) = &l {
+            assert_eq!(h.url(), uri, "the download fetches the whole URL");
+        }
+    }
+    // Unparsable locations are masked as well.
+    assert!(!redact_uri("http://host:bad/x?sig=TOPSECRET").contains("TOP"));
+}
+
+#[test]
 fn secrets_never_escape() {
     let good = [
         "swift://user:TOPSECRET@host/v1/c/o",
