@@ -141,9 +141,11 @@ fn safe_value(v: &str) -> String {
         .collect()
 }
 
-/// Header names are tokens: property keys with other characters are percent-encoded.
+/// Header names are tokens: property keys with other characters are percent-encoded. `%` is
+/// a token character but counts as one to encode, so that a name with a `%` in it is always
+/// an encoded one (a key spelt `a%20b` would otherwise look like the key `a b`).
 fn safe_name(k: &str) -> String {
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$&'*+-.^_`|~".contains(c);
     if k.chars().all(token) {
         k.to_string()
     } else {
@@ -224,6 +226,19 @@ mod tests {
                 msg.contains(&field) || msg.contains(&h.replace('_', "-")) || msg.contains("id"),
                 "{h}: {msg}"
             );
+        }
+    }
+
+    #[test]
+    fn property_names_that_are_not_tokens() {
+        for (key, shown) in [
+            ("plain_key.v1", "plain_key.v1"),
+            ("a b", "a%20b"),
+            ("a%20b", "a%2520b"),
+            ("50%", "50%25"),
+            ("caf\u{e9}", "caf%C3%A9"),
+        ] {
+            assert_eq!(safe_name(key), shown, "{key}");
         }
     }
 
