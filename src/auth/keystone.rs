@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use ureq::Agent;
 
@@ -86,12 +85,12 @@ impl Identity {
     }
 }
 
-/// The cache key of a token: its MD5 digest.
-pub type TokenKey = [u8; 16];
+/// The cache key of a token: its SHA-256 digest (the cache never holds the token itself).
+pub type TokenKey = [u8; 32];
 
 /// The key under which `token` is cached.
 pub fn token_key(token: &str) -> TokenKey {
-    Md5::digest(token.as_bytes()).into()
+    openssl::sha::sha256(token.as_bytes())
 }
 
 /// A bounded map from token digests to identities, each entry with its own deadline.

@@ -6,10 +6,9 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 
-use md5::{Digest, Md5};
-
 use crate::client::{self, Client, ImageBody, MemberSpec, Sort};
 use crate::image::{Image, ImagePatch};
+use crate::store::Md5Sum;
 
 use super::fields::{self, AddPlan};
 use super::progress::{Progress, ProgressReader};
@@ -361,7 +360,7 @@ enum CopyError {
 /// Streams the data through a 64 KiB buffer, hashing it, and checks size and checksum.
 fn copy_checked(r: &mut dyn Read, w: &mut dyn Write, image: &Image) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut md5 = Md5::new();
+    let mut md5 = Md5Sum::new();
     let mut n: u64 = 0;
     loop {
         let k = match r.read(&mut buf) {
@@ -380,7 +379,9 @@ fn copy_checked(r: &mut dyn Read, w: &mut dyn Write, image: &Image) -> Result<u6
             image.size
         )));
     }
-    let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got = md5
+        .hex()
+        .map_err(|e| CopyError::Read(io::Error::other(e.message().to_string())))?;
     if let Some(want) = &image.checksum
         && !want.eq_ignore_ascii_case(&got)
     {

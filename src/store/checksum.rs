@@ -1,4 +1,5 @@
-//! MD5 of image data, with the system OpenSSL's assembly implementation.
+//! MD5 of image data, with the system OpenSSL's assembly implementation: the crate's one
+//! MD5 (uploads, the CLI's download check).
 //!
 //! Glance's checksum is an MD5 of every byte of every image, so it bounds upload speed:
 //! RustCrypto's portable `md-5` hashes about 520 MB/s on the reference machine, OpenSSL's
@@ -12,20 +13,20 @@ use crate::error::{Error, Result};
 
 /// An incremental MD5. OpenSSL reports failures only for allocation or engine problems;
 /// the first one is kept and returned by [`Md5Sum::hex`].
-pub(crate) struct Md5Sum {
+pub struct Md5Sum {
     hasher: Result<Hasher, String>,
 }
 
 impl Md5Sum {
     /// A fresh MD5.
-    pub(crate) fn new() -> Md5Sum {
+    pub fn new() -> Md5Sum {
         Md5Sum {
             hasher: Hasher::new(MessageDigest::md5()).map_err(|e| e.to_string()),
         }
     }
 
     /// Hashes more bytes.
-    pub(crate) fn update(&mut self, data: &[u8]) {
+    pub fn update(&mut self, data: &[u8]) {
         if let Ok(h) = &mut self.hasher
             && let Err(e) = h.update(data)
         {
@@ -34,7 +35,7 @@ impl Md5Sum {
     }
 
     /// The lower-case hex digest of everything hashed so far (the hasher stays usable).
-    pub(crate) fn hex(&mut self) -> Result<String> {
+    pub fn hex(&mut self) -> Result<String> {
         let h = self
             .hasher
             .as_mut()
@@ -43,8 +44,25 @@ impl Md5Sum {
             .clone()
             .finish()
             .map_err(|e| Error::Internal(format!("MD5: {e}")))?;
-        Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(to_hex(&digest))
     }
+}
+
+impl Default for Md5Sum {
+    fn default() -> Self {
+        Md5Sum::new()
+    }
+}
+
+/// Lower-case hex of `bytes`.
+fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    s
 }
 
 #[cfg(test)]

@@ -41,9 +41,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use md5::{Digest, Md5};
-
-use checksum::Md5Sum;
+pub use checksum::Md5Sum;
 
 use crate::error::{Error, Result};
 
@@ -938,21 +936,6 @@ fn fill<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8], before: u64) -> Result
         }
     }
     Ok(filled)
-}
-
-/// The MD5 of `data`, lower-case hex (for small in-memory data such as tests and checks).
-pub fn md5_hex(data: &[u8]) -> String {
-    to_hex(&Md5::digest(data))
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 0x0f)] as char);
-    }
-    s
 }
 
 fn read_error(e: &io::Error, got: u64) -> Error {

@@ -1,5 +1,15 @@
 use super::*;
 
+/// The MD5 of `data`, lower-case hex, from RustCrypto's `md-5`: an implementation independent
+/// of the OpenSSL one under test.
+pub(crate) fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn bad(uri: &str) -> String {
     match Location::parse(uri) {
         Err(Error::BadRequest(m)) => m,

@@ -1,6 +1,7 @@
+use super::super::Stores;
 use super::super::tests::FailingReader;
+use super::super::tests::md5_hex;
 use super::super::tests::{exercise_store, read_all};
-use super::super::{Stores, md5_hex};
 use super::*;
 
 fn opts(dir: &Path) -> StoreOptions {

@@ -5,9 +5,9 @@
 use std::io;
 use std::net::TcpListener;
 
-use super::super::md5_hex;
 use super::super::test_services::{self, Services};
 use super::super::tests::FailingReader;
+use super::super::tests::md5_hex;
 use super::super::tests::{exercise_store, read_all};
 use super::*;
 
