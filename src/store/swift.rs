@@ -570,7 +570,8 @@ impl Conn {
         }
     }
 
-    /// Sends a request without a body, renewing the token once on 401.
+    /// Sends a request without a body (a PUT with an empty one: Swift wants a
+    /// `Content-Length` on object PUTs), renewing the token once on 401.
     fn request(
         &self,
         method: &str,
@@ -583,16 +584,13 @@ impl Conn {
         let mut renew = false;
         loop {
             let s = self.session(renew)?;
+            let mut payload = if method == "PUT" {
+                Payload::Bytes(&[])
+            } else {
+                Payload::None
+            };
             let resp = self
-                .send(
-                    &s,
-                    method,
-                    container,
-                    object,
-                    query,
-                    headers,
-                    &mut Payload::None,
-                )
+                .send(&s, method, container, object, query, headers, &mut payload)
                 .map_err(|e| transport_error(what, &e))?;
             if resp.status().as_u16() == 401 && !renew {
                 renew = true;
@@ -1072,28 +1070,13 @@ impl SwiftStore {
             ("If-None-Match", "*"),
         ];
         headers.extend_from_slice(extra);
-        let mut renew = false;
-        loop {
-            let s = conn.session(renew)?;
-            let mut resp = conn
-                .send(
-                    &s,
-                    "PUT",
-                    Some(c),
-                    Some(object),
-                    "",
-                    &headers,
-                    &mut Payload::Bytes(&[]),
-                )
-                .map_err(|e| transport_error(&what, &e))?;
-            let status = resp.status().as_u16();
-            drain(&mut resp);
-            match status {
-                201 | 202 => return Ok(()),
-                401 if !renew => renew = true,
-                412 => return Err(duplicate(object)),
-                _ => return Err(status_error(&what, &mut resp)),
-            }
+        let mut resp = conn.request("PUT", Some(c), Some(object), "", &headers, &what)?;
+        let status = resp.status().as_u16();
+        drain(&mut resp);
+        match status {
+            201 | 202 => Ok(()),
+            412 => Err(duplicate(object)),
+            _ => Err(status_error(&what, &mut resp)),
         }
     }
 
@@ -1275,32 +1258,14 @@ impl SwiftStore {
         let c = &self.opts.container;
         let what = format!("PUT {c}/{to} (copy of {from})");
         let source = format!("/{}/{}", percent_encode(c), percent_encode(from));
-        let mut renew = false;
-        loop {
-            let s = conn.session(renew)?;
-            let mut resp = conn
-                .send(
-                    &s,
-                    "PUT",
-                    Some(c),
-                    Some(to),
-                    "",
-                    &[("X-Copy-From", source.as_str())],
-                    &mut Payload::Bytes(&[]),
-                )
-                .map_err(|e| transport_error(&what, &e))?;
-            let status = resp.status().as_u16();
-            match status {
-                201 | 202 => {
-                    drain(&mut resp);
-                    return Ok(());
-                }
-                401 if !renew => {
-                    drain(&mut resp);
-                    renew = true;
-                }
-                _ => return Err(status_error(&what, &mut resp)),
+        let headers = [("X-Copy-From", source.as_str())];
+        let mut resp = conn.request("PUT", Some(c), Some(to), "", &headers, &what)?;
+        match resp.status().as_u16() {
+            201 | 202 => {
+                drain(&mut resp);
+                Ok(())
             }
+            _ => Err(status_error(&what, &mut resp)),
         }
     }
 }
