@@ -115,7 +115,7 @@ impl Error {
 
 /// The detail of a WebOb-style error page: its last non-empty line (or the whole text when
 /// it is a single line); HTML tags are not interpreted, the server sends text/plain.
-fn detail_line(body: &str) -> String {
+pub(crate) fn detail_line(body: &str) -> String {
     body.lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())

@@ -40,7 +40,7 @@
 //! statuses. Image metadata uses the crate's own model: [`Image`] for records and
 //! [`ImagePatch`] for the fields to set.
 
-mod error;
+pub(crate) mod error;
 pub mod headers;
 
 use std::fs::File;
@@ -693,16 +693,9 @@ impl Client {
     /// listed are removed; a listed member's `can_share` of `None` keeps an existing flag
     /// (new members get `false`).
     pub fn replace_members(&self, id: &str, members: &[MemberSpec]) -> Result<()> {
-        let list: Vec<Value> = members
-            .iter()
-            .map(|m| match m.can_share {
-                Some(c) => json!({ "member_id": m.member_id, "can_share": c }),
-                None => json!({ "member_id": m.member_id }),
-            })
-            .collect();
         let url = format!("{}/members", self.image_url(id));
-        self.send_json("PUT", &url, Some(&json!({ "memberships": list })))
-            .map(drop)
+        let body = MemberSpec::memberships_body(members);
+        self.send_json("PUT", &url, Some(&body)).map(drop)
     }
 
     fn url(&self, path: &str) -> String {

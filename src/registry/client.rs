@@ -116,12 +116,7 @@ impl RemoteRegistry {
 
 /// Turns a registry error reply into the crate error, keeping the registry's detail line.
 fn error_from_status(status: u16, body: &str) -> Error {
-    let detail = body
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string();
+    let detail = crate::client::error::detail_line(body);
     match status {
         400 => Error::BadRequest(detail),
         401 => Error::Unauthorized(detail),
@@ -219,15 +214,8 @@ impl Registry for RemoteRegistry {
     }
 
     fn replace_members(&self, ctx: &Context, id: &str, members: &[MemberSpec]) -> Result<()> {
-        let list: Vec<Value> = members
-            .iter()
-            .map(|m| match m.can_share {
-                Some(c) => json!({ "member_id": m.member_id, "can_share": c }),
-                None => json!({ "member_id": m.member_id }),
-            })
-            .collect();
         let path = format!("{}/members", Self::image_path(id));
-        let body = json!({ "memberships": list });
+        let body = MemberSpec::memberships_body(members);
         self.call(ctx, "PUT", &path, &[], Some(&body), &[])?;
         Ok(())
     }

@@ -83,6 +83,22 @@ pub struct MemberSpec {
     pub can_share: Option<bool>,
 }
 
+impl MemberSpec {
+    /// The body of a replace-members request (`PUT /images/<id>/members`, on the API and
+    /// the registry alike): `{"memberships": [{"member_id": .., "can_share": ..}, ..]}`,
+    /// without `can_share` where it is not given.
+    pub fn memberships_body(members: &[MemberSpec]) -> serde_json::Value {
+        let list: Vec<serde_json::Value> = members
+            .iter()
+            .map(|m| match m.can_share {
+                Some(c) => serde_json::json!({ "member_id": m.member_id, "can_share": c }),
+                None => serde_json::json!({ "member_id": m.member_id }),
+            })
+            .collect();
+        serde_json::json!({ "memberships": list })
+    }
+}
+
 /// Columns an image listing may be sorted by.
 pub const SORT_KEYS: [&str; 8] = [
     "name",
