@@ -126,7 +126,7 @@ impl FilesystemStore {
     fn probe_writable(&self) -> Result<()> {
         let probe = self
             .datadir
-            .join(format!(".probe-{}", uuid::Uuid::new_v4().simple()));
+            .join(format!("{PROBE_PREFIX}{}", uuid::Uuid::new_v4().simple()));
         OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -182,11 +182,14 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 /// The suffix of an upload's temp file, `.<id>.tmp-<uuid>`.
 const TEMP_MARK: &str = ".tmp-";
 
+/// The name of the write probe at start-up, `.probe-<uuid>`.
+const PROBE_PREFIX: &str = ".probe-";
+
 /// True for the names this store gives its temporary files (`.<id>.tmp-<uuid>` and the
 /// write probe `.probe-<uuid>`), and nothing else a user may have put in the directory.
 fn is_temp_name(name: &str) -> bool {
     let random = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(uuid) = name.strip_prefix(".probe-") {
+    if let Some(uuid) = name.strip_prefix(PROBE_PREFIX) {
         return random(uuid);
     }
     match name
