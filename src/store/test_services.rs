@@ -1,5 +1,6 @@
-//! The real Swift (with its S3 API) that the object-store unit tests run against, as
-//! started by `tests/services/swift-s3.sh` (see tests/services/README.md).
+//! The real Swift (with its S3 API) that the object-store tests run against, as started
+//! by `tests/services/swift-s3.sh` (see tests/services/README.md). The integration tests
+//! include this same file (`tests/common/objstore.rs`), so it uses nothing of the crate.
 //!
 //! The endpoint and credentials come from the variables that script writes to its
 //! `env.sh` (`SWIFT_AUTH_URL`, `SWIFT_USER`, `SWIFT_KEY`, `S3_ENDPOINT`, `S3_ACCESS_KEY`,
@@ -28,18 +29,25 @@ fn var(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+impl Services {
+    /// The configured endpoints (not checked).
+    pub(crate) fn from_env() -> Services {
+        Services {
+            auth_url: var("SWIFT_AUTH_URL", "http://127.0.0.1:8080/auth/v1.0"),
+            user: var("SWIFT_USER", "test:tester"),
+            key: var("SWIFT_KEY", "testing"),
+            s3_endpoint: var("S3_ENDPOINT", "http://127.0.0.1:8080"),
+            s3_access: var("S3_ACCESS_KEY", "test:tester"),
+            s3_secret: var("S3_SECRET_KEY", "testing"),
+            s3_region: var("S3_REGION", "us-east-1"),
+        }
+    }
+}
+
 /// The test Swift, if it answers an auth request; else `None` after printing why (or a
 /// panic under `GLANCE_TEST_REQUIRE_SERVICES=1`).
 pub(crate) fn swift(test: &str) -> Option<Services> {
-    let s = Services {
-        auth_url: var("SWIFT_AUTH_URL", "http://127.0.0.1:8080/auth/v1.0"),
-        user: var("SWIFT_USER", "test:tester"),
-        key: var("SWIFT_KEY", "testing"),
-        s3_endpoint: var("S3_ENDPOINT", "http://127.0.0.1:8080"),
-        s3_access: var("S3_ACCESS_KEY", "test:tester"),
-        s3_secret: var("S3_SECRET_KEY", "testing"),
-        s3_region: var("S3_REGION", "us-east-1"),
-    };
+    let s = Services::from_env();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))

@@ -13,39 +13,13 @@
 
 use std::time::Duration;
 
-/// Where the test Swift and its S3 API are.
-#[derive(Debug, Clone)]
-pub struct Services {
-    pub auth_url: String,
-    pub user: String,
-    pub key: String,
-    pub s3_endpoint: String,
-    pub s3_access: String,
-    pub s3_secret: String,
-    pub s3_region: String,
-}
+// The probe and endpoints of the test Swift, shared with the crate's unit tests.
+#[path = "../../src/store/test_services.rs"]
+mod probe;
 
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
+pub(crate) use probe::Services;
 
 impl Services {
-    /// The configured endpoints (not checked).
-    pub fn from_env() -> Services {
-        Services {
-            auth_url: var("SWIFT_AUTH_URL", "http://127.0.0.1:8080/auth/v1.0"),
-            user: var("SWIFT_USER", "test:tester"),
-            key: var("SWIFT_KEY", "testing"),
-            s3_endpoint: var("S3_ENDPOINT", "http://127.0.0.1:8080"),
-            s3_access: var("S3_ACCESS_KEY", "test:tester"),
-            s3_secret: var("S3_SECRET_KEY", "testing"),
-            s3_region: var("S3_REGION", "us-east-1"),
-        }
-    }
-
     /// `host:port` of the Swift proxy (for the cutting proxy of the failure tests).
     pub fn proxy_addr(&self) -> String {
         let rest = self
@@ -59,28 +33,7 @@ impl Services {
 /// The test Swift, if it answers; else `None` after printing why (a panic under
 /// `GLANCE_TEST_REQUIRE_SERVICES=1`).
 pub fn services(test: &str) -> Option<Services> {
-    let s = Services::from_env();
-    let problem = match agent(10)
-        .get(&s.auth_url)
-        .header("X-Auth-User", &s.user)
-        .header("X-Auth-Key", &s.key)
-        .call()
-    {
-        Ok(r) if r.status().is_success() => return Some(s),
-        Ok(r) => format!("auth at {} answered {}", s.auth_url, r.status()),
-        Err(e) => format!("{} is unreachable: {e}", s.auth_url),
-    };
-    let required = std::env::var("GLANCE_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{test}: Swift is required (GLANCE_TEST_REQUIRE_SERVICES=1) but {problem}; start it \
-         with `bash tests/services/swift-s3.sh`"
-    );
-    eprintln!(
-        "SKIPPED {test}: {problem} (start it with `bash tests/services/swift-s3.sh`; set \
-         GLANCE_TEST_REQUIRE_SERVICES=1 to make this a failure)"
-    );
-    None
+    probe::swift(test)
 }
 
 fn agent(secs: u64) -> ureq::Agent {
