@@ -165,11 +165,7 @@ do_stop() {
 }
 
 case "${1:-start}" in
-  start)  do_start ;;
-  stop)   do_stop ;;
   status) if amqp_ok; then log "healthy ($RUSER/$RPASS login on 127.0.0.1:$PORT)"; else log "NOT healthy"; exit 1; fi ;;
-  env)    print_env ;;
   ctl)    shift; ctl "$@" ;;
-  reset)  do_stop; rm -rf "$BASE"; log "data removed" ;;
-  *)      echo "usage: $0 [start|stop|status|env|reset]" >&2; exit 2 ;;
+  *)      service_main "$@" ;;
 esac

@@ -352,11 +352,4 @@ do_stop() {
   log "stopped"
 }
 
-case "${1:-start}" in
-  start)   do_start ;;
-  stop)    do_stop ;;
-  status)  if healthy; then log "healthy"; else log "NOT healthy"; exit 1; fi ;;
-  env)     print_env ;;
-  reset)   do_stop; rm -rf "$BASE"; log "data removed" ;;
-  *)       echo "usage: $0 [start|stop|status|env|reset]" >&2; exit 2 ;;
-esac
+service_main "$@"
