@@ -200,7 +200,7 @@ fn direct_writer_takes_whole_aligned_blocks_and_the_rest_buffered() {
         return;
     };
     let data = pattern(4 * BUFFER_ALIGN + 100);
-    let mut buf = super::super::AlignedBuf::new(data.len());
+    let mut buf = super::super::pipeline::AlignedBuf::new(data.len());
     buf.as_mut_slice().copy_from_slice(&data);
     let mut w = DirectWriter::new(&direct, &file);
     // An aligned buffer: its whole blocks go direct, the 100-byte tail through the cache.

@@ -9,6 +9,7 @@ use super::super::tests::FailingReader;
 use super::super::tests::md5_hex;
 use super::super::tests::{exercise_store, read_all};
 use super::*;
+use serde_json::{Value, json};
 
 /// Deterministic test data.
 fn pattern(len: usize) -> Vec<u8> {
