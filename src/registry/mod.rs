@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Context;
 use crate::error::{Error, Result};
-use crate::image::{Image, ImagePatch};
+use crate::image::{Image, ImagePatch, Status};
+
+/// The registry API's header that makes a `PUT /images/<id>` conditional on the image's
+/// current status ([`Registry::update_if`]); glance-api sends it to a remote registry.
+pub const IF_STATUS_HEADER: &str = "X-Glance-Registry-If-Status";
 
 /// Registry operations, each checked against the caller's [`Context`] (spec §7.3).
 pub trait Registry: Send + Sync {
@@ -33,6 +37,18 @@ pub trait Registry: Send + Sync {
         &self,
         ctx: &Context,
         id: &str,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image>;
+    /// Updates a live image the caller may modify only if its status is `expected`, as one
+    /// compare-and-set: `Conflict` when the status differs. The
+    /// upload states use it: exactly one upload takes `queued → saving`, and only the
+    /// holder of `saving` activates or kills the image.
+    fn update_if(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Status,
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image>;

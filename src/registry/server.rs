@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use crate::auth::{Context, ContextSource};
 use crate::error::{Error, Result};
 use crate::http::{Handler, Request, Response};
-use crate::image::{Image, ImagePatch};
-use crate::registry::{ListQuery, MemberSpec, PageLimits, Registry};
+use crate::image::{Image, ImagePatch, Status};
+use crate::registry::{IF_STATUS_HEADER, ListQuery, MemberSpec, PageLimits, Registry};
 
 /// Largest JSON request body the registry accepts.
 pub const MAX_JSON_BODY: u64 = 1024 * 1024;
@@ -114,16 +114,21 @@ impl RegistryApp {
         let purge = req
             .header("x-glance-registry-purge-props")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let expected = req
+            .header(IF_STATUS_HEADER)
+            .map(|v| v.trim().parse::<Status>())
+            .transpose()?;
         let patch = image_patch_from_body(req)?;
-        let image = self
-            .registry
-            .update(ctx, id, &patch, purge)
-            .map_err(|e| match e {
-                Error::BadRequest(m) => {
-                    Error::BadRequest(format!("Failed to update image metadata. Got error: {m}"))
-                }
-                other => other,
-            })?;
+        let updated = match expected {
+            Some(status) => self.registry.update_if(ctx, id, status, &patch, purge),
+            None => self.registry.update(ctx, id, &patch, purge),
+        };
+        let image = updated.map_err(|e| match e {
+            Error::BadRequest(m) => {
+                Error::BadRequest(format!("Failed to update image metadata. Got error: {m}"))
+            }
+            other => other,
+        })?;
         Ok(image_reply(&image))
     }
 

@@ -615,6 +615,85 @@ fn check_sharable(conn: &Connection, ctx: &Context, id: &str) -> Result<Image> {
     Ok(img)
 }
 
+impl SqliteRegistry {
+    /// [`Registry::update`], and [`Registry::update_if`] with `expected`: the status check
+    /// and the update run in one `IMMEDIATE` transaction, so of two racing requests exactly
+    /// one sees the expected status.
+    fn update_where(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Option<Status>,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image> {
+        check_writable(ctx)?;
+        let mut patch = patch.clone();
+        patch.id = None;
+        if !ctx.is_admin {
+            patch.owner = None;
+        }
+        if let Some(owner) = &mut patch.owner
+            && owner.as_deref() == Some("")
+        {
+            *owner = None;
+        }
+        self.write(|tx| {
+            let old = match load(tx, id, false, true)? {
+                Some(img) if ctx.can_modify(&img) => img,
+                _ => return Err(not_found(id)),
+            };
+            if let Some(expected) = expected
+                && old.status != expected
+            {
+                return Err(Error::Conflict(format!(
+                    "Image {id} is {}, not {expected}: another request changed it first",
+                    old.status
+                )));
+            }
+            let mut img = old.clone();
+            img.apply(&patch, purge_props);
+            validate(&img)?;
+            let now = timeutil::now();
+            tx.execute(
+                "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
+                 size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
+                 min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13 WHERE id = ?1",
+                params![
+                    id,
+                    img.name,
+                    img.disk_format,
+                    img.container_format,
+                    to_i64("size", img.size)?,
+                    img.status.as_str(),
+                    img.is_public,
+                    img.location,
+                    img.checksum,
+                    to_i64("min_ram", img.min_ram)?,
+                    to_i64("min_disk", img.min_disk)?,
+                    img.owner,
+                    now,
+                ],
+            )?;
+            for name in old.properties.keys() {
+                if !img.properties.contains_key(name) {
+                    tx.execute(
+                        "UPDATE image_properties SET deleted = 1, deleted_at = ?3, \
+                         updated_at = ?3 WHERE image_id = ?1 AND name = ?2 AND deleted = 0",
+                        params![id, name, now],
+                    )?;
+                }
+            }
+            for (name, value) in &img.properties {
+                if old.properties.get(name) != Some(value) {
+                    upsert_property(tx, id, name, value.as_deref(), &now)?;
+                }
+            }
+            load(tx, id, false, true)?.ok_or_else(|| not_found(id))
+        })
+    }
+}
+
 impl Registry for SqliteRegistry {
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>> {
         let key = sort_expr(query.sort_key)?;
@@ -791,62 +870,18 @@ impl Registry for SqliteRegistry {
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image> {
-        check_writable(ctx)?;
-        let mut patch = patch.clone();
-        patch.id = None;
-        if !ctx.is_admin {
-            patch.owner = None;
-        }
-        if let Some(owner) = &mut patch.owner
-            && owner.as_deref() == Some("")
-        {
-            *owner = None;
-        }
-        self.write(|tx| {
-            let old = match load(tx, id, false, true)? {
-                Some(img) if ctx.can_modify(&img) => img,
-                _ => return Err(not_found(id)),
-            };
-            let mut img = old.clone();
-            img.apply(&patch, purge_props);
-            validate(&img)?;
-            let now = timeutil::now();
-            tx.execute(
-                "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
-                 size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
-                 min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13 WHERE id = ?1",
-                params![
-                    id,
-                    img.name,
-                    img.disk_format,
-                    img.container_format,
-                    to_i64("size", img.size)?,
-                    img.status.as_str(),
-                    img.is_public,
-                    img.location,
-                    img.checksum,
-                    to_i64("min_ram", img.min_ram)?,
-                    to_i64("min_disk", img.min_disk)?,
-                    img.owner,
-                    now,
-                ],
-            )?;
-            for name in old.properties.keys() {
-                if !img.properties.contains_key(name) {
-                    tx.execute(
-                        "UPDATE image_properties SET deleted = 1, deleted_at = ?3, \
-                         updated_at = ?3 WHERE image_id = ?1 AND name = ?2 AND deleted = 0",
-                        params![id, name, now],
-                    )?;
-                }
-            }
-            for (name, value) in &img.properties {
-                if old.properties.get(name) != Some(value) {
-                    upsert_property(tx, id, name, value.as_deref(), &now)?;
-                }
-            }
-            load(tx, id, false, true)?.ok_or_else(|| not_found(id))
-        })
+        self.update_where(ctx, id, None, patch, purge_props)
+    }
+
+    fn update_if(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Status,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image> {
+        self.update_where(ctx, id, Some(expected), patch, purge_props)
     }
 
     fn delete(&self, ctx: &Context, id: &str) -> Result<Image> {

@@ -18,9 +18,14 @@
 //!   HTTP basic auth). [`Location::uri`] gives the full URI for the registry only;
 //!   [`Location::redacted`] and [`redact_uri`] give the form for clients and logs, and every
 //!   error message, `Debug` and `Display` output uses that form.
-//! * **Memory stays flat.** Data is moved with one fixed buffer ([`copy_and_hash`]), handed
+//! * **One door.** [`Stores`] is the only way to image data: [`Stores::add`] for uploads
+//!   (it checks the id, the size cap and the declared size once, and hands the backend an
+//!   [`ImageBody`] that counts, hashes and caps), [`Stores::get`], [`Stores::delete`] and
+//!   [`Stores::size`] for stored locations, [`Stores::check_client_location`] for locations
+//!   a client supplies. Backends are private behind it.
+//! * **Memory stays flat.** Data is moved through a few fixed buffers ([`ImageBody`]), handed
 //!   to the HTTP layer as a file or a reader ([`ImageData::into_body`]), or streamed part by
-//!   part into an object store (`source.rs`); nothing reads a whole image into memory. (The
+//!   part into an object store; nothing reads a whole image into memory. (The
 //!   one bounded exception: an S3 upload of unknown size holds one multipart part.)
 //!
 //! Adding a backend means one file implementing [`Store`] plus one line in `BACKENDS` (and
@@ -33,7 +38,6 @@ mod http;
 mod location;
 mod pipeline;
 mod s3;
-mod source;
 mod swift;
 #[cfg(test)]
 mod test_services;
@@ -46,10 +50,11 @@ use std::path::PathBuf;
 pub use checksum::Md5Sum;
 pub use location::{FileLocation, HttpLocation, Location, S3Location, SwiftLocation, redact_uri};
 use location::{Kind, lookup_scheme, parse_stored};
-pub use pipeline::copy_and_hash;
-pub(crate) use pipeline::{BUFFER_ALIGN, read_error};
+pub(crate) use pipeline::BUFFER_ALIGN;
+pub use pipeline::ImageBody;
 
 use crate::error::{Error, Result};
+use crate::image::ImageId;
 
 pub use filesystem::{DIRECT_IO_MIN_BUFFER, FilesystemStore};
 pub use http::HttpStore;
@@ -89,7 +94,7 @@ fn build_s3(opts: &StoreOptions) -> Result<Box<dyn Store>> {
 // The store interface
 // ---------------------------------------------------------------------------------------
 
-/// What a successful [`Store::add`] recorded.
+/// What a successful [`Stores::add`] recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// Full location URI (may hold credentials: store it in the registry, show it only
@@ -155,10 +160,19 @@ pub trait Store: Send + Sync {
     /// The location schemes this store serves.
     fn schemes(&self) -> &'static [&'static str];
 
-    /// Stores the data of image `id`, reading `data` to its end through a fixed buffer and
-    /// computing its MD5. With `expected_size` given, a different byte count is an
-    /// [`Error::BadRequest`] and nothing is kept. On any error nothing is left behind.
-    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored>;
+    /// Stores the data of image `id`, reading `body` to its end (only through its methods:
+    /// it counts, hashes and caps), and returns the full location URI. The backend calls
+    /// [`ImageBody::finish`] before it makes the data visible, so a short or long body
+    /// leaves nothing behind; on any error nothing is left behind. Only [`Stores::add`]
+    /// calls this.
+    fn add(&self, id: &ImageId, body: &mut ImageBody<'_>) -> Result<String>;
+
+    /// Removes what an upload of image `id` that was cut short by a crash may have left
+    /// (temp files, segments). Called for images found `saving` at start-up, whose upload
+    /// cannot still be running; the default has nothing to remove.
+    fn discard_partial(&self, _id: &ImageId) -> Result<()> {
+        Ok(())
+    }
 
     /// Opens the data at `loc` for sending.
     fn get(&self, loc: &Location) -> Result<ImageData>;
@@ -263,10 +277,58 @@ impl Stores {
         Ok(s)
     }
 
+    /// Checks an upload before anything is reserved: the store (`requested`, from
+    /// `x-image-meta-store`, or `default_store`) must exist and be writable, and a declared
+    /// size must be within `image_size_cap`. Returns the store's name for [`Stores::add`].
+    pub fn check_upload(
+        &self,
+        requested: Option<&str>,
+        expected: Option<u64>,
+    ) -> Result<&'static str> {
+        let store = self.for_upload(requested)?;
+        self.check_size(expected)?;
+        Ok(store.name())
+    }
+
+    fn check_size(&self, expected: Option<u64>) -> Result<()> {
+        match expected {
+            Some(n) if n > self.size_cap => Err(Error::TooLarge(format!(
+                "Image of {n} bytes is larger than the {} bytes this server accepts \
+                 (image_size_cap)",
+                self.size_cap
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The one way image data gets into a store: checks the store, the size cap and the
+    /// declared size once, wraps `data` in the one counting, hashing, capping reader
+    /// ([`ImageBody`]) and hands it to the backend. On success the data is complete and
+    /// verified (size as declared, MD5 computed); on failure nothing is left behind.
+    pub fn add(
+        &self,
+        requested: Option<&str>,
+        id: &ImageId,
+        data: &mut dyn Read,
+        expected: Option<u64>,
+    ) -> Result<Stored> {
+        let store = self.for_upload(requested)?;
+        self.check_size(expected)?;
+        add_verified(store, self.size_cap, id, data, expected)
+    }
+
+    /// Removes what an upload of `id` cut short by a crash left in any writable store.
+    pub fn discard_partial(&self, id: &ImageId) -> Result<()> {
+        self.stores
+            .iter()
+            .filter(|s| s.writable())
+            .try_for_each(|s| s.discard_partial(id))
+    }
+
     /// The store for an upload: `requested` (`x-image-meta-store`, a store or scheme name
     /// such as `file`) or `default_store`. Unknown or unconfigured → 400 `Requested store
     /// <x> not available on this Glance server`; a read-only store → 400.
-    pub fn for_upload(&self, requested: Option<&str>) -> Result<&dyn Store> {
+    fn for_upload(&self, requested: Option<&str>) -> Result<&dyn Store> {
         let name = match requested.map(str::trim) {
             Some(n) if !n.is_empty() => n,
             _ => self.default_store,
@@ -288,7 +350,7 @@ impl Stores {
 
     /// The store serving `loc`, by scheme. A known scheme whose backend is not built into
     /// this server → [`Error::Store`].
-    pub fn for_location(&self, loc: &Location) -> Result<&dyn Store> {
+    fn for_location(&self, loc: &Location) -> Result<&dyn Store> {
         self.by_name(loc.store_name()).ok_or_else(|| {
             Error::Store(format!(
                 "The {} store is not configured on this Glance server",
@@ -338,6 +400,12 @@ impl Stores {
         self.for_location(&loc)?.size(&loc)
     }
 
+    /// The size of the data at a location a client registers (checked by
+    /// [`Stores::check_client_location`]).
+    pub fn remote_size(&self, loc: &Location) -> Result<u64> {
+        self.for_location(loc)?.size(loc)
+    }
+
     /// The configured `image_size_cap`, to refuse a too large `Content-Length` before reading.
     pub fn size_cap(&self) -> u64 {
         self.size_cap
@@ -367,6 +435,36 @@ impl Stores {
             .map(|s| s.name())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Hands `data` to `store` through one [`ImageBody`] and verifies the result: the body of
+/// [`Stores::add`], apart from the store's selection.
+pub(crate) fn add_verified(
+    store: &dyn Store,
+    cap: u64,
+    id: &ImageId,
+    data: &mut dyn Read,
+    expected: Option<u64>,
+) -> Result<Stored> {
+    let mut body = ImageBody::new(data, expected, cap);
+    let location = store.add(id, &mut body)?;
+    // The backend finished the body before committing; finishing again here makes sure no
+    // backend can keep a short or long image.
+    let verified = body.finish().and_then(|()| body.checksum());
+    match verified {
+        Ok(checksum) => Ok(Stored {
+            location,
+            size: body.total(),
+            checksum,
+        }),
+        Err(e) => {
+            let removed = parse_stored(&location).and_then(|loc| store.delete(&loc));
+            if let Err(de) = removed {
+                log::error!("removing unverified data of image {id}: {de}");
+            }
+            Err(e)
+        }
     }
 }
 

@@ -52,10 +52,11 @@ use log::{debug, error, info, warn};
 
 mod client;
 
-use super::source::Source;
-use super::{ImageData, Location, Store, StoreOptions, Stored, SwiftLocation};
+use super::pipeline::ImageBody;
+use super::{ImageData, Location, Store, StoreOptions, SwiftLocation};
 use crate::error::{Error, Result};
 use crate::http::{percent_decode, percent_encode};
+use crate::image::ImageId;
 use client::*;
 
 /// One megabyte as Glance's size options mean it (MiB).
@@ -304,7 +305,6 @@ pub struct SwiftStore {
     conn: std::result::Result<Arc<Conn>, String>,
     /// `swift+http` or `swift+https`, and the auth address without its scheme.
     location_prefix: String,
-    size_cap: u64,
 }
 
 impl fmt::Debug for SwiftStore {
@@ -391,7 +391,6 @@ impl SwiftStore {
             opts: o,
             conn,
             location_prefix,
-            size_cap: opts.size_cap,
         }
     }
 
@@ -481,7 +480,7 @@ impl SwiftStore {
         &self,
         conn: &Conn,
         object: &str,
-        src: &mut Source<'_>,
+        src: &mut ImageBody<'_>,
         len: Option<u64>,
         max: u64,
         extra: &[(&str, &str)],
@@ -621,7 +620,7 @@ impl SwiftStore {
     }
 
     /// Writes the data as segments; on failure removes those written. Returns the count.
-    fn put_segments(&self, conn: &Conn, id: &str, src: &mut Source<'_>) -> Result<u64> {
+    fn put_segments(&self, conn: &Conn, id: &str, src: &mut ImageBody<'_>) -> Result<u64> {
         let chunk = self.opts.large_object_chunk_size;
         let expected = src.expected();
         if let Some(total) = expected {
@@ -676,7 +675,7 @@ impl SwiftStore {
         format!("{}/{}/{id}", self.location_prefix, self.opts.container)
     }
 
-    fn add_data(&self, conn: &Conn, id: &str, src: &mut Source<'_>) -> Result<()> {
+    fn add_data(&self, conn: &Conn, id: &str, src: &mut ImageBody<'_>) -> Result<()> {
         let c = &self.opts.container;
         match src.expected() {
             Some(n) if n < self.opts.large_object_size => {
@@ -820,33 +819,19 @@ impl Store for SwiftStore {
         &["swift", "swift+http", "swift+https"]
     }
 
-    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored> {
+    fn add(&self, id: &ImageId, body: &mut ImageBody<'_>) -> Result<String> {
         let conn = self.configured()?;
-        crate::image::validate_id(id)?;
-        if let Some(n) = expected_size
-            && n > self.size_cap
-        {
-            return Err(Error::TooLarge(format!(
-                "Image size {n} exceeds the maximum allowed size of {} bytes (image_size_cap)",
-                self.size_cap
-            )));
-        }
         self.ensure_container(conn)?;
         if conn.head_object(&self.opts.container, id)?.is_some() {
             return Err(duplicate(id));
         }
-        let mut src = Source::new(data, expected_size, self.size_cap);
-        self.add_data(conn, id, &mut src)?;
-        let (size, checksum) = (src.total(), src.checksum()?);
+        self.add_data(conn, id, body)?;
         debug!(
-            "stored image {id} in Swift container {}: {size} bytes, md5 {checksum}",
-            self.opts.container
+            "stored image {id} in Swift container {}: {} bytes",
+            self.opts.container,
+            body.total()
         );
-        Ok(Stored {
-            location: self.location(id),
-            size,
-            checksum,
-        })
+        Ok(self.location(id))
     }
 
     fn get(&self, loc: &Location) -> Result<ImageData> {
