@@ -200,6 +200,8 @@ scenarios!(
     aborted_upload_leaves_nothing,
     status_rules,
     upload_limits_and_store_errors,
+    racing_uploads_one_wins,
+    location_changes_only_while_queued,
 );
 
 fn hex(bytes: &[u8]) -> String {
@@ -1149,4 +1151,82 @@ fn one_gib_round_trip() {
     }
     assert_eq!(total, SIZE);
     assert_eq!(hex(&hash.finalize()), sent);
+}
+
+/// 16 clients upload different data into one queued image at once (a client retrying after
+/// a timeout is enough to race): exactly one wins, the others get 409 and touch nothing.
+fn racing_uploads_one_wins(mode: Mode) {
+    const RACERS: usize = 16;
+    let e = env(mode, "");
+    let r = post_image(&e.c, &[("x-image-meta-name", "raced")], None);
+    assert_status!(r, 201);
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    let start = std::sync::Barrier::new(RACERS);
+    let outcomes: Vec<(u16, Vec<u8>, String)> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..RACERS)
+            .map(|n| {
+                let (c, path, start) = (Client::new(&e.c.base), &path, &start);
+                scope.spawn(move || {
+                    let data = vec![b'a' + n as u8; 256 * 1024 + n];
+                    start.wait();
+                    let r = c.request("PUT", path, &upload_headers(&[]), Some(&data));
+                    (r.status, data, r.text())
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|h| h.join().expect("racer"))
+            .collect()
+    });
+    let winners: Vec<_> = outcomes.iter().filter(|(s, _, _)| *s == 200).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{:?}",
+        outcomes.iter().map(|o| o.0).collect::<Vec<_>>()
+    );
+    for (status, _, text) in &outcomes {
+        assert!(*status == 200 || *status == 409, "{status}: {text}");
+    }
+    let winner = &winners[0].1;
+    let r = e.c.get(&path);
+    assert_status!(r, 200);
+    assert_eq!(r.header("x-image-meta-status"), Some("active"));
+    assert_eq!(
+        r.header("x-image-meta-checksum"),
+        Some(md5_hex(winner).as_str())
+    );
+    assert_eq!(&r.body, winner);
+    // Only the winner's data is stored: no loser's object, segment or temp file.
+    assert_eq!(e.stored(), vec![id.clone()], "stray data in the store");
+}
+
+/// A location can be set only while the image is queued: the data of an active image, which
+/// others may be using, cannot be swapped.
+fn location_changes_only_while_queued(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(&e.c, &upload_headers(&[]), Some(b"original"));
+    assert_status!(r, 201);
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    let before = e.c.request("HEAD", &path, &[], None);
+    let r = e.c.request(
+        "PUT",
+        &path,
+        &[("x-image-meta-location", "http://example.com/other.img")],
+        None,
+    );
+    assert_status!(r, 400);
+    assert!(r.text().contains("queued"), "{}", r.text());
+    let after = e.c.request("HEAD", &path, &[], None);
+    for h in [
+        "x-image-meta-location",
+        "x-image-meta-checksum",
+        "x-image-meta-size",
+    ] {
+        assert_eq!(before.header(h), after.header(h), "{h}");
+    }
+    assert_eq!(e.c.get(&path).body, b"original");
 }
