@@ -2,7 +2,7 @@
 //!
 //! [`SqliteRegistry`] implements [`Registry`] with the rules of spec §5.1, §5.8, §7.3 and §8
 //! and the deviations of DECISIONS.md. The database runs in WAL mode with a busy timeout,
-//! `foreign_keys = ON` and `synchronous = NORMAL`. Connections live in a small pool: a worker
+//! `foreign_keys = ON` and `synchronous = FULL`. Connections live in a small pool: a worker
 //! thread checks one out per operation and returns it, new ones are opened on demand with
 //! the same settings. Every write runs in one `IMMEDIATE` transaction, so a failed operation
 //! leaves no half-written rows; every read runs in one transaction, so a listing (marker
@@ -145,7 +145,9 @@ fn configure(conn: &Connection, busy_timeout: Duration, wal: bool) -> Result<()>
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     }
     conn.pragma_update(None, "foreign_keys", true)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // FULL: a commit (an image becoming active, say) is on disk before the client is told;
+    // NORMAL in WAL mode may lose the last commits on power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
 }
 
@@ -281,6 +283,31 @@ impl SqliteRegistry {
                 .collect::<rusqlite::Result<Vec<Image>>>()?;
             Ok(images)
         })
+    }
+
+    /// Kills every live image left `saving` and returns their ids: start-up reconciliation
+    /// after a crash, when no upload can still be running against this database (the
+    /// caller makes sure of that; see [`UploadLock`]).
+    pub fn kill_interrupted_uploads(&self) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let now = timeutil::now();
+            let mut stmt = tx.prepare(
+                "UPDATE images SET status = 'killed', updated_at = ?1 \
+                 WHERE status = 'saving' AND deleted = 0 RETURNING id",
+            )?;
+            let ids = stmt
+                .query_map([now], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(ids)
+        })
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.target {
+            Target::File(p) => Some(p),
+            Target::Memory => None,
+        }
     }
 
     /// Sets the status of an image, deleted or not, without any check (the scrubber moves
@@ -1002,6 +1029,37 @@ impl Registry for SqliteRegistry {
                 .collect::<rusqlite::Result<Vec<SharedImage>>>()?;
             Ok(shared)
         })
+    }
+}
+
+/// An exclusive lock on `<database>.uploads.lock`, held by a glance-api for its whole life.
+/// Whoever gets it knows that no other glance-api is uploading into the same embedded
+/// database, so the images it finds `saving` were left by a glance-api that died, and can
+/// be killed.
+#[derive(Debug)]
+pub struct UploadLock {
+    _file: std::fs::File,
+}
+
+impl UploadLock {
+    /// Takes the lock without waiting: `Ok(None)` when another process holds it.
+    pub fn try_acquire(db: &Path) -> Result<Option<UploadLock>> {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".uploads.lock");
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(UploadLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()), e))
+            }
+        }
     }
 }
 

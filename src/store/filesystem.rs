@@ -106,6 +106,15 @@ impl FilesystemStore {
         }
     }
 
+    /// Removes `path`, logging what went and why.
+    fn remove_leftover(&self, path: &Path, why: &str) {
+        match fs::remove_file(path) {
+            Ok(()) => warn!("removed {} ({why})", path.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("could not remove {}: {e}", path.display()),
+        }
+    }
+
     /// The directory images are written to.
     pub fn datadir(&self) -> &Path {
         &self.datadir
@@ -191,13 +200,16 @@ fn is_temp_name(name: &str) -> bool {
     if let Some(uuid) = name.strip_prefix(PROBE_PREFIX) {
         return random(uuid);
     }
-    match name
-        .strip_prefix('.')
+    temp_of(name).is_some()
+}
+
+/// The image id of an upload temp file's name (`.<id>.tmp-<uuid>`).
+fn temp_of(name: &str) -> Option<&str> {
+    let random = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    name.strip_prefix('.')
         .and_then(|n| n.rsplit_once(TEMP_MARK))
-    {
-        Some((id, uuid)) => !id.is_empty() && random(uuid),
-        None => false,
-    }
+        .filter(|(id, uuid)| !id.is_empty() && random(uuid))
+        .map(|(id, _)| id)
 }
 
 /// Checks that an image id can be a file name inside the data directory. Ids are validated
@@ -361,6 +373,25 @@ impl Store for FilesystemStore {
             body.total()
         );
         Ok(location)
+    }
+
+    /// Removes the temp files of `id`, whatever their age, and a complete file that never
+    /// became active (a crash between the rename and the registry update).
+    fn discard_partial(&self, id: &ImageId) -> Result<()> {
+        let name = checked_name(id)?;
+        let Ok(entries) = fs::read_dir(&self.datadir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().and_then(temp_of) == Some(name) {
+                self.remove_leftover(&entry.path(), "left by an interrupted upload");
+            }
+        }
+        self.remove_leftover(
+            &self.datadir.join(name),
+            "data of an upload interrupted before its image became active",
+        );
+        Ok(())
     }
 
     fn get(&self, loc: &Location) -> Result<ImageData> {

@@ -834,6 +834,19 @@ impl Store for SwiftStore {
         Ok(self.location(id))
     }
 
+    /// Removes the segments of `id` an interrupted upload left, and its object or manifest if
+    /// it was written but the image never became active.
+    fn discard_partial(&self, id: &ImageId) -> Result<()> {
+        let Ok(conn) = self.configured() else {
+            return Ok(()); // not set up: nothing can have been written
+        };
+        self.remove_stale_segments(conn, id)?;
+        if conn.delete_object(&self.opts.container, id)? {
+            warn!("removed the object of image {id}, whose upload was interrupted");
+        }
+        Ok(())
+    }
+
     fn get(&self, loc: &Location) -> Result<ImageData> {
         let l = self.swift_location(loc)?;
         let conn = self.conn_for(l);
