@@ -28,6 +28,7 @@ pub mod image;
 pub mod log;
 pub mod notifier;
 pub mod registry;
+pub mod rest;
 pub mod service;
 pub mod store;
 pub mod timeutil;

@@ -116,7 +116,7 @@ impl RemoteRegistry {
 
 /// Turns a registry error reply into the crate error, keeping the registry's detail line.
 fn error_from_status(status: u16, body: &str) -> Error {
-    let detail = crate::client::error::detail_line(body);
+    let detail = crate::rest::detail_line(body);
     match status {
         400 => Error::BadRequest(detail),
         401 => Error::Unauthorized(detail),

@@ -13,6 +13,7 @@ pub mod server;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::Context;
 use crate::error::{Error, Result};
@@ -332,8 +333,54 @@ impl ListQuery {
     }
 }
 
+/// `can_share` of a member body: absent/null → None, else a boolean.
+pub(crate) fn parse_can_share(member: &Value) -> Result<Option<bool>> {
+    match member.get("can_share") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Error::bad_request(
+            "Invalid value for 'can_share': must be a boolean",
+        )),
+    }
+}
+
+/// Parses the three body forms of replace-members (spec §5.8): `{"memberships": [...]}`,
+/// a bare list, or one membership object.
+pub fn parse_memberships(body: &Value) -> Result<Vec<MemberSpec>> {
+    let list: Vec<&Value> = match body {
+        Value::Object(o) if o.contains_key("memberships") => match &o["memberships"] {
+            Value::Array(a) => a.iter().collect(),
+            _ => return Err(Error::bad_request("'memberships' must be a list")),
+        },
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(o) if o.contains_key("member_id") => vec![body],
+        _ => {
+            return Err(Error::bad_request(
+                "Request body must contain 'memberships'",
+            ));
+        }
+    };
+    list.into_iter()
+        .map(|m| {
+            let member_id = m
+                .get("member_id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    Error::bad_request("Each membership needs a non-empty string 'member_id'")
+                })?;
+            Ok(MemberSpec {
+                member_id: member_id.to_string(),
+                can_share: parse_can_share(m)?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::auth::AuthOptions;
 
@@ -411,6 +458,36 @@ mod tests {
                 .map(|e| e.message())
                 .unwrap_or_default();
             assert!(err.contains(needle), "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn membership_body_forms() {
+        let wrapped =
+            json!({"memberships": [{"member_id": "a", "can_share": true}, {"member_id": "b"}]});
+        let specs = parse_memberships(&wrapped).unwrap_or_default();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].can_share, Some(true));
+        assert_eq!(specs[1].can_share, None);
+        let bare = json!([{"member_id": "a"}]);
+        assert_eq!(parse_memberships(&bare).map(|v| v.len()).ok(), Some(1));
+        let single = json!({"member_id": "a", "can_share": false});
+        assert_eq!(
+            parse_memberships(&single).ok(),
+            Some(vec![MemberSpec {
+                member_id: "a".into(),
+                can_share: Some(false)
+            }])
+        );
+        assert!(parse_memberships(&json!({"memberships": []})).is_ok_and(|v| v.is_empty()));
+        for bad in [
+            json!({}),
+            json!({"memberships": "x"}),
+            json!([{"member_id": ""}]),
+            json!([{"member_id": 5}]),
+            json!([{"member_id": "a", "can_share": "yes"}]),
+        ] {
+            assert!(parse_memberships(&bad).is_err(), "{bad} accepted");
         }
     }
 }
