@@ -56,6 +56,7 @@ fn run(cli: &CliArgs) -> Result<()> {
             delayed_delete: cfg.delayed_delete,
             limits,
             size_cap: cfg.image_size_cap,
+            public_endpoint: cfg.public_endpoint.clone(),
         },
     };
     let cli = cli.clone();
@@ -75,7 +76,10 @@ fn open_registry(cfg: &ApiConfig, limits: PageLimits) -> Result<Arc<dyn Registry
     }
     let registry = SqliteRegistry::open(
         &cfg.db.sqlite_path,
-        SqliteOptions::from_config(&cfg.db, limits),
+        SqliteOptions {
+            quotas: cfg.quotas,
+            ..SqliteOptions::from_config(&cfg.db, limits)
+        },
     )?;
     Ok(Arc::new(registry))
 }
