@@ -59,7 +59,9 @@ impl Status {
     ///
     /// queued → saving → active | killed on upload; queued → active when a location is
     /// registered; any live state → deleted | pending_delete on delete;
-    /// pending_delete → deleted by the scrubber. Staying in the same state is always allowed.
+    /// deleted → pending_delete when removing the data failed on delete (left to the
+    /// scrubber); pending_delete → deleted by the scrubber. Staying in the same state is
+    /// always allowed.
     pub fn can_transition_to(self, next: Status) -> bool {
         use Status::*;
         if self == next {
@@ -71,6 +73,7 @@ impl Status {
                 | (Saving, Active | Killed)
                 | (Queued | Saving | Active | Killed, Deleted | PendingDelete)
                 | (PendingDelete, Deleted)
+                | (Deleted, PendingDelete)
         )
     }
 
@@ -603,15 +606,36 @@ impl ImagePatch {
     }
 }
 
-/// Checks a property key: 1–255 characters, no control characters.
+/// Longest property key, in bytes (the width of Glance's `name` column).
+pub const MAX_PROPERTY_KEY_BYTES: usize = 255;
+
+/// Longest property value, in bytes (64 KiB, the `TEXT` column of MySQL-backed Glance).
+/// Bounds what one property can add to a listing held in memory.
+pub const MAX_PROPERTY_VALUE_BYTES: usize = 65536;
+
+/// Checks a property key: 1–255 bytes, no control characters.
 pub fn validate_property_key(k: &str) -> Result<()> {
-    if k.is_empty() || k.chars().count() > 255 || k.chars().any(char::is_control) {
+    if k.is_empty() || k.len() > MAX_PROPERTY_KEY_BYTES || k.chars().any(char::is_control) {
         return Err(Error::bad_request(format!(
-            "Invalid property name '{}': must be 1-255 printable characters",
+            "Invalid property name '{}': must be 1-{MAX_PROPERTY_KEY_BYTES} bytes of \
+             printable characters",
             k.chars().take(80).collect::<String>()
         )));
     }
     Ok(())
+}
+
+/// Checks a property value: at most [`MAX_PROPERTY_VALUE_BYTES`] bytes; the error names
+/// the property.
+pub fn validate_property_value(k: &str, v: Option<&str>) -> Result<()> {
+    match v {
+        Some(v) if v.len() > MAX_PROPERTY_VALUE_BYTES => Err(Error::bad_request(format!(
+            "Invalid value for property '{}': {} bytes, the limit is {MAX_PROPERTY_VALUE_BYTES}",
+            k.chars().take(80).collect::<String>(),
+            v.len()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn json_opt_string(key: &str, v: &Value) -> Result<Option<String>> {
@@ -685,6 +709,10 @@ mod tests {
         assert!(Saving.can_transition_to(Killed));
         assert!(Active.can_transition_to(PendingDelete));
         assert!(PendingDelete.can_transition_to(Deleted));
+        assert!(
+            Deleted.can_transition_to(PendingDelete),
+            "data deletion failed"
+        );
         assert!(!Active.can_transition_to(Saving));
         assert!(!Active.can_transition_to(Queued));
         assert!(!Killed.can_transition_to(Active));

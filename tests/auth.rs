@@ -284,16 +284,15 @@ fn visibility_suite(e: &Env, w: &Who) {
         e.members(&w.alt, &private),
         json!({"members": [{"member_id": w.alt_project, "can_share": false}]})
     );
-    let shared = e.req(
-        "GET",
-        &format!("/v1/shared-images/{}", w.alt_project),
-        &w.demo,
-        None,
-    );
+    // Shared images are listed for the member itself (and admins), hidden from others.
+    let shared_path = format!("/v1/shared-images/{}", w.alt_project);
+    let shared = e.req("GET", &shared_path, &w.alt, None);
     assert_eq!(
         shared.json(),
         json!({"shared_images": [{"image_id": private, "can_share": false}]})
     );
+    assert_status!(e.req("GET", &shared_path, &w.admin, None), 200);
+    assert_status!(e.req("GET", &shared_path, &w.demo, None), 404);
     // A member may read but not change or delete the image.
     let r = e.req(
         "PUT",

@@ -276,9 +276,11 @@ fn members() {
         .collect();
     assert_eq!(flat, [("B", false), ("C", true)]);
     assert_eq!(ok(b.get_image_meta(&img.id)).id, img.id);
-    let shared = ok(a.get_member_images("B"));
+    let shared = ok(b.get_member_images("B"));
     assert_eq!(shared.len(), 1);
     assert_eq!(shared[0].image_id, img.id);
+    // Only B itself (or an admin) may list what is shared with B.
+    assert!(a.get_member_images("B").is_err_and(|e| e.is_not_found()));
 
     // B may not share further: the server answers 404.
     assert!(matches!(
@@ -300,5 +302,5 @@ fn members() {
         .map(|m| (m.member_id.as_str(), m.can_share))
         .collect();
     assert_eq!(flat, [("E", false)]);
-    assert!(ok(a.get_member_images("B")).is_empty());
+    assert!(ok(b.get_member_images("B")).is_empty());
 }

@@ -323,20 +323,23 @@ fn filters_sorting_and_paging() {
         Vec::<String>::new()
     );
 
-    // Killed images are never listed, not even by status.
+    // Killed images are never listed, not even by status. (Only a queued or saving image
+    // can be killed: the registry refuses illegal transitions such as active -> killed.)
+    let i4 = mk("Doomed", 1, json!({"status": "queued"}));
     let r = c.json(
         "PUT",
-        &format!("/images/{i3}"),
+        &format!("/images/{i4}"),
         &json!({"image": {"status": "killed"}}),
     );
     assert_status!(r, 200);
     assert_eq!(ids(&c.get("/images?status=killed")), Vec::<String>::new());
-    assert_status!(c.get(&format!("/images/{i3}")), 200);
+    assert!(!ids(&c.get("/images?limit=100")).contains(&i4));
+    assert_status!(c.get(&format!("/images/{i4}")), 200);
 
     // Changes-since.
     assert_eq!(
         ids(&c.get("/images?changes-since=2000-01-01T00:00:00")).len(),
-        2
+        3
     );
     assert_eq!(
         ids(&c.get("/images?changes-since=2999-01-01T00:00:00")).len(),

@@ -8,6 +8,7 @@
 pub mod recovery;
 pub mod v1;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -21,9 +22,9 @@ use crate::store::Stores;
 /// Options of the images API that handlers consult.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
-    /// Host shown in the versions document (`bind_host`).
+    /// The configured `bind_host` (for [`ApiOptions::base_url`] without a socket).
     pub bind_host: String,
-    /// Port shown in the versions document (the bound port).
+    /// The bound port (for [`ApiOptions::base_url`] without a socket).
     pub bind_port: u16,
     /// DELETE leaves data for `glance-scrubber` (`pending_delete`).
     pub delayed_delete: bool,
@@ -31,6 +32,33 @@ pub struct ApiOptions {
     pub limits: PageLimits,
     /// Largest image accepted, in bytes (`image_size_cap`).
     pub size_cap: u64,
+    /// `public_endpoint`, already validated and without a trailing slash.
+    pub public_endpoint: Option<String>,
+}
+
+impl ApiOptions {
+    /// The base URL of absolute links (`Location` headers, the versions document):
+    /// `public_endpoint` when set, else `http://` and the local address of the connection
+    /// the request came in on, i.e. the address the client reached (IPv4-mapped IPv6
+    /// addresses shown as IPv4). Never the client's `Host` header, which anyone can set.
+    /// Without a socket (unit tests) the configured `bind_host:bind_port`, with the
+    /// wildcards `0.0.0.0`/`::` as `127.0.0.1`/`::1`.
+    pub fn base_url(&self, req: &Request<'_>) -> String {
+        if let Some(endpoint) = &self.public_endpoint {
+            return endpoint.clone();
+        }
+        if let Some(local) = req.local {
+            let addr = SocketAddr::new(local.ip().to_canonical(), local.port());
+            return format!("http://{addr}");
+        }
+        let host = match self.bind_host.trim_start_matches('[').trim_end_matches(']') {
+            "" | "0.0.0.0" => "127.0.0.1".to_string(),
+            "::" => "[::1]".to_string(),
+            h if h.contains(':') => format!("[{h}]"),
+            h => h.to_string(),
+        };
+        format!("http://{host}:{}", self.bind_port)
+    }
 }
 
 /// The images API application.
@@ -104,9 +132,9 @@ fn parse_version(s: &str) -> Option<(u64, u64)> {
 }
 
 impl ApiApp {
-    /// The 300 versions document, with hrefs from the configured address.
-    fn versions(&self) -> Response {
-        let href = format!("http://{}:{}/v1/", self.opts.bind_host, self.opts.bind_port);
+    /// The 300 versions document, with hrefs from [`ApiOptions::base_url`].
+    fn versions(&self, req: &Request<'_>) -> Response {
+        let href = format!("{}/v1/", self.opts.base_url(req));
         let doc = json!({"versions": [
             {"id": "v1.1", "status": "CURRENT", "links": [{"rel": "self", "href": href}]},
             {"id": "v1.0", "status": "SUPPORTED", "links": [{"rel": "self", "href": href}]},
@@ -118,7 +146,7 @@ impl ApiApp {
 impl Handler for ApiApp {
     fn handle(&self, req: &mut Request<'_>) -> Response {
         match negotiate(&req.path, req.header("accept")) {
-            Route::Versions => self.versions(),
+            Route::Versions => self.versions(req),
             Route::V1(path) => v1::handle(self, req, &path),
         }
     }
@@ -153,6 +181,41 @@ mod tests {
         assert_eq!(route("/versions", None), Route::Versions);
         assert_eq!(route("/versions/foo", None), Route::Versions);
         assert_eq!(route("/", None), Route::Versions);
+    }
+
+    fn opts(bind_host: &str, public_endpoint: Option<&str>) -> ApiOptions {
+        ApiOptions {
+            bind_host: bind_host.into(),
+            bind_port: 9292,
+            delayed_delete: false,
+            limits: PageLimits::default(),
+            size_cap: 1,
+            public_endpoint: public_endpoint.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn base_url_never_comes_from_the_host_header() {
+        let mut req = Request::fake("GET", "/v1/images", &[("Host", "evil.example")], b"");
+        let o = opts("0.0.0.0", None);
+        assert_eq!(o.base_url(&req), "http://127.0.0.1:9292");
+        assert_eq!(opts("::", None).base_url(&req), "http://[::1]:9292");
+        assert_eq!(
+            opts("fd00::5", None).base_url(&req),
+            "http://[fd00::5]:9292"
+        );
+        assert_eq!(
+            opts("glance.local", None).base_url(&req),
+            "http://glance.local:9292"
+        );
+        req.local = "10.1.2.3:9393".parse().ok();
+        assert_eq!(o.base_url(&req), "http://10.1.2.3:9393");
+        req.local = "[::ffff:10.1.2.3]:9393".parse().ok();
+        assert_eq!(o.base_url(&req), "http://10.1.2.3:9393");
+        req.local = "[fe80::1]:9393".parse().ok();
+        assert_eq!(o.base_url(&req), "http://[fe80::1]:9393");
+        let public = opts("0.0.0.0", Some("https://images.example.com:9292"));
+        assert_eq!(public.base_url(&req), "https://images.example.com:9292");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 pub mod keystone;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::{Headers, Request};
 use crate::image::Image;
 
@@ -226,6 +226,31 @@ impl Context {
         self.is_admin || self.owner() == image.owner.as_deref() || member_can_share
     }
 
+    /// Whether the caller may create images (the read-only check comes first, elsewhere):
+    /// admins always; anyone else needs an owner id, i.e. a project (or a user when
+    /// `owner_is_tenant = False`). Without one the image would get no owner, which makes it
+    /// readable by every tenant and changeable by none but admins (spec §7.3): an unscoped
+    /// or domain-scoped Keystone token, or a confirmed identity without a tenant, must not
+    /// be able to do that.
+    pub fn check_can_create(&self) -> Result<()> {
+        if self.is_admin || self.owner().is_some() {
+            return Ok(());
+        }
+        Err(Error::Forbidden(if self.owner_is_tenant {
+            "Creating images requires a project-scoped token: the caller has no project".into()
+        } else {
+            "Creating images requires an authenticated user".into()
+        }))
+    }
+
+    /// Whether the caller may list the images shared with `member`
+    /// (`/shared-images/<member>`): that member itself (its owner id equals `member`) or an
+    /// admin. Diablo let anyone list anyone's; that tells a stranger which private images
+    /// a tenant can use.
+    pub fn can_list_shared_images(&self, member: &str) -> bool {
+        self.is_admin || self.owner() == Some(member)
+    }
+
     /// The identity headers sent to a remote registry (DECISIONS.md: identity forwarding):
     /// the token and, when the caller has an identity, `X-Identity-Status: Confirmed` with
     /// `X-User-Id`, `X-Tenant` and `X-Roles`. A registry under `noauth` reads them as the API
@@ -392,6 +417,37 @@ mod tests {
         );
         let admin = Context::noauth_admin(&opts);
         assert_eq!(fwd(&admin), admin);
+    }
+
+    #[test]
+    fn creating_needs_an_owner_id_unless_admin() {
+        let opts = AuthOptions::default();
+        let scoped = Context::for_identity(None, Some("u".into()), Some("p".into()), vec![], &opts);
+        assert!(scoped.check_can_create().is_ok());
+        assert!(Context::noauth_admin(&opts).check_can_create().is_ok());
+        let unscoped = Context::for_identity(None, Some("u".into()), None, vec![], &opts);
+        let e = unscoped.check_can_create().err();
+        assert_eq!(e.as_ref().map(Error::status), Some(403));
+        assert!(
+            e.map(|e| e.message())
+                .is_some_and(|m| m.contains("project-scoped token")),
+        );
+        let by_user = AuthOptions {
+            owner_is_tenant: false,
+            ..AuthOptions::default()
+        };
+        let user = Context::for_identity(None, Some("u".into()), None, vec![], &by_user);
+        assert!(user.check_can_create().is_ok());
+    }
+
+    #[test]
+    fn shared_images_are_listed_for_the_member_or_an_admin() {
+        let opts = AuthOptions::default();
+        let t1 = Context::for_identity(None, Some("u".into()), Some("t1".into()), vec![], &opts);
+        assert!(t1.can_list_shared_images("t1"));
+        assert!(!t1.can_list_shared_images("t2"));
+        assert!(Context::noauth_admin(&opts).can_list_shared_images("t2"));
+        assert!(!Context::anonymous(&opts).can_list_shared_images(""));
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn run(cli: &CliArgs) -> Result<()> {
             delayed_delete: cfg.delayed_delete,
             limits,
             size_cap: cfg.image_size_cap,
+            public_endpoint: cfg.public_endpoint.clone(),
         },
     };
     let cli = cli.clone();
@@ -80,7 +81,10 @@ fn open_registry(
     }
     let registry = SqliteRegistry::open(
         &cfg.db.sqlite_path,
-        SqliteOptions::from_config(&cfg.db, limits),
+        SqliteOptions {
+            quotas: cfg.quotas,
+            ..SqliteOptions::from_config(&cfg.db, limits)
+        },
     )?;
     let lock = reconcile_interrupted_uploads(&registry, stores)?;
     Ok((Arc::new(registry), lock))

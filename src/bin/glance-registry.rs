@@ -24,7 +24,10 @@ fn run(cli: &CliArgs) -> Result<()> {
     };
     let registry = SqliteRegistry::open(
         &cfg.db.sqlite_path,
-        SqliteOptions::from_config(&cfg.db, limits),
+        SqliteOptions {
+            quotas: cfg.quotas,
+            ..SqliteOptions::from_config(&cfg.db, limits)
+        },
     )?;
     let app = RegistryApp::new(
         Arc::new(registry),

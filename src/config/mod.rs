@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::registry::Quotas;
 use crate::store::{
     BucketUrlFormat, MB, S3Options, SwiftAuthVersion, SwiftOptions, endpoint_interface,
 };
@@ -280,7 +281,8 @@ fn open(app: &str, cli: &CliArgs, search: &[PathBuf]) -> Result<(Ini, Vec<String
 pub struct CommonOptions {
     /// Path of the config file that was loaded.
     pub config_path: PathBuf,
-    /// Address to listen on (`bind_host`, default `0.0.0.0`).
+    /// Address to listen on (`bind_host`, default `0.0.0.0` for glance-api, `127.0.0.1`
+    /// for glance-registry: an internal service).
     pub bind_host: String,
     /// Port to listen on (0 = any free port; default 9292 for the API, 9191 for the
     /// registry).
@@ -384,7 +386,7 @@ impl CommonOptions {
     /// Reads the listening and request-context options (servers).
     fn read_server(&mut self, ini: &Ini) -> Result<()> {
         let d = ini.defaults();
-        self.bind_host = d.string("bind_host", "0.0.0.0");
+        self.bind_host = d.string("bind_host", &self.bind_host);
         self.bind_port = d.port("bind_port", self.bind_port)?;
         self.workers = d.usize_in("workers", 16, 1..=usize::MAX)?;
         self.auth_strategy = d.choice("auth_strategy", "noauth", AUTH_STRATEGIES)?;
@@ -757,8 +759,25 @@ pub struct RegistryConfig {
     pub api_limit_max: u64,
     /// Default page (`limit_param_default`, default 25).
     pub limit_param_default: u64,
+    /// `image_property_quota` and `image_member_quota` (default 128 each).
+    pub quotas: Quotas,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
+}
+
+/// Default `bind_host` of glance-registry: loopback, because the registry API trusts what it
+/// is sent (under `noauth` a request without a token is admin) and must not be reachable by
+/// tenants.
+pub const REGISTRY_BIND_HOST: &str = "127.0.0.1";
+
+/// Reads `image_property_quota` and `image_member_quota` (glance-api and glance-registry).
+fn read_quotas(ini: &Ini) -> Result<Quotas> {
+    let d = ini.defaults();
+    let def = Quotas::default();
+    Ok(Quotas {
+        properties: d.u64("image_property_quota", def.properties)?,
+        members: d.u64("image_member_quota", def.members)?,
+    })
 }
 
 impl RegistryConfig {
@@ -766,6 +785,7 @@ impl RegistryConfig {
     pub fn from_ini(ini: &Ini) -> Result<RegistryConfig> {
         let mut warnings = Vec::new();
         let mut common = CommonOptions::new(ini.path(), 9191);
+        common.bind_host = REGISTRY_BIND_HOST.to_string();
         common.read_logging(ini, &mut warnings)?;
         common.read_server(ini)?;
         let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
@@ -778,9 +798,54 @@ impl RegistryConfig {
             db,
             api_limit_max,
             limit_param_default,
+            quotas: read_quotas(ini)?,
             warnings: finish_warnings(ini, warnings),
         })
     }
+}
+
+/// Checks a `public_endpoint` value and returns it without trailing slashes: an
+/// `http://` or `https://` URL with a host, optionally a port and a path prefix; no
+/// user-info (it would be sent to every client), query or fragment, no spaces or quotes.
+/// The error is a problem description.
+pub fn public_endpoint(text: &str) -> std::result::Result<String, String> {
+    let lower = text.to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &text["http://".len()..]
+    } else if lower.starts_with("https://") {
+        &text["https://".len()..]
+    } else {
+        return Err("is not an http:// or https:// URL".into());
+    };
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>' | '\\'))
+    {
+        return Err("must not contain spaces, quotes or control characters".into());
+    }
+    if text.contains(['?', '#']) {
+        return Err("must not have a query or fragment".into());
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("must not contain user-info (user:password@)".into());
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if let Some(port) = authority
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.contains(']'))
+        && !matches!(port.parse::<u16>(), Ok(n) if n != 0)
+    {
+        return Err("has an invalid port".into());
+    }
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 /// glance-api.conf.
@@ -804,6 +869,13 @@ pub struct ApiConfig {
     pub api_limit_max: u64,
     /// Default page (`limit_param_default`, default 25).
     pub limit_param_default: u64,
+    /// `image_property_quota` and `image_member_quota` (default 128 each), enforced by the
+    /// embedded registry; with `registry_host` the registry's own settings apply.
+    pub quotas: Quotas,
+    /// `public_endpoint`: the base URL clients reach this API at (e.g.
+    /// `https://images.example.com:9292`, no trailing slash), used in `Location` headers and
+    /// the versions document; unset = the address the client connected to.
+    pub public_endpoint: Option<String>,
     /// Store used for uploads (`default_store`, default `file`).
     pub default_store: String,
     /// `filesystem_store_datadir` (default `/var/lib/glance/images/`).
@@ -850,6 +922,14 @@ impl ApiConfig {
             db,
             api_limit_max: d.u64_in("api_limit_max", 1000, 1..=u64::MAX)?,
             limit_param_default: d.u64_in("limit_param_default", 25, 1..=u64::MAX)?,
+            quotas: read_quotas(ini)?,
+            public_endpoint: match d.get("public_endpoint") {
+                None => None,
+                Some(v) => Some(
+                    public_endpoint(v.text)
+                        .map_err(|p| v.error_showing("public_endpoint", &redact_url(v.text), &p))?,
+                ),
+            },
             default_store: d.string("default_store", "file"),
             filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
             delayed_delete: d.bool("delayed_delete", false)?,

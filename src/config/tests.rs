@@ -153,11 +153,16 @@ fn api_defaults_from_an_empty_file() {
     );
     assert_eq!(c.rabbit.virtual_host, "/");
     assert_eq!(c.rabbit.notification_topic, "glance_notifications");
+    assert_eq!(c.quotas, crate::registry::Quotas::default());
+    assert_eq!((c.quotas.properties, c.quotas.members), (128, 128));
+    assert_eq!(c.public_endpoint, None);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 
     let r = RegistryConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(r.common.bind_host, "127.0.0.1", "the registry is internal");
     assert_eq!(r.common.bind_port, 9191);
     assert_eq!((r.api_limit_max, r.limit_param_default), (1000, 25));
+    assert_eq!((r.quotas.properties, r.quotas.members), (128, 128));
 
     let s = ScrubberConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
     assert_eq!(s.scrub_time, Duration::ZERO);
@@ -712,4 +717,94 @@ fn object_store_options() {
         let e = err(ApiConfig::from_ini(&ini(&format!("[DEFAULT]\n{line}\n"))));
         assert!(e.contains(want), "{line}: {e}");
     }
+}
+
+#[test]
+fn quota_options() {
+    let text = "[DEFAULT]\nimage_property_quota = 5\nimage_member_quota = 0\n";
+    let c = ApiConfig::from_ini(&ini(text)).unwrap();
+    assert_eq!((c.quotas.properties, c.quotas.members), (5, 0));
+    let r = RegistryConfig::from_ini(&ini(text)).unwrap();
+    assert_eq!((r.quotas.properties, r.quotas.members), (5, 0));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let e = err(RegistryConfig::from_ini(&ini(
+        "[DEFAULT]\nimage_member_quota = -1\n",
+    )));
+    assert!(
+        e.starts_with("glance-api.conf:2: image_member_quota: \"-1\""),
+        "{e}"
+    );
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nimage_property_quota = many\n",
+    )));
+    assert!(e.contains("image_property_quota"), "{e}");
+}
+
+#[test]
+fn registry_bind_host_can_be_set() {
+    let r = RegistryConfig::from_ini(&ini("[DEFAULT]\nbind_host = 10.0.0.5\n")).unwrap();
+    assert_eq!(r.common.bind_host, "10.0.0.5");
+}
+
+#[test]
+fn public_endpoint_is_validated() {
+    let load = |v: &str| {
+        ApiConfig::from_ini(&ini(&format!("[DEFAULT]\npublic_endpoint = {v}\n")))
+            .map(|c| c.public_endpoint.unwrap_or_default())
+    };
+    for (given, kept) in [
+        (
+            "https://images.example.com:9292",
+            "https://images.example.com:9292",
+        ),
+        (
+            "https://images.example.com:9292/",
+            "https://images.example.com:9292",
+        ),
+        ("http://10.0.0.1", "http://10.0.0.1"),
+        (
+            "HTTPS://Images.example.com/image/",
+            "HTTPS://Images.example.com/image",
+        ),
+        ("http://[fd00::1]:9292", "http://[fd00::1]:9292"),
+        ("http://[fd00::1]", "http://[fd00::1]"),
+    ] {
+        assert_eq!(load(given).ok().as_deref(), Some(kept), "{given}");
+    }
+    for (bad, problem) in [
+        (
+            "images.example.com:9292",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "ftp://images.example.com",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "https://user:pw@images.example.com",
+            "must not contain user-info",
+        ),
+        (
+            "https://images.example.com/?a=b",
+            "must not have a query or fragment",
+        ),
+        (
+            "https://images.example.com/#top",
+            "must not have a query or fragment",
+        ),
+        ("https://", "has no host"),
+        ("https://:9292", "has no host"),
+        ("https://images.example.com:99999", "has an invalid port"),
+        ("https://images.example.com:", "has an invalid port"),
+        ("https://images.example.com/a\"b", "must not contain spaces"),
+    ] {
+        let e = err(load(bad));
+        assert!(
+            e.starts_with("glance-api.conf:2: public_endpoint:") && e.contains(problem),
+            "{bad}: {e}"
+        );
+    }
+    // The password of a rejected user-info never shows in the message.
+    let e = err(load("https://user:s3cret@images.example.com"));
+    assert!(e.contains("user-info") && !e.contains("s3cret"), "{e}");
 }

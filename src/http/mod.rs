@@ -99,6 +99,10 @@ pub struct Request<'a> {
     pub headers: Headers,
     /// The client's address, when there is a socket.
     pub peer: Option<SocketAddr>,
+    /// The server's address on this connection (the local address of the accepted socket:
+    /// the interface the client reached, even when listening on `0.0.0.0`), when there is a
+    /// socket. Handlers build absolute URLs from it rather than from the client's `Host`.
+    pub local: Option<SocketAddr>,
     body: Box<dyn Read + Send + 'a>,
     has_body: bool,
 }
@@ -123,6 +127,7 @@ impl<'a> Request<'a> {
             query,
             headers,
             peer,
+            local: None,
             body,
             has_body,
         }

@@ -313,6 +313,7 @@ struct Conn<'s> {
     stream: &'s TcpStream,
     reader: BufReader<&'s TcpStream>,
     peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
     shared: &'s Shared,
 }
 
@@ -326,6 +327,7 @@ impl<'s> Conn<'s> {
             stream,
             reader: BufReader::with_capacity(READ_BUF, stream),
             peer: stream.peer_addr().ok(),
+            local: stream.local_addr().ok(),
             shared,
         };
         let mut idle = cfg.read_timeout;
@@ -443,6 +445,7 @@ impl<'s> Conn<'s> {
             Box::new(body),
             has_body,
         );
+        req.local = self.local;
         let handler = &self.shared.handler;
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut req)));
         drop(req);

@@ -139,6 +139,8 @@ fn list_of<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Vec<T
 }
 
 impl Registry for RemoteRegistry {
+    /// The registry shows locations redacted in listings; glance-api never needs one from a
+    /// listing (data is read and deleted after [`Registry::get`], which has the full one).
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>> {
         let v = self.call(ctx, "GET", "/images/detail", &query.to_pairs(), None, &[])?;
         let items = v

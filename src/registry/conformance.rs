@@ -123,6 +123,8 @@ pub(crate) fn exercise_registry(reg: &dyn Registry) {
     changes_since(reg);
     read_only(reg);
     upload_states_are_compare_and_set(reg);
+    limits(reg);
+    creating_needs_a_project(reg);
 }
 
 fn crud(reg: &dyn Registry) {
@@ -698,17 +700,28 @@ fn members(reg: &dyn Registry) {
         "revived without a body, flag kept"
     );
 
-    // Shared images.
-    let shared = reg
-        .shared_images(&stranger, "mb")
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        shared
-            .iter()
-            .map(|s| (s.image_id.as_str(), s.can_share))
-            .collect::<Vec<_>>(),
-        vec![("mem-1", true)]
+    // Shared images: listed for the member itself and admins; hidden (404) from others.
+    for who in [&mb, &admin(), &admin_of("adm")] {
+        let shared = reg
+            .shared_images(who, "mb")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            shared
+                .iter()
+                .map(|s| (s.image_id.as_str(), s.can_share))
+                .collect::<Vec<_>>(),
+            vec![("mem-1", true)]
+        );
+    }
+    assert_not_found(
+        reg.shared_images(&stranger, "mb"),
+        "another tenant's shares",
     );
+    assert_not_found(
+        reg.shared_images(&ma, "mb"),
+        "the owner asking for a member",
+    );
+    assert_not_found(reg.shared_images(&anonymous(), "mb"), "anonymous");
 
     // Replace: unlisted removed, listed kept (flag unless given), new ones added.
     let spec = |id: &str, cs: Option<bool>| MemberSpec {
@@ -731,14 +744,14 @@ fn members(reg: &dyn Registry) {
         "revived with its old flag"
     );
     assert_not_found(reg.members(&mb, "mem-1"), "no longer a member");
-    assert!(reg.shared_images(&ma, "mb").unwrap_or_default().is_empty());
+    assert!(reg.shared_images(&mb, "mb").is_ok_and(|v| v.is_empty()));
     ok(reg.replace_members(&ma, "mem-1", &[]));
     assert_eq!(members_of(&ma), m(&[]));
 
     // Deleting the image removes its memberships.
     ok(reg.add_member(&ma, "mem-1", "mb", None));
     reg.delete(&ma, "mem-1").unwrap_or_else(|e| panic!("{e}"));
-    assert!(reg.shared_images(&ma, "mb").unwrap_or_default().is_empty());
+    assert!(reg.shared_images(&mb, "mb").is_ok_and(|v| v.is_empty()));
     assert_not_found(reg.members(&ma, "mem-1"), "deleted image");
     assert_not_found(reg.add_member(&ma, "mem-1", "mb", None), "deleted image");
 }
@@ -888,4 +901,118 @@ fn read_only(reg: &dyn Registry) {
         reg.replace_members(&ro, "ro-2", &[]),
         Err(Error::Forbidden(_))
     ));
+}
+
+/// Property and member limits with the default quotas (128 each): names ≤ 255 bytes, values
+/// ≤ 64 KiB (400 naming the property); counts past a quota are 413 naming the option,
+/// counted after a merge; an image already at the quota can still be updated.
+fn limits(reg: &dyn Registry) {
+    let t = tenant("lim");
+    let many = |n: usize, prefix: &str| -> Properties {
+        (0..n)
+            .map(|i| (format!("{prefix}{i}"), Some("v".to_string())))
+            .collect()
+    };
+    let mut p = patch("lim-1", "lim");
+    p.properties = Some(many(129, "p"));
+    match reg.create(&t, &p) {
+        Err(Error::TooLarge(m)) => assert_eq!(
+            m,
+            "Too many image properties: 129 given, image_property_quota is 128"
+        ),
+        other => panic!("129 properties: {other:?}"),
+    }
+    assert_not_found(reg.get(&admin(), "lim-1"), "refused create");
+    p.properties = Some(many(128, "p"));
+    let img = create(reg, &t, p);
+    assert_eq!(img.properties.len(), 128);
+    // A merge may not grow past the quota; replacing or not touching properties may.
+    let grow = ImagePatch {
+        properties: Some(many(1, "extra")),
+        ..ImagePatch::default()
+    };
+    assert!(matches!(
+        reg.update(&t, "lim-1", &grow, false),
+        Err(Error::TooLarge(_))
+    ));
+    let rename = ImagePatch {
+        name: Some(Some("renamed".into())),
+        ..ImagePatch::default()
+    };
+    assert!(reg.update(&t, "lim-1", &rename, false).is_ok());
+    let same = ImagePatch {
+        properties: Some(many(2, "p")),
+        ..ImagePatch::default()
+    };
+    assert!(reg.update(&t, "lim-1", &same, false).is_ok(), "overwrites");
+    assert!(reg.update(&t, "lim-1", &grow, true).is_ok(), "purge to one");
+
+    // Sizes of names and values.
+    let one = |k: String, v: String| ImagePatch {
+        properties: Some([(k, Some(v))].into()),
+        ..ImagePatch::default()
+    };
+    let long_key = "k".repeat(256);
+    assert!(matches!(
+        reg.update(&t, "lim-1", &one(long_key, "v".into()), false),
+        Err(Error::BadRequest(_))
+    ));
+    // 255 bytes is the limit, not 255 characters.
+    assert!(matches!(
+        reg.update(&t, "lim-1", &one("é".repeat(128), "v".into()), false),
+        Err(Error::BadRequest(_))
+    ));
+    assert!(
+        reg.update(&t, "lim-1", &one("k".repeat(255), "v".repeat(65536)), false)
+            .is_ok()
+    );
+    match reg.update(&t, "lim-1", &one("big".into(), "v".repeat(65537)), false) {
+        Err(Error::BadRequest(m)) => assert!(m.contains("'big'") && m.contains("65536"), "{m}"),
+        other => panic!("65537-byte value: {other:?}"),
+    }
+
+    // Members: add and replace.
+    let specs: Vec<MemberSpec> = (0..129)
+        .map(|i| MemberSpec {
+            member_id: format!("m{i}"),
+            can_share: None,
+        })
+        .collect();
+    match reg.replace_members(&t, "lim-1", &specs) {
+        Err(Error::TooLarge(m)) => assert_eq!(
+            m,
+            "Too many image members: 129 given, image_member_quota is 128"
+        ),
+        other => panic!("129 members: {other:?}"),
+    }
+    assert!(
+        reg.members(&t, "lim-1").is_ok_and(|m| m.is_empty()),
+        "nothing kept"
+    );
+    reg.replace_members(&t, "lim-1", &specs[..128])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        reg.add_member(&t, "lim-1", "m128", None),
+        Err(Error::TooLarge(_))
+    ));
+    // Re-adding an existing member does not count twice.
+    assert!(reg.add_member(&t, "lim-1", "m5", Some(true)).is_ok());
+    assert_eq!(reg.members(&t, "lim-1").map(|m| m.len()).ok(), Some(128));
+}
+
+/// A non-admin caller without an owner id (no project) cannot create images; an admin can.
+fn creating_needs_a_project(reg: &dyn Registry) {
+    let unscoped = Context::for_identity(
+        Some("token".into()),
+        Some("user-x".into()),
+        None,
+        vec!["member".into()],
+        &AuthOptions::default(),
+    );
+    match reg.create(&unscoped, &patch("np-1", "np")) {
+        Err(Error::Forbidden(m)) => assert!(m.contains("project-scoped token"), "{m}"),
+        other => panic!("create without a project: {other:?}"),
+    }
+    assert_not_found(reg.get(&admin(), "np-1"), "refused create");
+    assert!(reg.create(&admin(), &patch("np-2", "np")).is_ok());
 }

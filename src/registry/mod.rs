@@ -158,6 +158,58 @@ impl Default for PageLimits {
     }
 }
 
+/// Per-image limits (`image_property_quota`, `image_member_quota`), enforced by the
+/// registry itself so that `glance-api` and a client of `glance-registry` meet the same ones.
+///
+/// A change is refused (413) only when it would leave an image with more than the quota
+/// *and* more than it had before: an image already over a lowered quota can still be
+/// updated, deleted and trimmed, but not grown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Most properties of one image (`image_property_quota`, default 128).
+    pub properties: u64,
+    /// Most live members of one image (`image_member_quota`, default 128).
+    pub members: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Quotas {
+        Quotas {
+            properties: 128,
+            members: 128,
+        }
+    }
+}
+
+impl Quotas {
+    /// Checks the property count of an image going from `before` to `after` properties.
+    pub fn check_properties(&self, before: usize, after: usize) -> Result<()> {
+        check_quota(
+            "properties",
+            "image_property_quota",
+            self.properties,
+            before,
+            after,
+        )
+    }
+
+    /// Checks the member count of an image going from `before` to `after` live members.
+    pub fn check_members(&self, before: usize, after: usize) -> Result<()> {
+        check_quota("members", "image_member_quota", self.members, before, after)
+    }
+}
+
+/// 413 naming the limit and its option when `after` exceeds `quota` and grows.
+fn check_quota(what: &str, option: &str, quota: u64, before: usize, after: usize) -> Result<()> {
+    let within = u64::try_from(after).is_ok_and(|n| n <= quota);
+    if !within && after > before {
+        return Err(Error::TooLarge(format!(
+            "Too many image {what}: {after} given, {option} is {quota}"
+        )));
+    }
+    Ok(())
+}
+
 /// A parsed listing request: filters, sort and page.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListQuery {
@@ -439,6 +491,32 @@ mod tests {
             parse("is_public=false", &tenant()).map(|q| q.public).ok(),
             Some(PublicFilter::VisibleToCaller)
         );
+    }
+
+    #[test]
+    fn quotas_refuse_growth_past_the_limit_only() {
+        let q = Quotas {
+            properties: 2,
+            members: 1,
+        };
+        assert!(q.check_properties(0, 2).is_ok());
+        let e = q.check_properties(2, 3).err();
+        assert_eq!(e.as_ref().map(Error::status), Some(413));
+        assert_eq!(
+            e.map(|e| e.message()).as_deref(),
+            Some("Too many image properties: 3 given, image_property_quota is 2")
+        );
+        // Already over a lowered quota: not growing is allowed, growing is not.
+        assert!(q.check_properties(5, 5).is_ok());
+        assert!(q.check_properties(5, 4).is_ok());
+        assert!(q.check_properties(5, 6).is_err());
+        let e = q.check_members(1, 2).err().map(|e| e.message());
+        assert_eq!(
+            e.as_deref(),
+            Some("Too many image members: 2 given, image_member_quota is 1")
+        );
+        assert!(Quotas::default().check_members(0, 128).is_ok());
+        assert!(Quotas::default().check_members(0, 129).is_err());
     }
 
     #[test]

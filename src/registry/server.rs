@@ -3,6 +3,13 @@
 //!
 //! Replies are JSON (one `Content-Type: application/json; charset=UTF-8`); errors are the
 //! crate's text replies. POST answers 200 (not 201) and DELETE 200 with `null`, as Diablo did.
+//!
+//! The registry is an internal service: it trusts the identity headers it is sent (under
+//! `noauth` a request without a token is admin), so it must never be reachable by tenants.
+//! It still checks the data: a `location` must parse as a store location, a `status` must
+//! be `queued` or `active` on create and a legal transition on update (400 naming the
+//! field), and listings show locations without credentials; only `GET /images/<id>`, which
+//! glance-api reads before it touches data, returns the full location.
 
 use std::sync::Arc;
 
@@ -16,6 +23,7 @@ use crate::registry::{
     IF_STATUS_HEADER, ListQuery, PageLimits, Registry, parse_can_share, parse_memberships,
 };
 use crate::rest::{error_response, log_error, read_json};
+use crate::store::{Location, redact_uri};
 
 /// The registry API application.
 pub struct RegistryApp {
@@ -67,10 +75,11 @@ impl RegistryApp {
                 Ok(Response::empty(204))
             }
             (_, ["images", _, "members", _]) => Err(not_allowed("PUT, DELETE")),
-            (_, ["shared-images", member]) => {
+            ("GET", ["shared-images", member]) => {
                 let shared = self.registry.shared_images(&ctx, member)?;
                 Ok(Response::json(200, &json!({ "shared_images": shared })))
             }
+            (_, ["shared-images", _]) => Err(not_allowed("GET, HEAD")),
             _ => Err(Error::not_found(format!(
                 "The resource '{}' could not be found",
                 req.path
@@ -78,6 +87,9 @@ impl RegistryApp {
         }
     }
 
+    /// Listings show locations redacted (`store::redact_uri`): glance-api never reads data
+    /// through a listing (it fetches `GET /images/<id>` first), so store credentials need
+    /// not travel with every page.
     fn index(&self, req: &Request<'_>, ctx: &Context, detail: bool) -> Result<Response> {
         let query = ListQuery::parse(&req.query_pairs(), ctx, self.limits)?;
         let images = self.registry.list(ctx, &query)?;
@@ -85,7 +97,11 @@ impl RegistryApp {
             .iter()
             .map(|i| {
                 if detail {
-                    i.to_json(true)
+                    let mut v = i.to_json(true);
+                    if let Some(loc) = &i.location {
+                        v["location"] = Value::from(redact_uri(loc));
+                    }
+                    v
                 } else {
                     i.to_brief_json()
                 }
@@ -101,6 +117,16 @@ impl RegistryApp {
 
     fn create(&self, req: &mut Request<'_>, ctx: &Context) -> Result<Response> {
         let patch = image_patch_from_body(req)?;
+        check_location(&patch)?;
+        if let Some(status) = patch.status
+            && !CREATE_STATUSES.contains(&status)
+        {
+            return Err(Error::bad_request(format!(
+                "Invalid value for 'status': an image is created '{}' or '{}', not '{status}'",
+                Status::Queued,
+                Status::Active
+            )));
+        }
         let image = self.registry.create(ctx, &patch).map_err(|e| match e {
             Error::BadRequest(m) => {
                 Error::BadRequest(format!("Failed to add image metadata. Got error: {m}"))
@@ -119,6 +145,18 @@ impl RegistryApp {
             .map(|v| v.trim().parse::<Status>())
             .transpose()?;
         let patch = image_patch_from_body(req)?;
+        check_location(&patch)?;
+        if let Some(next) = patch.status {
+            // Read first: a race with another update can at worst apply a transition that
+            // was legal from the state read here (an `If-Status` update is exact).
+            let current = self.registry.get(ctx, id)?.status;
+            if !current.can_transition_to(next) {
+                return Err(Error::bad_request(format!(
+                    "Invalid value for 'status': an image cannot go from '{current}' to \
+                     '{next}'"
+                )));
+            }
+        }
         let updated = match expected {
             Some(status) => self.registry.update_if(ctx, id, status, &patch, purge),
             None => self.registry.update(ctx, id, &patch, purge),
@@ -174,6 +212,26 @@ impl Handler for RegistryApp {
             error_response(e)
         })
     }
+}
+
+/// Statuses an image may be created with: `queued` (what glance-api reserves) or `active`
+/// (a registered location, and the registry's default).
+const CREATE_STATUSES: [Status; 2] = [Status::Queued, Status::Active];
+
+/// A location sent to the registry must be a store location it could later read or delete
+/// (`store::Location::parse`); the registry trusts the caller's identity, not its data.
+fn check_location(patch: &ImagePatch) -> Result<()> {
+    if let Some(Some(uri)) = &patch.location {
+        Location::parse(uri).map_err(|e| {
+            let m = e.message();
+            if m.to_ascii_lowercase().contains("location") {
+                Error::BadRequest(m)
+            } else {
+                Error::bad_request(format!("Invalid value for 'location': {m}"))
+            }
+        })?;
+    }
+    Ok(())
 }
 
 fn not_allowed(allow: &str) -> Error {

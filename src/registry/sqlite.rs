@@ -24,6 +24,11 @@
 //!   property rows were soft-deleted with them).
 //! - [`Registry::delete`] returns the record with `deleted = true` and the properties it
 //!   had just before deletion (useful for notifications).
+//! - Limits are checked here, where the API and the registry API both pass: property names
+//!   and value sizes, the property quota (after a merge) and the member quota ([`Quotas`]);
+//!   only non-admin callers with an owner id, and admins, may create images; only a member
+//!   itself or an admin may list its shared images (else `NotFound`). Member and
+//!   shared-images listings hold at most the larger of the member quota and the page cap.
 //!
 //! The schema and its migrations are in [`super::migrate`]; `glance-manage` uses
 //! [`db_version`] and [`db_sync`], `glance-scrubber` [`SqliteRegistry::pending_deletes`] and
@@ -42,7 +47,7 @@ use rusqlite::{
 };
 
 use super::{
-    ListQuery, Member, MemberSpec, PageLimits, PublicFilter, Registry, SharedImage, migrate,
+    ListQuery, Member, MemberSpec, PageLimits, PublicFilter, Quotas, Registry, SharedImage, migrate,
 };
 use crate::auth::Context;
 use crate::error::{Error, Result};
@@ -60,6 +65,8 @@ pub struct SqliteOptions {
     pub auto_migrate: bool,
     /// Page-size limits; listings are clamped to `limits.max` here too.
     pub limits: PageLimits,
+    /// Per-image property and member limits.
+    pub quotas: Quotas,
 }
 
 impl SqliteOptions {
@@ -69,6 +76,7 @@ impl SqliteOptions {
             busy_timeout: db.sql_timeout,
             auto_migrate: db.db_auto_create,
             limits,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -79,6 +87,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(30),
             auto_migrate: true,
             limits: PageLimits::default(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -106,6 +115,7 @@ pub struct SqliteRegistry {
     target: Target,
     busy_timeout: Duration,
     limits: PageLimits,
+    quotas: Quotas,
     idle: Mutex<Vec<Connection>>,
     returned: Condvar,
 }
@@ -248,6 +258,7 @@ impl SqliteRegistry {
             target: Target::File(path.to_path_buf()),
             busy_timeout: opts.busy_timeout,
             limits: opts.limits,
+            quotas: opts.quotas,
             idle: Mutex::new(vec![conn]),
             returned: Condvar::new(),
         })
@@ -263,6 +274,7 @@ impl SqliteRegistry {
             target: Target::Memory,
             busy_timeout: opts.busy_timeout,
             limits: opts.limits,
+            quotas: opts.quotas,
             idle: Mutex::new(vec![conn]),
             returned: Condvar::new(),
         })
@@ -418,13 +430,24 @@ fn to_i64(field: &str, v: u64) -> Result<i64> {
         .map_err(|_| Error::bad_request(format!("Invalid value for '{field}': too large")))
 }
 
-/// The record-level checks, plus property names (the registry may be called directly).
-fn validate(img: &Image) -> Result<()> {
+/// The checks of a create or update (the registry may be called directly, so it checks
+/// everything itself): the record-level rules of the result, the names and value sizes of
+/// the properties the patch sets (properties already stored are left alone, so that rows
+/// from before a limit existed do not block unrelated updates), and the property quota,
+/// counted on the result (after a merge) against `before` properties.
+fn validate(img: &Image, patch: &ImagePatch, quotas: &Quotas, before: usize) -> Result<()> {
     img.validate()?;
-    for name in img.properties.keys() {
+    for (name, value) in patch.properties.iter().flatten() {
         image::validate_property_key(name)?;
+        image::validate_property_value(name, value.as_deref())?;
     }
-    Ok(())
+    quotas.check_properties(before, img.properties.len())
+}
+
+/// Largest members or shared-images listing (neither is paged in API v1): the member quota,
+/// or the page cap when larger, so that rows from before a lowered quota still show.
+fn membership_listing_cap(quotas: &Quotas, limits: &PageLimits) -> i64 {
+    i64::try_from(quotas.members.max(limits.max)).unwrap_or(i64::MAX)
 }
 
 /// Reads a non-negative integer column.
@@ -511,6 +534,16 @@ fn membership(conn: &Connection, image_id: &str, member: &str) -> Result<Option<
             |r| r.get(0),
         )
         .optional()?)
+}
+
+/// The live members of an image.
+fn live_members(conn: &Connection, image_id: &str) -> Result<Vec<String>> {
+    let mut st =
+        conn.prepare("SELECT member FROM image_members WHERE image_id = ?1 AND deleted = 0")?;
+    let members = st
+        .query_map([image_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(members)
 }
 
 /// The caller's own live membership of an image: `Some(can_share)` or `None`.
@@ -680,7 +713,7 @@ impl SqliteRegistry {
             }
             let mut img = old.clone();
             img.apply(&patch, purge_props);
-            validate(&img)?;
+            validate(&img, &patch, &self.quotas, old.properties.len())?;
             let now = timeutil::now();
             tx.execute(
                 "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
@@ -828,6 +861,7 @@ impl Registry for SqliteRegistry {
 
     fn create(&self, ctx: &Context, patch: &ImagePatch) -> Result<Image> {
         check_writable(ctx)?;
+        ctx.check_can_create()?;
         let id = match &patch.id {
             Some(id) => {
                 image::validate_id(id)?;
@@ -847,7 +881,7 @@ impl Registry for SqliteRegistry {
         };
         img.created_at = timeutil::now();
         img.updated_at = None;
-        validate(&img)?;
+        validate(&img, patch, &self.quotas, 0)?;
         let size = to_i64("size", img.size)?;
         let min_ram = to_i64("min_ram", img.min_ram)?;
         let min_disk = to_i64("min_disk", img.min_disk)?;
@@ -943,10 +977,11 @@ impl Registry for SqliteRegistry {
             load_visible(tx, ctx, id)?;
             let mut st = tx.prepare(
                 "SELECT member, can_share FROM image_members \
-                 WHERE image_id = ?1 AND deleted = 0 ORDER BY member",
+                 WHERE image_id = ?1 AND deleted = 0 ORDER BY member LIMIT ?2",
             )?;
+            let cap = membership_listing_cap(&self.quotas, &self.limits);
             let members = st
-                .query_map([id], |r| {
+                .query_map(params![id, cap], |r| {
                     Ok(Member {
                         member_id: r.get(0)?,
                         can_share: r.get(1)?,
@@ -966,6 +1001,15 @@ impl Registry for SqliteRegistry {
     ) -> Result<()> {
         self.write(|tx| {
             check_sharable(tx, ctx, id)?;
+            if membership(tx, id, member)?.is_none() {
+                let live: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM image_members WHERE image_id = ?1 AND deleted = 0",
+                    [id],
+                    |r| r.get(0),
+                )?;
+                let live = usize::try_from(live).unwrap_or(usize::MAX);
+                self.quotas.check_members(live, live.saturating_add(1))?;
+            }
             upsert_member(tx, id, member, can_share, &timeutil::now())
         })
     }
@@ -990,13 +1034,8 @@ impl Registry for SqliteRegistry {
                 .iter()
                 .map(|m| (m.member_id.as_str(), m.can_share))
                 .collect();
-            let live: Vec<String> = {
-                let mut st = tx.prepare(
-                    "SELECT member FROM image_members WHERE image_id = ?1 AND deleted = 0",
-                )?;
-                st.query_map([id], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?
-            };
+            let live = live_members(tx, id)?;
+            self.quotas.check_members(live.len(), keep.len())?;
             for member in live.iter().filter(|m| !keep.contains_key(m.as_str())) {
                 tx.execute(
                     "UPDATE image_members SET deleted = 1, deleted_at = ?3, updated_at = ?3 \
@@ -1011,16 +1050,23 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn shared_images(&self, _ctx: &Context, member: &str) -> Result<Vec<SharedImage>> {
+    fn shared_images(&self, ctx: &Context, member: &str) -> Result<Vec<SharedImage>> {
+        if !ctx.can_list_shared_images(member) {
+            // Hidden like an invisible image: 404, never 403 (spec §7.3).
+            return Err(Error::NotFound(format!(
+                "Shared images of member {member} not found"
+            )));
+        }
         self.read(|tx| {
             let mut st = tx.prepare(
                 "SELECT m.image_id, m.can_share FROM image_members m \
                  JOIN images i ON i.id = m.image_id \
                  WHERE m.member = ?1 AND m.deleted = 0 AND i.deleted = 0 \
-                 ORDER BY m.image_id",
+                 ORDER BY m.image_id LIMIT ?2",
             )?;
+            let cap = membership_listing_cap(&self.quotas, &self.limits);
             let shared = st
-                .query_map([member], |r| {
+                .query_map(params![member, cap], |r| {
                     Ok(SharedImage {
                         image_id: r.get(0)?,
                         can_share: r.get(1)?,

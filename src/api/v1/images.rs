@@ -40,7 +40,7 @@ pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Re
 /// HEAD /images/<id>: all metadata as headers, any status.
 pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
     let image = app.registry.get(ctx, id)?;
-    Ok(with_image_headers(Response::empty(200), &image, req))
+    Ok(with_image_headers(app, Response::empty(200), &image, req))
 }
 
 /// GET /images/<id>: metadata headers and the image bytes, streamed from the store.
@@ -60,12 +60,13 @@ pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<
     let resp = Response::empty(200)
         .with_body(data.into_body())
         .with_header("Content-Type", "application/octet-stream");
-    Ok(with_image_headers(resp, &image, req))
+    Ok(with_image_headers(app, resp, &image, req))
 }
 
 /// POST /images: reserve, then upload the body or register the location.
 pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Response> {
     check_writable(ctx)?;
+    ctx.check_can_create()?;
     let meta = headers::parse(&req.headers)?;
     let mut patch = meta.patch.clone();
     patch.status = Some(Status::Queued); // a client-sent status is ignored on create
@@ -104,7 +105,7 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
         }
         None => image,
     };
-    Ok(image_json_reply(201, &image, req))
+    Ok(image_json_reply(app, 201, &image, req))
 }
 
 /// PUT /images/<id>: update metadata (replacing properties unless
@@ -168,7 +169,7 @@ pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> R
         None => updated,
     };
     app.notifier.info("image.update", image_payload(&updated));
-    Ok(image_json_reply(200, &updated, req))
+    Ok(image_json_reply(app, 200, &updated, req))
 }
 
 /// DELETE /images/<id>: remove the data (or leave it to the scrubber) and soft-delete.
@@ -430,26 +431,37 @@ fn set_status(app: &ApiApp, ctx: &Context, id: &str, status: Status) -> Result<I
 }
 
 /// `{"image": …}` with the location's credentials removed, plus `Location` and `ETag`.
-fn image_json_reply(status: u16, image: &Image, req: &Request<'_>) -> Response {
+fn image_json_reply(app: &ApiApp, status: u16, image: &Image, req: &Request<'_>) -> Response {
     let mut v = image.to_json(true);
     if let Some(loc) = &image.location {
         v["location"] = Value::from(redact_uri(loc));
     }
     let resp = Response::json(status, &json!({ "image": v }));
-    with_location_and_etag(resp, image, req)
+    with_location_and_etag(app, resp, image, req)
 }
 
-fn with_image_headers(mut resp: Response, image: &Image, req: &Request<'_>) -> Response {
+fn with_image_headers(
+    app: &ApiApp,
+    mut resp: Response,
+    image: &Image,
+    req: &Request<'_>,
+) -> Response {
     for (k, v) in headers::to_headers(image) {
         resp.headers.push((k, v));
     }
-    with_location_and_etag(resp, image, req)
+    with_location_and_etag(app, resp, image, req)
 }
 
-fn with_location_and_etag(resp: Response, image: &Image, req: &Request<'_>) -> Response {
-    let host = req.header("host").unwrap_or("localhost");
+/// `Location` from [`crate::api::ApiOptions::base_url`] (never the client's `Host`).
+fn with_location_and_etag(
+    app: &ApiApp,
+    resp: Response,
+    image: &Image,
+    req: &Request<'_>,
+) -> Response {
     let url = format!(
-        "http://{host}/v1/images/{}",
+        "{}/v1/images/{}",
+        app.opts.base_url(req),
         crate::http::percent_encode(&image.id)
     );
     let resp = resp.with_header("Location", &url);

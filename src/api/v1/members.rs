@@ -67,7 +67,8 @@ pub fn replace(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> 
     Ok(Response::empty(204))
 }
 
-/// Any method on /shared-images/<member>.
+/// GET /shared-images/<member>: for that member (the caller's owner id) or an admin;
+/// anyone else gets 404, as for an invisible image (the registry decides).
 pub fn shared_images(app: &ApiApp, ctx: &Context, member: &str) -> Result<Response> {
     let shared = app.registry.shared_images(ctx, member)?;
     Ok(Response::json(200, &json!({ "shared_images": shared })))

@@ -1,7 +1,7 @@
 //! The v1 route table: every images API route in one place (spec §5).
 //!
 //! Paths arrive with the version prefix already stripped. Unknown method/path combinations
-//! are 404, as in Glance Diablo.
+//! are 404, as in Glance Diablo, except on `/shared-images/<member>`: 405 with `Allow`.
 
 pub mod headers;
 mod images;
@@ -37,7 +37,9 @@ fn route(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Result<Response> {
         ("PUT", ["images", id, "members"]) => members::replace(app, req, &ctx, id),
         ("PUT", ["images", id, "members", member]) => members::add(app, req, &ctx, id, member),
         ("DELETE", ["images", id, "members", member]) => members::remove(app, &ctx, id, member),
-        (_, ["shared-images", member]) => members::shared_images(app, &ctx, member),
+        ("GET" | "HEAD", ["shared-images", member]) => members::shared_images(app, &ctx, member),
+        // A listing only (Diablo answered any method with it); HEAD is GET without a body.
+        (_, ["shared-images", _]) => Err(Error::MethodNotAllowed("GET, HEAD".into())),
         _ => Err(Error::not_found(format!(
             "The resource '{}' could not be found",
             req.path
