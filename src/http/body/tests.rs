@@ -152,3 +152,139 @@ fn drain_respects_limit() {
         5
     ));
 }
+
+/// The error message of decoding `wire` as a chunked body (which must fail).
+fn chunked_error(wire: &[u8]) -> (io::ErrorKind, String) {
+    let (r, st, _) = read_all(wire, Framing::Chunked);
+    assert!(
+        st.is_failed(),
+        "{:?} not failed",
+        String::from_utf8_lossy(wire)
+    );
+    match r {
+        Ok(body) => panic!("{:?} decoded to {body:?}", String::from_utf8_lossy(wire)),
+        Err(e) => (e.kind(), e.to_string()),
+    }
+}
+
+#[test]
+fn bare_lf_is_refused_everywhere() {
+    for (wire, says) in [
+        (
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            "chunk-size line must end with CRLF",
+        ),
+        (b"5\r\nhello\n0\r\n\r\n", "followed by CRLF, not a bare LF"),
+        (
+            b"5\r\nhello\r\n0\n\r\n",
+            "chunk-size line must end with CRLF",
+        ),
+        (b"0\r\nX: 1\n\r\n", "trailer line must end with CRLF"),
+        (b"0\r\n\n", "trailer line must end with CRLF"),
+        (
+            b"5;a=b\nhello\r\n0\r\n\r\n",
+            "chunk-size line must end with CRLF",
+        ),
+    ] {
+        let (kind, msg) = chunked_error(wire);
+        assert_eq!(kind, io::ErrorKind::InvalidData, "{wire:?}");
+        assert!(msg.contains(says), "{wire:?}: {msg}");
+    }
+}
+
+#[test]
+fn chunk_extensions_are_checked() {
+    for ok in [
+        "5;a",
+        "5;a=b",
+        "5 ; a = b",
+        "5;a=\"quoted \\\" string\";b;c=d",
+        "5;a=\"\"",
+        "5\t;\ta\t=\t\"x\"",
+        "5;!#$%&'*+-.^_`|~09azAZ=!#$%&'*+-.^_`|~",
+    ] {
+        assert_eq!(parse_chunk_size(ok.as_bytes()), Ok(5), "{ok:?}");
+    }
+    for bad in [
+        "5;",
+        "5;=b",
+        "5;a=",
+        "5;a=\"unterminated",
+        "5;a=\"bad\\\u{1}\"",
+        "5;a=\"ctl\u{1}\"",
+        "5;a b",
+        "5;a=b c",
+        "5;a=\"x\"y",
+        "5;a=(b)",
+        "5;a@b",
+        "5 x",
+        "5;a;",
+        "5\u{0}",
+        "5\r",
+    ] {
+        let r = parse_chunk_size(bad.as_bytes());
+        assert!(r.is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn chunk_sizes_are_plain_bounded_hex() {
+    assert_eq!(parse_chunk_size(b"ffffffffffffffff"), Ok(u64::MAX));
+    assert_eq!(parse_chunk_size(b"0000000000000010"), Ok(16));
+    assert_eq!(parse_chunk_size(b"aB"), Ok(0xab));
+    for bad in [
+        &b""[..],
+        b"+5",
+        b"-5",
+        b"0x5",
+        b" 5",
+        b"10000000000000000",
+        b"00000000000000005",
+        b"\xef\xbc\x95",
+    ] {
+        assert!(parse_chunk_size(bad).is_err(), "{bad:?} accepted");
+    }
+    let (kind, msg) = chunked_error(b"00000000000000000000005\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(kind, io::ErrorKind::InvalidData);
+    assert!(msg.contains("more than 16 hexadecimal digits"), "{msg}");
+}
+
+#[test]
+fn chunk_lines_and_trailers_are_bounded() {
+    let long = format!("5;a={}\r\nhello\r\n0\r\n\r\n", "b".repeat(MAX_CHUNK_LINE));
+    let (_, msg) = chunked_error(long.as_bytes());
+    assert_eq!(msg, "chunk-size line too long");
+    let many: String = (0..=MAX_TRAILER_FIELDS)
+        .map(|i| format!("T{i}:\r\n"))
+        .collect();
+    let mut state = BodyState::new(Framing::Chunked, false, 1 << 20);
+    let wire = format!("0\r\n{many}\r\n");
+    let mut src = Cursor::new(wire.into_bytes());
+    let mut body = Vec::new();
+    let e = BodyReader::new(&mut src, &mut Vec::new(), &mut state)
+        .read_to_end(&mut body)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "too many chunked trailer fields");
+    for bad in [
+        "0\r\nno colon\r\n\r\n",
+        "0\r\n folded: x\r\n\r\n",
+        "0\r\nX: a\u{1}b\r\n\r\n",
+    ] {
+        let (_, msg) = chunked_error(bad.as_bytes());
+        assert!(
+            msg.starts_with("invalid chunked trailer field"),
+            "{bad:?}: {msg}"
+        );
+    }
+    let (r, st, _) = read_all(b"0\r\nX-A: 1\r\nX-B:\r\n\r\n", Framing::Chunked);
+    assert_eq!(r.unwrap(), b"");
+    assert!(st.is_done());
+}
+
+#[test]
+fn data_longer_than_its_size_is_named() {
+    let (_, msg) = chunked_error(b"3\r\nhello\r\n0\r\n\r\n");
+    assert!(msg.contains("longer than its chunk size"), "{msg}");
+    let (kind, _) = chunked_error(b"5\r\nhello\r");
+    assert_eq!(kind, io::ErrorKind::UnexpectedEof);
+}
