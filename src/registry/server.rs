@@ -271,6 +271,9 @@ pub fn parse_memberships(body: &Value) -> Result<Vec<MemberSpec>> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
