@@ -285,4 +285,42 @@ mod tests {
             Some(UNIX_EPOCH + Duration::from_millis(500))
         );
     }
+
+    /// Property-based tests (quick and long runs: see `crate::props`).
+    mod props {
+        use super::*;
+        use crate::props::props;
+        use proptest::prelude::*;
+
+        /// Timestamps near the accepted form, so that the range checks are reached.
+        fn near_time() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "(?s).{0,30}",
+                "[+-]?[0-9]{1,14}-[0-9]{1,3}-[0-9]{1,3}([T ][0-9]{1,3}:[0-9]{1,3}(:[0-9]{1,3}(\\.[0-9]{0,9})?)?)?(Z|\\+00:00)?",
+            ]
+        }
+
+        props! {
+            cases = 3000;
+
+            /// Anything: a stored timestamp or a reason, never a panic; an accepted time is
+            /// a SystemTime too, and normalising is idempotent.
+            fn prop_time_any(s in near_time()) {
+                match try_normalise(&s) {
+                    Ok(n) => {
+                        prop_assert_eq!(n.len(), "2011-09-21T20:33:05.123456".len());
+                        prop_assert_eq!(normalise(&n), Some(n.clone()));
+                        prop_assert!(parse(&s).is_some());
+                        if n.as_str() >= "1970" {
+                            prop_assert_eq!(parse(&s).map(format_stored), Some(n));
+                        }
+                    }
+                    Err(why) => {
+                        prop_assert!(!why.is_empty());
+                        prop_assert_eq!(parse(&s), None);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -408,6 +408,9 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -317,6 +317,9 @@ impl ListQuery {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::AuthOptions;

@@ -472,6 +472,23 @@ mod props {
             prop_assert_eq!(rest, b"NEXT".to_vec());
         }
 
+        /// Draining (what the worker does with a body the handler left unread) reaches
+        /// the end exactly when the payload is within the limit, and stops there.
+        fn prop_chunked_drain((data, wire) in encoded(), limit in 0u64..700, cap in 1usize..64) {
+            let mut input = wire;
+            input.extend_from_slice(b"NEXT");
+            let mut src = BufReader::with_capacity(cap, Cursor::new(input));
+            let mut state = BodyState::new(Framing::Chunked, false, 256);
+            let mut sink = io::sink();
+            let done = BodyReader::new(&mut src, &mut sink, &mut state).drain(limit);
+            prop_assert_eq!(done, data.len() as u64 <= limit);
+            if done {
+                let mut rest = Vec::new();
+                src.read_to_end(&mut rest).ok();
+                prop_assert_eq!(rest, b"NEXT".to_vec());
+            }
+        }
+
         /// Near-valid bodies (a few bytes changed): never a panic, never a server error.
         fn prop_chunked_mutated((_data, wire) in encoded(), e in edits(), cap in 1usize..64) {
             check(&mutate(wire, &e), cap, 17)?;

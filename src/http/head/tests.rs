@@ -207,6 +207,36 @@ mod props {
             prop_assert_eq!(got, headers);
         }
 
+        /// Limits hold: a head over any of them is refused with 414 or 431, one within
+        /// them all is accepted.
+        fn prop_head_limits(
+            (method, target, http10, headers) in valid_head(),
+            line_max in 1usize..80,
+            bytes_max in 0usize..300,
+            count_max in 0usize..12,
+        ) {
+            let raw = render(&method, &target, http10, &headers);
+            let limits = Limits {
+                request_line: line_max,
+                header_bytes: bytes_max,
+                headers: count_max,
+                deadline: Instant::now() + Duration::from_secs(600),
+            };
+            let line_len = raw.find("\r\n").unwrap_or(0);
+            let header_bytes = raw.len() - line_len - 4;
+            let within = line_len <= line_max
+                && header_bytes <= bytes_max
+                && headers.len() <= count_max;
+            match read_head(&mut Cursor::new(raw.as_bytes()), &limits) {
+                Ok(_) => prop_assert!(within, "accepted over the limits: {:?}", raw),
+                Err(HeadError::Refuse(r)) => {
+                    prop_assert!(!within, "{} within the limits: {:?}", r.status, raw);
+                    prop_assert!([414, 431].contains(&r.status), "{}", r.status);
+                }
+                Err(HeadError::Gone) => return Err(TestCaseError::fail("gone")),
+            }
+        }
+
         /// Near-valid heads (a well-formed one with a few bytes changed).
         fn prop_head_mutated((method, target, http10, headers) in valid_head(), e in edits()) {
             let raw = render(&method, &target, http10, &headers);
