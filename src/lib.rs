@@ -27,6 +27,8 @@ pub mod http;
 pub mod image;
 pub mod log;
 pub mod notifier;
+#[cfg(test)]
+mod props;
 pub mod registry;
 pub mod rest;
 pub mod service;

@@ -92,7 +92,7 @@ pub fn read_json(req: &mut Request<'_>) -> Result<Option<Value>> {
         )));
     }
     let bytes = req.read_body_limited(MAX_JSON_BODY).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
             Error::TooLarge(format!("Request body is larger than {MAX_JSON_BODY} bytes"))
         } else {
             Error::bad_request(format!("Could not read the request body: {e}"))

@@ -202,6 +202,7 @@ scenarios!(
     upload_limits_and_store_errors,
     racing_uploads_one_wins,
     location_changes_only_while_queued,
+    bad_chunks_kill_the_upload,
 );
 
 fn hex(bytes: &[u8]) -> String {
@@ -967,6 +968,19 @@ fn status_rules(mode: Mode) {
 
 /// Sends a raw chunked upload and returns the reply text.
 fn raw_chunked_post(e: &Env, extra_headers: &str, chunks: &[&[u8]]) -> String {
+    let mut body = Vec::new();
+    for c in chunks {
+        body.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        body.extend_from_slice(c);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    raw_chunked_post_wire(e, extra_headers, &body)
+}
+
+/// Sends a chunked upload whose body is `wire` exactly (framing included) and returns the
+/// reply text.
+fn raw_chunked_post_wire(e: &Env, extra_headers: &str, wire: &[u8]) -> String {
     let mut s = TcpStream::connect(e.api.addr).unwrap_or_else(|err| panic!("{err}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let head = format!(
@@ -974,15 +988,42 @@ fn raw_chunked_post(e: &Env, extra_headers: &str, chunks: &[&[u8]]) -> String {
          {extra_headers}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).ok();
-    for c in chunks {
-        s.write_all(format!("{:x}\r\n", c.len()).as_bytes()).ok();
-        s.write_all(c).ok();
-        s.write_all(b"\r\n").ok();
-    }
-    s.write_all(b"0\r\n\r\n").ok();
+    s.write_all(wire).ok();
     let mut reply = String::new();
     s.read_to_string(&mut reply).ok();
     reply
+}
+
+/// A malformed chunked body (bare LF, bad extension, signed size) is the client's fault: a
+/// 400 naming the problem, the image killed and no data left behind (issue 12).
+fn bad_chunks_kill_the_upload(mode: Mode) {
+    let e = env(mode, "");
+    for (id, wire, says) in [
+        (
+            "bare-lf",
+            &b"5\r\nhello\r\n6\n world\r\n0\r\n\r\n"[..],
+            "chunk-size line must end with CRLF",
+        ),
+        (
+            "bad-ext",
+            b"5;a=(b)\r\nhello\r\n0\r\n\r\n",
+            "invalid chunk extension",
+        ),
+        ("signed", b"+5\r\nhello\r\n0\r\n\r\n", "invalid chunk size"),
+        (
+            "overlong",
+            b"5\r\nhello world\r\n0\r\n\r\n",
+            "not followed by CRLF",
+        ),
+    ] {
+        let reply = raw_chunked_post_wire(&e, &format!("x-image-meta-id: {id}\r\n"), wire);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{id}: {reply}");
+        assert!(reply.contains(says), "{id}: {reply}");
+        let h = e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
+        assert_eq!(h.header("x-image-meta-status"), Some("killed"), "{id}");
+        assert!(!e.has_data(id), "{id}: {:?}", e.stored());
+    }
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
 }
 
 fn upload_limits_and_store_errors(mode: Mode) {
@@ -1033,6 +1074,26 @@ fn upload_limits_and_store_errors(mode: Mode) {
     assert_eq!(h.header("x-image-meta-status"), Some("active"));
     assert_eq!(h.header("x-image-meta-size"), Some("0"));
     assert_eq!(e.c.get("/v1/images/empty").body, b"");
+}
+
+#[test]
+fn out_of_range_changes_since_is_400() {
+    // Once a panic (a 500): the year overflowed SystemTime (issue 12).
+    let e = env(EMBEDDED, "");
+    for q in [
+        "changes-since=300000000000-01-01",
+        "changes-since=9999-12-32",
+        "changes-since=0000-01-01",
+    ] {
+        for path in ["/v1/images/detail", "/v1/images"] {
+            let r = e.c.get(&format!("{path}?{q}"));
+            assert_status!(r, 400);
+            assert!(r.text().contains("changes-since"), "{q}: {}", r.text());
+        }
+    }
+    let r =
+        e.c.get("/v1/images/detail?changes-since=9999-12-31T23:59:59");
+    assert_status!(r, 200);
 }
 
 #[test]

@@ -11,6 +11,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 
+use super::write::is_tchar;
 use super::{Headers, names_equal};
 
 /// Longest chunk-size line (size plus extensions) we accept.
@@ -247,7 +248,7 @@ impl<'a> BodyReader<'a> {
                     return Ok(n);
                 }
                 Phase::ChunkEnd => {
-                    expect_line_end(self.src)?;
+                    expect_crlf(self.src)?;
                     self.state.phase = Phase::ChunkSize;
                 }
                 Phase::Trailers => {
@@ -337,56 +338,196 @@ pub(super) fn read_line(
     })
 }
 
-/// Reads a line that must be complete and within `limit`, without its line ending.
-fn read_framing_line(src: &mut (dyn BufRead + Send), limit: usize) -> io::Result<Vec<u8>> {
+/// The kinds of line in chunked framing, for [`read_framing_line`]'s messages.
+#[derive(Debug, Clone, Copy)]
+enum LineKind {
+    ChunkSize,
+    Trailer,
+}
+
+impl LineKind {
+    fn too_long(self) -> &'static str {
+        match self {
+            LineKind::ChunkSize => "chunk-size line too long",
+            LineKind::Trailer => "chunked trailers too large",
+        }
+    }
+
+    fn bare_lf(self) -> &'static str {
+        match self {
+            LineKind::ChunkSize => "chunk-size line must end with CRLF, not a bare LF",
+            LineKind::Trailer => "chunked trailer line must end with CRLF, not a bare LF",
+        }
+    }
+}
+
+/// Reads a line that must be complete, within `limit` bytes and end in CRLF; returns it
+/// without the CRLF. A bare LF is refused rather than tolerated: a proxy in front that reads
+/// the line differently would disagree with us on where the chunk ends (RFC 9112 §7.1).
+fn read_framing_line(
+    src: &mut (dyn BufRead + Send),
+    limit: usize,
+    kind: LineKind,
+) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     match read_line(src, limit, &mut line)? {
         Line::Complete => {}
-        Line::TooLong => return Err(invalid("chunk line too long")),
+        Line::TooLong => return Err(invalid(kind.too_long())),
         Line::Eof => return Err(cut_off()),
     }
     line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
+    if line.pop() != Some(b'\r') {
+        return Err(invalid(kind.bare_lf()));
     }
     Ok(line)
 }
 
 fn read_chunk_size(src: &mut (dyn BufRead + Send)) -> io::Result<u64> {
-    let line = read_framing_line(src, MAX_CHUNK_LINE)?;
-    parse_chunk_size(&line).ok_or_else(|| invalid("invalid chunk size"))
+    let line = read_framing_line(src, MAX_CHUNK_LINE, LineKind::ChunkSize)?;
+    parse_chunk_size(&line).map_err(invalid)
 }
 
-/// `1*HEXDIG [ BWS ";" chunk-ext ]`; extensions are ignored.
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+/// Most hex digits of a chunk size: 16 fill a `u64`, so more could only overflow.
+const MAX_CHUNK_SIZE_DIGITS: usize = 16;
+
+/// Parses a chunk-size line without its CRLF (RFC 9112 §7.1.1):
+/// `1*HEXDIG *( BWS ";" BWS ext-name [ BWS "=" BWS ext-value ] )`, where a name is a token
+/// and a value a token or a quoted-string. The extensions are checked, then ignored: a
+/// lenient parser here would let a malformed line hide a second request from a proxy.
+pub(super) fn parse_chunk_size(line: &[u8]) -> Result<u64, &'static str> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    let rest = line[digits..].trim_ascii_start();
-    if digits == 0 || !(rest.is_empty() || rest.starts_with(b";")) {
-        return None;
+    if digits == 0 {
+        return Err("invalid chunk size: expected hexadecimal digits");
     }
-    let hex = std::str::from_utf8(&line[..digits]).ok()?;
-    u64::from_str_radix(hex, 16).ok()
+    if digits > MAX_CHUNK_SIZE_DIGITS {
+        return Err("invalid chunk size: more than 16 hexadecimal digits");
+    }
+    let size = line[..digits]
+        .iter()
+        .try_fold(0u64, |n, &b| {
+            let d = char::from(b).to_digit(16)?;
+            n.checked_mul(16)?.checked_add(u64::from(d))
+        })
+        .ok_or("invalid chunk size")?;
+    check_extensions(&line[digits..])?;
+    Ok(size)
 }
 
-fn expect_line_end(src: &mut (dyn BufRead + Send)) -> io::Result<()> {
-    if read_framing_line(src, 2)?.is_empty() {
-        Ok(())
-    } else {
-        Err(invalid("chunk data not followed by CRLF"))
+/// Checks the `*( BWS ";" BWS name [ BWS "=" BWS value ] )` after a chunk size.
+fn check_extensions(mut rest: &[u8]) -> Result<(), &'static str> {
+    loop {
+        rest = skip_bws(rest);
+        let Some(after) = rest.strip_prefix(b";") else {
+            return if rest.is_empty() {
+                Ok(())
+            } else {
+                Err("invalid chunk size: unexpected characters after the size")
+            };
+        };
+        rest = skip_bws(after);
+        let name = rest.iter().take_while(|&&b| is_tchar(b)).count();
+        if name == 0 {
+            return Err("invalid chunk extension: the name must be a token");
+        }
+        rest = &rest[name..];
+        let after_ws = skip_bws(rest);
+        if let Some(value) = after_ws.strip_prefix(b"=") {
+            rest = skip_value(skip_bws(value))?;
+        }
     }
 }
+
+/// Skips a chunk-extension value (a token or a quoted-string), returning what follows it.
+fn skip_value(rest: &[u8]) -> Result<&[u8], &'static str> {
+    let bad = "invalid chunk extension: the value must be a token or a quoted-string";
+    let Some(mut quoted) = rest.strip_prefix(b"\"") else {
+        let token = rest.iter().take_while(|&&b| is_tchar(b)).count();
+        return if token == 0 {
+            Err(bad)
+        } else {
+            Ok(&rest[token..])
+        };
+    };
+    loop {
+        match quoted {
+            [b'"', tail @ ..] => return Ok(tail),
+            [b'\\', c, tail @ ..] if is_quotable(*c) => quoted = tail,
+            [c, tail @ ..] if is_qdtext(*c) => quoted = tail,
+            _ => return Err(bad),
+        }
+    }
+}
+
+/// `BWS`: optional spaces and tabs.
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+/// RFC 9110 `qdtext`: what a quoted-string holds unescaped.
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5B | 0x5D..=0x7E | 0x80..=0xFF)
+}
+
+/// What may follow a backslash in a quoted-string (`HTAB / SP / VCHAR / obs-text`).
+fn is_quotable(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21..=0x7E | 0x80..=0xFF)
+}
+
+/// Reads the CRLF that must follow a chunk's data.
+fn expect_crlf(src: &mut (dyn BufRead + Send)) -> io::Result<()> {
+    let mut end = [0u8; 2];
+    match src.read_exact(&mut end) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(cut_off()),
+        Err(e) => return Err(e),
+    }
+    match &end {
+        b"\r\n" => Ok(()),
+        [b'\n', _] => Err(invalid(
+            "chunk data must be followed by CRLF, not a bare LF",
+        )),
+        _ => Err(invalid(
+            "chunk data not followed by CRLF (longer than its chunk size)",
+        )),
+    }
+}
+
+/// Most trailer fields we read through, whatever their size: a bound on the work one body
+/// can cause besides the byte budget.
+const MAX_TRAILER_FIELDS: usize = 64;
 
 /// Reads trailer fields up to the empty line and drops them: nothing in Glance uses them.
+/// Each must still be a well-formed field line (`token ":" value`, no obsolete folding),
+/// within `limit` bytes and [`MAX_TRAILER_FIELDS`] fields in all.
 fn skip_trailers(src: &mut (dyn BufRead + Send), limit: usize) -> io::Result<()> {
     let mut budget = limit;
-    loop {
-        let line = read_framing_line(src, budget.max(2))?;
+    for _ in 0..=MAX_TRAILER_FIELDS {
+        let line = read_framing_line(src, budget.saturating_add(2), LineKind::Trailer)?;
         if line.is_empty() {
             return Ok(());
         }
+        check_trailer_field(&line).map_err(invalid)?;
         budget = budget
             .checked_sub(line.len() + 2)
             .ok_or_else(|| invalid("chunked trailers too large"))?;
+    }
+    Err(invalid("too many chunked trailer fields"))
+}
+
+/// Checks one trailer line: `field-name ":" OWS field-value OWS` (RFC 9112 §5).
+pub(super) fn check_trailer_field(line: &[u8]) -> Result<(), &'static str> {
+    let name = line.iter().take_while(|&&b| is_tchar(b)).count();
+    if name == 0 || line.get(name) != Some(&b':') {
+        return Err("invalid chunked trailer field: expected 'name: value'");
+    }
+    let value_ok = line[name + 1..]
+        .iter()
+        .all(|&b| b == b'\t' || b == b' ' || (0x21..=0x7E).contains(&b) || b >= 0x80);
+    if value_ok {
+        Ok(())
+    } else {
+        Err("invalid chunked trailer field: control character in the value")
     }
 }
 

@@ -181,12 +181,17 @@ impl<'a> Request<'a> {
 
     /// Reads the whole body into memory, refusing more than `limit` bytes. Only for small
     /// bodies such as registry JSON; image data is always streamed.
+    ///
+    /// Too large a body is `FileTooLarge` (a 413 for callers), kept apart from the
+    /// `InvalidData` of malformed chunked framing (a 400).
     pub fn read_body_limited(&mut self, limit: u64) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
-        (&mut self.body).take(limit + 1).read_to_end(&mut buf)?;
+        (&mut self.body)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut buf)?;
         if buf.len() as u64 > limit {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
+                io::ErrorKind::FileTooLarge,
                 format!("request body larger than {limit} bytes"),
             ));
         }
@@ -406,6 +411,9 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -447,5 +455,9 @@ mod tests {
         assert!(r.has_body());
         assert_eq!(r.content_length(), Some(5));
         assert_eq!(r.read_body_limited(10).unwrap_or_default(), b"hello");
+        // Too large is its own kind, apart from the InvalidData of bad chunked framing.
+        let mut r = Request::fake("PUT", "/images/x", &[], b"hello");
+        let kind = r.read_body_limited(4).err().map(|e| e.kind());
+        assert_eq!(kind, Some(io::ErrorKind::FileTooLarge));
     }
 }

@@ -191,10 +191,12 @@ fn push_header(h: &mut Vec<u8>, name: &str, value: &str) {
 
 /// RFC 9110 token characters: anything else cannot be a header name.
 pub(super) fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(is_tchar)
+}
+
+/// One RFC 9110 `tchar` (also used to check chunk extensions and trailers).
+pub(super) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Streams a reader body; returns the payload bytes sent and whether the body was complete.

@@ -301,9 +301,9 @@ impl ListQuery {
                     }
                 }
                 "changes-since" => {
-                    q.changes_since = Some(crate::timeutil::normalise(value).ok_or_else(|| {
+                    q.changes_since = Some(crate::timeutil::try_normalise(value).map_err(|why| {
                         Error::bad_request(format!(
-                            "Invalid changes-since value '{value}': expected an ISO 8601 UTC time"
+                            "Invalid changes-since value '{value}': expected an ISO 8601 UTC time ({why})"
                         ))
                     })?)
                 }
@@ -430,6 +430,9 @@ pub fn parse_memberships(body: &Value) -> Result<Vec<MemberSpec>> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use serde_json::json;
 
@@ -529,6 +532,11 @@ mod tests {
             ("size_min=x", "size_min"),
             ("min_ram=-2", "min_ram"),
             ("changes-since=yesterday", "changes-since"),
+            (
+                "changes-since=300000000000-01-01",
+                "year must have four digits",
+            ),
+            ("changes-since=2011-02-30", "changes-since"),
             ("marker=", "marker"),
         ] {
             let err = ListQuery::parse(&pairs(s), &tenant(), PageLimits::default())

@@ -154,6 +154,9 @@ fn safe_name(k: &str) -> String {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::image::Status;

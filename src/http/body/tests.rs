@@ -152,3 +152,356 @@ fn drain_respects_limit() {
         5
     ));
 }
+
+/// The error message of decoding `wire` as a chunked body (which must fail).
+fn chunked_error(wire: &[u8]) -> (io::ErrorKind, String) {
+    let (r, st, _) = read_all(wire, Framing::Chunked);
+    assert!(
+        st.is_failed(),
+        "{:?} not failed",
+        String::from_utf8_lossy(wire)
+    );
+    match r {
+        Ok(body) => panic!("{:?} decoded to {body:?}", String::from_utf8_lossy(wire)),
+        Err(e) => (e.kind(), e.to_string()),
+    }
+}
+
+#[test]
+fn bare_lf_is_refused_everywhere() {
+    for (wire, says) in [
+        (
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            "chunk-size line must end with CRLF",
+        ),
+        (b"5\r\nhello\n0\r\n\r\n", "followed by CRLF, not a bare LF"),
+        (
+            b"5\r\nhello\r\n0\n\r\n",
+            "chunk-size line must end with CRLF",
+        ),
+        (b"0\r\nX: 1\n\r\n", "trailer line must end with CRLF"),
+        (b"0\r\n\n", "trailer line must end with CRLF"),
+        (
+            b"5;a=b\nhello\r\n0\r\n\r\n",
+            "chunk-size line must end with CRLF",
+        ),
+    ] {
+        let (kind, msg) = chunked_error(wire);
+        assert_eq!(kind, io::ErrorKind::InvalidData, "{wire:?}");
+        assert!(msg.contains(says), "{wire:?}: {msg}");
+    }
+}
+
+#[test]
+fn chunk_extensions_are_checked() {
+    for ok in [
+        "5;a",
+        "5;a=b",
+        "5 ; a = b",
+        "5;a=\"quoted \\\" string\";b;c=d",
+        "5;a=\"\"",
+        "5\t;\ta\t=\t\"x\"",
+        "5;!#$%&'*+-.^_`|~09azAZ=!#$%&'*+-.^_`|~",
+    ] {
+        assert_eq!(parse_chunk_size(ok.as_bytes()), Ok(5), "{ok:?}");
+    }
+    for bad in [
+        "5;",
+        "5;=b",
+        "5;a=",
+        "5;a=\"unterminated",
+        "5;a=\"bad\\\u{1}\"",
+        "5;a=\"ctl\u{1}\"",
+        "5;a b",
+        "5;a=b c",
+        "5;a=\"x\"y",
+        "5;a=(b)",
+        "5;a@b",
+        "5 x",
+        "5;a;",
+        "5\u{0}",
+        "5\r",
+    ] {
+        let r = parse_chunk_size(bad.as_bytes());
+        assert!(r.is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn chunk_sizes_are_plain_bounded_hex() {
+    assert_eq!(parse_chunk_size(b"ffffffffffffffff"), Ok(u64::MAX));
+    assert_eq!(parse_chunk_size(b"0000000000000010"), Ok(16));
+    assert_eq!(parse_chunk_size(b"aB"), Ok(0xab));
+    for bad in [
+        &b""[..],
+        b"+5",
+        b"-5",
+        b"0x5",
+        b" 5",
+        b"10000000000000000",
+        b"00000000000000005",
+        b"\xef\xbc\x95",
+    ] {
+        assert!(parse_chunk_size(bad).is_err(), "{bad:?} accepted");
+    }
+    let (kind, msg) = chunked_error(b"00000000000000000000005\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(kind, io::ErrorKind::InvalidData);
+    assert!(msg.contains("more than 16 hexadecimal digits"), "{msg}");
+}
+
+#[test]
+fn chunk_lines_and_trailers_are_bounded() {
+    let long = format!("5;a={}\r\nhello\r\n0\r\n\r\n", "b".repeat(MAX_CHUNK_LINE));
+    let (_, msg) = chunked_error(long.as_bytes());
+    assert_eq!(msg, "chunk-size line too long");
+    let many: String = (0..=MAX_TRAILER_FIELDS)
+        .map(|i| format!("T{i}:\r\n"))
+        .collect();
+    let mut state = BodyState::new(Framing::Chunked, false, 1 << 20);
+    let wire = format!("0\r\n{many}\r\n");
+    let mut src = Cursor::new(wire.into_bytes());
+    let mut body = Vec::new();
+    let e = BodyReader::new(&mut src, &mut Vec::new(), &mut state)
+        .read_to_end(&mut body)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "too many chunked trailer fields");
+    for bad in [
+        "0\r\nno colon\r\n\r\n",
+        "0\r\n folded: x\r\n\r\n",
+        "0\r\nX: a\u{1}b\r\n\r\n",
+    ] {
+        let (_, msg) = chunked_error(bad.as_bytes());
+        assert!(
+            msg.starts_with("invalid chunked trailer field"),
+            "{bad:?}: {msg}"
+        );
+    }
+    let (r, st, _) = read_all(b"0\r\nX-A: 1\r\nX-B:\r\n\r\n", Framing::Chunked);
+    assert_eq!(r.unwrap(), b"");
+    assert!(st.is_done());
+}
+
+#[test]
+fn data_longer_than_its_size_is_named() {
+    let (_, msg) = chunked_error(b"3\r\nhello\r\n0\r\n\r\n");
+    assert!(msg.contains("longer than its chunk size"), "{msg}");
+    let (kind, _) = chunked_error(b"5\r\nhello\r");
+    assert_eq!(kind, io::ErrorKind::UnexpectedEof);
+}
+
+/// Property-based tests of the chunked decoder (quick and long runs: see `crate::props`).
+mod props {
+    use super::*;
+    use crate::props::{edits, mutate, nasty_bytes, props};
+    use proptest::prelude::*;
+    use std::io::BufReader;
+
+    /// Decodes `wire` through a `BufReader` of `cap` bytes, reading `step` bytes at a time,
+    /// so that lines and chunks straddle buffer boundaries. Returns the payload (or error),
+    /// the state, and what is left of the input.
+    fn decode(wire: &[u8], cap: usize, step: usize) -> (io::Result<Vec<u8>>, BodyState, Vec<u8>) {
+        let mut src = BufReader::with_capacity(cap, Cursor::new(wire.to_vec()));
+        let mut state = BodyState::new(Framing::Chunked, false, 256);
+        let mut body = Vec::new();
+        let mut buf = vec![0u8; step];
+        let mut sink = io::sink();
+        let result = {
+            let mut reader = BodyReader::new(&mut src, &mut sink, &mut state);
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break Ok(body),
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        let mut rest = Vec::new();
+        src.read_to_end(&mut rest).ok();
+        (result, state, rest)
+    }
+
+    /// Any outcome is a payload no longer than the input or a client-side error (the
+    /// upload path and the registry map both kinds to 400), and the state agrees.
+    fn check(wire: &[u8], cap: usize, step: usize) -> Result<(), TestCaseError> {
+        let (r, state, _) = decode(wire, cap, step);
+        match r {
+            Ok(body) => {
+                prop_assert!(body.len() <= wire.len());
+                prop_assert!(state.is_done());
+            }
+            Err(e) => {
+                let kind = e.kind();
+                prop_assert!(
+                    matches!(
+                        kind,
+                        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                    ),
+                    "{:?}: {}",
+                    kind,
+                    e
+                );
+                prop_assert!(state.is_failed());
+            }
+        }
+        Ok(())
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,8}"
+    }
+
+    /// A quoted-string: qdtext and quoted-pairs, high bytes included.
+    fn quoted() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            (0x23u8..=0x5b).prop_map(|b| vec![b]),
+            (0x5du8..=0x7e).prop_map(|b| vec![b]),
+            proptest::sample::select(vec![b' ', b'\t', b'!', 0x80, 0xff]).prop_map(|b| vec![b]),
+            (0x21u8..=0x7e).prop_map(|b| vec![b'\\', b]),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|pieces| {
+            let mut q = vec![b'"'];
+            q.extend(pieces.concat());
+            q.push(b'"');
+            q
+        })
+    }
+
+    fn bws() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec!["", "", " ", "\t", " \t "])
+    }
+
+    /// One `;name[=value]` extension with optional whitespace around its parts.
+    fn extension() -> impl Strategy<Value = Vec<u8>> {
+        let value = prop_oneof![token().prop_map(String::into_bytes), quoted()];
+        (
+            bws(),
+            bws(),
+            token(),
+            proptest::option::of((bws(), bws(), value)),
+        )
+            .prop_map(|(w1, w2, name, value)| {
+                let mut e = format!("{w1};{w2}{name}").into_bytes();
+                if let Some((w3, w4, v)) = value {
+                    e.extend_from_slice(format!("{w3}={w4}").as_bytes());
+                    e.extend(v);
+                }
+                e
+            })
+    }
+
+    fn extensions() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(extension(), 0..3).prop_map(|e| e.concat())
+    }
+
+    fn trailers() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec((token(), "[ -~]{0,12}"), 0..3).prop_map(|fields| {
+            fields
+                .into_iter()
+                .flat_map(|(n, v)| format!("{n}: {v}\r\n").into_bytes())
+                .collect()
+        })
+    }
+
+    /// A payload, cut into chunks at random points, encoded with random extensions,
+    /// size spellings (case, leading zeros) and trailers.
+    fn encoded() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            proptest::collection::vec(any::<u8>(), 0..600),
+            proptest::collection::vec(
+                (any::<usize>(), extensions(), any::<bool>(), 0usize..3),
+                0..8,
+            ),
+            extensions(),
+            trailers(),
+        )
+            .prop_map(|(data, cuts, last_ext, trailers)| {
+                let mut points: Vec<usize> =
+                    cuts.iter().map(|(c, ..)| c % (data.len() + 1)).collect();
+                points.push(data.len());
+                points.sort_unstable();
+                points.dedup();
+                let mut wire = Vec::new();
+                let mut from = 0;
+                for (i, &to) in points.iter().enumerate() {
+                    if to == from {
+                        continue; // a zero size would end the body
+                    }
+                    let (_, ext, upper, zeros) = &cuts.get(i).cloned().unwrap_or_default();
+                    let size = format!("{}{:x}", "0".repeat(*zeros), to - from);
+                    let size = if *upper { size.to_uppercase() } else { size };
+                    wire.extend(size.into_bytes());
+                    wire.extend(ext);
+                    wire.extend(b"\r\n");
+                    wire.extend(&data[from..to]);
+                    wire.extend(b"\r\n");
+                    from = to;
+                }
+                wire.extend(b"0");
+                wire.extend(last_ext);
+                wire.extend(b"\r\n");
+                wire.extend(trailers);
+                wire.extend(b"\r\n");
+                (data, wire)
+            })
+    }
+
+    props! {
+        cases = 2000;
+
+        /// Random bytes: never a panic, never a server-side error.
+        fn prop_chunked_random_bytes(wire in nasty_bytes(400), cap in 1usize..64, step in 1usize..64) {
+            check(&wire, cap, step)?;
+        }
+
+        /// Encode then decode gives the payload back, whatever the chunking, extensions,
+        /// trailers and read sizes, and stops exactly at the end of the body.
+        fn prop_chunked_round_trip((data, wire) in encoded(), cap in 1usize..64, step in 1usize..700) {
+            let mut input = wire.clone();
+            input.extend_from_slice(b"NEXT");
+            let (r, state, rest) = decode(&input, cap, step);
+            match r {
+                Ok(body) => prop_assert_eq!(body, data),
+                Err(e) => {
+                    return Err(TestCaseError::fail(format!(
+                        "{e} for {:?}",
+                        String::from_utf8_lossy(&wire)
+                    )))
+                }
+            }
+            prop_assert!(state.is_done());
+            prop_assert_eq!(rest, b"NEXT".to_vec());
+        }
+
+        /// Draining (what the worker does with a body the handler left unread) reaches
+        /// the end exactly when the payload is within the limit, and stops there.
+        fn prop_chunked_drain((data, wire) in encoded(), limit in 0u64..700, cap in 1usize..64) {
+            let mut input = wire;
+            input.extend_from_slice(b"NEXT");
+            let mut src = BufReader::with_capacity(cap, Cursor::new(input));
+            let mut state = BodyState::new(Framing::Chunked, false, 256);
+            let mut sink = io::sink();
+            let done = BodyReader::new(&mut src, &mut sink, &mut state).drain(limit);
+            prop_assert_eq!(done, data.len() as u64 <= limit);
+            if done {
+                let mut rest = Vec::new();
+                src.read_to_end(&mut rest).ok();
+                prop_assert_eq!(rest, b"NEXT".to_vec());
+            }
+        }
+
+        /// Near-valid bodies (a few bytes changed): never a panic, never a server error.
+        fn prop_chunked_mutated((_data, wire) in encoded(), e in edits(), cap in 1usize..64) {
+            check(&mutate(wire, &e), cap, 17)?;
+        }
+
+        /// The chunk-size line parser agrees with a plain reading of its hex digits.
+        fn prop_chunk_size_line(line in nasty_bytes(40)) {
+            if let Ok(n) = parse_chunk_size(&line) {
+                let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                let hex = String::from_utf8_lossy(&line[..digits]).into_owned();
+                prop_assert_eq!(u64::from_str_radix(&hex, 16).ok(), Some(n));
+                prop_assert!(!line.contains(&b'\r') && !line.contains(&b'\n'));
+            }
+        }
+    }
+}
