@@ -34,6 +34,8 @@ fn run(cli: &CliArgs) -> Result<()> {
         size_cap: cfg.image_size_cap,
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),
+        known_stores: cfg.known_stores.clone(),
+        location_allowed_hosts: cfg.location_allowed_hosts.clone(),
     })?;
     let notifier: Arc<dyn notifier::Notifier> = Arc::from(notifier::from_strategy(
         &cfg.notifier_strategy,

@@ -200,6 +200,15 @@ fn split_host(host: &str) -> std::result::Result<(&'static str, String, String),
     Ok((scheme, format!("{proto}://{rest}"), rest.to_string()))
 }
 
+/// The endpoint URL of `s3_store_host` (the operator's, trusted by the location policy and
+/// the only one rust-s3 talks to), if set and valid.
+pub(super) fn configured_endpoint(o: &S3Options) -> Option<String> {
+    o.host
+        .as_deref()
+        .and_then(|h| split_host(h).ok())
+        .map(|(_, endpoint, _)| endpoint)
+}
+
 /// True for bucket names usable as a DNS label (virtual-hosted style, TLS wildcard safe).
 fn dns_safe_bucket(b: &str) -> bool {
     (3..=63).contains(&b.len())
