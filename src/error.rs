@@ -43,6 +43,15 @@ pub enum Error {
     Unavailable(String),
     /// An image store failed (500); the message never contains the location's credentials.
     Store(String),
+    /// A location a client supplied cannot be used (400 with a fixed text: refused by the
+    /// location policy, unreachable or unusable when registered). The message is the
+    /// detail for the log only: it could turn the reply into a port scanner.
+    BadLocation(String),
+    /// A client-supplied location answered badly (502 with a fixed text; detail in the log).
+    BadGateway(String),
+    /// A client-supplied location did not answer in time (504 with a fixed text; detail in
+    /// the log).
+    GatewayTimeout(String),
     /// The registry database failed (500).
     Db(String),
     /// Configuration is missing or invalid (fatal at start-up).
@@ -76,10 +85,12 @@ impl Error {
             Error::Duplicate(_) | Error::Conflict(_) => 409,
             Error::Forbidden(_) => 403,
             Error::Unauthorized(_) | Error::AuthRequired { .. } => 401,
-            Error::BadRequest(_) => 400,
+            Error::BadRequest(_) | Error::BadLocation(_) => 400,
             Error::TooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
             Error::Unavailable(_) => 503,
+            Error::BadGateway(_) => 502,
+            Error::GatewayTimeout(_) => 504,
             Error::Store(_)
             | Error::Db(_)
             | Error::Config(_)
@@ -101,6 +112,9 @@ impl Error {
             | Error::MethodNotAllowed(m)
             | Error::Unavailable(m)
             | Error::Store(m)
+            | Error::BadLocation(m)
+            | Error::BadGateway(m)
+            | Error::GatewayTimeout(m)
             | Error::Db(m)
             | Error::Config(m)
             | Error::Internal(m) => m.clone(),
@@ -109,6 +123,14 @@ impl Error {
         }
     }
 }
+
+/// The client's text for [`Error::BadLocation`].
+pub const LOCATION_UNUSABLE: &str = "The image location could not be used";
+/// The client's text for [`Error::BadGateway`].
+pub const LOCATION_BAD_ANSWER: &str =
+    "The image location answered with an error or an invalid reply";
+/// The client's text for [`Error::GatewayTimeout`].
+pub const LOCATION_TIMEOUT: &str = "The image location did not answer in time";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

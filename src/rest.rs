@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LOCATION_BAD_ANSWER, LOCATION_TIMEOUT, LOCATION_UNUSABLE, Result};
 use crate::http::{Request, Response, reason};
 
 /// Largest JSON request body the registry accepts.
@@ -21,6 +21,10 @@ pub fn error_response(e: Error) -> Response {
             "The server has either erred or is incapable of performing the requested operation."
                 .to_string()
         }
+        // What a remote location said or how it failed stays in the log too.
+        Error::BadLocation(_) => LOCATION_UNUSABLE.to_string(),
+        Error::BadGateway(_) => LOCATION_BAD_ANSWER.to_string(),
+        Error::GatewayTimeout(_) => LOCATION_TIMEOUT.to_string(),
         _ => e.message(),
     };
     let body = format!(
@@ -61,6 +65,8 @@ fn generic_sentence(status: u16) -> &'static str {
         405 => "The method is not allowed for this resource.",
         409 => "There was a conflict when trying to complete your request.",
         413 => "The request is larger than the server is willing or able to process.",
+        502 => "The server received an invalid response from an upstream server.",
+        504 => "The upstream server did not respond in time.",
         503 => "The server is currently unavailable. Please try again at a later time.",
         _ => "The server has either erred or is incapable of performing the requested operation.",
     }

@@ -47,6 +47,7 @@ bind_host = 127.0.0.1
 bind_port = 0
 workers = 8
 filesystem_store_datadir = {dir}/images
+location_allowed_hosts = 127.0.0.1
 ";
 
 fn env(mode: Mode, extra: &str) -> Env {
@@ -638,6 +639,13 @@ fn refused_locations(mode: Mode) {
         "not a uri",
         "http://user@host/x",
         "http:///nohost",
+        // The location policy: only 127.0.0.1 is allowed among the special addresses.
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/x",
+        "http://[::1]/x",
+        "http://127.0.0.2/x",
+        "http://[::ffff:127.0.0.2]/x",
+        "swift+http://u:k@127.0.0.2:8080/auth/v1.0/c/o",
     ] {
         let r = post_image(&e.c, &[("x-image-meta-location", loc)], None);
         assert_status!(r, 400);

@@ -34,6 +34,8 @@ fn run(cli: &CliArgs) -> Result<()> {
         size_cap: cfg.image_size_cap,
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),
+        known_stores: cfg.known_stores.clone(),
+        location_allowed_hosts: cfg.location_allowed_hosts.clone(),
     })?;
     // Held until the process ends: while it is, no other glance-api reconciles this
     // database under our running uploads.

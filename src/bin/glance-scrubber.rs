@@ -70,6 +70,8 @@ fn run(cli: &CliArgs) -> Result<()> {
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),
+        known_stores: cfg.known_stores.clone(),
+        location_allowed_hosts: cfg.location_allowed_hosts.clone(),
         // The scrubber only deletes: buffers, direct I/O and the size cap do not apply.
         ..StoreOptions::default()
     })?;

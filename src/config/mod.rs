@@ -16,10 +16,12 @@
 pub mod ini;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::registry::Quotas;
+use crate::store::netguard::AddressPolicy;
 use crate::store::{
     BucketUrlFormat, MB, S3Options, SwiftAuthVersion, SwiftOptions, endpoint_interface,
 };
@@ -748,6 +750,45 @@ fn read_object_stores(ini: &Ini) -> Result<(SwiftOptions, S3Options)> {
     Ok((swift, s3))
 }
 
+/// The location policy options (glance-api, and glance-scrubber, which deletes data at
+/// client-supplied locations): `known_stores` (comma-separated store names; unset = every
+/// store the options set up) and `location_allowed_hosts` (comma-separated host names,
+/// addresses and CIDR networks). Invalid entries are fatal at start-up.
+fn read_location_policy(ini: &Ini) -> Result<(Option<Vec<String>>, Arc<AddressPolicy>)> {
+    let d = ini.defaults();
+    let list = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect()
+    };
+    let known = match d.get("known_stores") {
+        None => None,
+        Some(v) => {
+            let names: Vec<String> = list(v.text)
+                .into_iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect();
+            if let Some(bad) = names
+                .iter()
+                .find(|n| !["file", "http", "swift", "s3"].contains(&n.as_str()))
+            {
+                return Err(v.error(
+                    "known_stores",
+                    &format!("names an unknown store '{bad}' (stores: file, http, swift, s3)"),
+                ));
+            }
+            Some(names)
+        }
+    };
+    let allowed = match d.get("location_allowed_hosts") {
+        None => AddressPolicy::default(),
+        Some(v) => AddressPolicy::parse(&list(v.text))
+            .map_err(|why| v.error("location_allowed_hosts", &format!("is invalid: {why}")))?,
+    };
+    Ok((known, Arc::new(allowed)))
+}
+
 /// glance-registry.conf.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -899,6 +940,11 @@ pub struct ApiConfig {
     pub swift: SwiftOptions,
     /// The `s3_store_*` options.
     pub s3: S3Options,
+    /// `known_stores`: the stores registered, by name (`None`: every store the options set
+    /// up).
+    pub known_stores: Option<Vec<String>>,
+    /// `location_allowed_hosts`: special addresses client-supplied locations may reach.
+    pub location_allowed_hosts: Arc<AddressPolicy>,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
 }
@@ -913,6 +959,7 @@ impl ApiConfig {
         let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
         warnings.extend(common.keystone_warnings(ini));
         let (swift, s3) = read_object_stores(ini)?;
+        let (known_stores, location_allowed_hosts) = read_location_policy(ini)?;
         let d = ini.defaults();
         Ok(ApiConfig {
             common,
@@ -944,6 +991,8 @@ impl ApiConfig {
             rabbit: RabbitOptions::from_ini(ini)?,
             swift,
             s3,
+            known_stores,
+            location_allowed_hosts,
             warnings: finish_warnings(ini, warnings),
         })
     }
@@ -1045,6 +1094,11 @@ pub struct ScrubberConfig {
     pub swift: SwiftOptions,
     /// The `s3_store_*` options (to delete S3 data).
     pub s3: S3Options,
+    /// `known_stores`, as in glance-api.conf.
+    pub known_stores: Option<Vec<String>>,
+    /// `location_allowed_hosts`, as in glance-api.conf (the scrubber deletes data at
+    /// client-supplied Swift and S3 locations).
+    pub location_allowed_hosts: Arc<AddressPolicy>,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
 }
@@ -1057,6 +1111,7 @@ impl ScrubberConfig {
         common.read_logging(ini, &mut warnings)?;
         let db = DatabaseOptions::from_ini(ini, DEFAULT_SQL_CONNECTION)?;
         let (swift, s3) = read_object_stores(ini)?;
+        let (known_stores, location_allowed_hosts) = read_location_policy(ini)?;
         let d = ini.defaults();
         Ok(ScrubberConfig {
             common,
@@ -1067,6 +1122,8 @@ impl ScrubberConfig {
             filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
             swift,
             s3,
+            known_stores,
+            location_allowed_hosts,
             warnings: finish_warnings(ini, warnings),
         })
     }

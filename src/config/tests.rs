@@ -808,3 +808,34 @@ fn public_endpoint_is_validated() {
     let e = err(load("https://user:s3cret@images.example.com"));
     assert!(e.contains("user-info") && !e.contains("s3cret"), "{e}");
 }
+
+#[test]
+fn location_policy_options() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(c.known_stores, None);
+    assert!(c.location_allowed_hosts.is_empty());
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nknown_stores = file, S3 ,swift\n\
+         location_allowed_hosts = 127.0.0.1, localhost, 10.0.0.0/8, [::1], fd00::/8\n"))
+    .unwrap();
+    assert_eq!(
+        c.known_stores.as_deref(),
+        Some(&["file".to_string(), "s3".into(), "swift".into()][..])
+    );
+    assert!(!c.location_allowed_hosts.is_empty());
+    let s = ScrubberConfig::from_ini(&ini(
+        "[DEFAULT]\nknown_stores = file\nlocation_allowed_hosts = 127.0.0.1\n",
+    ))
+    .unwrap();
+    assert_eq!(s.known_stores.as_deref(), Some(&["file".to_string()][..]));
+    assert!(!s.location_allowed_hosts.is_empty());
+    for (text, needle) in [
+        ("known_stores = file, tape", "unknown store 'tape'"),
+        ("location_allowed_hosts = 10.0.0.0/33", "prefix length"),
+        ("location_allowed_hosts = http://x", "is invalid"),
+        ("location_allowed_hosts = 127.0.0.1, host:80", "'host:80'"),
+    ] {
+        let e = err(ApiConfig::from_ini(&ini(&format!("[DEFAULT]\n{text}\n"))));
+        assert!(e.contains(needle), "{text}: {e}");
+        assert!(e.contains(text.split_once(" = ").unwrap().0), "{e}");
+    }
+}

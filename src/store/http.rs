@@ -8,28 +8,27 @@
 //!   and leaves the remote data alone (../shared/DECISIONS.md; Diablo answered 500 here).
 //!
 //! Credentials in the location (`http://user:password@host/...`) are sent as HTTP basic
-//! auth; the URL given to the client library carries none, so no error, log line or
-//! redirect can reveal them (and ureq drops `Authorization` on redirects).
+//! auth; the URL given to the client library carries none, so no error or log line can
+//! reveal them.
 //!
-//! Timeouts: 10 s to connect, 60 s for the response headers, 5 min for any single read of
-//! the body (a stalled server must not hold a worker forever), but no limit on the whole
-//! body, which may be many gigabytes.
-
-use std::time::Duration;
+//! Every location here was supplied by a client, so every request goes through the
+//! location policy's agent ([`netguard::guarded_agent`]): forbidden addresses are refused
+//! after DNS resolution, redirects are not followed (a 3xx is a 502), and every wait is
+//! bounded ([`netguard::IO_TIMEOUT`] per read: a stalled server must not hold a worker),
+//! but not the whole body, which may be many gigabytes, up to `image_size_cap`. Clients see
+//! fixed texts (400, 502, 504); what the remote said goes to the log only.
 
 use log::debug;
 
+use super::netguard::{self, CappedReader};
 use super::{HttpLocation, ImageBody, ImageData, Location, Store, StoreOptions};
 use crate::error::{Error, Result};
 use crate::image::ImageId;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
-
 /// The HTTP(S) store (name `http`, schemes `http` and `https`; read-only).
 pub struct HttpStore {
     agent: ureq::Agent,
+    size_cap: u64,
 }
 
 impl std::fmt::Debug for HttpStore {
@@ -39,20 +38,17 @@ impl std::fmt::Debug for HttpStore {
 }
 
 impl HttpStore {
-    /// Builds the store with its HTTP client (connections are pooled and reused).
-    pub fn new(_opts: &StoreOptions) -> HttpStore {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
-            .timeout_per_read(Some(READ_TIMEOUT))
-            .user_agent(concat!("glance-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        HttpStore { agent }
+    /// Builds the store with its HTTP client (connections are pooled and reused), which
+    /// applies `location_allowed_hosts`.
+    pub fn new(opts: &StoreOptions) -> HttpStore {
+        HttpStore {
+            agent: netguard::guarded_agent(&opts.location_allowed_hosts),
+            size_cap: opts.size_cap,
+        }
     }
 
-    /// Sends `method` (GET or HEAD) to the location and checks the status.
+    /// Sends `method` (GET or HEAD) to the location and checks the status: 2xx is the data,
+    /// 404/410 is 404, anything else (3xx included) a 502.
     fn request(&self, method: &str, loc: &Location) -> Result<ureq::http::Response<ureq::Body>> {
         let Location::Http(h) = loc else {
             return Err(Error::BadRequest(format!(
@@ -61,35 +57,35 @@ impl HttpStore {
             )));
         };
         let shown = loc.redacted();
-        let url = h.url();
-        let auth = authorization(h);
-        let result = if method == "HEAD" {
-            let mut req = self.agent.head(&url);
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        } else {
-            let mut req = self.agent.get(&url);
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        };
-        let resp = result.map_err(|e| {
-            // The URL holds no credentials, so neither does the client library's message.
-            Error::Store(format!("Cannot fetch image data from {shown}: {e}"))
-        })?;
+        let what = format!("{method} {shown}");
+        let mut req = ureq::http::Request::builder().method(method).uri(h.url());
+        if let Some(a) = authorization(h) {
+            req = req.header("Authorization", a);
+        }
+        let req = req
+            .body(())
+            .map_err(|e| netguard::location_error(format!("{what}: {e}")))?;
+        // The URL holds no credentials, so neither does the client library's message.
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| netguard::transport_error(&what, &e))?;
         let status = resp.status().as_u16();
-        debug!("{method} {shown}: {status}");
+        debug!("{what}: {status}");
         match status {
             200..=299 => Ok(resp),
-            404 | 410 => Err(Error::NotFound(format!(
-                "Image data not found at {shown} (remote server answered {status})"
-            ))),
-            _ => Err(Error::Store(format!(
-                "Cannot fetch image data from {shown}: remote server answered {status}"
-            ))),
+            404 | 410 => {
+                netguard::drain(&mut resp);
+                Err(Error::NotFound(format!(
+                    "Image data not found at {shown} (remote server answered {status})"
+                )))
+            }
+            _ => {
+                let excerpt = netguard::excerpt(&mut resp);
+                Err(Error::BadGateway(format!(
+                    "{what}: remote server answered {status}{excerpt}"
+                )))
+            }
         }
     }
 }
@@ -147,7 +143,15 @@ impl Store for HttpStore {
     fn get(&self, loc: &Location) -> Result<ImageData> {
         let resp = self.request("GET", loc)?;
         let len = content_length(&resp);
-        let reader = resp.into_body().into_reader();
+        if let Some(n) = len
+            && n > self.size_cap
+        {
+            return Err(Error::BadGateway(format!(
+                "GET {}: remote Content-Length {n} exceeds image_size_cap",
+                loc.redacted()
+            )));
+        }
+        let reader = CappedReader::new(resp.into_body().into_reader(), self.size_cap);
         Ok(ImageData::Stream(Box::new(reader), len))
     }
 
@@ -161,11 +165,13 @@ impl Store for HttpStore {
         Ok(())
     }
 
+    /// The remote `Content-Length`. Sizing is part of registering a location, so every
+    /// failure but a 404 is a 400 ([`Error::BadLocation`]).
     fn size(&self, loc: &Location) -> Result<u64> {
-        let resp = self.request("HEAD", loc)?;
+        let resp = self.request("HEAD", loc).map_err(netguard::when_sizing)?;
         content_length(&resp).ok_or_else(|| {
-            Error::Store(format!(
-                "The remote server gave no Content-Length for {}",
+            Error::BadLocation(format!(
+                "HEAD {}: the remote server gave no Content-Length",
                 loc.redacted()
             ))
         })

@@ -36,6 +36,7 @@ mod checksum;
 mod filesystem;
 mod http;
 mod location;
+pub mod netguard;
 mod pipeline;
 mod s3;
 mod swift;
@@ -46,6 +47,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use checksum::Md5Sum;
 pub use location::{FileLocation, HttpLocation, Location, S3Location, SwiftLocation, redact_uri};
@@ -61,6 +63,8 @@ pub use http::HttpStore;
 pub use s3::{BucketUrlFormat, S3Options, S3Store};
 pub use swift::{MB, SwiftAuthVersion, SwiftOptions, SwiftStore, endpoint_interface};
 
+use netguard::{AddressPolicy, LocationPolicy};
+
 /// Default size of the copy buffer. Glance streamed 64 KiB chunks; 1 MiB makes each write a
 /// large sequential I/O, which direct I/O in the file store needs (bench/README.md), and
 /// still keeps an upload to a few MiB of memory.
@@ -70,9 +74,14 @@ pub const DEFAULT_BUFFER_SIZE: usize = 1024 * 1024;
 /// (and refuse `add` with a clear error); an `Err` here is fatal at start-up.
 type Constructor = fn(&StoreOptions) -> Result<Box<dyn Store>>;
 
-/// The backends built into this server, in the order they are registered. A new backend is
-/// one line here.
-const BACKENDS: &[Constructor] = &[build_filesystem, build_http, build_swift, build_s3];
+/// The backends built into this server by store name, in the order they are registered
+/// (those listed in `known_stores`). A new backend is one line here.
+const BACKENDS: &[(&str, Constructor)] = &[
+    ("file", build_filesystem),
+    ("http", build_http),
+    ("swift", build_swift),
+    ("s3", build_s3),
+];
 
 fn build_filesystem(opts: &StoreOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(FilesystemStore::new(opts)))
@@ -211,6 +220,27 @@ pub struct StoreOptions {
     pub swift: SwiftOptions,
     /// The `s3_store_*` options.
     pub s3: S3Options,
+    /// `known_stores`: the stores this server registers, by name; `None` means every store
+    /// the options set up ([`StoreOptions::default_known_stores`]).
+    pub known_stores: Option<Vec<String>>,
+    /// `location_allowed_hosts`: the special addresses (loopback, private, ...) that
+    /// client-supplied locations may reach nonetheless.
+    pub location_allowed_hosts: Arc<AddressPolicy>,
+}
+
+impl StoreOptions {
+    /// The stores set up by these options: `file` and `http` always, `swift` when
+    /// `swift_store_auth_address` is set, `s3` when `s3_store_host` is set.
+    pub fn default_known_stores(&self) -> Vec<String> {
+        let mut known = vec!["file".to_string(), "http".to_string()];
+        if self.swift.auth_address.is_some() {
+            known.push("swift".into());
+        }
+        if self.s3.host.is_some() {
+            known.push("s3".into());
+        }
+        known
+    }
 }
 
 impl Default for StoreOptions {
@@ -223,6 +253,8 @@ impl Default for StoreOptions {
             size_cap: 1 << 40,
             swift: SwiftOptions::default(),
             s3: S3Options::default(),
+            known_stores: None,
+            location_allowed_hosts: Arc::new(AddressPolicy::default()),
         }
     }
 }
@@ -233,6 +265,7 @@ pub struct Stores {
     stores: Vec<Box<dyn Store>>,
     default_store: &'static str,
     size_cap: u64,
+    policy: LocationPolicy,
 }
 
 impl fmt::Debug for Stores {
@@ -249,18 +282,43 @@ impl fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// Builds every backend. A store that cannot be fully configured stays registered and
-    /// refuses uploads with a clear error (it logs a warning now). Fails only when
-    /// `default_store` names no writable store.
+    /// Builds the backends of `known_stores`. A listed store that cannot be fully configured
+    /// stays registered and refuses uploads with a clear error (it logs a warning now).
+    /// Fails when `known_stores` names an unknown store or `default_store` names no
+    /// writable registered store.
     pub fn new(opts: &StoreOptions) -> Result<Stores> {
+        let known = opts
+            .known_stores
+            .clone()
+            .unwrap_or_else(|| opts.default_known_stores());
+        let names = known
+            .iter()
+            .map(|k| {
+                let lower = k.trim().to_ascii_lowercase();
+                let name =
+                    lookup_scheme(&lower).map_or(lower.as_str(), |(_, kind)| kind.store_name());
+                BACKENDS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(n, _)| *n)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "known_stores: unknown store '{}' (stores: file, http, swift, s3)",
+                            sanitize(k)
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<&str>>>()?;
         let stores = BACKENDS
             .iter()
-            .map(|build| build(opts))
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, build)| build(opts))
             .collect::<Result<Vec<_>>>()?;
         let mut s = Stores {
             stores,
             default_store: "",
             size_cap: opts.size_cap,
+            policy: LocationPolicy::new(opts),
         };
         let default = s
             .by_name(&opts.default_store)
@@ -361,8 +419,9 @@ impl Stores {
 
     /// Validates a location a client wants to register (`x-image-meta-location`): it must
     /// parse, must not be `file://`/`filesystem://` (only uploads create file locations, so
-    /// nothing can point into the data directory or elsewhere on this host), and its store
-    /// must be available. Every refusal is a 400.
+    /// nothing can point into the data directory or elsewhere on this host), its store must
+    /// be one of `known_stores`, and its host must pass the location policy (resolved now;
+    /// see [`netguard`]). Every refusal is a 400.
     pub fn check_client_location(&self, uri: &str) -> Result<Location> {
         let loc = Location::parse(uri)?;
         if loc.kind() == Kind::File {
@@ -378,6 +437,7 @@ impl Stores {
                 loc.store_name()
             )));
         }
+        self.policy.check(&loc)?;
         Ok(loc)
     }
 

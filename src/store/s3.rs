@@ -44,6 +44,8 @@ use s3::error::S3Error;
 use s3::region::Region;
 use s3::serde_types::Part;
 
+mod remote;
+
 use super::pipeline::ImageBody;
 use super::swift::MB;
 use super::{ImageData, Location, S3Location, Store, StoreOptions};
@@ -201,6 +203,15 @@ fn split_host(host: &str) -> std::result::Result<(&'static str, String, String),
     Ok((scheme, format!("{proto}://{rest}"), rest.to_string()))
 }
 
+/// The endpoint URL of `s3_store_host` (the operator's, trusted by the location policy and
+/// the only one rust-s3 talks to), if set and valid.
+pub(super) fn configured_endpoint(o: &S3Options) -> Option<String> {
+    o.host
+        .as_deref()
+        .and_then(|h| split_host(h).ok())
+        .map(|(_, endpoint, _)| endpoint)
+}
+
 /// True for bucket names usable as a DNS label (virtual-hosted style, TLS wildcard safe).
 fn dns_safe_bucket(b: &str) -> bool {
     (3..=63).contains(&b.len())
@@ -349,6 +360,10 @@ pub struct S3Store {
     /// `s3://access:secret@host` or `s3+https://…`.
     location_prefix: String,
     agent: ureq::Agent,
+    /// The endpoint of `s3_store_host`: the only one rust-s3 talks to.
+    endpoint: Option<String>,
+    /// Locations naming any other endpoint (client-supplied) go through this.
+    remote: remote::RemoteS3,
 }
 
 impl fmt::Debug for S3Store {
@@ -422,11 +437,18 @@ impl S3Store {
             .user_agent(concat!("glance-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
+        let remote = remote::RemoteS3::new(
+            super::netguard::guarded_agent(&opts.location_allowed_hosts),
+            &o.region_name,
+            opts.size_cap,
+        );
         S3Store {
+            endpoint: configured_endpoint(&o),
             opts: o,
             target,
             location_prefix,
             agent,
+            remote,
         }
     }
 
@@ -461,7 +483,7 @@ impl S3Store {
     /// image's key).
     fn target_for(&self, l: &S3Location) -> Result<Target> {
         let Some((access, secret)) = l.credentials() else {
-            return Err(Error::Store(format!(
+            return Err(Error::BadLocation(format!(
                 "The S3 location {} carries no credentials",
                 l.service_url()
             )));
@@ -472,6 +494,14 @@ impl S3Store {
             secret: percent_decode(secret),
             bucket: l.bucket().to_string(),
         })
+    }
+
+    /// True when the target is on the configured endpoint (rust-s3's); any other was chosen
+    /// by a client and goes through [`remote::RemoteS3`].
+    fn trusted(&self, t: &Target) -> bool {
+        self.endpoint
+            .as_deref()
+            .is_some_and(|e| super::netguard::same_endpoint(e, &t.endpoint))
     }
 
     /// The key's size if it exists (`Ok(None)` if not); `NotFound` when the bucket does not
@@ -824,6 +854,9 @@ impl Store for S3Store {
     fn get(&self, loc: &Location) -> Result<ImageData> {
         let l = self.s3_location(loc)?;
         let t = self.target_for(l)?;
+        if !self.trusted(&t) {
+            return self.remote.get(&t, l.key());
+        }
         let bucket = self.bucket(&t)?;
         let what = format!("GET {}/{}", t.bucket, l.key());
         let url = bucket
@@ -856,6 +889,9 @@ impl Store for S3Store {
     fn delete(&self, loc: &Location) -> Result<()> {
         let l = self.s3_location(loc)?;
         let t = self.target_for(l)?;
+        if !self.trusted(&t) {
+            return self.remote.delete(&t, l.key());
+        }
         let bucket = self.bucket(&t)?;
         // S3 answers 204 to deleting a missing key: look first, to report "not found".
         if self.find(&bucket, l.key())?.is_none() {
@@ -872,6 +908,13 @@ impl Store for S3Store {
     fn size(&self, loc: &Location) -> Result<u64> {
         let l = self.s3_location(loc)?;
         let t = self.target_for(l)?;
+        if !self.trusted(&t) {
+            // Sizing is part of registering a location: a failure is a 400.
+            return self
+                .remote
+                .size(&t, l.key())
+                .map_err(super::netguard::when_sizing);
+        }
         let bucket = self.bucket(&t)?;
         self.find(&bucket, l.key())?
             .ok_or_else(|| Self::not_found(loc))

@@ -212,21 +212,33 @@ fn manifest_of(resp: &Response, default_container: &str) -> Option<Manifest> {
 
 /// The segments of manifest `object`, by exact name, with their sizes. With a count from
 /// the manifest, the names are `<object>-00001..count`, and when `strict` all must be
-/// there (reading); without (deleting what is left) missing ones are skipped.
+/// there (reading); without (deleting what is left) missing ones are skipped. The count is
+/// the remote's word: above [`MAX_SEGMENTS`] it is refused before anything is sized by it.
 fn segments(conn: &Conn, m: &Manifest, object: &str, strict: bool) -> Result<Vec<(String, u64)>> {
-    let listed: Vec<(String, u64)> = conn
-        .list(&m.container, &format!("{object}-"))?
-        .into_iter()
-        .filter(|(name, _)| is_segment_of(name, object))
-        .collect();
+    if let Some(count) = m.count
+        && count > MAX_SEGMENTS
+    {
+        return Err(Error::Store(format!(
+            "Swift manifest {}/{object} announces {count} segments, more than {MAX_SEGMENTS}",
+            m.container
+        )));
+    }
+    let listed = conn.list(
+        &m.container,
+        &format!("{object}-"),
+        |name| is_segment_of(name, object),
+        MAX_SEGMENTS as usize,
+    )?;
     let Some(count) = m.count else {
         return Ok(listed);
     };
-    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let by_name: std::collections::HashMap<&str, u64> =
+        listed.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let mut out = Vec::new();
     for n in 1..=count {
         let name = segment_name(object, n);
-        match listed.iter().find(|(l, _)| *l == name) {
-            Some(found) => out.push(found.clone()),
+        match by_name.get(name.as_str()) {
+            Some(bytes) => out.push((name, *bytes)),
             None if !strict => {}
             None => {
                 return Err(Error::Store(format!(
@@ -237,6 +249,13 @@ fn segments(conn: &Conn, m: &Manifest, object: &str, strict: bool) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+/// The total size of segments (sizes from a listing: a sum past `u64` is refused).
+fn total_size(segs: &[(String, u64)]) -> Result<u64> {
+    segs.iter()
+        .try_fold(0u64, |acc, (_, n)| acc.checked_add(*n))
+        .ok_or_else(|| Error::Store("Swift listed segment sizes that overflow".into()))
 }
 
 /// Reads the segments of a large object one after another, each with its own GET.
@@ -305,6 +324,9 @@ pub struct SwiftStore {
     conn: std::result::Result<Arc<Conn>, String>,
     /// `swift+http` or `swift+https`, and the auth address without its scheme.
     location_prefix: String,
+    size_cap: u64,
+    /// The location policy's agent, for accounts named by client-supplied locations.
+    guarded_agent: ureq::Agent,
 }
 
 impl fmt::Debug for SwiftStore {
@@ -332,6 +354,12 @@ fn split_auth_address(address: &str) -> (&'static str, String, String) {
             address.to_string(),
         )
     }
+}
+
+/// The auth URL of `swift_store_auth_address` (its locations are the operator's, trusted by
+/// the location policy), if set.
+pub(super) fn configured_auth_url(o: &SwiftOptions) -> Option<String> {
+    o.auth_address.as_deref().map(|a| split_auth_address(a).1)
 }
 
 /// Percent-encodes what cannot stand in a location's user-info (`@`, `:`, `/`, `%`, ...)
@@ -391,6 +419,8 @@ impl SwiftStore {
             opts: o,
             conn,
             location_prefix,
+            size_cap: opts.size_cap,
+            guarded_agent: super::netguard::guarded_agent(&opts.location_allowed_hosts),
         }
     }
 
@@ -401,7 +431,10 @@ impl SwiftStore {
     /// The connection for a location: the configured one (with its cached token) when the
     /// location names the configured auth address, user and key, else one built from the
     /// location's own credentials. (Never the configured key for a location that does not
-    /// carry it: a client could register a location naming another image's object.)
+    /// carry it: a client could register a location naming another image's object.) An auth
+    /// address other than the configured one was chosen by a client: its connection goes
+    /// through the location policy ([`Conn::guarded`]), for the auth request and for the
+    /// storage URL it hands out.
     fn conn_for(&self, loc: &SwiftLocation) -> Arc<Conn> {
         let user = loc
             .user()
@@ -412,7 +445,7 @@ impl SwiftStore {
         let key = percent_decode(loc.key());
         let url = loc.auth_url();
         if let Ok(conn) = &self.conn
-            && conn.auth.url.eq_ignore_ascii_case(&url)
+            && super::netguard::same_endpoint(&conn.auth.url, &url)
             && conn.auth.user == user
             && conn.auth.key == key
         {
@@ -423,7 +456,9 @@ impl SwiftStore {
         } else {
             SwiftAuthVersion::V1
         };
-        Arc::new(Conn::new(Auth {
+        let trusted = configured_auth_url(&self.opts)
+            .is_some_and(|configured| super::netguard::same_endpoint(&configured, &url));
+        let auth = Auth {
             url,
             user,
             key,
@@ -433,7 +468,12 @@ impl SwiftStore {
             region: self.opts.region.clone(),
             interface: endpoint_interface(&self.opts.endpoint_type).unwrap_or("public"),
             snet: self.opts.enable_snet,
-        }))
+        };
+        if trusted {
+            Arc::new(Conn::new(auth))
+        } else {
+            Arc::new(Conn::guarded(auth, self.guarded_agent.clone()))
+        }
     }
 
     fn swift_location<'l>(&self, loc: &'l Location) -> Result<&'l SwiftLocation> {
@@ -599,10 +639,13 @@ impl SwiftStore {
     /// is left alone.)
     fn remove_stale_segments(&self, conn: &Conn, id: &str) -> Result<()> {
         let c = &self.opts.container;
-        for (name, _) in conn.list(c, &format!("{id}-"))? {
-            if !is_segment_of(&name, id) {
-                continue;
-            }
+        let listed = conn.list(
+            c,
+            &format!("{id}-"),
+            |name| is_segment_of(name, id),
+            MAX_SEGMENTS as usize,
+        )?;
+        for (name, _) in listed {
             let owner = conn
                 .head_object(c, &name)?
                 .and_then(|r| header(&r, "x-object-meta-glance-segment-of"));
@@ -850,6 +893,71 @@ impl Store for SwiftStore {
     fn get(&self, loc: &Location) -> Result<ImageData> {
         let l = self.swift_location(loc)?;
         let conn = self.conn_for(l);
+        let guarded = conn.guarded;
+        let data = self.open(conn, l).map_err(|e| guarded_error(guarded, e))?;
+        match data {
+            // A client-supplied account may stream without end: cut off at the size cap.
+            ImageData::Stream(r, len) if guarded => Ok(ImageData::Stream(
+                Box::new(super::netguard::CappedReader::new(r, self.size_cap)),
+                len,
+            )),
+            other => Ok(other),
+        }
+    }
+
+    fn delete(&self, loc: &Location) -> Result<()> {
+        let l = self.swift_location(loc)?;
+        let conn = self.conn_for(l);
+        let guarded = conn.guarded;
+        self.remove(&conn, l, loc)
+            .map_err(|e| guarded_error(guarded, e))
+    }
+
+    fn size(&self, loc: &Location) -> Result<u64> {
+        let l = self.swift_location(loc)?;
+        let conn = self.conn_for(l);
+        let found = self.find(&conn, l, false, true);
+        let size = found.and_then(|f| match f {
+            Found::Object(resp) => content_length(&resp).ok_or_else(|| {
+                Error::Store(format!(
+                    "Swift gave no Content-Length for {}",
+                    loc.redacted()
+                ))
+            }),
+            Found::Manifest(_, segs) => total_size(&segs),
+        });
+        if conn.guarded {
+            // Sizing is part of registering a location: a failure is a 400.
+            size.map_err(|e| super::netguard::when_sizing(guarded_error(true, e)))
+        } else {
+            size
+        }
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+}
+
+/// The errors of a client-supplied account: whatever the remote said is for the log only
+/// (502 with a fixed text); "not found" and the policy's own answers (400, 504) stay.
+fn guarded_error(guarded: bool, e: Error) -> Error {
+    if !guarded {
+        return e;
+    }
+    match e {
+        Error::NotFound(_)
+        | Error::BadLocation(_)
+        | Error::BadGateway(_)
+        | Error::GatewayTimeout(_)
+        | Error::BadRequest(_) => e,
+        other => Error::BadGateway(other.message()),
+    }
+}
+
+impl SwiftStore {
+    /// Opens the data of a location: one object, or the segments of a manifest.
+    fn open(&self, conn: Arc<Conn>, l: &SwiftLocation) -> Result<ImageData> {
         match self.find(&conn, l, true, true)? {
             Found::Object(resp) => {
                 let len = content_length(&resp);
@@ -859,7 +967,7 @@ impl Store for SwiftStore {
                 ))
             }
             Found::Manifest(m, segs) => {
-                let total = segs.iter().map(|(_, n)| n).sum();
+                let total = total_size(&segs)?;
                 Ok(ImageData::Stream(
                     Box::new(SegmentReader {
                         conn,
@@ -873,12 +981,11 @@ impl Store for SwiftStore {
         }
     }
 
-    fn delete(&self, loc: &Location) -> Result<()> {
-        let l = self.swift_location(loc)?;
-        let conn = self.conn_for(l);
+    /// Deletes the data of a location: the segments of a manifest, then the object.
+    fn remove(&self, conn: &Conn, l: &SwiftLocation, loc: &Location) -> Result<()> {
         let (c, o) = (l.container(), l.object());
         // Deleting removes whatever is left of a partly deleted image.
-        if let Found::Manifest(m, segs) = self.find(&conn, l, false, false)? {
+        if let Found::Manifest(m, segs) = self.find(conn, l, false, false)? {
             for (name, _) in &segs {
                 conn.delete_object(&m.container, name)?;
             }
@@ -891,24 +998,6 @@ impl Store for SwiftStore {
         }
         debug!("deleted {} from the swift store", loc.redacted());
         Ok(())
-    }
-
-    fn size(&self, loc: &Location) -> Result<u64> {
-        let l = self.swift_location(loc)?;
-        let conn = self.conn_for(l);
-        match self.find(&conn, l, false, true)? {
-            Found::Object(resp) => content_length(&resp).ok_or_else(|| {
-                Error::Store(format!(
-                    "Swift gave no Content-Length for {}",
-                    loc.redacted()
-                ))
-            }),
-            Found::Manifest(_, segs) => Ok(segs.iter().map(|(_, n)| n).sum()),
-        }
-    }
-
-    fn writable(&self) -> bool {
-        true
     }
 }
 

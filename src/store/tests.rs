@@ -189,16 +189,34 @@ fn store_selection() {
         stores.for_upload(Some("filesystem")).expect("file").name(),
         "file"
     );
-    // Swift and S3 are built in even when unconfigured (their uploads then fail, naming
-    // the options to set, as Glance's add_disabled did).
+    // Swift and S3 are not known unless configured (or listed in known_stores).
+    for name in ["swift", "swift+https", "s3"] {
+        match stores.for_upload(Some(name)) {
+            Err(Error::BadRequest(m)) => assert!(m.contains("not available"), "{m}"),
+            Err(e) => panic!("{name}: {e:?}"),
+            Ok(s) => panic!("{name}: got {}", s.name()),
+        }
+    }
+    // Listed but unconfigured, they are registered and refuse uploads naming the options to
+    // set (as Glance's add_disabled did).
+    let listed = Stores::new(&StoreOptions {
+        filesystem_store_datadir: tmp.path().join("images"),
+        known_stores: Some(vec!["file".into(), "swift".into(), "s3".into()]),
+        ..StoreOptions::default()
+    })
+    .expect("stores");
     for (name, store) in [("swift", "swift"), ("swift+https", "swift"), ("s3", "s3")] {
-        let s = stores.for_upload(Some(name)).expect(name);
+        let s = listed.for_upload(Some(name)).expect(name);
         assert_eq!(s.name(), store);
         match add_to(s, "x", &mut &b"data"[..], Some(4)) {
             Err(Error::Store(m)) => assert!(m.contains(&format!("{store}_store_")), "{m}"),
             other => panic!("{name}: {other:?}"),
         }
     }
+    assert!(
+        listed.for_upload(Some("http")).is_err(),
+        "http is not listed"
+    );
     for name in ["bogus", "tape"] {
         match stores.for_upload(Some(name)) {
             Err(Error::BadRequest(m)) => assert_eq!(
@@ -215,6 +233,17 @@ fn store_selection() {
         Ok(s) => panic!("got {}", s.name()),
     }
 
+    let stores = Stores::new(&StoreOptions {
+        filesystem_store_datadir: tmp.path().join("images"),
+        known_stores: Some(vec![
+            "file".into(),
+            "http".into(),
+            "swift".into(),
+            "s3".into(),
+        ]),
+        ..StoreOptions::default()
+    })
+    .expect("stores");
     let by = |uri: &str| stores.for_location(&ok(uri)).map(|s| s.name());
     assert_eq!(by("file:///x/y").expect("file"), "file");
     assert_eq!(by("filesystem:///x/y").expect("file"), "file");
@@ -253,15 +282,43 @@ fn default_store_must_be_writable() {
     })
     .expect("filesystem is the file store");
     assert_eq!(s.default_store(), "file");
-    // An unconfigured swift or s3 may be the default: uploads then fail with a clear error.
+    // An unconfigured swift or s3 is not known, so it cannot be the default; listed in
+    // known_stores it may be (uploads then fail with a clear error).
     for name in ["swift", "s3"] {
+        let unknown = Stores::new(&StoreOptions {
+            default_store: name.into(),
+            filesystem_store_datadir: tmp.path().join("images"),
+            ..StoreOptions::default()
+        });
+        assert!(matches!(unknown, Err(Error::Config(_))), "{name}");
         let s = Stores::new(&StoreOptions {
             default_store: name.into(),
             filesystem_store_datadir: tmp.path().join("images"),
+            known_stores: Some(vec!["file".into(), name.into()]),
             ..StoreOptions::default()
         })
         .expect(name);
         assert_eq!(s.default_store(), name);
+    }
+    // Configured, they are known by default.
+    let mut opts = StoreOptions {
+        default_store: "swift".into(),
+        filesystem_store_datadir: tmp.path().join("images"),
+        ..StoreOptions::default()
+    };
+    opts.swift.auth_address = Some("http://127.0.0.1:1/auth/v1.0".into());
+    opts.s3.host = Some("http://127.0.0.1:1".into());
+    assert_eq!(opts.default_known_stores(), ["file", "http", "swift", "s3"]);
+    assert_eq!(Stores::new(&opts).expect("swift").default_store(), "swift");
+    // An unknown store name is a configuration error.
+    let bad = Stores::new(&StoreOptions {
+        filesystem_store_datadir: tmp.path().join("images"),
+        known_stores: Some(vec!["file".into(), "tape".into()]),
+        ..StoreOptions::default()
+    });
+    match bad {
+        Err(Error::Config(m)) => assert!(m.contains("known_stores") && m.contains("tape"), "{m}"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -282,18 +339,81 @@ fn client_locations() {
     assert!(refuse("not a uri").contains("not a URI"));
     assert!(refuse("http://user@host/x").contains("user:password"));
     assert!(refuse("http:///x").contains("no host"));
-    // Swift and S3 locations may be registered (their credentials travel with them).
-    for uri in ["swift://u:k@host/c/o", "s3://a:b@host/b/k"] {
-        stores.check_client_location(uri).expect(uri);
+    // Swift and S3 are not known here: their locations are refused.
+    for uri in ["swift://u:k@1.2.3.4/c/o", "s3://a:b@1.2.3.4/b/k"] {
+        assert!(refuse(uri).contains("not available"), "{uri}");
     }
 
     let l = stores
-        .check_client_location("http://user:pw@example.com/img")
+        .check_client_location("http://user:pw@1.2.3.4/img")
         .expect("http is fine");
-    assert_eq!(l.redacted(), "http://example.com/img");
+    assert_eq!(l.redacted(), "http://1.2.3.4/img");
     stores
-        .check_client_location("https://example.com/img")
+        .check_client_location("https://[2a00:1450::1]/img")
         .expect("https is fine");
+}
+
+#[test]
+fn client_locations_pass_the_location_policy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = StoreOptions {
+        filesystem_store_datadir: tmp.path().join("images"),
+        ..StoreOptions::default()
+    };
+    // The operator's own Swift and S3 on loopback are trusted.
+    opts.swift.auth_address = Some("http://127.0.0.1:8080/auth/v1.0".into());
+    opts.s3.host = Some("http://127.0.0.1:8080".into());
+    let stores = Stores::new(&opts).expect("stores");
+    for uri in [
+        "swift+http://other:key@127.0.0.1:8080/auth/v1.0/c/o",
+        "s3://a:b@127.0.0.1:8080/bucket/key",
+        "swift+https://u:k@1.2.3.4/auth/v1.0/c/o",
+        "s3+https://a:b@1.2.3.4/bucket/key",
+    ] {
+        stores.check_client_location(uri).expect(uri);
+    }
+    for uri in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x",
+        "http://10.0.0.1/x",
+        "http://[::ffff:127.0.0.1]:9292/x",
+        "http://localhost/x",
+        "https://127.0.0.2/x",
+        "swift+http://u:k@127.0.0.1:8081/auth/v1.0/c/o",
+        "swift+http://u:k@192.168.0.1/auth/v1.0/c/o",
+        "s3://a:b@127.0.0.1:9000/bucket/key",
+        "s3://a:b@[fd00::1]/bucket/key",
+    ] {
+        match stores.check_client_location(uri) {
+            Err(e @ Error::BadLocation(_)) => {
+                let text =
+                    String::from_utf8(crate::rest::error_response(e).into_bytes().expect("body"))
+                        .expect("utf-8");
+                assert!(
+                    text.contains("The image location could not be used"),
+                    "{text}"
+                );
+                assert!(!text.contains("127.0.0") && !text.contains("::1"), "{text}");
+            }
+            other => panic!("{uri}: expected the policy's 400, got {other:?}"),
+        }
+    }
+    // Listed, loopback servers may be used.
+    opts.location_allowed_hosts =
+        Arc::new(netguard::AddressPolicy::parse(&["127.0.0.1", "localhost"]).expect("policy"));
+    let allowed = Stores::new(&opts).expect("stores");
+    for uri in [
+        "http://127.0.0.1:1234/x",
+        "http://localhost/x",
+        "swift+http://u:k@127.0.0.1:8081/auth/v1.0/c/o",
+        "s3://a:b@127.0.0.1:9000/bucket/key",
+    ] {
+        allowed.check_client_location(uri).expect(uri);
+    }
+    assert!(matches!(
+        allowed.check_client_location("http://127.0.0.2/x"),
+        Err(Error::BadLocation(_))
+    ));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod objstore;
 pub mod proxy;
 
@@ -197,7 +198,8 @@ workers = 4
 ";
 
 /// A complete glance-api.conf on an ephemeral port: embedded SQLite registry (migrated at
-/// start-up) and the file store, both in `{dir}`.
+/// start-up) and the file store, both in `{dir}`; locations on 127.0.0.1 (the tests' own
+/// servers) pass the location policy.
 pub const EMBEDDED_API_CONF: &str = "[DEFAULT]
 bind_host = 127.0.0.1
 bind_port = 0
@@ -206,6 +208,7 @@ default_store = file
 filesystem_store_datadir = {dir}/images
 sql_connection = sqlite:///{dir}/api.sqlite
 db_auto_create = True
+location_allowed_hosts = 127.0.0.1
 ";
 
 /// Starts glance-api with [`EMBEDDED_API_CONF`].

@@ -84,7 +84,7 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
     if let Some(uri) = &location {
         let loc = app.stores.check_client_location(uri)?;
         if patch.size.is_none() {
-            patch.size = Some(remote_size(app, &loc));
+            patch.size = Some(remote_size(app, &loc)?);
         }
         patch.status = Some(Status::Active); // registered images are active at once
     }
@@ -143,7 +143,7 @@ pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> R
         // glanceclient's `image-update --location` expects (Diablo left it queued).
         patch.status = Some(Status::Active);
         if patch.size.is_none() {
-            patch.size = Some(remote_size(app, loc));
+            patch.size = Some(remote_size(app, loc)?);
         }
     }
     let upload = if has_body {
@@ -245,13 +245,16 @@ fn check_location_change(
     app.stores.check_client_location(uri).map(Some)
 }
 
-/// The size of data at an external location, learned with a HEAD (0 when unknown).
-fn remote_size(app: &ApiApp, loc: &Location) -> u64 {
+/// The size of data at an external location, learned with a HEAD (0 when unknown). A
+/// location that cannot be used (refused by the location policy, or answering badly) is a
+/// 400, as registering it fails.
+fn remote_size(app: &ApiApp, loc: &Location) -> Result<u64> {
     match app.stores.remote_size(loc) {
-        Ok(n) => n,
+        Ok(n) => Ok(n),
+        Err(e @ Error::BadLocation(_)) => Err(e),
         Err(e) => {
             log::warn!("size of {}: {e}", loc.redacted());
-            0
+            Ok(0)
         }
     }
 }

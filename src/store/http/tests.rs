@@ -1,6 +1,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use super::super::tests::add_to;
 use super::super::tests::read_all;
@@ -87,8 +89,25 @@ fn loc(s: &str) -> Location {
     Location::parse(s).expect("location")
 }
 
+/// The store with 127.0.0.1 allowed by the location policy (the test servers run there).
 fn store() -> HttpStore {
-    HttpStore::new(&StoreOptions::default())
+    HttpStore::new(&StoreOptions {
+        location_allowed_hosts: Arc::new(
+            crate::store::netguard::AddressPolicy::parse(&["127.0.0.1"]).expect("policy"),
+        ),
+        ..StoreOptions::default()
+    })
+}
+
+#[test]
+fn loopback_is_refused_unless_allowed() {
+    let addr = serve();
+    let strict = HttpStore::new(&StoreOptions::default());
+    let l = loc(&format!("http://{addr}/image"));
+    assert!(matches!(strict.get(&l), Err(Error::BadLocation(_))));
+    assert!(matches!(strict.size(&l), Err(Error::BadLocation(_))));
+    // The same location, allowed.
+    assert_eq!(read_all(store().get(&l).expect("get")), BODY);
 }
 
 #[test]
@@ -108,7 +127,7 @@ fn get_and_size() {
     assert_eq!(read_all(chunked), BODY);
 
     match store.size(&loc(&format!("http://{addr}/nolength"))) {
-        Err(Error::Store(m)) => assert!(m.contains("Content-Length"), "{m}"),
+        Err(Error::BadLocation(m)) => assert!(m.contains("Content-Length"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -121,7 +140,7 @@ fn basic_auth_from_the_location() {
     assert_eq!(read_all(store.get(&with).expect("get with auth")), BODY);
     let wrong = loc(&format!("http://user:WRONGPASS@{addr}/private"));
     match store.get(&wrong) {
-        Err(Error::Store(m)) => {
+        Err(Error::BadGateway(m)) => {
             assert!(m.contains("401"), "{m}");
             assert!(!m.contains("WRONGPASS") && !m.contains("user"), "{m}");
         }
@@ -141,7 +160,7 @@ fn remote_errors() {
     assert!(matches!(store.size(&missing), Err(Error::NotFound(_))));
     assert!(matches!(
         store.get(&loc(&format!("http://{addr}/error"))),
-        Err(Error::Store(_))
+        Err(Error::BadGateway(_))
     ));
 
     // A closed port: connection refused.
@@ -150,7 +169,7 @@ fn remote_errors() {
         .expect("port");
     let refused = loc(&format!("http://user:SECRETPW@{closed}/image"));
     match store.get(&refused) {
-        Err(Error::Store(m)) => {
+        Err(Error::BadGateway(m)) => {
             assert!(m.contains(&format!("http://{closed}/image")), "{m}");
             assert!(!m.contains("SECRETPW") && !m.contains("user"), "{m}");
         }

@@ -226,7 +226,10 @@ fn location_form() {
     let Location::S3(bare) = Location::parse("s3://127.0.0.1:8080/glance/img").expect("loc") else {
         panic!()
     };
-    assert!(matches!(store.target_for(&bare), Err(Error::Store(_))));
+    assert!(matches!(
+        store.target_for(&bare),
+        Err(Error::BadLocation(_))
+    ));
 }
 
 #[test]
@@ -362,4 +365,68 @@ fn missing_bucket_wrong_credentials_unreachable() {
     let missing = Location::parse(&stored.location.replace("/y", "/nope")).expect("loc");
     assert!(matches!(g.store.get(&missing), Err(Error::NotFound(_))));
     assert!(matches!(g.store.size(&missing), Err(Error::NotFound(_))));
+}
+
+/// A location naming another endpoint than `s3_store_host` (here the same server under the
+/// name `localhost`) is served by the SigV4 client over the location policy's agent: read,
+/// sized and deleted when `localhost` is allowed, refused (400) without a request when not.
+#[test]
+fn client_supplied_endpoints_use_the_guarded_client() {
+    let Some(svc) = test_services::swift("s3 client-supplied endpoint") else {
+        return;
+    };
+    let f = Fixture::new(&svc, |_| {});
+    let data = pattern(70_000);
+    let stored = add_to(&f.store, "remote-1", &mut &data[..], None).expect("add");
+    let Some(port) = svc.s3_endpoint.rsplit(':').next().map(str::to_string) else {
+        panic!("endpoint without port: {}", svc.s3_endpoint)
+    };
+    let other = stored.location.replacen(
+        &format!("127.0.0.1:{port}"),
+        &format!("localhost:{port}"),
+        1,
+    );
+    assert_ne!(other, stored.location, "the endpoint must differ");
+    let loc = Location::parse(&other).expect("loc");
+
+    let strict = S3Store::new(&StoreOptions {
+        s3: f.store.opts.clone(),
+        ..StoreOptions::default()
+    });
+    assert!(matches!(strict.get(&loc), Err(Error::BadLocation(_))));
+    assert!(matches!(strict.size(&loc), Err(Error::BadLocation(_))));
+
+    let allowed = S3Store::new(&StoreOptions {
+        s3: f.store.opts.clone(),
+        location_allowed_hosts: std::sync::Arc::new(
+            crate::store::netguard::AddressPolicy::parse(&["localhost"]).expect("policy"),
+        ),
+        ..StoreOptions::default()
+    });
+    assert_eq!(allowed.size(&loc).expect("size"), data.len() as u64);
+    assert_eq!(read_all(allowed.get(&loc).expect("get")), data);
+    let missing = Location::parse(&other.replace("/remote-1", "/nope")).expect("loc");
+    assert!(matches!(allowed.get(&missing), Err(Error::NotFound(_))));
+    // Wrong credentials: a 502 whose detail stays in the message (the log), not the reply.
+    let wrong = Location::parse(&other.replacen(
+        &format!(":{}@", percent_encode(&svc.s3_secret)),
+        ":WRONG@",
+        1,
+    ))
+    .expect("loc");
+    match allowed.get(&wrong) {
+        Err(e @ Error::BadGateway(_)) => {
+            let body =
+                String::from_utf8(crate::rest::error_response(e).into_bytes().expect("body"))
+                    .expect("utf-8");
+            assert!(
+                !body.contains("Signature") && !body.contains("403"),
+                "{body}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    allowed.delete(&loc).expect("delete");
+    assert!(matches!(allowed.size(&loc), Err(Error::NotFound(_))));
+    assert!(f.keys(&svc).is_empty());
 }

@@ -3,7 +3,7 @@
 //! python-swiftclient, apart from `glance/store/swift.py`).
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::SwiftAuthVersion;
 use crate::error::{Error, Result};
 use crate::http::percent_encode;
+use crate::store::netguard;
 
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waiting for a reply after the body was sent (a server-side copy of a segment can take a
@@ -19,6 +20,14 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Any single read or write on the connection.
 pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest listing page or auth reply read from the operator's Swift (a page of 10000
+/// names of up to 1024 bytes each, with their metadata, fits).
+pub(super) const MAX_LISTING_PAGE: u64 = 32 << 20;
+/// Most listing pages read from the operator's Swift in one listing.
+pub(super) const MAX_LISTING_PAGES: usize = 100;
+/// Most listing pages read from a client-supplied account: enough for the segments of the
+/// largest image (`MAX_SEGMENTS`, 99999 names) and a few other names.
+pub(super) const MAX_GUARDED_PAGES: usize = 12;
 /// A token this close to its expiry is renewed before use.
 pub(super) const TOKEN_MARGIN: Duration = Duration::from_secs(120);
 
@@ -78,6 +87,11 @@ pub(super) struct Conn {
     pub(super) agent: ureq::Agent,
     pub(super) auth: Auth,
     pub(super) session: Mutex<Option<Session>>,
+    /// True for an account named by a client-supplied location: `agent` is the location
+    /// policy's (for the auth request and for every request to the storage URL the auth
+    /// server hands out), answers are bounded more tightly, and failures map to the fixed
+    /// 400/502/504 replies.
+    pub(super) guarded: bool,
 }
 
 pub(super) fn agent() -> ureq::Agent {
@@ -106,8 +120,11 @@ pub(super) fn transport_error(what: &str, e: &ureq::Error) -> Error {
 
 /// A short, single-line excerpt of an error body (Swift answers in small HTML pages).
 pub(super) fn snippet(resp: &mut Response) -> String {
-    let mut buf = Vec::new();
-    let _ = resp.body_mut().as_reader().take(512).read_to_end(&mut buf);
+    let buf = match netguard::read_small(resp, 512) {
+        Ok(Some(b)) => b,
+        Ok(None) => return "<long body>".into(),
+        Err(_) => return String::new(),
+    };
     let text = String::from_utf8_lossy(&buf);
     let mut out = String::new();
     let mut in_tag = false;
@@ -128,20 +145,14 @@ pub(super) fn snippet(resp: &mut Response) -> String {
 
 /// Reads and drops a (small) body so the connection can be reused.
 pub(super) fn drain(resp: &mut Response) {
-    let _ = io::copy(
-        &mut resp.body_mut().as_reader().take(64 * 1024),
-        &mut io::sink(),
-    );
+    netguard::drain(resp);
 }
 
-/// Reads a JSON body of at most `limit` bytes.
+/// Reads a JSON body of at most `limit` bytes (within [`netguard::SMALL_BODY_DEADLINE`]).
 pub(super) fn read_json(resp: &mut Response, limit: u64) -> std::result::Result<Value, String> {
-    let bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
+    let bytes = netguard::read_small(resp, limit)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("longer than {limit} bytes"))?;
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
@@ -183,11 +194,41 @@ pub(super) fn status_error(what: &str, resp: &mut Response) -> Error {
 }
 
 impl Conn {
+    /// A connection to the operator's Swift (trusted).
     pub(super) fn new(auth: Auth) -> Conn {
         Conn {
             agent: agent(),
             auth,
             session: Mutex::new(None),
+            guarded: false,
+        }
+    }
+
+    /// A connection for a client-supplied location, over the location policy's `agent`.
+    pub(super) fn guarded(auth: Auth, agent: ureq::Agent) -> Conn {
+        Conn {
+            agent,
+            auth,
+            session: Mutex::new(None),
+            guarded: true,
+        }
+    }
+
+    /// Maps a transport failure of this connection.
+    pub(super) fn transport_error(&self, what: &str, e: &ureq::Error) -> Error {
+        if self.guarded {
+            netguard::transport_error(what, e)
+        } else {
+            transport_error(what, e)
+        }
+    }
+
+    /// The largest auth reply or listing page read from this account.
+    fn small_body_limit(&self) -> u64 {
+        if self.guarded {
+            netguard::MAX_SMALL_BODY
+        } else {
+            MAX_LISTING_PAGE
         }
     }
 
@@ -217,6 +258,9 @@ impl Conn {
     }
 
     pub(super) fn auth_unreachable(&self, e: &ureq::Error) -> Error {
+        if self.guarded {
+            return netguard::transport_error(&format!("Swift auth at {}", self.auth.url), e);
+        }
         Error::Unavailable(format!(
             "Swift authentication service at {} is unreachable: {e}",
             self.auth.url
@@ -322,7 +366,7 @@ impl Conn {
             }
         }
         let token = header(&resp, "x-subject-token");
-        let doc = read_json(&mut resp, 16 << 20)
+        let doc = read_json(&mut resp, self.small_body_limit())
             .map_err(|e| self.auth_failed(status, &format!("unreadable token reply: {e}")))?;
         let Some(token) = token else {
             return Err(self.auth_failed(status, "the reply lacks X-Subject-Token"));
@@ -436,7 +480,7 @@ impl Conn {
             };
             let resp = self
                 .send(&s, method, container, object, query, headers, &mut payload)
-                .map_err(|e| transport_error(what, &e))?;
+                .map_err(|e| self.transport_error(what, &e))?;
             if resp.status().as_u16() == 401 && !renew {
                 renew = true;
                 continue;
@@ -476,14 +520,29 @@ impl Conn {
         }
     }
 
-    /// Names and sizes of the objects named `<prefix>...` in a container, in name order.
-    pub(super) fn list(&self, container: &str, prefix: &str) -> Result<Vec<(String, u64)>> {
+    /// Names and sizes of the objects named `<prefix>...` in a container for which `keep`
+    /// is true, in name order. Bounded: pages of at most [`MAX_LISTING_PAGE`] bytes
+    /// ([`netguard::MAX_SMALL_BODY`] for a client-supplied account), at most
+    /// [`MAX_LISTING_PAGES`] pages ([`MAX_GUARDED_PAGES`]), more than `max_kept` names kept
+    /// is an error.
+    pub(super) fn list(
+        &self,
+        container: &str,
+        prefix: &str,
+        keep: impl Fn(&str) -> bool,
+        max_kept: usize,
+    ) -> Result<Vec<(String, u64)>> {
         let what = format!("GET {container}?prefix={prefix}");
         let mut out: Vec<(String, u64)> = Vec::new();
-        // Bounded: 100 pages of 10000 names cover more than MAX_SEGMENTS.
-        for _ in 0..100 {
+        let mut marker: Option<String> = None;
+        let max_pages = if self.guarded {
+            MAX_GUARDED_PAGES
+        } else {
+            MAX_LISTING_PAGES
+        };
+        for page_number in 1..=max_pages {
             let mut query = format!("format=json&prefix={}", percent_encode(prefix));
-            if let Some((last, _)) = out.last() {
+            if let Some(last) = &marker {
                 query.push_str(&format!("&marker={}", percent_encode(last)));
             }
             let mut resp = self.request("GET", Some(container), None, &query, &[], &what)?;
@@ -494,7 +553,7 @@ impl Conn {
             if !(200..=299).contains(&status) {
                 return Err(status_error(&what, &mut resp));
             }
-            let page = read_json(&mut resp, 64 << 20).map_err(|e| {
+            let page = read_json(&mut resp, self.small_body_limit()).map_err(|e| {
                 Error::Store(format!("Swift sent an unreadable listing ({what}): {e}"))
             })?;
             let Some(items) = page.as_array() else {
@@ -502,15 +561,37 @@ impl Conn {
                     "Swift sent an unreadable listing ({what})"
                 )));
             };
+            let mut last = None;
             for item in items {
-                if let (Some(name), Some(bytes)) = (item["name"].as_str(), item["bytes"].as_u64()) {
+                let Some(name) = item["name"].as_str() else {
+                    continue;
+                };
+                last = Some(name);
+                if let Some(bytes) = item["bytes"].as_u64()
+                    && keep(name)
+                {
+                    if out.len() >= max_kept {
+                        return Err(Error::Store(format!(
+                            "Swift listed more than {max_kept} matching objects ({what})"
+                        )));
+                    }
                     out.push((name.to_string(), bytes));
                 }
             }
-            // Swift pages hold up to 10000 names; a shorter page is the last.
-            if items.len() < 10_000 {
+            // Swift pages hold up to 10000 names; a shorter page is the last. A marker that
+            // does not move on would repeat the same page.
+            let Some(last) = last.map(str::to_string) else {
+                break;
+            };
+            if items.len() < 10_000 || marker.as_deref() >= Some(last.as_str()) {
                 break;
             }
+            if page_number == max_pages {
+                return Err(Error::Store(format!(
+                    "Swift listing has more than {max_pages} pages ({what})"
+                )));
+            }
+            marker = Some(last);
         }
         Ok(out)
     }

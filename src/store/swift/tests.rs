@@ -50,7 +50,7 @@ impl Fixture {
 
     /// Every object name in the container (empty when the container does not exist).
     fn objects(&self) -> Vec<String> {
-        match self.conn().list(&self.container, "") {
+        match self.conn().list(&self.container, "", |_| true, usize::MAX) {
             Ok(v) => v.into_iter().map(|(n, _)| n).collect(),
             Err(Error::NotFound(_)) => Vec::new(),
             Err(e) => panic!("listing {}: {e}", self.container),
@@ -65,7 +65,7 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let conn = self.conn();
-        if let Ok(objects) = conn.list(&self.container, "") {
+        if let Ok(objects) = conn.list(&self.container, "", |_| true, usize::MAX) {
             for (name, _) in objects {
                 let _ = conn.delete_object(&self.container, &name);
             }
