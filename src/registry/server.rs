@@ -23,7 +23,7 @@ use crate::registry::{
     IF_STATUS_HEADER, ListQuery, PageLimits, Registry, parse_can_share, parse_memberships,
 };
 use crate::rest::{error_response, log_error, read_json};
-use crate::store::{Location, redact_uri};
+use crate::store::{check_record, redact_uri};
 
 /// The registry API application.
 pub struct RegistryApp {
@@ -219,19 +219,12 @@ impl Handler for RegistryApp {
 const CREATE_STATUSES: [Status; 2] = [Status::Queued, Status::Active];
 
 /// A location sent to the registry must be a store location it could later read or delete
-/// (`store::Location::parse`); the registry trusts the caller's identity, not its data.
+/// (`store::check_record`); the registry trusts the caller's identity, not its data.
 fn check_location(patch: &ImagePatch) -> Result<()> {
-    if let Some(Some(uri)) = &patch.location {
-        Location::parse(uri).map_err(|e| {
-            let m = e.message();
-            if m.to_ascii_lowercase().contains("location") {
-                Error::BadRequest(m)
-            } else {
-                Error::bad_request(format!("Invalid value for 'location': {m}"))
-            }
-        })?;
+    match &patch.location {
+        Some(Some(uri)) => check_record(uri),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn not_allowed(allow: &str) -> Error {

@@ -568,6 +568,20 @@ fn parse_s3(scheme: &'static str, uri: &str, rest: &str) -> Result<Location> {
     }))
 }
 
+/// Checks a location the registry is asked to record: it must parse as a store location
+/// (the registry API's check; glance-api applies the location policy before it sends one).
+/// The error is a 400 naming the `location` field.
+pub fn check_record(uri: &str) -> Result<()> {
+    Location::parse(uri).map(|_| ()).map_err(|e| {
+        let m = e.message();
+        if m.to_ascii_lowercase().contains("location") {
+            Error::BadRequest(m)
+        } else {
+            Error::bad_request(format!("Invalid value for 'location': {m}"))
+        }
+    })
+}
+
 /// The client- and log-safe form of any stored location string: [`Location::redacted`] when
 /// it parses; otherwise `scheme://` plus whatever follows the last `@` (so no user-info
 /// survives), or `<malformed location>` when it is not even `scheme://...`.

@@ -50,7 +50,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use checksum::Md5Sum;
-pub use location::{FileLocation, HttpLocation, Location, S3Location, SwiftLocation, redact_uri};
+pub use location::{
+    FileLocation, HttpLocation, Location, S3Location, SwiftLocation, check_record, redact_uri,
+};
 use location::{Kind, lookup_scheme, parse_stored};
 pub(crate) use pipeline::BUFFER_ALIGN;
 pub use pipeline::ImageBody;
