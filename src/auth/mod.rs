@@ -8,6 +8,7 @@
 
 pub mod keystone;
 
+use crate::config::AuthStrategy;
 use crate::error::{Error, Result};
 use crate::http::{Headers, Request};
 use crate::image::Image;
@@ -55,9 +56,9 @@ pub fn context_source(
         admin_role: common.admin_role.clone(),
         owner_is_tenant: common.owner_is_tenant,
     };
-    match common.auth_strategy.as_str() {
-        "noauth" => Ok(std::sync::Arc::new(NoAuth(opts))),
-        "keystone" => {
+    match common.auth_strategy {
+        AuthStrategy::NoAuth => Ok(std::sync::Arc::new(NoAuth(opts))),
+        AuthStrategy::Keystone => {
             let ks = std::sync::Arc::new(keystone::Keystone::new(
                 common.keystone.clone(),
                 opts,
@@ -66,9 +67,6 @@ pub fn context_source(
             ks.warm_up();
             Ok(ks)
         }
-        other => Err(crate::Error::Config(format!(
-            "auth_strategy = {other} is not supported (use noauth or keystone)"
-        ))),
     }
 }
 

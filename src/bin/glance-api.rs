@@ -27,7 +27,7 @@ fn run(cli: &CliArgs) -> Result<()> {
         max: cfg.api_limit_max,
     };
     let stores = Stores::new(&StoreOptions {
-        default_store: cfg.default_store.clone(),
+        default_store: cfg.default_store,
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         buffer_size: cfg.image_buffer_size,
         direct_io: cfg.filesystem_store_direct_io,
@@ -40,10 +40,8 @@ fn run(cli: &CliArgs) -> Result<()> {
     // Held until the process ends: while it is, no other glance-api reconciles this
     // database under our running uploads.
     let (registry, _upload_lock) = open_registry(&cfg, limits, &stores)?;
-    let notifier: Arc<dyn notifier::Notifier> = Arc::from(notifier::from_strategy(
-        &cfg.notifier_strategy,
-        &cfg.rabbit,
-    )?);
+    let notifier: Arc<dyn notifier::Notifier> =
+        Arc::from(notifier::from_strategy(cfg.notifier_strategy, &cfg.rabbit)?);
     let auth = auth::context_source(&cfg.common)?;
     let service = service::Service::bind(
         PROGRAM,

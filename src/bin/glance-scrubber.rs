@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use glance_rs::config::{self, CliArgs, ScrubberConfig};
 use glance_rs::image::Status;
 use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
-use glance_rs::store::{StoreOptions, Stores};
+use glance_rs::store::{Backend, StoreOptions, Stores};
 use glance_rs::{Error, Result, log as glance_log, timeutil};
 
 const PROGRAM: &str = "glance-scrubber";
@@ -66,7 +66,7 @@ fn run(cli: &CliArgs) -> Result<()> {
         },
     )?;
     let stores = Stores::new(&StoreOptions {
-        default_store: "file".into(),
+        default_store: Backend::File,
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),

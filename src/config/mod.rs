@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::registry::Quotas;
 use crate::store::netguard::AddressPolicy;
 use crate::store::{
-    BucketUrlFormat, MB, S3Options, SwiftAuthVersion, SwiftOptions, endpoint_interface,
+    Backend, BucketUrlFormat, MB, S3Options, SwiftAuthVersion, SwiftOptions, endpoint_interface,
 };
 pub use ini::{Ini, Origin, SectionView, Value};
 
@@ -36,6 +36,59 @@ pub const SCRUBBER_APP: &str = "glance-scrubber";
 
 /// The allowed values of `auth_strategy`.
 pub const AUTH_STRATEGIES: &[&str] = &["noauth", "keystone"];
+
+/// How requests are authenticated (`auth_strategy`), parsed when the config is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStrategy {
+    /// Diablo's default pipeline: identity headers trusted, no token means admin.
+    NoAuth,
+    /// Tokens validated against Keystone v3.
+    Keystone,
+}
+
+impl AuthStrategy {
+    /// The strategy of a name in [`AUTH_STRATEGIES`] (checked by the caller).
+    fn from_name(name: &str) -> AuthStrategy {
+        if name.eq_ignore_ascii_case("keystone") {
+            AuthStrategy::Keystone
+        } else {
+            AuthStrategy::NoAuth
+        }
+    }
+
+    /// The option value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStrategy::NoAuth => "noauth",
+            AuthStrategy::Keystone => "keystone",
+        }
+    }
+}
+
+/// `notifier_strategy` values (`default` is Diablo's other name of `noop`).
+pub const NOTIFIER_STRATEGIES: &[&str] = &["noop", "default", "logging", "rabbit"];
+
+/// Where image notifications go (`notifier_strategy`), parsed when the config is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifierStrategy {
+    /// Nowhere.
+    Noop,
+    /// The log.
+    Logging,
+    /// An AMQP broker (the `rabbit_*` options).
+    Rabbit,
+}
+
+impl NotifierStrategy {
+    /// The strategy of a name in [`NOTIFIER_STRATEGIES`] (checked by the caller).
+    fn from_name(name: &str) -> NotifierStrategy {
+        match name.to_ascii_lowercase().as_str() {
+            "logging" => NotifierStrategy::Logging,
+            "rabbit" => NotifierStrategy::Rabbit,
+            _ => NotifierStrategy::Noop,
+        }
+    }
+}
 
 /// Default `log_date_format` (Glance's).
 pub const DEFAULT_LOG_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -307,8 +360,8 @@ pub struct CommonOptions {
     /// `log_config`/`--log-config`: a Python logging config file, which we cannot apply (a
     /// warning says so). It must exist.
     pub log_config: Option<PathBuf>,
-    /// Auth strategy: `noauth` or `keystone` (lower-case, validated).
-    pub auth_strategy: String,
+    /// `auth_strategy`: `noauth` (default) or `keystone`.
+    pub auth_strategy: AuthStrategy,
     /// Role name that makes a caller admin (`admin_role`, default `admin`).
     pub admin_role: String,
     /// Owner id is the tenant (else the user) (`owner_is_tenant`, default True).
@@ -335,7 +388,7 @@ impl CommonOptions {
             log_date_format: DEFAULT_LOG_DATE_FORMAT.to_string(),
             use_syslog: false,
             log_config: None,
-            auth_strategy: "noauth".to_string(),
+            auth_strategy: AuthStrategy::NoAuth,
             admin_role: "admin".to_string(),
             owner_is_tenant: true,
             allow_anonymous_access: false,
@@ -391,12 +444,13 @@ impl CommonOptions {
         self.bind_host = d.string("bind_host", &self.bind_host);
         self.bind_port = d.port("bind_port", self.bind_port)?;
         self.workers = d.usize_in("workers", 16, 1..=usize::MAX)?;
-        self.auth_strategy = d.choice("auth_strategy", "noauth", AUTH_STRATEGIES)?;
+        self.auth_strategy =
+            AuthStrategy::from_name(&d.choice("auth_strategy", "noauth", AUTH_STRATEGIES)?);
         self.admin_role = d.string("admin_role", "admin");
         self.owner_is_tenant = d.bool("owner_is_tenant", true)?;
         self.allow_anonymous_access = d.bool("allow_anonymous_access", false)?;
         self.keystone = KeystoneOptions::from_ini(ini)?;
-        if self.auth_strategy == "keystone" {
+        if self.auth_strategy == AuthStrategy::Keystone {
             self.keystone.check_complete(ini)?;
         }
         Ok(())
@@ -405,7 +459,7 @@ impl CommonOptions {
     /// Warnings about options in `[keystone_authtoken]` that were never read (only under
     /// `keystone`: a noauth config may carry a section it does not use).
     fn keystone_warnings(&self, ini: &Ini) -> Vec<String> {
-        if self.auth_strategy == "keystone" {
+        if self.auth_strategy == AuthStrategy::Keystone {
             ini.unknown_options_in(KEYSTONE_SECTION)
         } else {
             Vec::new()
@@ -918,7 +972,7 @@ pub struct ApiConfig {
     /// the versions document; unset = the address the client connected to.
     pub public_endpoint: Option<String>,
     /// Store used for uploads (`default_store`, default `file`).
-    pub default_store: String,
+    pub default_store: Backend,
     /// `filesystem_store_datadir` (default `/var/lib/glance/images/`).
     pub filesystem_store_datadir: PathBuf,
     /// `delayed_delete` (default False): DELETE leaves `pending_delete` for the scrubber.
@@ -932,7 +986,7 @@ pub struct ApiConfig {
     /// `O_DIRECT` where the filesystem allows it.
     pub filesystem_store_direct_io: bool,
     /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
-    pub notifier_strategy: String,
+    pub notifier_strategy: NotifierStrategy,
     /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
     /// strategy).
     pub rabbit: RabbitOptions,
@@ -977,7 +1031,15 @@ impl ApiConfig {
                         .map_err(|p| v.error_showing("public_endpoint", &redact_url(v.text), &p))?,
                 ),
             },
-            default_store: d.string("default_store", "file"),
+            default_store: match d.get("default_store") {
+                None => Backend::File,
+                Some(v) => Backend::parse(v.text).ok_or_else(|| {
+                    v.error(
+                        "default_store",
+                        "is not a store (file, http, swift, s3, or one of their schemes)",
+                    )
+                })?,
+            },
             filesystem_store_datadir: d.path("filesystem_store_datadir", DEFAULT_DATADIR),
             delayed_delete: d.bool("delayed_delete", false)?,
             image_size_cap: d.u64("image_size_cap", 1 << 40)?,
@@ -987,7 +1049,11 @@ impl ApiConfig {
                 4096..=16 << 20,
             )?,
             filesystem_store_direct_io: d.bool("filesystem_store_direct_io", true)?,
-            notifier_strategy: d.string("notifier_strategy", "noop"),
+            notifier_strategy: NotifierStrategy::from_name(&d.choice(
+                "notifier_strategy",
+                "noop",
+                NOTIFIER_STRATEGIES,
+            )?),
             rabbit: RabbitOptions::from_ini(ini)?,
             swift,
             s3,

@@ -120,7 +120,7 @@ fn api_defaults_from_an_empty_file() {
     assert_eq!(c.common.log_file, None);
     assert_eq!(c.common.log_path(), None);
     assert_eq!(c.common.log_date_format, "%Y-%m-%d %H:%M:%S");
-    assert_eq!(c.common.auth_strategy, "noauth");
+    assert_eq!(c.common.auth_strategy, AuthStrategy::NoAuth);
     assert_eq!(c.common.admin_role, "admin");
     assert!(c.common.owner_is_tenant);
     assert_eq!(c.registry_host, None);
@@ -132,7 +132,7 @@ fn api_defaults_from_an_empty_file() {
     assert_eq!(c.db.sql_idle_timeout, Duration::from_secs(3600));
     assert!(!c.db.db_auto_create);
     assert_eq!((c.api_limit_max, c.limit_param_default), (1000, 25));
-    assert_eq!(c.default_store, "file");
+    assert_eq!(c.default_store, Backend::File);
     assert_eq!(
         c.filesystem_store_datadir,
         Path::new("/var/lib/glance/images/")
@@ -141,7 +141,7 @@ fn api_defaults_from_an_empty_file() {
     assert_eq!(c.image_size_cap, 1_099_511_627_776);
     assert_eq!(c.image_buffer_size, 1_048_576);
     assert!(c.filesystem_store_direct_io);
-    assert_eq!(c.notifier_strategy, "noop");
+    assert_eq!(c.notifier_strategy, NotifierStrategy::Noop);
     assert_eq!(c.rabbit, RabbitOptions::default());
     assert_eq!(
         (c.rabbit.host.as_str(), c.rabbit.port, c.rabbit.use_ssl),
@@ -191,7 +191,7 @@ fn api_values_and_validation() {
     .unwrap();
     assert_eq!(c.common.bind_port, 0);
     assert_eq!(c.common.workers, 2);
-    assert_eq!(c.common.auth_strategy, "keystone");
+    assert_eq!(c.common.auth_strategy, AuthStrategy::Keystone);
     assert!(!c.common.owner_is_tenant);
     assert_eq!(c.registry_host.as_deref(), Some("10.0.0.1"));
     assert_eq!(c.registry_port, 9999);
@@ -443,7 +443,7 @@ fn rabbit_options() {
          rabbit_virtual_host = /openstack\n\
          rabbit_notification_topic = notifications\n"))
     .unwrap();
-    assert_eq!(c.notifier_strategy, "rabbit");
+    assert_eq!(c.notifier_strategy, NotifierStrategy::Rabbit);
     let r = &c.rabbit;
     assert_eq!(
         (r.host.as_str(), r.port, r.use_ssl),
@@ -559,7 +559,7 @@ fn keystone_options() {
                 user_domain_name = users\nproject_domain_name = projects\n\
                 token_cache_time = 60\nmemcached_servers = 127.0.0.1:11211\n";
     let c = RegistryConfig::from_ini(&ini(full)).unwrap();
-    assert_eq!(c.common.auth_strategy, "keystone");
+    assert_eq!(c.common.auth_strategy, AuthStrategy::Keystone);
     assert!(c.common.allow_anonymous_access);
     let k = &c.common.keystone;
     assert_eq!(k.auth_url.as_deref(), Some("http://127.0.0.1:5000/v3"));
@@ -807,6 +807,27 @@ fn public_endpoint_is_validated() {
     // The password of a rejected user-info never shows in the message.
     let e = err(load("https://user:s3cret@images.example.com"));
     assert!(e.contains("user-info") && !e.contains("s3cret"), "{e}");
+}
+
+#[test]
+fn strategies_and_default_store_are_parsed_at_load() {
+    for (text, needle) in [
+        ("notifier_strategy = carrier-pigeon", "notifier_strategy"),
+        ("default_store = tape", "default_store"),
+        ("auth_strategy = ldap", "auth_strategy"),
+    ] {
+        let e = err(ApiConfig::from_ini(&ini(&format!("[DEFAULT]\n{text}\n"))));
+        assert!(
+            e.contains(needle) && e.contains(text.split(" = ").nth(1).unwrap_or("")),
+            "{e}"
+        );
+    }
+    let c = ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nnotifier_strategy = Logging\ndefault_store = swift+https\n",
+    ))
+    .unwrap();
+    assert_eq!(c.notifier_strategy, NotifierStrategy::Logging);
+    assert_eq!(c.default_store, Backend::Swift);
 }
 
 #[test]

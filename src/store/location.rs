@@ -20,43 +20,58 @@ const MALFORMED: &str = "<malformed location>";
 // Scheme table
 // ---------------------------------------------------------------------------------------
 
-/// The kinds of backend a location can name.
+/// The store backends: what `default_store`, `x-image-meta-store` and a location's scheme
+/// name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub enum Backend {
+    /// The filesystem store (`file`).
     File,
+    /// The read-only HTTP(S) store (`http`).
     Http,
+    /// The Swift store (`swift`).
     Swift,
+    /// The S3 store (`s3`).
     S3,
 }
 
-impl Kind {
+impl Backend {
+    /// The backend a store name (`file`, `swift`, ...) or one of its schemes (`filesystem`,
+    /// `swift+https`, ...) names, case-insensitively.
+    pub fn parse(name: &str) -> Option<Backend> {
+        let lower = name.trim().to_ascii_lowercase();
+        SCHEMES
+            .iter()
+            .find(|(s, b)| *s == lower || b.store_name() == lower)
+            .map(|(_, b)| *b)
+    }
+
     /// The store name, as in `x-image-meta-store`/`default_store` and [`Store::name`].
-    pub(super) fn store_name(self) -> &'static str {
+    pub fn store_name(self) -> &'static str {
         match self {
-            Kind::File => "file",
-            Kind::Http => "http",
-            Kind::Swift => "swift",
-            Kind::S3 => "s3",
+            Backend::File => "file",
+            Backend::Http => "http",
+            Backend::Swift => "swift",
+            Backend::S3 => "s3",
         }
     }
 }
 
 /// Every scheme glance-rs understands, with the kind of store serving it. Lookups are by the
 /// lower-cased scheme.
-const SCHEMES: &[(&str, Kind)] = &[
-    ("file", Kind::File),
-    ("filesystem", Kind::File),
-    ("http", Kind::Http),
-    ("https", Kind::Http),
-    ("swift", Kind::Swift),
-    ("swift+http", Kind::Swift),
-    ("swift+https", Kind::Swift),
-    ("s3", Kind::S3),
-    ("s3+http", Kind::S3),
-    ("s3+https", Kind::S3),
+const SCHEMES: &[(&str, Backend)] = &[
+    ("file", Backend::File),
+    ("filesystem", Backend::File),
+    ("http", Backend::Http),
+    ("https", Backend::Http),
+    ("swift", Backend::Swift),
+    ("swift+http", Backend::Swift),
+    ("swift+https", Backend::Swift),
+    ("s3", Backend::S3),
+    ("s3+http", Backend::S3),
+    ("s3+https", Backend::S3),
 ];
 
-pub(super) fn lookup_scheme(scheme: &str) -> Option<(&'static str, Kind)> {
+pub(super) fn lookup_scheme(scheme: &str) -> Option<(&'static str, Backend)> {
     let lower = scheme.to_ascii_lowercase();
     SCHEMES
         .iter()
@@ -268,14 +283,14 @@ impl Location {
                 known_schemes()
             )));
         };
-        if kind != Kind::File && rest.chars().any(char::is_whitespace) {
+        if kind != Backend::File && rest.chars().any(char::is_whitespace) {
             return Err(malformed(format!("{scheme} URI contains whitespace")));
         }
         match kind {
-            Kind::File => parse_file(scheme, rest),
-            Kind::Http => parse_http(scheme, rest),
-            Kind::Swift => parse_swift(scheme, uri, rest),
-            Kind::S3 => parse_s3(scheme, uri, rest),
+            Backend::File => parse_file(scheme, rest),
+            Backend::Http => parse_http(scheme, rest),
+            Backend::Swift => parse_swift(scheme, uri, rest),
+            Backend::S3 => parse_s3(scheme, uri, rest),
         }
     }
 
@@ -294,12 +309,12 @@ impl Location {
         self.kind().store_name()
     }
 
-    pub(super) fn kind(&self) -> Kind {
+    pub(super) fn kind(&self) -> Backend {
         match self {
-            Location::File(_) => Kind::File,
-            Location::Http(_) => Kind::Http,
-            Location::Swift(_) => Kind::Swift,
-            Location::S3(_) => Kind::S3,
+            Location::File(_) => Backend::File,
+            Location::Http(_) => Backend::Http,
+            Location::Swift(_) => Backend::Swift,
+            Location::S3(_) => Backend::S3,
         }
     }
 

@@ -50,10 +50,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use checksum::Md5Sum;
+pub use location::Backend;
 pub use location::{
     FileLocation, HttpLocation, Location, S3Location, SwiftLocation, check_record, redact_uri,
 };
-use location::{Kind, lookup_scheme, parse_stored};
+use location::{lookup_scheme, parse_stored};
 pub(crate) use pipeline::BUFFER_ALIGN;
 pub use pipeline::ImageBody;
 
@@ -207,7 +208,7 @@ pub trait Store: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Store for uploads without `x-image-meta-store` (default `file`).
-    pub default_store: String,
+    pub default_store: Backend,
     /// Directory of the filesystem store (default `/var/lib/glance/images/`); created at
     /// start-up if missing.
     pub filesystem_store_datadir: PathBuf,
@@ -248,7 +249,7 @@ impl StoreOptions {
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
         StoreOptions {
-            default_store: "file".into(),
+            default_store: Backend::File,
             filesystem_store_datadir: PathBuf::from("/var/lib/glance/images/"),
             buffer_size: DEFAULT_BUFFER_SIZE,
             direct_io: true,
@@ -323,13 +324,13 @@ impl Stores {
             policy: LocationPolicy::new(opts),
         };
         let default = s
-            .by_name(&opts.default_store)
+            .by_name(opts.default_store.store_name())
             .filter(|st| st.writable())
             .map(|st| st.name())
             .ok_or_else(|| {
                 Error::Config(format!(
                     "default_store = {}: not a writable store on this server (available: {})",
-                    sanitize(&opts.default_store),
+                    opts.default_store.store_name(),
                     s.writable_names()
                 ))
             })?;
@@ -426,7 +427,7 @@ impl Stores {
     /// see [`netguard`]). Every refusal is a 400.
     pub fn check_client_location(&self, uri: &str) -> Result<Location> {
         let loc = Location::parse(uri)?;
-        if loc.kind() == Kind::File {
+        if loc.kind() == Backend::File {
             return Err(Error::BadRequest(format!(
                 "Invalid location: {}:// locations cannot be registered by clients; \
                  upload the image data instead",

@@ -423,7 +423,7 @@ impl S3Store {
             ),
         };
         if let Err(why) = &target
-            && opts.default_store == "s3"
+            && opts.default_store == super::Backend::S3
         {
             warn!("{why}; uploads to the s3 store will fail");
         }

@@ -405,7 +405,7 @@ impl SwiftStore {
                 "The swift store is not configured: set {} in the configuration file",
                 missing.join(", ")
             );
-            if opts.default_store == "swift" {
+            if opts.default_store == super::Backend::Swift {
                 warn!("{why}; uploads to the swift store will fail");
             }
             Err(why)

@@ -261,22 +261,26 @@ fn store_selection() {
     }
 }
 
+fn backend(name: &str) -> Backend {
+    Backend::parse(name).unwrap_or_else(|| panic!("{name} is no store"))
+}
+
 #[test]
 fn default_store_must_be_writable() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    for name in ["http", "nope"] {
-        let r = Stores::new(&StoreOptions {
-            default_store: name.into(),
-            filesystem_store_datadir: tmp.path().join("images"),
-            ..StoreOptions::default()
-        });
-        match r {
-            Err(Error::Config(m)) => assert!(m.contains("default_store"), "{m}"),
-            other => panic!("{name}: {other:?}"),
-        }
+    assert_eq!(Backend::parse("nope"), None);
+    assert_eq!(Backend::parse(" Swift+HTTPS"), Some(Backend::Swift));
+    let r = Stores::new(&StoreOptions {
+        default_store: Backend::Http,
+        filesystem_store_datadir: tmp.path().join("images"),
+        ..StoreOptions::default()
+    });
+    match r {
+        Err(Error::Config(m)) => assert!(m.contains("default_store"), "{m}"),
+        other => panic!("http: {other:?}"),
     }
     let s = Stores::new(&StoreOptions {
-        default_store: "filesystem".into(),
+        default_store: backend("filesystem"),
         filesystem_store_datadir: tmp.path().join("images"),
         ..StoreOptions::default()
     })
@@ -286,13 +290,13 @@ fn default_store_must_be_writable() {
     // known_stores it may be (uploads then fail with a clear error).
     for name in ["swift", "s3"] {
         let unknown = Stores::new(&StoreOptions {
-            default_store: name.into(),
+            default_store: backend(name),
             filesystem_store_datadir: tmp.path().join("images"),
             ..StoreOptions::default()
         });
         assert!(matches!(unknown, Err(Error::Config(_))), "{name}");
         let s = Stores::new(&StoreOptions {
-            default_store: name.into(),
+            default_store: backend(name),
             filesystem_store_datadir: tmp.path().join("images"),
             known_stores: Some(vec!["file".into(), name.into()]),
             ..StoreOptions::default()
@@ -302,7 +306,7 @@ fn default_store_must_be_writable() {
     }
     // Configured, they are known by default.
     let mut opts = StoreOptions {
-        default_store: "swift".into(),
+        default_store: Backend::Swift,
         filesystem_store_datadir: tmp.path().join("images"),
         ..StoreOptions::default()
     };

@@ -368,7 +368,13 @@ fn upload_and_activate(
             e,
         ));
     }
-    app.notifier.info("image.upload", image_payload(&image));
+    // Spec §10: the payload is the image as it was before the upload, i.e. `queued` (this
+    // request took it from there).
+    let before = Image {
+        status: Status::Queued,
+        ..image.clone()
+    };
+    app.notifier.info("image.upload", image_payload(&before));
     let activate = ImagePatch {
         status: Some(Status::Active),
         location: Some(Some(stored.location.clone())),
