@@ -8,8 +8,6 @@
 use std::fmt;
 use std::io;
 
-use crate::http::Response;
-
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -110,61 +108,6 @@ impl Error {
             Error::Io(ctx, e) => format!("{ctx}: {e}"),
         }
     }
-
-    /// Renders the error as a `text/plain` reply in WebOb's layout (status line, generic
-    /// sentence, detail), which Glance clients search for substrings.
-    pub fn into_response(self) -> Response {
-        let status = self.status();
-        let detail = match &self {
-            // Internal details stay in the log; the client gets a generic sentence.
-            Error::Db(_) | Error::Io(..) | Error::Internal(_) => {
-                "The server has either erred or is incapable of performing the requested operation."
-                    .to_string()
-            }
-            _ => self.message(),
-        };
-        let body = format!(
-            "{} {}\n\n{}\n\n {}\n",
-            status,
-            crate::http::reason(status),
-            generic_sentence(status),
-            detail
-        );
-        let mut resp = Response::text(status, body);
-        match &self {
-            Error::MethodNotAllowed(allow) => resp = resp.with_header("Allow", allow),
-            Error::AuthRequired { uri, .. } => {
-                resp = resp.with_header("WWW-Authenticate", &www_authenticate(uri));
-            }
-            _ => {}
-        }
-        resp
-    }
-}
-
-/// The `WWW-Authenticate` value keystonemiddleware sends: `Keystone uri="<uri>"` (quotes and
-/// backslashes in the URI escaped).
-pub fn www_authenticate(uri: &str) -> String {
-    let escaped = uri.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("Keystone uri=\"{escaped}\"")
-}
-
-fn generic_sentence(status: u16) -> &'static str {
-    match status {
-        400 => {
-            "The server could not comply with the request since it is either malformed or otherwise incorrect."
-        }
-        401 => {
-            "This server could not verify that you are authorized to access the document you requested."
-        }
-        403 => "Access was denied to this resource.",
-        404 => "The resource could not be found.",
-        405 => "The method is not allowed for this resource.",
-        409 => "There was a conflict when trying to complete your request.",
-        413 => "The request is larger than the server is willing or able to process.",
-        503 => "The server is currently unavailable. Please try again at a later time.",
-        _ => "The server has either erred or is incapable of performing the requested operation.",
-    }
 }
 
 impl fmt::Display for Error {
@@ -191,29 +134,5 @@ impl From<rusqlite::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Error {
         Error::BadRequest(format!("Malformed JSON in request body: {e}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auth_required_carries_the_keystone_challenge() {
-        let e = Error::AuthRequired {
-            message: "Authentication required".into(),
-            uri: "http://127.0.0.1:5000/v3".into(),
-        };
-        assert_eq!(e.status(), 401);
-        let resp = e.into_response();
-        assert_eq!(resp.status, 401);
-        let h: Vec<_> = resp
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(h, ["Keystone uri=\"http://127.0.0.1:5000/v3\""]);
-        assert_eq!(www_authenticate("a\"b"), "Keystone uri=\"a\\\"b\"");
     }
 }

@@ -141,23 +141,98 @@ pub fn validate_formats(disk: Option<&str>, container: Option<&str>) -> Result<(
     Ok(())
 }
 
-/// A new image id: a UUID v4 string.
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+/// A validated image id: 1–64 characters of `[A-Za-z0-9._-]`, not starting with a dot (so
+/// no id can name a hidden file, or look like the file store's temp files `.<id>.tmp-…`).
+/// Parsed once where an id enters the program (API paths and headers, the registry API,
+/// the CLI); everything behind that edge takes an `ImageId`, so no layer re-checks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ImageId(String);
+
+impl ImageId {
+    /// Checks a client-chosen id; an invalid one is a 400 naming the rule.
+    pub fn parse(id: &str) -> Result<ImageId> {
+        let ok_chars = id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if id.is_empty() || id.len() > 64 || !ok_chars || id.starts_with('.') {
+            return Err(Error::bad_request(format!(
+                "Invalid image id '{}': use 1-64 characters of A-Z a-z 0-9 . _ - that do not \
+                 start with a dot",
+                shown(id)
+            )));
+        }
+        Ok(ImageId(id.to_string()))
+    }
+
+    /// An id from a URL path: one that cannot be valid names no image, so it is a 404 (as
+    /// for any unknown id, whatever its shape).
+    pub fn from_path(id: &str) -> Result<ImageId> {
+        ImageId::parse(id).map_err(|_| Error::not_found(format!("Image {} not found", shown(id))))
+    }
+
+    /// A new id: a UUID v4 string.
+    pub fn generate() -> ImageId {
+        ImageId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Checks a client-chosen id: 1–64 characters of `[A-Za-z0-9._-]`, not only dots.
-pub fn validate_id(id: &str) -> Result<()> {
-    let ok_chars = id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if id.is_empty() || id.len() > 64 || !ok_chars || id.bytes().all(|b| b == b'.') {
-        return Err(Error::bad_request(format!(
-            "Invalid image id '{}': use 1-64 characters of A-Z a-z 0-9 . _ - (not only dots)",
-            id.chars().take(80).collect::<String>()
-        )));
+/// An id as it may be echoed in a message: printable, at most 80 characters.
+fn shown(id: &str) -> String {
+    id.chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl std::ops::Deref for ImageId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
     }
-    Ok(())
+}
+
+impl AsRef<str> for ImageId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ImageId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ImageId> {
+        ImageId::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<ImageId, D::Error> {
+        let s = String::deserialize(d)?;
+        ImageId::parse(&s).map_err(|e| serde::de::Error::custom(e.message()))
+    }
+}
+
+/// A new image id: a UUID v4 string.
+pub fn new_id() -> String {
+    ImageId::generate().0
+}
+
+/// Checks a client-chosen id (see [`ImageId::parse`]).
+pub fn validate_id(id: &str) -> Result<()> {
+    ImageId::parse(id).map(|_| ())
 }
 
 /// Free-form image properties; a value of `None` is a property set to null.
@@ -650,7 +725,18 @@ mod tests {
         assert!(validate_id(&new_id()).is_ok());
         assert!(validate_id("my-image_1.0").is_ok());
         assert!(validate_id(&"a".repeat(64)).is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", "é", &"a".repeat(65)] {
+        let temp_like = format!(".x.tmp-{}", "0".repeat(32));
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            &temp_like,
+            "a/b",
+            "a b",
+            "é",
+            &"a".repeat(65),
+        ] {
             assert!(validate_id(bad).is_err(), "{bad:?} accepted");
         }
     }

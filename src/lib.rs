@@ -30,6 +30,7 @@ pub mod notifier;
 #[cfg(test)]
 mod props;
 pub mod registry;
+pub mod rest;
 pub mod service;
 pub mod store;
 pub mod timeutil;

@@ -200,6 +200,8 @@ scenarios!(
     aborted_upload_leaves_nothing,
     status_rules,
     upload_limits_and_store_errors,
+    racing_uploads_one_wins,
+    location_changes_only_while_queued,
     bad_chunks_kill_the_upload,
 );
 
@@ -1210,4 +1212,179 @@ fn one_gib_round_trip() {
     }
     assert_eq!(total, SIZE);
     assert_eq!(hex(&hash.finalize()), sent);
+}
+
+/// 16 clients upload different data into one queued image at once (a client retrying after
+/// a timeout is enough to race): exactly one wins, the others get 409 and touch nothing.
+fn racing_uploads_one_wins(mode: Mode) {
+    const RACERS: usize = 16;
+    let e = env(mode, "");
+    let r = post_image(&e.c, &[("x-image-meta-name", "raced")], None);
+    assert_status!(r, 201);
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    let start = std::sync::Barrier::new(RACERS);
+    let outcomes: Vec<(u16, Vec<u8>, String)> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..RACERS)
+            .map(|n| {
+                let (c, path, start) = (Client::new(&e.c.base), &path, &start);
+                scope.spawn(move || {
+                    let data = vec![b'a' + n as u8; 256 * 1024 + n];
+                    start.wait();
+                    let r = c.request("PUT", path, &upload_headers(&[]), Some(&data));
+                    (r.status, data, r.text())
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|h| h.join().expect("racer"))
+            .collect()
+    });
+    let winners: Vec<_> = outcomes.iter().filter(|(s, _, _)| *s == 200).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{:?}",
+        outcomes.iter().map(|o| o.0).collect::<Vec<_>>()
+    );
+    for (status, _, text) in &outcomes {
+        assert!(*status == 200 || *status == 409, "{status}: {text}");
+    }
+    let winner = &winners[0].1;
+    let r = e.c.get(&path);
+    assert_status!(r, 200);
+    assert_eq!(r.header("x-image-meta-status"), Some("active"));
+    assert_eq!(
+        r.header("x-image-meta-checksum"),
+        Some(md5_hex(winner).as_str())
+    );
+    assert_eq!(&r.body, winner);
+    // Only the winner's data is stored: no loser's object, segment or temp file.
+    assert_eq!(e.stored(), vec![id.clone()], "stray data in the store");
+}
+
+/// A location can be set only while the image is queued: the data of an active image, which
+/// others may be using, cannot be swapped.
+fn location_changes_only_while_queued(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(&e.c, &upload_headers(&[]), Some(b"original"));
+    assert_status!(r, 201);
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    let before = e.c.request("HEAD", &path, &[], None);
+    let r = e.c.request(
+        "PUT",
+        &path,
+        &[("x-image-meta-location", "http://example.com/other.img")],
+        None,
+    );
+    assert_status!(r, 400);
+    assert!(r.text().contains("queued"), "{}", r.text());
+    let after = e.c.request("HEAD", &path, &[], None);
+    for h in [
+        "x-image-meta-location",
+        "x-image-meta-checksum",
+        "x-image-meta-size",
+    ] {
+        assert_eq!(before.header(h), after.header(h), "{h}");
+    }
+    assert_eq!(e.c.get(&path).body, b"original");
+}
+
+/// Starts an upload of 10 MB into image `id` on a raw connection, sends 2 MB of it and waits
+/// until the image is `saving`; the connection is returned open (the upload in flight).
+fn upload_in_flight(api: &Server, id: &str) -> TcpStream {
+    let mut s = TcpStream::connect(api.addr).unwrap_or_else(|err| panic!("{err}"));
+    let head = format!(
+        "POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+         Connection: close\r\nx-image-meta-id: {id}\r\nContent-Length: 10000000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes())
+        .unwrap_or_else(|err| panic!("{err}"));
+    s.write_all(&[7u8; 2_000_000])
+        .unwrap_or_else(|err| panic!("{err}"));
+    let c = Client::new(&api.base);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let r = c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
+        if r.header("x-image-meta-status") == Some("saving") {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("image {id} never became saving");
+}
+
+fn integrity_check(db: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{e}"));
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// kill -9 during an upload, restart: the image is `killed`, no partial data is left, and
+/// the store and the database pass an integrity check.
+#[test]
+fn kill_9_during_upload_is_reconciled_at_restart() {
+    let tmp = common::tempdir();
+    let dir = tmp.path();
+    let mut api = Server::start_in("glance-api", dir, common::EMBEDDED_API_CONF, false);
+    let c = Client::new(&api.base);
+    let r = post_image(
+        &c,
+        &upload_headers(&[("x-image-meta-id", "kept")]),
+        Some(b"kept"),
+    );
+    assert_status!(r, 201);
+    let conn = upload_in_flight(&api, "cut");
+    let images = dir.join("images");
+    assert!(
+        files_in(&images).iter().any(|f| f.starts_with(".cut.tmp-")),
+        "{:?}",
+        files_in(&images)
+    );
+    let pid = api.pid().unwrap_or_else(|| panic!("no pid")).to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    api.stop();
+    drop(conn);
+
+    let api = Server::start_in("glance-api", dir, common::EMBEDDED_API_CONF, false);
+    let c = Client::new(&api.base);
+    let r = c.request("HEAD", "/v1/images/cut", &[], None);
+    assert_eq!(r.header("x-image-meta-status"), Some("killed"));
+    assert_eq!(
+        files_in(&images),
+        vec!["kept".to_string()],
+        "partial data left"
+    );
+    assert_eq!(c.get("/v1/images/kept").body, b"kept");
+    assert_eq!(integrity_check(&dir.join("api.sqlite")), "ok");
+    // A killed image stays killed: it cannot be uploaded to again.
+    let r = c.request("PUT", "/v1/images/cut", &upload_headers(&[]), Some(b"x"));
+    assert_status!(r, 409);
+}
+
+/// A second glance-api on the same embedded database does not take the first one's running
+/// upload for an interrupted one.
+#[test]
+fn second_api_on_one_database_leaves_running_uploads_alone() {
+    let tmp = common::tempdir();
+    let dir = tmp.path();
+    let first = Server::start_in("glance-api", dir, common::EMBEDDED_API_CONF, false);
+    let mut conn = upload_in_flight(&first, "running");
+    let second = Server::start_in("glance-api", dir, common::EMBEDDED_API_CONF, false);
+    let c = Client::new(&second.base);
+    let r = c.request("HEAD", "/v1/images/running", &[], None);
+    assert_eq!(r.header("x-image-meta-status"), Some("saving"));
+    // The upload completes on the first one.
+    conn.write_all(&vec![7u8; 8_000_000])
+        .unwrap_or_else(|err| panic!("{err}"));
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok();
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let r = c.request("HEAD", "/v1/images/running", &[], None);
+    assert_eq!(r.header("x-image-meta-status"), Some("active"));
 }

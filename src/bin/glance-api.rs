@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use glance_rs::api::recovery::reconcile_interrupted_uploads;
 use glance_rs::api::{ApiApp, ApiOptions};
 use glance_rs::config::{self, ApiConfig, CliArgs};
 use glance_rs::registry::client::RemoteRegistry;
-use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry, UploadLock};
 use glance_rs::registry::{PageLimits, Registry};
 use glance_rs::store::{StoreOptions, Stores};
 use glance_rs::{Result, auth, log as glance_log, notifier, service};
@@ -25,7 +26,6 @@ fn run(cli: &CliArgs) -> Result<()> {
         default: cfg.limit_param_default,
         max: cfg.api_limit_max,
     };
-    let registry = open_registry(&cfg, limits)?;
     let stores = Stores::new(&StoreOptions {
         default_store: cfg.default_store.clone(),
         filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
@@ -35,6 +35,9 @@ fn run(cli: &CliArgs) -> Result<()> {
         swift: cfg.swift.clone(),
         s3: cfg.s3.clone(),
     })?;
+    // Held until the process ends: while it is, no other glance-api reconciles this
+    // database under our running uploads.
+    let (registry, _upload_lock) = open_registry(&cfg, limits, &stores)?;
     let notifier: Arc<dyn notifier::Notifier> = Arc::from(notifier::from_strategy(
         &cfg.notifier_strategy,
         &cfg.rabbit,
@@ -63,19 +66,22 @@ fn run(cli: &CliArgs) -> Result<()> {
     service.run(Arc::new(app), Some(reload))
 }
 
-/// The remote registry when `registry_host` is set, else the embedded SQLite one.
-fn open_registry(cfg: &ApiConfig, limits: PageLimits) -> Result<Arc<dyn Registry>> {
+/// The remote registry when `registry_host` is set, else the embedded SQLite one, after
+/// reconciling the uploads a crash interrupted (with the lock that makes that safe).
+fn open_registry(
+    cfg: &ApiConfig,
+    limits: PageLimits,
+    stores: &Stores,
+) -> Result<(Arc<dyn Registry>, Option<UploadLock>)> {
     if let Some(host) = &cfg.registry_host {
         log::info!("using the registry at {host}:{}", cfg.registry_port);
-        return Ok(Arc::new(RemoteRegistry::new(
-            host,
-            cfg.registry_port,
-            cfg.registry_client_timeout,
-        )));
+        let remote = RemoteRegistry::new(host, cfg.registry_port, cfg.registry_client_timeout);
+        return Ok((Arc::new(remote), None));
     }
     let registry = SqliteRegistry::open(
         &cfg.db.sqlite_path,
         SqliteOptions::from_config(&cfg.db, limits),
     )?;
-    Ok(Arc::new(registry))
+    let lock = reconcile_interrupted_uploads(&registry, stores)?;
+    Ok((Arc::new(registry), lock))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use glance_rs::config::{self, CliArgs, ScrubberConfig};
 use glance_rs::image::Status;
 use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
-use glance_rs::store::{Location, StoreOptions, Stores};
+use glance_rs::store::{StoreOptions, Stores};
 use glance_rs::{Error, Result, log as glance_log, timeutil};
 
 const PROGRAM: &str = "glance-scrubber";
@@ -107,9 +107,7 @@ fn scrub(cfg: &ScrubberConfig, registry: &SqliteRegistry, stores: &Stores) -> Re
     for image in images {
         let outcome = match &image.location {
             None => Ok(()),
-            Some(uri) => {
-                Location::parse(uri).and_then(|loc| stores.for_location(&loc)?.delete(&loc))
-            }
+            Some(uri) => stores.delete(uri),
         };
         match outcome {
             Ok(()) | Err(Error::NotFound(_)) => {

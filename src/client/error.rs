@@ -71,7 +71,7 @@ impl Error {
 
     /// Builds the error of a non-2xx reply from its status and body text.
     pub fn from_reply(status: u16, body: &str) -> Error {
-        let detail = detail_line(body);
+        let detail = crate::rest::detail_line(body);
         match status {
             400 => Error::BadRequest(detail),
             401 => Error::Unauthorized(detail),
@@ -111,18 +111,6 @@ impl Error {
             other => Error::Transport(other.to_string()),
         }
     }
-}
-
-/// The detail of a WebOb-style error page: its last non-empty line (or the whole text when
-/// it is a single line); HTML tags are not interpreted, the server sends text/plain.
-pub(crate) fn detail_line(body: &str) -> String {
-    body.lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("")
-        .chars()
-        .take(1000)
-        .collect()
 }
 
 impl fmt::Display for Error {

@@ -311,7 +311,11 @@ impl Response {
                 )],
                 body: Body::Bytes(bytes),
             },
-            Err(e) => crate::Error::Internal(format!("serialising reply: {e}")).into_response(),
+            // Only a map with non-string keys fails to serialise: our bug, not the client's.
+            Err(e) => Response::text(
+                500,
+                format!("500 {}\n\nserialising reply: {e}\n", reason(500)),
+            ),
         }
     }
 
@@ -369,12 +373,6 @@ impl Response {
                 Ok(v)
             }
         }
-    }
-}
-
-impl From<crate::Error> for Response {
-    fn from(e: crate::Error) -> Response {
-        e.into_response()
     }
 }
 

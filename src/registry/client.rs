@@ -14,8 +14,8 @@ use ureq::Agent;
 use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::percent_encode;
-use crate::image::{Image, ImagePatch};
-use crate::registry::{ListQuery, Member, MemberSpec, Registry, SharedImage};
+use crate::image::{Image, ImagePatch, Status};
+use crate::registry::{IF_STATUS_HEADER, ListQuery, Member, MemberSpec, Registry, SharedImage};
 
 /// Largest registry reply read into memory (listings of 1000 detailed images fit easily).
 const MAX_REPLY: u64 = 64 * 1024 * 1024;
@@ -116,7 +116,7 @@ impl RemoteRegistry {
 
 /// Turns a registry error reply into the crate error, keeping the registry's detail line.
 fn error_from_status(status: u16, body: &str) -> Error {
-    let detail = crate::client::error::detail_line(body);
+    let detail = crate::rest::detail_line(body);
     match status {
         400 => Error::BadRequest(detail),
         401 => Error::Unauthorized(detail),
@@ -168,6 +168,23 @@ impl Registry for RemoteRegistry {
         let body = json!({ "image": patch.to_json() });
         let purge = if purge_props { "true" } else { "false" };
         let extra = [("X-Glance-Registry-Purge-Props", purge)];
+        image_of(&self.call(ctx, "PUT", &Self::image_path(id), &[], Some(&body), &extra)?)
+    }
+
+    fn update_if(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Status,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image> {
+        let body = json!({ "image": patch.to_json() });
+        let purge = if purge_props { "true" } else { "false" };
+        let extra = [
+            ("X-Glance-Registry-Purge-Props", purge),
+            (IF_STATUS_HEADER, expected.as_str()),
+        ];
         image_of(&self.call(ctx, "PUT", &Self::image_path(id), &[], Some(&body), &extra)?)
     }
 

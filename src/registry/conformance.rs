@@ -122,6 +122,7 @@ pub(crate) fn exercise_registry(reg: &dyn Registry) {
     failed_create_leaves_nothing(reg);
     changes_since(reg);
     read_only(reg);
+    upload_states_are_compare_and_set(reg);
 }
 
 fn crud(reg: &dyn Registry) {
@@ -778,6 +779,67 @@ fn failed_create_leaves_nothing(reg: &dyn Registry) {
     p.properties = Some(props(&[("", "empty name")]));
     assert!(matches!(reg.create(&t, &p), Err(Error::BadRequest(_))));
     assert_not_found(reg.get(&admin(), "bad-2"), "rejected create");
+}
+
+/// `update_if` is a compare-and-set: of racing claims of a queued image exactly one wins,
+/// and a stale holder cannot kill or activate an image another request moved on.
+fn upload_states_are_compare_and_set(reg: &dyn Registry) {
+    let t = tenant("cas");
+    let mut p = patch("cas-1", "cas");
+    p.status = Some(Status::Queued);
+    create(reg, &t, p);
+    let to = |status| ImagePatch {
+        status: Some(status),
+        ..ImagePatch::default()
+    };
+    let wins = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (t, claim) = (&t, to(Status::Saving));
+                scope.spawn(move || reg.update_if(t, "cas-1", Status::Queued, &claim, false))
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panic!("racer panicked")))
+            .filter(|r| match r {
+                Ok(img) => img.status == Status::Saving,
+                Err(Error::Conflict(_)) => false,
+                Err(e) => panic!("claim: {e}"),
+            })
+            .count()
+    });
+    assert_eq!(wins, 1, "exactly one claim of a queued image wins");
+    // A stale request that thinks the image is still queued changes nothing.
+    let mut stale = to(Status::Active);
+    stale.name = Some(Some("stale".into()));
+    assert!(matches!(
+        reg.update_if(&t, "cas-1", Status::Queued, &stale, false),
+        Err(Error::Conflict(_))
+    ));
+    let img = reg.get(&t, "cas-1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(img.status, Status::Saving);
+    assert_ne!(img.name.as_deref(), Some("stale"));
+    // The holder activates; a kill meant for `saving` then no longer applies.
+    reg.update_if(&t, "cas-1", Status::Saving, &to(Status::Active), false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        reg.update_if(&t, "cas-1", Status::Saving, &to(Status::Killed), false),
+        Err(Error::Conflict(_))
+    ));
+    let img = reg.get(&t, "cas-1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(img.status, Status::Active);
+    // Others' images are still hidden behind 404, not revealed by a 409.
+    assert_not_found(
+        reg.update_if(
+            &tenant("cas-other"),
+            "cas-1",
+            Status::Queued,
+            &to(Status::Saving),
+            false,
+        ),
+        "another tenant's claim",
+    );
 }
 
 fn changes_since(reg: &dyn Registry) {

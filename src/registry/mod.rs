@@ -13,10 +13,15 @@ pub mod server;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::Context;
 use crate::error::{Error, Result};
-use crate::image::{Image, ImagePatch};
+use crate::image::{Image, ImagePatch, Status};
+
+/// The registry API's header that makes a `PUT /images/<id>` conditional on the image's
+/// current status ([`Registry::update_if`]); glance-api sends it to a remote registry.
+pub const IF_STATUS_HEADER: &str = "X-Glance-Registry-If-Status";
 
 /// Registry operations, each checked against the caller's [`Context`] (spec §7.3).
 pub trait Registry: Send + Sync {
@@ -33,6 +38,18 @@ pub trait Registry: Send + Sync {
         &self,
         ctx: &Context,
         id: &str,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image>;
+    /// Updates a live image the caller may modify only if its status is `expected`, as one
+    /// compare-and-set: `Conflict` when the status differs. The
+    /// upload states use it: exactly one upload takes `queued → saving`, and only the
+    /// holder of `saving` activates or kills the image.
+    fn update_if(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Status,
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image>;
@@ -316,11 +333,57 @@ impl ListQuery {
     }
 }
 
+/// `can_share` of a member body: absent/null → None, else a boolean.
+pub(crate) fn parse_can_share(member: &Value) -> Result<Option<bool>> {
+    match member.get("can_share") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Error::bad_request(
+            "Invalid value for 'can_share': must be a boolean",
+        )),
+    }
+}
+
+/// Parses the three body forms of replace-members (spec §5.8): `{"memberships": [...]}`,
+/// a bare list, or one membership object.
+pub fn parse_memberships(body: &Value) -> Result<Vec<MemberSpec>> {
+    let list: Vec<&Value> = match body {
+        Value::Object(o) if o.contains_key("memberships") => match &o["memberships"] {
+            Value::Array(a) => a.iter().collect(),
+            _ => return Err(Error::bad_request("'memberships' must be a list")),
+        },
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(o) if o.contains_key("member_id") => vec![body],
+        _ => {
+            return Err(Error::bad_request(
+                "Request body must contain 'memberships'",
+            ));
+        }
+    };
+    list.into_iter()
+        .map(|m| {
+            let member_id = m
+                .get("member_id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    Error::bad_request("Each membership needs a non-empty string 'member_id'")
+                })?;
+            Ok(MemberSpec {
+                member_id: member_id.to_string(),
+                can_share: parse_can_share(m)?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod props;
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::auth::AuthOptions;
 
@@ -403,6 +466,36 @@ mod tests {
                 .map(|e| e.message())
                 .unwrap_or_default();
             assert!(err.contains(needle), "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn membership_body_forms() {
+        let wrapped =
+            json!({"memberships": [{"member_id": "a", "can_share": true}, {"member_id": "b"}]});
+        let specs = parse_memberships(&wrapped).unwrap_or_default();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].can_share, Some(true));
+        assert_eq!(specs[1].can_share, None);
+        let bare = json!([{"member_id": "a"}]);
+        assert_eq!(parse_memberships(&bare).map(|v| v.len()).ok(), Some(1));
+        let single = json!({"member_id": "a", "can_share": false});
+        assert_eq!(
+            parse_memberships(&single).ok(),
+            Some(vec![MemberSpec {
+                member_id: "a".into(),
+                can_share: Some(false)
+            }])
+        );
+        assert!(parse_memberships(&json!({"memberships": []})).is_ok_and(|v| v.is_empty()));
+        for bad in [
+            json!({}),
+            json!({"memberships": "x"}),
+            json!([{"member_id": ""}]),
+            json!([{"member_id": 5}]),
+            json!([{"member_id": "a", "can_share": "yes"}]),
+        ] {
+            assert!(parse_memberships(&bad).is_err(), "{bad} accepted");
         }
     }
 }

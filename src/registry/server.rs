@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use crate::auth::{Context, ContextSource};
 use crate::error::{Error, Result};
 use crate::http::{Handler, Request, Response};
-use crate::image::{Image, ImagePatch};
-use crate::registry::{ListQuery, MemberSpec, PageLimits, Registry};
-
-/// Largest JSON request body the registry accepts.
-pub const MAX_JSON_BODY: u64 = 1024 * 1024;
+use crate::image::{Image, ImagePatch, Status};
+use crate::registry::{
+    IF_STATUS_HEADER, ListQuery, PageLimits, Registry, parse_can_share, parse_memberships,
+};
+use crate::rest::{error_response, log_error, read_json};
 
 /// The registry API application.
 pub struct RegistryApp {
@@ -114,16 +114,21 @@ impl RegistryApp {
         let purge = req
             .header("x-glance-registry-purge-props")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let expected = req
+            .header(IF_STATUS_HEADER)
+            .map(|v| v.trim().parse::<Status>())
+            .transpose()?;
         let patch = image_patch_from_body(req)?;
-        let image = self
-            .registry
-            .update(ctx, id, &patch, purge)
-            .map_err(|e| match e {
-                Error::BadRequest(m) => {
-                    Error::BadRequest(format!("Failed to update image metadata. Got error: {m}"))
-                }
-                other => other,
-            })?;
+        let updated = match expected {
+            Some(status) => self.registry.update_if(ctx, id, status, &patch, purge),
+            None => self.registry.update(ctx, id, &patch, purge),
+        };
+        let image = updated.map_err(|e| match e {
+            Error::BadRequest(m) => {
+                Error::BadRequest(format!("Failed to update image metadata. Got error: {m}"))
+            }
+            other => other,
+        })?;
         Ok(image_reply(&image))
     }
 
@@ -166,23 +171,8 @@ impl Handler for RegistryApp {
     fn handle(&self, req: &mut Request<'_>) -> Response {
         self.route(req).unwrap_or_else(|e| {
             log_error(&e, req);
-            e.into_response()
+            error_response(e)
         })
-    }
-}
-
-/// Logs an error answer: 5xx at error level with context, 4xx at info.
-pub fn log_error(e: &Error, req: &Request<'_>) {
-    if e.status() >= 500 {
-        log::error!("{} {}: {}", req.method, req.path, e.message());
-    } else {
-        log::info!(
-            "{} {}: {} {}",
-            req.method,
-            req.path,
-            e.status(),
-            e.message()
-        );
     }
 }
 
@@ -194,29 +184,6 @@ fn image_reply(image: &Image) -> Response {
     Response::json(200, &json!({ "image": image.to_json(true) }))
 }
 
-/// Reads a JSON body of at most [`MAX_JSON_BODY`] bytes; `None` when there is no body.
-pub fn read_json(req: &mut Request<'_>) -> Result<Option<Value>> {
-    if !req.has_body() {
-        return Ok(None);
-    }
-    if req.content_length().is_some_and(|n| n > MAX_JSON_BODY) {
-        return Err(Error::TooLarge(format!(
-            "Request body is larger than {MAX_JSON_BODY} bytes"
-        )));
-    }
-    let bytes = req.read_body_limited(MAX_JSON_BODY).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::FileTooLarge {
-            Error::TooLarge(format!("Request body is larger than {MAX_JSON_BODY} bytes"))
-        } else {
-            Error::bad_request(format!("Could not read the request body: {e}"))
-        }
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_slice(&bytes)?))
-}
-
 fn image_patch_from_body(req: &mut Request<'_>) -> Result<ImagePatch> {
     let body = read_json(req)?
         .ok_or_else(|| Error::bad_request("Request body must contain an 'image' object"))?;
@@ -224,86 +191,4 @@ fn image_patch_from_body(req: &mut Request<'_>) -> Result<ImagePatch> {
         .get("image")
         .ok_or_else(|| Error::bad_request("Request body must contain an 'image' object"))?;
     ImagePatch::from_json(image)
-}
-
-/// `can_share` of a member body: absent/null → None, else a boolean.
-fn parse_can_share(member: &Value) -> Result<Option<bool>> {
-    match member.get("can_share") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(Error::bad_request(
-            "Invalid value for 'can_share': must be a boolean",
-        )),
-    }
-}
-
-/// Parses the three body forms of replace-members (spec §5.8): `{"memberships": [...]}`,
-/// a bare list, or one membership object.
-pub fn parse_memberships(body: &Value) -> Result<Vec<MemberSpec>> {
-    let list: Vec<&Value> = match body {
-        Value::Object(o) if o.contains_key("memberships") => match &o["memberships"] {
-            Value::Array(a) => a.iter().collect(),
-            _ => return Err(Error::bad_request("'memberships' must be a list")),
-        },
-        Value::Array(a) => a.iter().collect(),
-        Value::Object(o) if o.contains_key("member_id") => vec![body],
-        _ => {
-            return Err(Error::bad_request(
-                "Request body must contain 'memberships'",
-            ));
-        }
-    };
-    list.into_iter()
-        .map(|m| {
-            let member_id = m
-                .get("member_id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    Error::bad_request("Each membership needs a non-empty string 'member_id'")
-                })?;
-            Ok(MemberSpec {
-                member_id: member_id.to_string(),
-                can_share: parse_can_share(m)?,
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod props;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn membership_body_forms() {
-        let wrapped =
-            json!({"memberships": [{"member_id": "a", "can_share": true}, {"member_id": "b"}]});
-        let specs = parse_memberships(&wrapped).unwrap_or_default();
-        assert_eq!(specs.len(), 2);
-        assert_eq!(specs[0].can_share, Some(true));
-        assert_eq!(specs[1].can_share, None);
-        let bare = json!([{"member_id": "a"}]);
-        assert_eq!(parse_memberships(&bare).map(|v| v.len()).ok(), Some(1));
-        let single = json!({"member_id": "a", "can_share": false});
-        assert_eq!(
-            parse_memberships(&single).ok(),
-            Some(vec![MemberSpec {
-                member_id: "a".into(),
-                can_share: Some(false)
-            }])
-        );
-        assert!(parse_memberships(&json!({"memberships": []})).is_ok_and(|v| v.is_empty()));
-        for bad in [
-            json!({}),
-            json!({"memberships": "x"}),
-            json!([{"member_id": ""}]),
-            json!([{"member_id": 5}]),
-            json!([{"member_id": "a", "can_share": "yes"}]),
-        ] {
-            assert!(parse_memberships(&bad).is_err(), "{bad} accepted");
-        }
-    }
 }

@@ -2,7 +2,7 @@
 //!
 //! [`SqliteRegistry`] implements [`Registry`] with the rules of spec §5.1, §5.8, §7.3 and §8
 //! and the deviations of DECISIONS.md. The database runs in WAL mode with a busy timeout,
-//! `foreign_keys = ON` and `synchronous = NORMAL`. Connections live in a small pool: a worker
+//! `foreign_keys = ON` and `synchronous = FULL`. Connections live in a small pool: a worker
 //! thread checks one out per operation and returns it, new ones are opened on demand with
 //! the same settings. Every write runs in one `IMMEDIATE` transaction, so a failed operation
 //! leaves no half-written rows; every read runs in one transaction, so a listing (marker
@@ -145,7 +145,9 @@ fn configure(conn: &Connection, busy_timeout: Duration, wal: bool) -> Result<()>
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     }
     conn.pragma_update(None, "foreign_keys", true)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // FULL: a commit (an image becoming active, say) is on disk before the client is told;
+    // NORMAL in WAL mode may lose the last commits on power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
 }
 
@@ -281,6 +283,31 @@ impl SqliteRegistry {
                 .collect::<rusqlite::Result<Vec<Image>>>()?;
             Ok(images)
         })
+    }
+
+    /// Kills every live image left `saving` and returns their ids: start-up reconciliation
+    /// after a crash, when no upload can still be running against this database (the
+    /// caller makes sure of that; see [`UploadLock`]).
+    pub fn kill_interrupted_uploads(&self) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let now = timeutil::now();
+            let mut stmt = tx.prepare(
+                "UPDATE images SET status = 'killed', updated_at = ?1 \
+                 WHERE status = 'saving' AND deleted = 0 RETURNING id",
+            )?;
+            let ids = stmt
+                .query_map([now], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(ids)
+        })
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.target {
+            Target::File(p) => Some(p),
+            Target::Memory => None,
+        }
     }
 
     /// Sets the status of an image, deleted or not, without any check (the scrubber moves
@@ -615,6 +642,85 @@ fn check_sharable(conn: &Connection, ctx: &Context, id: &str) -> Result<Image> {
     Ok(img)
 }
 
+impl SqliteRegistry {
+    /// [`Registry::update`], and [`Registry::update_if`] with `expected`: the status check
+    /// and the update run in one `IMMEDIATE` transaction, so of two racing requests exactly
+    /// one sees the expected status.
+    fn update_where(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Option<Status>,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image> {
+        check_writable(ctx)?;
+        let mut patch = patch.clone();
+        patch.id = None;
+        if !ctx.is_admin {
+            patch.owner = None;
+        }
+        if let Some(owner) = &mut patch.owner
+            && owner.as_deref() == Some("")
+        {
+            *owner = None;
+        }
+        self.write(|tx| {
+            let old = match load(tx, id, false, true)? {
+                Some(img) if ctx.can_modify(&img) => img,
+                _ => return Err(not_found(id)),
+            };
+            if let Some(expected) = expected
+                && old.status != expected
+            {
+                return Err(Error::Conflict(format!(
+                    "Image {id} is {}, not {expected}: another request changed it first",
+                    old.status
+                )));
+            }
+            let mut img = old.clone();
+            img.apply(&patch, purge_props);
+            validate(&img)?;
+            let now = timeutil::now();
+            tx.execute(
+                "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
+                 size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
+                 min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13 WHERE id = ?1",
+                params![
+                    id,
+                    img.name,
+                    img.disk_format,
+                    img.container_format,
+                    to_i64("size", img.size)?,
+                    img.status.as_str(),
+                    img.is_public,
+                    img.location,
+                    img.checksum,
+                    to_i64("min_ram", img.min_ram)?,
+                    to_i64("min_disk", img.min_disk)?,
+                    img.owner,
+                    now,
+                ],
+            )?;
+            for name in old.properties.keys() {
+                if !img.properties.contains_key(name) {
+                    tx.execute(
+                        "UPDATE image_properties SET deleted = 1, deleted_at = ?3, \
+                         updated_at = ?3 WHERE image_id = ?1 AND name = ?2 AND deleted = 0",
+                        params![id, name, now],
+                    )?;
+                }
+            }
+            for (name, value) in &img.properties {
+                if old.properties.get(name) != Some(value) {
+                    upsert_property(tx, id, name, value.as_deref(), &now)?;
+                }
+            }
+            load(tx, id, false, true)?.ok_or_else(|| not_found(id))
+        })
+    }
+}
+
 impl Registry for SqliteRegistry {
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>> {
         let key = sort_expr(query.sort_key)?;
@@ -791,62 +897,18 @@ impl Registry for SqliteRegistry {
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image> {
-        check_writable(ctx)?;
-        let mut patch = patch.clone();
-        patch.id = None;
-        if !ctx.is_admin {
-            patch.owner = None;
-        }
-        if let Some(owner) = &mut patch.owner
-            && owner.as_deref() == Some("")
-        {
-            *owner = None;
-        }
-        self.write(|tx| {
-            let old = match load(tx, id, false, true)? {
-                Some(img) if ctx.can_modify(&img) => img,
-                _ => return Err(not_found(id)),
-            };
-            let mut img = old.clone();
-            img.apply(&patch, purge_props);
-            validate(&img)?;
-            let now = timeutil::now();
-            tx.execute(
-                "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
-                 size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
-                 min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13 WHERE id = ?1",
-                params![
-                    id,
-                    img.name,
-                    img.disk_format,
-                    img.container_format,
-                    to_i64("size", img.size)?,
-                    img.status.as_str(),
-                    img.is_public,
-                    img.location,
-                    img.checksum,
-                    to_i64("min_ram", img.min_ram)?,
-                    to_i64("min_disk", img.min_disk)?,
-                    img.owner,
-                    now,
-                ],
-            )?;
-            for name in old.properties.keys() {
-                if !img.properties.contains_key(name) {
-                    tx.execute(
-                        "UPDATE image_properties SET deleted = 1, deleted_at = ?3, \
-                         updated_at = ?3 WHERE image_id = ?1 AND name = ?2 AND deleted = 0",
-                        params![id, name, now],
-                    )?;
-                }
-            }
-            for (name, value) in &img.properties {
-                if old.properties.get(name) != Some(value) {
-                    upsert_property(tx, id, name, value.as_deref(), &now)?;
-                }
-            }
-            load(tx, id, false, true)?.ok_or_else(|| not_found(id))
-        })
+        self.update_where(ctx, id, None, patch, purge_props)
+    }
+
+    fn update_if(
+        &self,
+        ctx: &Context,
+        id: &str,
+        expected: Status,
+        patch: &ImagePatch,
+        purge_props: bool,
+    ) -> Result<Image> {
+        self.update_where(ctx, id, Some(expected), patch, purge_props)
     }
 
     fn delete(&self, ctx: &Context, id: &str) -> Result<Image> {
@@ -967,6 +1029,37 @@ impl Registry for SqliteRegistry {
                 .collect::<rusqlite::Result<Vec<SharedImage>>>()?;
             Ok(shared)
         })
+    }
+}
+
+/// An exclusive lock on `<database>.uploads.lock`, held by a glance-api for its whole life.
+/// Whoever gets it knows that no other glance-api is uploading into the same embedded
+/// database, so the images it finds `saving` were left by a glance-api that died, and can
+/// be killed.
+#[derive(Debug)]
+pub struct UploadLock {
+    _file: std::fs::File,
+}
+
+impl UploadLock {
+    /// Takes the lock without waiting: `Ok(None)` when another process holds it.
+    pub fn try_acquire(db: &Path) -> Result<Option<UploadLock>> {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".uploads.lock");
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(UploadLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()), e))
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@
 //! [`Error::Forbidden`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
@@ -32,8 +32,9 @@ use std::time::Duration;
 
 use log::{debug, warn};
 
-use super::{BUFFER_ALIGN, ImageData, Location, Store, StoreOptions, Stored, copy_and_hash};
+use super::{BUFFER_ALIGN, ImageBody, ImageData, Location, Store, StoreOptions};
 use crate::error::{Error, Result};
+use crate::image::ImageId;
 
 /// The filesystem store (name `file`, schemes `file` and `filesystem`).
 #[derive(Debug)]
@@ -42,7 +43,6 @@ pub struct FilesystemStore {
     /// locations name it.
     datadir: PathBuf,
     buffer_size: usize,
-    size_cap: u64,
     /// Write uploads with `O_DIRECT` (see [`open_direct`]).
     direct_io: bool,
 }
@@ -65,7 +65,6 @@ impl FilesystemStore {
         let store = FilesystemStore {
             datadir,
             buffer_size: opts.buffer_size,
-            size_cap: opts.size_cap,
             direct_io: opts.direct_io && opts.buffer_size >= DIRECT_IO_MIN_BUFFER,
         };
         if let Err(e) = store.prepare_dir().and_then(|()| store.probe_writable()) {
@@ -104,6 +103,15 @@ impl FilesystemStore {
                 ),
                 Err(e) => warn!("could not remove stale {}: {e}", path.display()),
             }
+        }
+    }
+
+    /// Removes `path`, logging what went and why.
+    fn remove_leftover(&self, path: &Path, why: &str) {
+        match fs::remove_file(path) {
+            Ok(()) => warn!("removed {} ({why})", path.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("could not remove {}: {e}", path.display()),
         }
     }
 
@@ -192,13 +200,16 @@ fn is_temp_name(name: &str) -> bool {
     if let Some(uuid) = name.strip_prefix(PROBE_PREFIX) {
         return random(uuid);
     }
-    match name
-        .strip_prefix('.')
+    temp_of(name).is_some()
+}
+
+/// The image id of an upload temp file's name (`.<id>.tmp-<uuid>`).
+fn temp_of(name: &str) -> Option<&str> {
+    let random = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    name.strip_prefix('.')
         .and_then(|n| n.rsplit_once(TEMP_MARK))
-    {
-        Some((id, uuid)) => !id.is_empty() && random(uuid),
-        None => false,
-    }
+        .filter(|(id, uuid)| !id.is_empty() && random(uuid))
+        .map(|(id, _)| id)
 }
 
 /// Checks that an image id can be a file name inside the data directory. Ids are validated
@@ -216,12 +227,6 @@ fn checked_name(id: &str) -> Result<&str> {
 
 fn duplicate(id: &str) -> Error {
     Error::Duplicate(format!("Image {id} already exists in the file store"))
-}
-
-fn size_mismatch(expected: u64, got: &str) -> Error {
-    Error::BadRequest(format!(
-        "Size mismatch: x-image-meta-size/Content-Length said {expected} bytes, got {got}"
-    ))
 }
 
 /// Maps an error on an existing image file.
@@ -288,17 +293,8 @@ impl Store for FilesystemStore {
         &["file", "filesystem"]
     }
 
-    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored> {
+    fn add(&self, id: &ImageId, body: &mut ImageBody<'_>) -> Result<String> {
         let name = checked_name(id)?;
-        if let Some(expected) = expected_size
-            && expected > self.size_cap
-        {
-            return Err(Error::TooLarge(format!(
-                "Image size {expected} exceeds the maximum allowed size of {} bytes \
-                 (image_size_cap)",
-                self.size_cap
-            )));
-        }
         self.prepare_dir()?;
         let dest = self.datadir.join(name);
         let location = match dest.to_str() {
@@ -336,11 +332,6 @@ impl Store for FilesystemStore {
             .open(&tmp.path)
             .map_err(|e| self.dir_error("write to", &e))?;
 
-        // With a declared size, stop reading as soon as the client sends more than it said.
-        let limit = match expected_size {
-            Some(expected) if expected < self.size_cap => expected,
-            _ => self.size_cap,
-        };
         let direct = if self.direct_io {
             open_direct(&tmp.path)
         } else {
@@ -349,7 +340,7 @@ impl Store for FilesystemStore {
         let copied = match direct {
             Some(direct) => {
                 let mut out = DirectWriter::new(&direct, &file);
-                let copied = copy_and_hash(data, &mut out, self.buffer_size, limit);
+                let copied = body.copy_to(&mut out, self.buffer_size);
                 debug!(
                     "image {id}: {} bytes written with direct I/O, {} through the page cache",
                     out.direct_bytes,
@@ -357,22 +348,11 @@ impl Store for FilesystemStore {
                 );
                 copied
             }
-            None => with_early_writeback(&file, |out| {
-                copy_and_hash(data, out, self.buffer_size, limit)
-            }),
+            None => with_early_writeback(&file, |out| body.copy_to(out, self.buffer_size)),
         };
-        let (size, checksum) = match copied {
-            Ok(done) => done,
-            Err(Error::TooLarge(_)) if limit < self.size_cap => {
-                return Err(size_mismatch(limit, &format!("more than {limit}")));
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(expected) = expected_size
-            && expected != size
-        {
-            return Err(size_mismatch(expected, &size.to_string()));
-        }
+        copied?;
+        // Complete and of the declared size before it gets its name.
+        body.finish()?;
         file.sync_all()
             .map_err(|e| Error::Store(format!("Error syncing image {id} to disk: {e}")))?;
         drop(file);
@@ -388,12 +368,30 @@ impl Store for FilesystemStore {
             }
             return Err(self.dir_error("sync", &e));
         }
-        debug!("stored image {id} in the file store: {size} bytes, md5 {checksum}");
-        Ok(Stored {
-            location,
-            size,
-            checksum,
-        })
+        debug!(
+            "stored image {id} in the file store: {} bytes",
+            body.total()
+        );
+        Ok(location)
+    }
+
+    /// Removes the temp files of `id`, whatever their age, and a complete file that never
+    /// became active (a crash between the rename and the registry update).
+    fn discard_partial(&self, id: &ImageId) -> Result<()> {
+        let name = checked_name(id)?;
+        let Ok(entries) = fs::read_dir(&self.datadir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().and_then(temp_of) == Some(name) {
+                self.remove_leftover(&entry.path(), "left by an interrupted upload");
+            }
+        }
+        self.remove_leftover(
+            &self.datadir.join(name),
+            "data of an upload interrupted before its image became active",
+        );
+        Ok(())
     }
 
     fn get(&self, loc: &Location) -> Result<ImageData> {

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use log::debug;
 
-use super::{HttpLocation, ImageData, Location, Store, StoreOptions, Stored};
+use super::{HttpLocation, ImageBody, ImageData, Location, Store, StoreOptions};
 use crate::error::{Error, Result};
+use crate::image::ImageId;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -137,12 +138,7 @@ impl Store for HttpStore {
         &["http", "https"]
     }
 
-    fn add(
-        &self,
-        _id: &str,
-        _data: &mut dyn std::io::Read,
-        _expected_size: Option<u64>,
-    ) -> Result<Stored> {
+    fn add(&self, _id: &ImageId, _body: &mut ImageBody<'_>) -> Result<String> {
         Err(Error::BadRequest(
             "the http store is read-only: images cannot be uploaded to it".into(),
         ))

@@ -44,11 +44,12 @@ use s3::error::S3Error;
 use s3::region::Region;
 use s3::serde_types::Part;
 
-use super::source::Source;
+use super::pipeline::ImageBody;
 use super::swift::MB;
-use super::{ImageData, Location, S3Location, Store, StoreOptions, Stored};
+use super::{ImageData, Location, S3Location, Store, StoreOptions};
 use crate::error::{Error, Result};
 use crate::http::{percent_decode, percent_encode};
+use crate::image::ImageId;
 
 /// Most parts a multipart upload gets. AWS allows 10000; Swift's s3api 1000 by default.
 pub const MAX_PARTS: u64 = 1000;
@@ -347,7 +348,6 @@ pub struct S3Store {
     target: std::result::Result<Target, String>,
     /// `s3://access:secret@host` or `s3+https://…`.
     location_prefix: String,
-    size_cap: u64,
     agent: ureq::Agent,
 }
 
@@ -426,7 +426,6 @@ impl S3Store {
             opts: o,
             target,
             location_prefix,
-            size_cap: opts.size_cap,
             agent,
         }
     }
@@ -536,7 +535,7 @@ impl S3Store {
         &self,
         url: &str,
         what: &str,
-        src: &mut Source<'_>,
+        src: &mut ImageBody<'_>,
         body: DataBody<'_>,
     ) -> Result<String> {
         let req = self
@@ -577,7 +576,7 @@ impl S3Store {
         &self,
         bucket: &Bucket,
         key: &str,
-        src: &mut Source<'_>,
+        src: &mut ImageBody<'_>,
         body: DataBody<'_>,
     ) -> Result<()> {
         let what = format!("PUT {}/{key}", bucket.name());
@@ -616,7 +615,7 @@ impl S3Store {
         key: &str,
         upload_id: &str,
         number: u32,
-        src: &mut Source<'_>,
+        src: &mut ImageBody<'_>,
         body: DataBody<'_>,
     ) -> Result<Part> {
         let what = format!("PUT {}/{key} part {number}", bucket.name());
@@ -651,7 +650,7 @@ impl S3Store {
         &self,
         bucket: &Bucket,
         key: &str,
-        src: &mut Source<'_>,
+        src: &mut ImageBody<'_>,
         mut buf: Option<(Vec<u8>, usize)>,
     ) -> Result<()> {
         let what = format!("multipart upload {}/{key}", bucket.name());
@@ -790,50 +789,36 @@ impl Store for S3Store {
         &["s3", "s3+http", "s3+https"]
     }
 
-    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored> {
+    fn add(&self, id: &ImageId, body: &mut ImageBody<'_>) -> Result<String> {
         let t = self.configured()?;
-        crate::image::validate_id(id)?;
-        if let Some(n) = expected_size
-            && n > self.size_cap
-        {
-            return Err(Error::TooLarge(format!(
-                "Image size {n} exceeds the maximum allowed size of {} bytes (image_size_cap)",
-                self.size_cap
-            )));
-        }
         let bucket = self.bucket(t)?;
         self.prepare(t, &bucket, id)?;
-        let mut src = Source::new(data, expected_size, self.size_cap);
         let large = self.opts.large_object_size.min(MAX_PART);
-        match expected_size {
+        match body.expected() {
             Some(n) if n < large => {
-                self.put_single(&bucket, id, &mut src, DataBody::Stream(n))?;
+                self.put_single(&bucket, id, body, DataBody::Stream(n))?;
             }
-            Some(_) => self.put_multipart(&bucket, id, &mut src, None)?,
+            Some(_) => self.put_multipart(&bucket, id, body, None)?,
             None => {
                 // The one buffer of this store: a part of unknown length must be read
                 // before it can be sent.
                 let chunk = usize::try_from(self.opts.large_object_chunk_size)
                     .map_err(|_| Error::Internal("chunk size overflow".into()))?;
                 let mut buf = vec![0u8; chunk];
-                let n = src.fill(&mut buf)?;
+                let n = body.fill(&mut buf)?;
                 if n < chunk {
-                    self.put_single(&bucket, id, &mut src, DataBody::Bytes(&buf[..n]))?;
+                    self.put_single(&bucket, id, body, DataBody::Bytes(&buf[..n]))?;
                 } else {
-                    self.put_multipart(&bucket, id, &mut src, Some((buf, n)))?;
+                    self.put_multipart(&bucket, id, body, Some((buf, n)))?;
                 }
             }
         }
-        let (size, checksum) = (src.total(), src.checksum()?);
         debug!(
-            "stored image {id} in S3 bucket {}: {size} bytes, md5 {checksum}",
-            t.bucket
+            "stored image {id} in S3 bucket {}: {} bytes",
+            t.bucket,
+            body.total()
         );
-        Ok(Stored {
-            location: format!("{}/{}/{id}", self.location_prefix, t.bucket),
-            size,
-            checksum,
-        })
+        Ok(format!("{}/{}/{id}", self.location_prefix, t.bucket))
     }
 
     fn get(&self, loc: &Location) -> Result<ImageData> {

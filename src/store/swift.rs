@@ -46,16 +46,18 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
 
 use log::{debug, error, info, warn};
-use serde_json::{Value, json};
 
-use super::source::Source;
-use super::{ImageData, Location, Store, StoreOptions, Stored, SwiftLocation};
+mod client;
+
+use super::pipeline::ImageBody;
+use super::{ImageData, Location, Store, StoreOptions, SwiftLocation};
 use crate::error::{Error, Result};
 use crate::http::{percent_decode, percent_encode};
+use crate::image::ImageId;
+use client::*;
 
 /// One megabyte as Glance's size options mean it (MiB).
 pub const MB: u64 = 1024 * 1024;
@@ -67,14 +69,6 @@ const MAX_SEGMENTS: u64 = 99_999;
 /// Largest object Swift accepts in one PUT by default (`max_file_size`).
 const SWIFT_MAX_OBJECT: u64 = 5 * 1024 * MB;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Waiting for a reply after the body was sent (a server-side copy of a segment can take a
-/// while).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Any single read or write on the connection.
-const IO_TIMEOUT: Duration = Duration::from_secs(300);
-/// A token this close to its expiry is renewed before use.
-const TOKEN_MARGIN: Duration = Duration::from_secs(120);
 /// Metadata on a manifest: how many segments it has.
 const SEGMENTS_META: &str = "x-object-meta-glance-segments";
 
@@ -180,518 +174,6 @@ pub fn endpoint_interface(s: &str) -> Option<&'static str> {
         "admin" => Some("admin"),
         _ => None,
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Connection: authentication and requests
-// ---------------------------------------------------------------------------------------
-
-/// Who to authenticate as, and how. `Debug` hides the key.
-#[derive(Clone, PartialEq, Eq)]
-struct Auth {
-    /// The auth URL, with scheme.
-    url: String,
-    /// `account:user` (v1) or `project:user` (v3), decoded.
-    user: String,
-    key: String,
-    version: SwiftAuthVersion,
-    user_domain_id: String,
-    project_domain_id: String,
-    region: Option<String>,
-    interface: &'static str,
-    snet: bool,
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Auth({} as {}, {:?})", self.url, self.user, self.version)
-    }
-}
-
-/// A token and the storage URL it is good for.
-#[derive(Clone)]
-struct Session {
-    storage_url: String,
-    token: String,
-    expires: Option<Instant>,
-}
-
-impl Session {
-    fn fresh(&self) -> bool {
-        self.expires
-            .is_none_or(|t| t.saturating_duration_since(Instant::now()) > TOKEN_MARGIN)
-    }
-}
-
-type Response = ureq::http::Response<ureq::Body>;
-
-/// What a request sends.
-enum Payload<'r, 'p> {
-    None,
-    Bytes(&'r [u8]),
-    /// A streamed body, with its length when known (else chunked).
-    Reader(&'r mut (dyn Read + 'p), Option<u64>),
-}
-
-/// An authenticated connection to one Swift account (shared by the download readers).
-struct Conn {
-    agent: ureq::Agent,
-    auth: Auth,
-    session: Mutex<Option<Session>>,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
-        .timeout_per_read(Some(IO_TIMEOUT))
-        .timeout_per_write(Some(IO_TIMEOUT))
-        .user_agent(concat!("glance-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
-}
-
-/// Maps a transport failure: the store cannot be reached (503), or it broke off (500).
-fn transport_error(what: &str, e: &ureq::Error) -> Error {
-    match e {
-        ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::Timeout(_)
-        | ureq::Error::Io(_) => Error::Unavailable(format!("Swift is unreachable ({what}): {e}")),
-        _ => Error::Store(format!("Swift request failed ({what}): {e}")),
-    }
-}
-
-/// A short, single-line excerpt of an error body (Swift answers in small HTML pages).
-fn snippet(resp: &mut Response) -> String {
-    let mut buf = Vec::new();
-    let _ = resp.body_mut().as_reader().take(512).read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in text.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            c if !in_tag => out.push(if c.is_control() { ' ' } else { c }),
-            _ => {}
-        }
-    }
-    let words: Vec<&str> = out.split_whitespace().collect();
-    words.join(" ").chars().take(200).collect()
-}
-
-/// Reads and drops a (small) body so the connection can be reused.
-fn drain(resp: &mut Response) {
-    let _ = io::copy(
-        &mut resp.body_mut().as_reader().take(64 * 1024),
-        &mut io::sink(),
-    );
-}
-
-/// Reads a JSON body of at most `limit` bytes.
-fn read_json(resp: &mut Response, limit: u64) -> std::result::Result<Value, String> {
-    let bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-}
-
-fn header(resp: &Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
-}
-
-fn content_length(resp: &Response) -> Option<u64> {
-    header(resp, "content-length").and_then(|v| v.parse().ok())
-}
-
-/// Maps an unexpected Swift status to an error naming the request.
-fn status_error(what: &str, resp: &mut Response) -> Error {
-    let status = resp.status().as_u16();
-    let detail = snippet(resp);
-    let detail = if detail.is_empty() {
-        String::new()
-    } else {
-        format!(": {detail}")
-    };
-    match status {
-        401 => Error::Store(format!(
-            "Swift refused the token ({what}, 401){detail}; check swift_store_user and \
-             swift_store_key"
-        )),
-        403 => Error::Forbidden(format!("Swift denied {what} (403){detail}")),
-        404 => Error::NotFound(format!("{what}: not found in Swift (404)")),
-        413 => Error::Store(format!(
-            "Swift refused {what} as too large (413){detail}; lower \
-             swift_store_large_object_size / swift_store_large_object_chunk_size"
-        )),
-        507 => Error::Store(format!("Swift is out of space ({what}, 507)")),
-        502..=504 => Error::Unavailable(format!("Swift is unavailable ({what}, {status}){detail}")),
-        _ => Error::Store(format!("Swift answered {status} to {what}{detail}")),
-    }
-}
-
-impl Conn {
-    fn new(auth: Auth) -> Conn {
-        Conn {
-            agent: agent(),
-            auth,
-            session: Mutex::new(None),
-        }
-    }
-
-    /// A usable session: the cached one unless it is stale or `renew` is set.
-    fn session(&self, renew: bool) -> Result<Session> {
-        let mut cached = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if !renew
-            && let Some(s) = cached.as_ref()
-            && s.fresh()
-        {
-            return Ok(s.clone());
-        }
-        let s = match self.auth.version {
-            SwiftAuthVersion::V1 => self.auth_v1()?,
-            SwiftAuthVersion::V3 => self.auth_v3()?,
-        };
-        let s = if self.auth.snet { snet(s) } else { s };
-        *cached = Some(s.clone());
-        Ok(s)
-    }
-
-    fn auth_failed(&self, status: u16, hint: &str) -> Error {
-        Error::Store(format!(
-            "Swift authentication failed at {} ({status}): {hint}",
-            self.auth.url
-        ))
-    }
-
-    fn auth_unreachable(&self, e: &ureq::Error) -> Error {
-        Error::Unavailable(format!(
-            "Swift authentication service at {} is unreachable: {e}",
-            self.auth.url
-        ))
-    }
-
-    /// Auth v1.0: the token and storage URL come back in headers.
-    fn auth_v1(&self) -> Result<Session> {
-        let mut resp = self
-            .agent
-            .get(&self.auth.url)
-            .header("X-Auth-User", &self.auth.user)
-            .header("X-Auth-Key", &self.auth.key)
-            .call()
-            .map_err(|e| self.auth_unreachable(&e))?;
-        let status = resp.status().as_u16();
-        drain(&mut resp);
-        match status {
-            200..=299 => {}
-            401 | 403 => {
-                return Err(self.auth_failed(
-                    status,
-                    "wrong user or key; check swift_store_user and swift_store_key",
-                ));
-            }
-            404 => {
-                return Err(self.auth_failed(
-                    status,
-                    "no auth service at this URL; check swift_store_auth_address",
-                ));
-            }
-            _ => return Err(self.auth_failed(status, "unexpected reply")),
-        }
-        // Exact header names: X-Auth-Token-Expires must not be taken for the token.
-        let token = header(&resp, "x-auth-token").or_else(|| header(&resp, "x-storage-token"));
-        let storage_url = header(&resp, "x-storage-url");
-        let (Some(token), Some(storage_url)) = (token, storage_url) else {
-            return Err(self.auth_failed(status, "the reply lacks X-Auth-Token or X-Storage-Url"));
-        };
-        let expires = header(&resp, "x-auth-token-expires")
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Instant::now() + Duration::from_secs_f64(s.min(1e9)));
-        Ok(Session {
-            storage_url,
-            token,
-            expires,
-        })
-    }
-
-    /// Keystone v3 password auth scoped to `project:user`'s project; the storage URL is the
-    /// catalog's object-store endpoint.
-    fn auth_v3(&self) -> Result<Session> {
-        let Some((project, user)) = self.auth.user.split_once(':') else {
-            return Err(Error::Store(
-                "swift_store_user must be project:user with swift_store_auth_version = 3".into(),
-            ));
-        };
-        let base = self.auth.url.trim_end_matches('/');
-        let url = if base.ends_with("/auth/tokens") {
-            base.to_string()
-        } else {
-            format!("{base}/auth/tokens")
-        };
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user,
-                "domain": {"id": self.auth.user_domain_id},
-                "password": self.auth.key,
-            }}},
-            "scope": {"project": {
-                "name": project,
-                "domain": {"id": self.auth.project_domain_id},
-            }},
-        }});
-        let mut resp = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body.to_string().as_bytes())
-            .map_err(|e| self.auth_unreachable(&e))?;
-        let status = resp.status().as_u16();
-        match status {
-            200..=299 => {}
-            401 => {
-                drain(&mut resp);
-                return Err(self.auth_failed(
-                    status,
-                    "Keystone refused the credentials; check swift_store_user (project:user), \
-                     swift_store_key and the domain options",
-                ));
-            }
-            404 => {
-                drain(&mut resp);
-                return Err(self.auth_failed(
-                    status,
-                    "no Keystone v3 at this URL; check swift_store_auth_address",
-                ));
-            }
-            _ => {
-                let detail = snippet(&mut resp);
-                return Err(self.auth_failed(status, &detail));
-            }
-        }
-        let token = header(&resp, "x-subject-token");
-        let doc = read_json(&mut resp, 16 << 20)
-            .map_err(|e| self.auth_failed(status, &format!("unreadable token reply: {e}")))?;
-        let Some(token) = token else {
-            return Err(self.auth_failed(status, "the reply lacks X-Subject-Token"));
-        };
-        let storage_url = catalog_url(
-            &doc["token"]["catalog"],
-            self.auth.interface,
-            self.auth.region.as_deref(),
-        )
-        .ok_or_else(|| {
-            self.auth_failed(
-                status,
-                &format!(
-                    "the token's catalog has no object-store endpoint (interface {}{}); check \
-                     swift_store_region and swift_store_endpoint_type",
-                    self.auth.interface,
-                    self.auth
-                        .region
-                        .as_deref()
-                        .map(|r| format!(", region {r}"))
-                        .unwrap_or_default()
-                ),
-            )
-        })?;
-        let expires = doc["token"]["expires_at"]
-            .as_str()
-            .and_then(crate::timeutil::parse)
-            .and_then(|t| t.duration_since(SystemTime::now()).ok())
-            .map(|d| Instant::now() + d);
-        Ok(Session {
-            storage_url,
-            token,
-            expires,
-        })
-    }
-
-    /// The URL of the account, a container or an object, with an optional query.
-    fn url(s: &Session, container: Option<&str>, object: Option<&str>, query: &str) -> String {
-        let mut url = s.storage_url.trim_end_matches('/').to_string();
-        if let Some(c) = container {
-            url.push('/');
-            url.push_str(&percent_encode(c));
-        }
-        if let Some(o) = object {
-            url.push('/');
-            url.push_str(&percent_encode(o));
-        }
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(query);
-        }
-        url
-    }
-
-    /// Sends one request with the session's token; the caller sees every status.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        s: &Session,
-        method: &str,
-        container: Option<&str>,
-        object: Option<&str>,
-        query: &str,
-        headers: &[(&str, &str)],
-        body: &mut Payload<'_, '_>,
-    ) -> std::result::Result<Response, ureq::Error> {
-        let mut b = ureq::http::Request::builder()
-            .method(method)
-            .uri(Conn::url(s, container, object, query))
-            .header("X-Auth-Token", &s.token);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        match body {
-            Payload::None => self.agent.run(b.body(())?),
-            Payload::Bytes(bytes) => self.agent.run(b.body(*bytes)?),
-            Payload::Reader(reader, len) => {
-                if let Some(n) = len {
-                    b = b.header("Content-Length", n.to_string());
-                }
-                b = b.header("Expect", "100-continue");
-                self.agent
-                    .run(b.body(ureq::SendBody::from_reader(&mut **reader))?)
-            }
-        }
-    }
-
-    /// Sends a request without a body (a PUT with an empty one: Swift wants a
-    /// `Content-Length` on object PUTs), renewing the token once on 401.
-    fn request(
-        &self,
-        method: &str,
-        container: Option<&str>,
-        object: Option<&str>,
-        query: &str,
-        headers: &[(&str, &str)],
-        what: &str,
-    ) -> Result<Response> {
-        let mut renew = false;
-        loop {
-            let s = self.session(renew)?;
-            let mut payload = if method == "PUT" {
-                Payload::Bytes(&[])
-            } else {
-                Payload::None
-            };
-            let resp = self
-                .send(&s, method, container, object, query, headers, &mut payload)
-                .map_err(|e| transport_error(what, &e))?;
-            if resp.status().as_u16() == 401 && !renew {
-                renew = true;
-                continue;
-            }
-            return Ok(resp);
-        }
-    }
-
-    /// HEAD of an object without following a manifest: `None` when it does not exist.
-    fn head_object(&self, container: &str, object: &str) -> Result<Option<Response>> {
-        let what = format!("HEAD {container}/{object}");
-        let mut resp = self.request(
-            "HEAD",
-            Some(container),
-            Some(object),
-            "multipart-manifest=get",
-            &[],
-            &what,
-        )?;
-        match resp.status().as_u16() {
-            200..=299 => Ok(Some(resp)),
-            404 => Ok(None),
-            _ => Err(status_error(&what, &mut resp)),
-        }
-    }
-
-    /// Deletes an object; `Ok(false)` when it was not there.
-    fn delete_object(&self, container: &str, object: &str) -> Result<bool> {
-        let what = format!("DELETE {container}/{object}");
-        let mut resp = self.request("DELETE", Some(container), Some(object), "", &[], &what)?;
-        let status = resp.status().as_u16();
-        drain(&mut resp);
-        match status {
-            200..=299 => Ok(true),
-            404 => Ok(false),
-            _ => Err(status_error(&what, &mut resp)),
-        }
-    }
-
-    /// Names and sizes of the objects named `<prefix>...` in a container, in name order.
-    fn list(&self, container: &str, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let what = format!("GET {container}?prefix={prefix}");
-        let mut out: Vec<(String, u64)> = Vec::new();
-        // Bounded: 100 pages of 10000 names cover more than MAX_SEGMENTS.
-        for _ in 0..100 {
-            let mut query = format!("format=json&prefix={}", percent_encode(prefix));
-            if let Some((last, _)) = out.last() {
-                query.push_str(&format!("&marker={}", percent_encode(last)));
-            }
-            let mut resp = self.request("GET", Some(container), None, &query, &[], &what)?;
-            let status = resp.status().as_u16();
-            if status == 204 {
-                break;
-            }
-            if !(200..=299).contains(&status) {
-                return Err(status_error(&what, &mut resp));
-            }
-            let page = read_json(&mut resp, 64 << 20).map_err(|e| {
-                Error::Store(format!("Swift sent an unreadable listing ({what}): {e}"))
-            })?;
-            let Some(items) = page.as_array() else {
-                return Err(Error::Store(format!(
-                    "Swift sent an unreadable listing ({what})"
-                )));
-            };
-            for item in items {
-                if let (Some(name), Some(bytes)) = (item["name"].as_str(), item["bytes"].as_u64()) {
-                    out.push((name.to_string(), bytes));
-                }
-            }
-            // Swift pages hold up to 10000 names; a shorter page is the last.
-            if items.len() < 10_000 {
-                break;
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The ServiceNet twin of a storage URL: `snet-` before its host.
-fn snet(mut s: Session) -> Session {
-    if let Some((scheme, rest)) = s.storage_url.split_once("://") {
-        s.storage_url = format!("{scheme}://snet-{rest}");
-    }
-    s
-}
-
-/// The object-store endpoint of a Keystone v3 catalog.
-fn catalog_url(catalog: &Value, interface: &str, region: Option<&str>) -> Option<String> {
-    catalog
-        .as_array()?
-        .iter()
-        .filter(|svc| svc["type"] == "object-store")
-        .flat_map(|svc| svc["endpoints"].as_array().into_iter().flatten())
-        .find(|ep| {
-            ep["interface"] == interface
-                && region.is_none_or(|r| ep["region_id"] == r || ep["region"] == r)
-        })
-        .and_then(|ep| ep["url"].as_str())
-        .map(str::to_string)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -823,7 +305,6 @@ pub struct SwiftStore {
     conn: std::result::Result<Arc<Conn>, String>,
     /// `swift+http` or `swift+https`, and the auth address without its scheme.
     location_prefix: String,
-    size_cap: u64,
 }
 
 impl fmt::Debug for SwiftStore {
@@ -910,7 +391,6 @@ impl SwiftStore {
             opts: o,
             conn,
             location_prefix,
-            size_cap: opts.size_cap,
         }
     }
 
@@ -1000,7 +480,7 @@ impl SwiftStore {
         &self,
         conn: &Conn,
         object: &str,
-        src: &mut Source<'_>,
+        src: &mut ImageBody<'_>,
         len: Option<u64>,
         max: u64,
         extra: &[(&str, &str)],
@@ -1140,7 +620,7 @@ impl SwiftStore {
     }
 
     /// Writes the data as segments; on failure removes those written. Returns the count.
-    fn put_segments(&self, conn: &Conn, id: &str, src: &mut Source<'_>) -> Result<u64> {
+    fn put_segments(&self, conn: &Conn, id: &str, src: &mut ImageBody<'_>) -> Result<u64> {
         let chunk = self.opts.large_object_chunk_size;
         let expected = src.expected();
         if let Some(total) = expected {
@@ -1195,7 +675,7 @@ impl SwiftStore {
         format!("{}/{}/{id}", self.location_prefix, self.opts.container)
     }
 
-    fn add_data(&self, conn: &Conn, id: &str, src: &mut Source<'_>) -> Result<()> {
+    fn add_data(&self, conn: &Conn, id: &str, src: &mut ImageBody<'_>) -> Result<()> {
         let c = &self.opts.container;
         match src.expected() {
             Some(n) if n < self.opts.large_object_size => {
@@ -1339,33 +819,32 @@ impl Store for SwiftStore {
         &["swift", "swift+http", "swift+https"]
     }
 
-    fn add(&self, id: &str, data: &mut dyn Read, expected_size: Option<u64>) -> Result<Stored> {
+    fn add(&self, id: &ImageId, body: &mut ImageBody<'_>) -> Result<String> {
         let conn = self.configured()?;
-        crate::image::validate_id(id)?;
-        if let Some(n) = expected_size
-            && n > self.size_cap
-        {
-            return Err(Error::TooLarge(format!(
-                "Image size {n} exceeds the maximum allowed size of {} bytes (image_size_cap)",
-                self.size_cap
-            )));
-        }
         self.ensure_container(conn)?;
         if conn.head_object(&self.opts.container, id)?.is_some() {
             return Err(duplicate(id));
         }
-        let mut src = Source::new(data, expected_size, self.size_cap);
-        self.add_data(conn, id, &mut src)?;
-        let (size, checksum) = (src.total(), src.checksum()?);
+        self.add_data(conn, id, body)?;
         debug!(
-            "stored image {id} in Swift container {}: {size} bytes, md5 {checksum}",
-            self.opts.container
+            "stored image {id} in Swift container {}: {} bytes",
+            self.opts.container,
+            body.total()
         );
-        Ok(Stored {
-            location: self.location(id),
-            size,
-            checksum,
-        })
+        Ok(self.location(id))
+    }
+
+    /// Removes the segments of `id` an interrupted upload left, and its object or manifest if
+    /// it was written but the image never became active.
+    fn discard_partial(&self, id: &ImageId) -> Result<()> {
+        let Ok(conn) = self.configured() else {
+            return Ok(()); // not set up: nothing can have been written
+        };
+        self.remove_stale_segments(conn, id)?;
+        if conn.delete_object(&self.opts.container, id)? {
+            warn!("removed the object of image {id}, whose upload was interrupted");
+        }
+        Ok(())
     }
 
     fn get(&self, loc: &Location) -> Result<ImageData> {

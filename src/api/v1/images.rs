@@ -10,10 +10,10 @@ use crate::api::v1::headers::{self, MetaHeaders};
 use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
-use crate::image::{Image, ImagePatch, Status};
+use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::notifier::image_payload;
 use crate::registry::{LIST_PARAMS, ListQuery};
-use crate::store::{ImageData, Location, Store, redact_uri};
+use crate::store::{ImageData, Location, redact_uri};
 
 /// GET /images and /images/detail.
 pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Result<Response> {
@@ -53,13 +53,7 @@ pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<
         .location
         .as_deref()
         .ok_or_else(|| Error::not_found(format!("Image {id} has no data")))?;
-    let loc = Location::parse(location).map_err(|_| {
-        Error::Internal(format!(
-            "Image {id} has an unusable location {}",
-            redact_uri(location)
-        ))
-    })?;
-    let data = app.stores.for_location(&loc)?.get(&loc)?;
+    let data = app.stores.get(location)?;
     if let ImageData::Stream(_, Some(remote_len)) = &data {
         image.size = *remote_len; // an http(s) location reports its own length
     }
@@ -95,7 +89,19 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
     }
     let image = reserve(app, ctx, &patch)?;
     let image = match upload {
-        Some(store) => upload_and_activate(app, req, ctx, image, store)?,
+        Some(plan) => {
+            // A client-chosen id can be raced by a PUT upload into the new image: the step
+            // out of `queued` is taken once, here as there.
+            let saving = ImagePatch {
+                status: Some(Status::Saving),
+                ..ImagePatch::default()
+            };
+            let image = app
+                .registry
+                .update_if(ctx, &image.id, Status::Queued, &saving, false)
+                .map_err(|e| claim_error(app, e))?;
+            upload_and_activate(app, req, ctx, image, plan)?
+        }
         None => image,
     };
     Ok(image_json_reply(201, &image, req))
@@ -103,6 +109,10 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
 
 /// PUT /images/<id>: update metadata (replacing properties unless
 /// `x-glance-registry-purge-props: false`), and upload data into a queued image.
+///
+/// A body, or a new location, needs the image `queued`; the metadata change and the step
+/// out of `queued` are one compare-and-set, so of two racing uploads (or registrations)
+/// exactly one proceeds and the other gets 409 without changing anything.
 pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
     check_writable(ctx)?;
     let image = app.registry.get(ctx, id)?;
@@ -121,18 +131,22 @@ pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> R
             image.status
         )));
     }
-    if let Some(loc) = check_location_change(app, &image, &mut patch)?
-        && image.status == Status::Queued
-        && !has_body
-    {
+    let new_location = check_location_change(app, &image, &mut patch)?;
+    if new_location.is_some() && has_body {
+        return Err(Error::bad_request(
+            "Supply either image data or x-image-meta-location, not both",
+        ));
+    }
+    if let Some(loc) = &new_location {
         // A queued image given a location is registered, as later Glance v1 did and as
         // glanceclient's `image-update --location` expects (Diablo left it queued).
         patch.status = Some(Status::Active);
         if patch.size.is_none() {
-            patch.size = Some(remote_size(app, &loc));
+            patch.size = Some(remote_size(app, loc));
         }
     }
     let upload = if has_body {
+        patch.status = Some(Status::Saving);
         Some(prepare_upload(app, req, &meta)?)
     } else {
         None
@@ -140,12 +154,17 @@ pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> R
     let purge = req
         .header("x-glance-registry-purge-props")
         .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"));
-    let updated = app
-        .registry
-        .update(ctx, id, &patch, purge)
-        .map_err(|e| update_error(app, e))?;
+    let updated = if upload.is_some() || new_location.is_some() {
+        app.registry
+            .update_if(ctx, id, Status::Queued, &patch, purge)
+            .map_err(|e| claim_error(app, e))?
+    } else {
+        app.registry
+            .update(ctx, id, &patch, purge)
+            .map_err(|e| update_error(app, e))?
+    };
     let updated = match upload {
-        Some(store) => upload_and_activate(app, req, ctx, updated, store)?,
+        Some(plan) => upload_and_activate(app, req, ctx, updated, plan)?,
         None => updated,
     };
     app.notifier.info("image.update", image_payload(&updated));
@@ -181,8 +200,7 @@ pub fn delete(app: &ApiApp, ctx: &Context, id: &str) -> Result<Response> {
 
 /// Deletes image data from its store; missing data is not an error (already gone).
 pub fn delete_data(app: &ApiApp, location: &str) -> Result<()> {
-    let loc = Location::parse(location)?;
-    match app.stores.for_location(&loc)?.delete(&loc) {
+    match app.stores.delete(location) {
         Ok(()) => Ok(()),
         Err(Error::NotFound(m)) => {
             log::warn!("data at {} already gone: {m}", redact_uri(location));
@@ -199,8 +217,10 @@ fn check_writable(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// A new or changed location must be one a client may register (returned parsed); an
-/// unchanged one (as the client saw it, redacted) is dropped from the patch.
+/// A new or changed location must be one a client may register (returned parsed), and only
+/// on a `queued` image (later Glance v1's rule: the data of an active image, which others
+/// may be using, cannot be swapped); an unchanged one (as the client saw it, redacted) is
+/// dropped from the patch.
 fn check_location_change(
     app: &ApiApp,
     image: &Image,
@@ -214,12 +234,19 @@ fn check_location_change(
         patch.location = None;
         return Ok(None);
     }
+    if image.status != Status::Queued {
+        return Err(Error::bad_request(format!(
+            "x-image-meta-location: the location of an image can only be set while it is \
+             queued (image {} is {})",
+            image.id, image.status
+        )));
+    }
     app.stores.check_client_location(uri).map(Some)
 }
 
 /// The size of data at an external location, learned with a HEAD (0 when unknown).
 fn remote_size(app: &ApiApp, loc: &Location) -> u64 {
-    match app.stores.for_location(loc).and_then(|s| s.size(loc)) {
+    match app.stores.remote_size(loc) {
         Ok(n) => n,
         Err(e) => {
             log::warn!("size of {}: {e}", loc.redacted());
@@ -258,17 +285,12 @@ fn update_error(app: &ApiApp, e: Error) -> Error {
 }
 
 /// The store and expected size of an upload, checked before anything is reserved.
-struct UploadPlan<'a> {
-    store: &'a dyn Store,
+struct UploadPlan {
+    store: &'static str,
     expected: Option<u64>,
 }
 
-fn prepare_upload<'a>(
-    app: &'a ApiApp,
-    req: &Request<'_>,
-    meta: &MetaHeaders,
-) -> Result<UploadPlan<'a>> {
-    let store = app.stores.for_upload(meta.store.as_deref())?;
+fn prepare_upload(app: &ApiApp, req: &Request<'_>, meta: &MetaHeaders) -> Result<UploadPlan> {
     let length = req
         .content_length()
         .filter(|_| req.header("transfer-encoding").is_none());
@@ -281,38 +303,48 @@ fn prepare_upload<'a>(
         )));
     }
     let expected = length.or(declared);
-    if let Some(n) = expected
-        && n > app.opts.size_cap
-    {
-        return Err(Error::TooLarge(format!(
-            "Image of {n} bytes is larger than the {} bytes this server accepts (image_size_cap)",
-            app.opts.size_cap
-        )));
-    }
+    let store = app.stores.check_upload(meta.store.as_deref(), expected)?;
     Ok(UploadPlan { store, expected })
 }
 
-/// Streams the body into the store and activates the image; on any failure the image is
-/// killed, partial data removed, and an `image.upload` error notification sent.
+/// The reply when the compare-and-set out of `queued` fails: another request took the image
+/// first (409, nothing changed).
+fn claim_error(app: &ApiApp, e: Error) -> Error {
+    match e {
+        Error::Conflict(m) => Error::Conflict(format!(
+            "The image is no longer queued: another upload or location change took it first \
+             ({m})"
+        )),
+        other => update_error(app, other),
+    }
+}
+
+/// Streams the body of an image this request holds in `saving` into the store and
+/// activates it; on any failure the image is killed (only while this upload still holds
+/// it), partial data removed, and an `image.upload` error notification sent.
 fn upload_and_activate(
     app: &ApiApp,
     req: &mut Request<'_>,
     ctx: &Context,
     image: Image,
-    plan: UploadPlan<'_>,
+    plan: UploadPlan,
 ) -> Result<Image> {
     let content_type_ok = req
         .header("content-type")
         .and_then(|ct| ct.split(';').next())
         .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
     if !content_type_ok {
+        // Spec §5.6: the image is killed first.
         kill(app, ctx, &image.id);
         return Err(Error::bad_request(
             "Content-Type must be application/octet-stream",
         ));
     }
-    set_status(app, ctx, &image.id, Status::Saving)?;
-    let stored = match plan.store.add(&image.id, req.body(), plan.expected) {
+    let id = ImageId::parse(&image.id)?;
+    let stored = match app
+        .stores
+        .add(Some(plan.store), &id, req.body(), plan.expected)
+    {
         Ok(stored) => stored,
         Err(e) => return Err(upload_failed(app, ctx, &image.id, None, upload_error(e))),
     };
@@ -332,28 +364,16 @@ fn upload_and_activate(
             e,
         ));
     }
-    let recorded = ImagePatch {
-        checksum: Some(Some(stored.checksum.clone())),
-        size: Some(stored.size),
-        ..ImagePatch::default()
-    };
-    if let Err(e) = app.registry.update(ctx, &image.id, &recorded, false) {
-        return Err(upload_failed(
-            app,
-            ctx,
-            &image.id,
-            Some(&stored.location),
-            e,
-        ));
-    }
     app.notifier.info("image.upload", image_payload(&image));
     let activate = ImagePatch {
         status: Some(Status::Active),
         location: Some(Some(stored.location.clone())),
+        checksum: Some(Some(stored.checksum.clone())),
+        size: Some(stored.size),
         ..ImagePatch::default()
     };
     app.registry
-        .update(ctx, &image.id, &activate, false)
+        .update_if(ctx, &image.id, Status::Saving, &activate, false)
         .map_err(|e| upload_failed(app, ctx, &image.id, Some(&stored.location), e))
 }
 
@@ -386,9 +406,17 @@ fn upload_failed(
     e
 }
 
-/// `_safe_kill`: marks the image `killed`, logging (not raising) a failure to do so.
+/// `_safe_kill`: marks the image `killed` if this upload still holds it in `saving`,
+/// logging (not raising) a failure to do so.
 fn kill(app: &ApiApp, ctx: &Context, id: &str) {
-    if let Err(e) = set_status(app, ctx, id, Status::Killed) {
+    let patch = ImagePatch {
+        status: Some(Status::Killed),
+        ..ImagePatch::default()
+    };
+    if let Err(e) = app
+        .registry
+        .update_if(ctx, id, Status::Saving, &patch, false)
+    {
         log::error!("could not mark image {id} killed: {e}");
     }
 }

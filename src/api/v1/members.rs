@@ -10,7 +10,8 @@ use crate::api::ApiApp;
 use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
-use crate::registry::server::{parse_memberships, read_json};
+use crate::registry::parse_memberships;
+use crate::rest::read_json;
 
 /// GET /images/<id>/members.
 pub fn list(app: &ApiApp, ctx: &Context, id: &str) -> Result<Response> {

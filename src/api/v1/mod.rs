@@ -10,13 +10,13 @@ mod members;
 use crate::api::ApiApp;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
-use crate::registry::server::log_error;
+use crate::rest::{error_response, log_error};
 
 /// Answers one v1 request.
 pub fn handle(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Response {
     route(app, req, path).unwrap_or_else(|e| {
         log_error(&e, req);
-        e.into_response()
+        error_response(e)
     })
 }
 

@@ -132,7 +132,7 @@ fn settings_applied_to_pooled_connections() {
                 let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
                 let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
                 let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-                assert_eq!((mode.as_str(), fk, sync), ("wal", 1, 1));
+                assert_eq!((mode.as_str(), fk, sync), ("wal", 1, 2));
             }
             Ok(())
         })

@@ -1,5 +1,8 @@
+use std::io::Read;
+
 use super::super::Stores;
 use super::super::tests::FailingReader;
+use super::super::tests::add_to;
 use super::super::tests::md5_hex;
 use super::super::tests::{exercise_store, read_all};
 use super::*;
@@ -39,9 +42,7 @@ fn location_form_and_nested_datadir() {
     let dir = tmp.path().join("a/b/images/");
     let store = FilesystemStore::new(&opts(&dir));
     assert!(dir.is_dir(), "datadir created at start-up");
-    let stored = store
-        .add("img-1", &mut &b"hello"[..], Some(5))
-        .expect("add");
+    let stored = add_to(&store, "img-1", &mut &b"hello"[..], Some(5)).expect("add");
     assert_eq!(
         stored.location,
         format!("file://{}", dir.join("img-1").display())
@@ -56,14 +57,14 @@ fn size_mismatch_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = FilesystemStore::new(&opts(tmp.path()));
     let data = vec![1u8; 10_000];
-    match store.add("short", &mut &data[..], Some(10_001)) {
+    match add_to(&store, "short", &mut &data[..], Some(10_001)) {
         Err(Error::BadRequest(m)) => assert_eq!(
             m,
             "Size mismatch: x-image-meta-size/Content-Length said 10001 bytes, got 10000"
         ),
         other => panic!("{other:?}"),
     }
-    match store.add("long", &mut &data[..], Some(9_999)) {
+    match add_to(&store, "long", &mut &data[..], Some(9_999)) {
         Err(Error::BadRequest(m)) => {
             assert!(m.contains("said 9999 bytes, got more than 9999"), "{m}")
         }
@@ -71,7 +72,7 @@ fn size_mismatch_leaves_nothing() {
     }
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
     // Without a declared size any length is fine.
-    store.add("any", &mut &data[..], None).expect("add");
+    add_to(&store, "any", &mut &data[..], None).expect("add");
     assert_eq!(entries(tmp.path()), ["any"]);
 }
 
@@ -83,7 +84,7 @@ fn failing_reader_leaves_nothing() {
         good: 50_000,
         kind: io::ErrorKind::UnexpectedEof,
     };
-    match store.add("cut", &mut r, Some(100_000)) {
+    match add_to(&store, "cut", &mut r, Some(100_000)) {
         Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -92,7 +93,7 @@ fn failing_reader_leaves_nothing() {
         kind: io::ErrorKind::ConnectionReset,
     };
     assert!(matches!(
-        store.add("cut", &mut r, None),
+        add_to(&store, "cut", &mut r, None),
         Err(Error::BadRequest(_))
     ));
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
@@ -152,7 +153,7 @@ fn direct_io_uploads_of_every_tail_length() {
             step: 1000 + 7 * i,
         };
         let id = format!("img-{i}");
-        let stored = store.add(&id, &mut src, Some(len as u64)).expect("add");
+        let stored = add_to(&store, &id, &mut src, Some(len as u64)).expect("add");
         assert_eq!(stored.size, len as u64, "{len}");
         assert_eq!(stored.checksum, md5_hex(&data), "{len}");
         assert!(
@@ -171,12 +172,13 @@ fn direct_io_failures_leave_nothing() {
         good: 3 * DIRECT_IO_MIN_BUFFER + 10,
         kind: io::ErrorKind::UnexpectedEof,
     };
-    match store.add("cut", &mut r, None) {
+    match add_to(&store, "cut", &mut r, None) {
         Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
         other => panic!("{other:?}"),
     }
     let data = pattern(2 * DIRECT_IO_MIN_BUFFER);
-    match store.add(
+    match add_to(
+        &store,
         "long",
         &mut &data[..],
         Some(DIRECT_IO_MIN_BUFFER as u64 + 1),
@@ -200,7 +202,7 @@ fn direct_writer_takes_whole_aligned_blocks_and_the_rest_buffered() {
         return;
     };
     let data = pattern(4 * BUFFER_ALIGN + 100);
-    let mut buf = super::super::AlignedBuf::new(data.len());
+    let mut buf = super::super::pipeline::AlignedBuf::new(data.len());
     buf.as_mut_slice().copy_from_slice(&data);
     let mut w = DirectWriter::new(&direct, &file);
     // An aligned buffer: its whole blocks go direct, the 100-byte tail through the cache.
@@ -234,9 +236,7 @@ fn without_direct_io_support_uploads_use_the_page_cache() {
     };
     let store = FilesystemStore::new(&direct_opts(tmp.path()));
     let data = pattern(2 * DIRECT_IO_MIN_BUFFER + 3);
-    let stored = store
-        .add("img", &mut &data[..], Some(data.len() as u64))
-        .expect("add");
+    let stored = add_to(&store, "img", &mut &data[..], Some(data.len() as u64)).expect("add");
     assert_eq!(stored.checksum, md5_hex(&data));
     assert!(fs::read(tmp.path().join("img")).expect("read") == data);
 }
@@ -264,7 +264,7 @@ fn temp_names() {
 fn stale_temp_files_are_removed_at_start_up() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = FilesystemStore::new(&opts(tmp.path()));
-    store.add("kept", &mut &b"data"[..], Some(4)).expect("add");
+    add_to(&store, "kept", &mut &b"data"[..], Some(4)).expect("add");
     let stale = format!(".kept.tmp-{}", uuid::Uuid::new_v4().simple());
     let other = ".not-ours.tmp-x";
     for name in [stale.as_str(), other, "notes.txt"] {
@@ -281,14 +281,17 @@ fn stale_temp_files_are_removed_at_start_up() {
 
 #[test]
 fn size_cap() {
+    // The cap is checked by the one door (Stores::add), for every backend alike.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = FilesystemStore::new(&StoreOptions {
+    let stores = Stores::new(&StoreOptions {
         size_cap: 10,
         ..opts(tmp.path())
-    });
+    })
+    .expect("stores");
+    let id = |s: &str| ImageId::parse(s).expect("id");
     let data = [0u8; 11];
     assert!(matches!(
-        store.add("big", &mut &data[..], None),
+        stores.add(None, &id("big"), &mut &data[..], None),
         Err(Error::TooLarge(_))
     ));
     // A declared size above the cap is refused before reading anything.
@@ -296,13 +299,13 @@ fn size_cap() {
         good: 0,
         kind: io::ErrorKind::Other,
     };
-    match store.add("big", &mut never, Some(11)) {
+    match stores.add(None, &id("big"), &mut never, Some(11)) {
         Err(Error::TooLarge(m)) => assert!(m.contains("image_size_cap"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(entries(tmp.path()).is_empty());
-    store
-        .add("fits", &mut &data[..10], Some(10))
+    stores
+        .add(None, &id("fits"), &mut &data[..10], Some(10))
         .expect("at the cap");
     assert_eq!(entries(tmp.path()), ["fits"]);
 }
@@ -313,7 +316,7 @@ fn duplicates_are_refused_even_at_link_time() {
     let store = FilesystemStore::new(&opts(tmp.path()));
     fs::write(tmp.path().join("taken"), b"original").expect("write");
     assert!(matches!(
-        store.add("taken", &mut &b"new"[..], None),
+        add_to(&store, "taken", &mut &b"new"[..], None),
         Err(Error::Duplicate(_))
     ));
     // The race: the final name appears after the first check.
@@ -337,7 +340,7 @@ fn ids_cannot_escape_the_datadir() {
     for id in ["../x", "a/b", "..", ".", "", "/etc/x", "a\0b"] {
         assert!(
             matches!(
-                store.add(id, &mut &b"x"[..], None),
+                add_to(&store, id, &mut &b"x"[..], None),
                 Err(Error::BadRequest(_))
             ),
             "{id:?}"
@@ -375,7 +378,7 @@ fn datadir_through_a_symlink() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let real = tmp.path().join("real");
     let store = FilesystemStore::new(&opts(&real));
-    store.add("img", &mut &b"abc"[..], None).expect("add");
+    add_to(&store, "img", &mut &b"abc"[..], None).expect("add");
     let link = tmp.path().join("link");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
     let l = loc(&format!("file://{}/img", link.display()));
@@ -394,7 +397,7 @@ fn uncreatable_datadir_disables_add_only() {
     // The registry still builds: the store stays registered.
     let stores = Stores::new(&opts(&dir)).expect("stores build anyway");
     let store = stores.for_upload(None).expect("file store registered");
-    match store.add("x", &mut &b"abc"[..], None) {
+    match add_to(store, "x", &mut &b"abc"[..], None) {
         Err(Error::Store(m)) => {
             assert!(m.contains(&dir.display().to_string()), "{m}");
             assert!(m.contains("filesystem_store_datadir"), "{m}");
@@ -415,7 +418,7 @@ fn unwritable_datadir() {
         eprintln!("skipping unwritable_datadir: this user (root?) can write anyway");
         return;
     }
-    match store.add("x", &mut &b"abc"[..], None) {
+    match add_to(&store, "x", &mut &b"abc"[..], None) {
         Err(Error::Store(m)) => {
             assert!(m.contains(&dir.display().to_string()), "{m}");
             assert!(m.contains("filesystem_store_datadir"), "{m}");
@@ -424,9 +427,7 @@ fn unwritable_datadir() {
     }
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod back");
     // Fixed without a restart.
-    store
-        .add("x", &mut &b"abc"[..], None)
-        .expect("add after fix");
+    add_to(&store, "x", &mut &b"abc"[..], None).expect("add after fix");
 }
 
 #[test]

@@ -2,6 +2,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
+use super::super::tests::add_to;
 use super::super::tests::read_all;
 use super::*;
 
@@ -162,7 +163,7 @@ fn read_only() {
     let store = store();
     assert!(!store.writable());
     assert_eq!(store.name(), "http");
-    match store.add("x", &mut &b"abc"[..], None) {
+    match add_to(&store, "x", &mut &b"abc"[..], None) {
         Err(Error::BadRequest(m)) => assert!(m.contains("the http store is read-only")),
         other => panic!("{other:?}"),
     }

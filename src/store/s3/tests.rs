@@ -5,8 +5,10 @@
 use std::io;
 use std::net::TcpListener;
 
+use super::super::Stored;
 use super::super::test_services::{self, Services};
 use super::super::tests::FailingReader;
+use super::super::tests::add_to;
 use super::super::tests::md5_hex;
 use super::super::tests::{exercise_store, read_all};
 use super::*;
@@ -172,7 +174,7 @@ fn options_hosts_and_styles() {
     assert_eq!((code.as_str(), msg.as_str()), ("NoSuchKey", "gone"));
 
     let store = S3Store::new(&StoreOptions::default());
-    match store.add("x", &mut &b"x"[..], Some(1)) {
+    match add_to(&store, "x", &mut &b"x"[..], Some(1)) {
         Err(Error::Store(m)) => {
             for opt in [
                 "s3_store_host",
@@ -249,7 +251,7 @@ fn multipart_known_and_unknown_size() {
     let len = 11 * MB as usize + 12_345;
     let data = pattern(len);
     for (id, declared) in [("known", Some(len as u64)), ("unknown", None)] {
-        let stored = f.store.add(id, &mut &data[..], declared).expect(id);
+        let stored = add_to(&f.store, id, &mut &data[..], declared).expect(id);
         assert_eq!(stored.size, len as u64);
         assert_eq!(stored.checksum, md5_hex(&data));
         let loc = f.loc(&stored);
@@ -260,7 +262,7 @@ fn multipart_known_and_unknown_size() {
     }
     // Small unknown size: one PUT from the buffer.
     let small = pattern(1000);
-    let stored = f.store.add("small", &mut &small[..], None).expect("small");
+    let stored = add_to(&f.store, "small", &mut &small[..], None).expect("small");
     assert_eq!(read_all(f.store.get(&f.loc(&stored)).expect("get")), small);
     let mut keys = f.keys(&svc);
     keys.sort();
@@ -290,7 +292,7 @@ fn failed_uploads_leave_nothing() {
             good: 12 * MB as usize,
             kind: io::ErrorKind::ConnectionReset,
         };
-        match f.store.add("cut", &mut r, declared) {
+        match add_to(&f.store, "cut", &mut r, declared) {
             Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -304,7 +306,7 @@ fn failed_uploads_leave_nothing() {
         (6 * MB, 7 * MB as usize),
     ] {
         let data = pattern(len);
-        match f.store.add("size", &mut &data[..], Some(declared)) {
+        match add_to(&f.store, "size", &mut &data[..], Some(declared)) {
             Err(Error::BadRequest(m)) => assert!(m.contains("Size mismatch"), "{m}"),
             other => panic!("{declared}/{len}: {other:?}"),
         }
@@ -316,9 +318,9 @@ fn failed_uploads_leave_nothing() {
         assert_eq!(f.uploads(&svc), 0);
     }
     let data = pattern(100);
-    let stored = f.store.add("dup", &mut &data[..], None).expect("first");
+    let stored = add_to(&f.store, "dup", &mut &data[..], None).expect("first");
     assert!(matches!(
-        f.store.add("dup", &mut &data[..], Some(100)),
+        add_to(&f.store, "dup", &mut &data[..], Some(100)),
         Err(Error::Duplicate(_))
     ));
     assert_eq!(read_all(f.store.get(&f.loc(&stored)).expect("get")), data);
@@ -330,7 +332,7 @@ fn missing_bucket_wrong_credentials_unreachable() {
         return;
     };
     let f = Fixture::new(&svc, |o| o.create_bucket_on_put = false);
-    match f.store.add("x", &mut &b"data"[..], Some(4)) {
+    match add_to(&f.store, "x", &mut &b"data"[..], Some(4)) {
         Err(Error::Store(m)) => {
             assert!(m.contains(&f.bucket), "{m}");
             assert!(m.contains("s3_store_create_bucket_on_put"), "{m}");
@@ -338,7 +340,7 @@ fn missing_bucket_wrong_credentials_unreachable() {
         other => panic!("{other:?}"),
     }
     let bad = Fixture::new(&svc, |o| o.secret_key = Some("WRONG-SECRET-123".into()));
-    match bad.store.add("x", &mut &b"data"[..], Some(4)) {
+    match add_to(&bad.store, "x", &mut &b"data"[..], Some(4)) {
         Err(Error::Store(m)) => {
             assert!(m.contains("s3_store_secret_key"), "{m}");
             assert!(!m.contains("WRONG-SECRET-123"), "{m}");
@@ -350,13 +352,13 @@ fn missing_bucket_wrong_credentials_unreachable() {
         l.local_addr().expect("addr").port()
     };
     let gone = Fixture::new(&svc, |o| o.host = Some(format!("http://127.0.0.1:{port}")));
-    match gone.store.add("x", &mut &b"data"[..], Some(4)) {
+    match add_to(&gone.store, "x", &mut &b"data"[..], Some(4)) {
         Err(Error::Unavailable(m)) => assert!(m.contains("unreachable"), "{m}"),
         other => panic!("{other:?}"),
     }
     // Reading a missing key of an existing bucket is a 404.
     let g = Fixture::new(&svc, |_| {});
-    let stored = g.store.add("y", &mut &b"data"[..], None).expect("add");
+    let stored = add_to(&g.store, "y", &mut &b"data"[..], None).expect("add");
     let missing = Location::parse(&stored.location.replace("/y", "/nope")).expect("loc");
     assert!(matches!(g.store.get(&missing), Err(Error::NotFound(_))));
     assert!(matches!(g.store.size(&missing), Err(Error::NotFound(_))));

@@ -4,11 +4,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
+use super::super::Stored;
 use super::super::test_services::{self, Services};
 use super::super::tests::FailingReader;
 use super::super::tests::md5_hex;
+use super::super::tests::{add_capped, add_to};
 use super::super::tests::{exercise_store, read_all};
 use super::*;
+use serde_json::{Value, json};
 
 /// Deterministic test data.
 fn pattern(len: usize) -> Vec<u8> {
@@ -81,7 +84,7 @@ fn options_and_unconfigured_store() {
     assert_eq!(endpoint_interface("bogus"), None);
 
     let store = SwiftStore::new(&StoreOptions::default());
-    match store.add("x", &mut &b"x"[..], Some(1)) {
+    match add_to(&store, "x", &mut &b"x"[..], Some(1)) {
         Err(Error::Store(m)) => {
             for opt in [
                 "swift_store_auth_address",
@@ -235,7 +238,7 @@ fn large_objects_known_and_unknown_size() {
         let id = ids[i];
         let data = pattern(*len);
         let size = declared.then_some(*len as u64);
-        let stored = f.store.add(id, &mut &data[..], size).expect(id);
+        let stored = add_to(&f.store, id, &mut &data[..], size).expect(id);
         assert_eq!(stored.size, *len as u64, "{id}");
         assert_eq!(stored.checksum, md5_hex(&data), "{id}");
         let loc = f.loc(&stored);
@@ -264,8 +267,7 @@ fn large_objects_known_and_unknown_size() {
     }
     // Another image's object named like a segment is neither served nor deleted with b.
     let foreign = pattern(10);
-    f.store
-        .add("b-00004", &mut &foreign[..], Some(10))
+    add_to(&f.store, "b-00004", &mut &foreign[..], Some(10))
         .expect("an image whose id looks like a segment");
     let b = Location::parse(&f.store.location("b")).expect("loc");
     assert_eq!(read_all(f.store.get(&b).expect("get")).len(), 300_000);
@@ -292,7 +294,7 @@ fn failed_uploads_leave_nothing() {
             good: 250_000,
             kind: io::ErrorKind::ConnectionReset,
         };
-        match f.store.add("cut", &mut r, declared) {
+        match add_to(&f.store, "cut", &mut r, declared) {
             Err(Error::BadRequest(m)) => assert!(m.contains("disconnected"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -306,7 +308,7 @@ fn failed_uploads_leave_nothing() {
         (400_000, 450_000),
     ] {
         let data = pattern(len);
-        match f.store.add("size", &mut &data[..], Some(declared)) {
+        match add_to(&f.store, "size", &mut &data[..], Some(declared)) {
             Err(Error::BadRequest(m)) => assert!(m.contains("Size mismatch"), "{m}"),
             other => panic!("{declared}/{len}: {other:?}"),
         }
@@ -324,14 +326,14 @@ fn failed_uploads_leave_nothing() {
     });
     let data = pattern(200_000);
     assert!(matches!(
-        capped.add("cap", &mut &data[..], None),
+        add_capped(&capped, "cap", &mut &data[..], None, 150_000),
         Err(Error::TooLarge(_))
     ));
     assert!(f.objects().is_empty(), "{:?}", f.objects());
     // A duplicate is refused and the first image stays intact.
     let data = pattern(1000);
-    let stored = f.store.add("dup", &mut &data[..], None).expect("first");
-    match f.store.add("dup", &mut &data[..], Some(1000)) {
+    let stored = add_to(&f.store, "dup", &mut &data[..], None).expect("first");
+    match add_to(&f.store, "dup", &mut &data[..], Some(1000)) {
         Err(Error::Duplicate(m)) => assert!(m.contains("dup"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -353,7 +355,7 @@ fn stale_segments_of_an_earlier_upload_are_replaced() {
     for n in 1..=5 {
         let data = pattern(100_000);
         let mut body = &data[..];
-        let mut src = Source::new(&mut body, Some(100_000), u64::MAX);
+        let mut src = ImageBody::new(&mut body, Some(100_000), u64::MAX);
         f.store
             .put_streamed(
                 &conn,
@@ -366,10 +368,7 @@ fn stale_segments_of_an_earlier_upload_are_replaced() {
             .expect("stale segment");
     }
     let data = pattern(300_000);
-    let stored = f
-        .store
-        .add("s", &mut &data[..], Some(300_000))
-        .expect("add");
+    let stored = add_to(&f.store, "s", &mut &data[..], Some(300_000)).expect("add");
     assert!(read_all(f.store.get(&f.loc(&stored)).expect("get")) == data);
     f.store.delete(&f.loc(&stored)).expect("delete");
     assert!(f.objects().is_empty(), "{:?}", f.objects());
@@ -381,7 +380,7 @@ fn missing_container_and_wrong_credentials() {
         return;
     };
     let f = Fixture::new(&svc, |o| o.create_container_on_put = false);
-    match f.store.add("x", &mut &b"data"[..], Some(4)) {
+    match add_to(&f.store, "x", &mut &b"data"[..], Some(4)) {
         Err(Error::Store(m)) => {
             assert!(m.contains(&f.container), "{m}");
             assert!(m.contains("swift_store_create_container_on_put"), "{m}");
@@ -391,7 +390,7 @@ fn missing_container_and_wrong_credentials() {
     assert!(f.objects().is_empty());
 
     let bad = Fixture::new(&svc, |o| o.key = Some("WRONG-KEY-123".into()));
-    match bad.store.add("x", &mut &b"data"[..], Some(4)) {
+    match add_to(&bad.store, "x", &mut &b"data"[..], Some(4)) {
         Err(Error::Store(m)) => {
             assert!(m.contains("swift_store_key"), "{m}");
             assert!(!m.contains("WRONG-KEY-123"), "{m}");
@@ -401,7 +400,7 @@ fn missing_container_and_wrong_credentials() {
     // A location carrying a wrong key is not served with the configured one.
     let data = pattern(100);
     let g = f_with_container(&svc);
-    let stored = g.store.add("y", &mut &data[..], None).expect("add");
+    let stored = add_to(&g.store, "y", &mut &data[..], None).expect("add");
     let forged = stored.location.replace(":testing@", ":forged@");
     assert_ne!(
         forged, stored.location,
@@ -421,7 +420,7 @@ fn missing_container_and_wrong_credentials() {
     let gone = Fixture::new(&svc, |o| {
         o.auth_address = Some(format!("http://127.0.0.1:{port}/auth/v1.0"));
     });
-    match gone.store.add("x", &mut &b"data"[..], Some(4)) {
+    match add_to(&gone.store, "x", &mut &b"data"[..], Some(4)) {
         Err(Error::Unavailable(m)) => assert!(m.contains("unreachable"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -519,10 +518,7 @@ fn keystone_v3_auth() {
     };
     let f = v3("v3-secret");
     let data = pattern(5000);
-    let stored = f
-        .store
-        .add("k", &mut &data[..], Some(5000))
-        .expect("add via v3");
+    let stored = add_to(&f.store, "k", &mut &data[..], Some(5000)).expect("add via v3");
     assert!(
         stored
             .location
@@ -532,7 +528,7 @@ fn keystone_v3_auth() {
     f.store.delete(&f.loc(&stored)).expect("delete");
 
     let bad = v3("wrong");
-    match bad.store.add("k", &mut &data[..], Some(5000)) {
+    match add_to(&bad.store, "k", &mut &data[..], Some(5000)) {
         Err(Error::Store(m)) => assert!(m.contains("Keystone refused"), "{m}"),
         other => panic!("{other:?}"),
     }
