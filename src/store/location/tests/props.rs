@@ -88,7 +88,11 @@ fn location() -> impl Strategy<Value = (String, Option<String>)> {
         );
     let s3 = (
         prop_oneof![Just("s3"), Just("s3+http"), Just("s3+https")],
-        proptest::option::of((user(), secret(S3_SECRET))),
+        proptest::option::of((
+            user(),
+            // Glance refuses any s3 URI with two '://', so a secret cannot hold one.
+            secret(S3_SECRET).prop_filter("no :// in an s3 secret", |s| !s.contains("://")),
+        )),
         host(),
         proptest::collection::vec(segment(), 0..2),
         segment(),
