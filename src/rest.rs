@@ -98,6 +98,7 @@ pub fn read_json(req: &mut Request<'_>) -> Result<Option<Value>> {
         )));
     }
     let bytes = req.read_body_limited(MAX_JSON_BODY).map_err(|e| {
+        // Too large is FileTooLarge; InvalidData is malformed chunked framing, a 400.
         if e.kind() == std::io::ErrorKind::FileTooLarge {
             Error::TooLarge(format!("Request body is larger than {MAX_JSON_BODY} bytes"))
         } else {

@@ -1,8 +1,9 @@
-//! Property-based tests of listing parameters (quick and long runs: see `crate::props`).
+//! Property-based tests of listing parameters and membership bodies (quick and long runs:
+//! see `crate::props`).
 
 use super::*;
 use crate::auth::AuthOptions;
-use crate::props::{assert_client_error, props};
+use crate::props::{assert_client_error, json, props};
 use proptest::prelude::*;
 
 fn admin() -> Context {
@@ -27,6 +28,21 @@ fn pair() -> impl Strategy<Value = (String, String)> {
     (key, value)
 }
 
+/// The keys the membership parsers look at.
+const MEMBER_KEYS: &[&str] = &["memberships", "member_id", "can_share", "member"];
+
+fn specs() -> impl Strategy<Value = Vec<MemberSpec>> {
+    proptest::collection::vec(
+        ("(?s).{1,12}", proptest::option::of(any::<bool>())).prop_map(|(member_id, can_share)| {
+            MemberSpec {
+                member_id,
+                can_share,
+            }
+        }),
+        0..6,
+    )
+}
+
 props! {
     cases = 2000;
 
@@ -46,6 +62,28 @@ props! {
         if let Ok(q) = ListQuery::parse(&pairs, &admin(), PageLimits::default()) {
             let again = ListQuery::parse(&q.to_pairs(), &admin(), PageLimits::default());
             prop_assert_eq!(again.map_err(|e| e.message()), Ok(q));
+        }
+    }
+
+    /// Any JSON: memberships or a 4xx.
+    fn prop_memberships_any_json(v in json(MEMBER_KEYS)) {
+        if let Err(e) = parse_memberships(&v) {
+            assert_client_error(&e)?;
+        }
+        if let Err(e) = parse_can_share(&v) {
+            assert_client_error(&e)?;
+        }
+    }
+
+    /// The three body forms give back the memberships sent.
+    fn prop_memberships_round_trip(specs in specs()) {
+        let wrapped = MemberSpec::memberships_body(&specs);
+        prop_assert_eq!(parse_memberships(&wrapped).map_err(|e| e.message()), Ok(specs.clone()));
+        let bare = wrapped["memberships"].clone();
+        prop_assert_eq!(parse_memberships(&bare).map_err(|e| e.message()), Ok(specs.clone()));
+        if let [one] = &specs[..] {
+            let single = bare[0].clone();
+            prop_assert_eq!(parse_memberships(&single).map_err(|e| e.message()), Ok(vec![one.clone()]));
         }
     }
 }

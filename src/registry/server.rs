@@ -243,6 +243,3 @@ fn image_patch_from_body(req: &mut Request<'_>) -> Result<ImagePatch> {
         .ok_or_else(|| Error::bad_request("Request body must contain an 'image' object"))?;
     ImagePatch::from_json(image)
 }
-
-#[cfg(test)]
-mod props;

@@ -289,3 +289,6 @@ fn secrets_never_escape() {
         "file:///var/lib/glance/images/1"
     );
 }
+
+/// Property-based tests (quick and long runs: see `crate::props`).
+mod props;
