@@ -649,7 +649,8 @@ pub(super) fn redact_fallback(uri: &str) -> String {
                 Some(i) => &rest[i + 1..],
                 None => rest,
             };
-            let rest: String = mask_query_secrets(rest)
+            let rest = mask_authority_secret(rest);
+            let rest: String = mask_query_secrets(&rest)
                 .chars()
                 .take(512)
                 .map(|c| if c.is_control() { '?' } else { c })
@@ -657,6 +658,23 @@ pub(super) fn redact_fallback(uri: &str) -> String {
             format!("{}://{rest}", scheme.to_ascii_lowercase())
         }
         _ => MALFORMED.to_string(),
+    }
+}
+
+/// An unparsable authority `user:secret` without `@` (`http://user:secret/path`) would show
+/// the secret where a port belongs: anything after the last `:` of the authority that is
+/// not a port number is masked.
+fn mask_authority_secret(rest: &str) -> String {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.ends_with(']') {
+        return rest.to_string(); // an IPv6 literal without a port
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{host}:***{tail}")
+        }
+        _ => rest.to_string(),
     }
 }
 

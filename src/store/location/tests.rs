@@ -192,6 +192,22 @@ fn unknown_and_malformed_uris() {
 /// No way of handling a location with credentials lets the secret out: not the redacted
 /// form, not `Debug`/`Display`, not the parse error of a malformed variant.
 #[test]
+fn secret_in_the_port_position_is_masked() {
+    // No '@': the parser refuses it, and the fallback must not show the secret.
+    assert_eq!(
+        redact_uri("http://user:s3cret/path"),
+        "http://user:***/path"
+    );
+    assert_eq!(
+        redact_uri("swift+http://user:s3cret/c/o"),
+        "swift+http://user:***/c/o"
+    );
+    assert_eq!(redact_uri("http://h:8080/x y"), "http://h:8080/x y");
+    assert_eq!(redact_uri("http://[::1]/x y"), "http://[::1]/x y");
+    assert_eq!(redact_uri("http://[::1]:99/x y"), "http://[::1]:99/x y");
+}
+
+#[test]
 fn presigned_url_secrets_are_masked() {
     let cases = [
         (
