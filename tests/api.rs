@@ -1396,3 +1396,24 @@ fn second_api_on_one_database_leaves_running_uploads_alone() {
     let r = c.request("HEAD", "/v1/images/running", &[], None);
     assert_eq!(r.header("x-image-meta-status"), Some("active"));
 }
+
+/// Ids that look like the file store's temp files (or any hidden file) are refused when a
+/// client chooses them, and name no image in a path.
+#[test]
+fn temp_file_look_alike_ids_are_refused() {
+    let api = common::embedded_api();
+    let c = Client::new(&api.base);
+    let temp_like = format!(".x.tmp-{}", "0".repeat(32));
+    for id in [temp_like.as_str(), ".hidden", "."] {
+        let r = post_image(
+            &c,
+            &upload_headers(&[("x-image-meta-id", id)]),
+            Some(b"data"),
+        );
+        assert_status!(r, 400);
+        assert!(r.text().contains("start with a dot"), "{}", r.text());
+        let r = c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
+        assert_eq!(r.status, 404, "{id}");
+    }
+    assert!(files_in(&api.dir.join("images")).is_empty());
+}

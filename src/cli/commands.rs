@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 
 use crate::client::{self, Client, ImageBody, MemberSpec, Sort};
-use crate::image::{Image, ImagePatch};
+use crate::image::{Image, ImageId, ImagePatch};
 use crate::store::Md5Sum;
 
 use super::fields::{self, AddPlan};
@@ -99,6 +99,12 @@ fn client_error(s: &Settings, action: &str, not_found: &str, e: client::Error) -
         client::Error::InvalidInput(m) => CliError::Usage(m),
         other => CliError::Failed(format!("Failed to {action}: {other}"), debug),
     }
+}
+
+/// An image id given on the command line, parsed once here: one that cannot be valid names
+/// no image (exit 3, as the server's 404 for it).
+fn image_id(arg: &str) -> CliResult<ImageId> {
+    ImageId::parse(arg).map_err(|_| CliError::NotFound(no_image(arg)))
 }
 
 fn no_image(id: &str) -> String {
@@ -207,6 +213,7 @@ pub fn update(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
             "Please specify the ID of the image you wish to update as the first argument".into(),
         ));
     };
+    let id = &image_id(id)?;
     let AddPlan { meta, warnings } = fields::update_meta(fields::parse(rest)?)?;
     warn(&warnings);
     let source = s.file.clone().map(Source::File);
@@ -259,7 +266,7 @@ fn confirm(s: &Settings, question: &str, refusal: &str) -> CliResult {
 
 /// `glance delete ID`.
 pub fn delete(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
-    let id = positional("delete", args, &["ID"])?[0];
+    let id = &image_id(positional("delete", args, &["ID"])?[0])?;
     if s.dry_run {
         dry_run_header(out)?;
         writeln!(out, "Delete image {id}")?;
@@ -286,7 +293,7 @@ pub fn show(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
                 .into(),
         ));
     }
-    let id = positional("show", args, &["ID"])?[0];
+    let id = &image_id(positional("show", args, &["ID"])?[0])?;
     let image = s
         .client()
         .get_image_meta(id)
@@ -297,7 +304,7 @@ pub fn show(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
 
 /// `glance download ID [--file PATH]`.
 pub fn download(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
-    let id = positional("download", args, &["ID"])?[0];
+    let id = &image_id(positional("download", args, &["ID"])?[0])?;
     let path = s.file.clone().filter(|p| p != "-");
     if path.is_none() && io::stdout().is_terminal() {
         return Err(CliError::Usage(
@@ -550,7 +557,7 @@ fn list_all(s: &Settings, client: &Client) -> CliResult<Vec<(String, String)>> {
 
 /// `glance image-members ID`.
 pub fn image_members(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
-    let id = positional("image-members", args, &["ID"])?[0];
+    let id = &image_id(positional("image-members", args, &["ID"])?[0])?;
     let members = s
         .client()
         .get_image_members(id)
@@ -577,7 +584,7 @@ fn not_sharable(id: &str) -> String {
 /// `glance member-add ID MEMBER [--can-share]`.
 pub fn member_add(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
     let a = positional("member-add", args, &["ID", "MEMBER"])?;
-    let (id, member) = (a[0], a[1]);
+    let (id, member) = (&image_id(a[0])?, a[1]);
     if s.dry_run {
         dry_run_header(out)?;
         writeln!(out, "Add \"{member}\" to the member list of image \"{id}\"")?;
@@ -597,7 +604,7 @@ pub fn member_add(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResu
 /// `glance member-delete ID MEMBER`.
 pub fn member_delete(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
     let a = positional("member-delete", args, &["ID", "MEMBER"])?;
-    let (id, member) = (a[0], a[1]);
+    let (id, member) = (&image_id(a[0])?, a[1]);
     if s.dry_run {
         dry_run_header(out)?;
         writeln!(
@@ -614,7 +621,7 @@ pub fn member_delete(s: &Settings, args: &[String], out: &mut dyn Write) -> CliR
 /// `glance members-replace ID MEMBER [--can-share]`.
 pub fn members_replace(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
     let a = positional("members-replace", args, &["ID", "MEMBER"])?;
-    let (id, member) = (a[0], a[1]);
+    let (id, member) = (&image_id(a[0])?, a[1]);
     if s.dry_run {
         dry_run_header(out)?;
         writeln!(out, "Replace members of image {id} with \"{member}\"")?;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::auth::{Context, ContextSource};
 use crate::error::{Error, Result};
 use crate::http::{Handler, Request, Response};
-use crate::image::{Image, ImagePatch, Status};
+use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::registry::{
     IF_STATUS_HEADER, ListQuery, PageLimits, Registry, parse_can_share, parse_memberships,
 };
@@ -55,6 +55,8 @@ impl RegistryApp {
             "HEAD" => "GET",
             m => m,
         };
+        // Ids are parsed here, once: an id that cannot be valid names no image (404).
+        let image = ImageId::from_path;
         match (method, segs.as_slice()) {
             ("GET", [] | ["images"]) => self.index(req, &ctx, false),
             ("POST", ["images"]) => self.create(req, &ctx),
@@ -62,16 +64,18 @@ impl RegistryApp {
             (_, ["images"]) => Err(not_allowed("GET, HEAD, POST")),
             ("GET", ["images", "detail"]) => self.index(req, &ctx, true),
             (_, ["images", "detail"]) => Err(not_allowed("GET, HEAD")),
-            ("GET", ["images", id]) => self.show(&ctx, id),
-            ("PUT", ["images", id]) => self.update(req, &ctx, id),
-            ("DELETE", ["images", id]) => self.delete(&ctx, id),
+            ("GET", ["images", id]) => self.show(&ctx, &image(id)?),
+            ("PUT", ["images", id]) => self.update(req, &ctx, &image(id)?),
+            ("DELETE", ["images", id]) => self.delete(&ctx, &image(id)?),
             (_, ["images", _]) => Err(not_allowed("GET, HEAD, PUT, DELETE")),
-            ("GET", ["images", id, "members"]) => self.members(&ctx, id),
-            ("PUT", ["images", id, "members"]) => self.replace_members(req, &ctx, id),
+            ("GET", ["images", id, "members"]) => self.members(&ctx, &image(id)?),
+            ("PUT", ["images", id, "members"]) => self.replace_members(req, &ctx, &image(id)?),
             (_, ["images", _, "members"]) => Err(not_allowed("GET, HEAD, PUT")),
-            ("PUT", ["images", id, "members", member]) => self.add_member(req, &ctx, id, member),
+            ("PUT", ["images", id, "members", member]) => {
+                self.add_member(req, &ctx, &image(id)?, member)
+            }
             ("DELETE", ["images", id, "members", member]) => {
-                self.registry.delete_member(&ctx, id, member)?;
+                self.registry.delete_member(&ctx, &image(id)?, member)?;
                 Ok(Response::empty(204))
             }
             (_, ["images", _, "members", _]) => Err(not_allowed("PUT, DELETE")),
@@ -110,7 +114,7 @@ impl RegistryApp {
         Ok(Response::json(200, &json!({ "images": list })))
     }
 
-    fn show(&self, ctx: &Context, id: &str) -> Result<Response> {
+    fn show(&self, ctx: &Context, id: &ImageId) -> Result<Response> {
         let image = self.registry.get(ctx, id)?;
         Ok(image_reply(&image))
     }
@@ -136,7 +140,7 @@ impl RegistryApp {
         Ok(image_reply(&image))
     }
 
-    fn update(&self, req: &mut Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+    fn update(&self, req: &mut Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
         let purge = req
             .header("x-glance-registry-purge-props")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
@@ -170,12 +174,12 @@ impl RegistryApp {
         Ok(image_reply(&image))
     }
 
-    fn delete(&self, ctx: &Context, id: &str) -> Result<Response> {
+    fn delete(&self, ctx: &Context, id: &ImageId) -> Result<Response> {
         self.registry.delete(ctx, id)?;
         Ok(Response::json(200, &Value::Null))
     }
 
-    fn members(&self, ctx: &Context, id: &str) -> Result<Response> {
+    fn members(&self, ctx: &Context, id: &ImageId) -> Result<Response> {
         let members = self.registry.members(ctx, id)?;
         Ok(Response::json(200, &json!({ "members": members })))
     }
@@ -184,7 +188,7 @@ impl RegistryApp {
         &self,
         req: &mut Request<'_>,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         member: &str,
     ) -> Result<Response> {
         let body = read_json(req)?;
@@ -196,7 +200,12 @@ impl RegistryApp {
         Ok(Response::empty(204))
     }
 
-    fn replace_members(&self, req: &mut Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+    fn replace_members(
+        &self,
+        req: &mut Request<'_>,
+        ctx: &Context,
+        id: &ImageId,
+    ) -> Result<Response> {
         let body = read_json(req)?
             .ok_or_else(|| Error::bad_request("Request body must contain 'memberships'"))?;
         let specs = parse_memberships(&body)?;

@@ -38,13 +38,13 @@ pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Re
 }
 
 /// HEAD /images/<id>: all metadata as headers, any status.
-pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let image = app.registry.get(ctx, id)?;
     Ok(with_image_headers(app, Response::empty(200), &image, req))
 }
 
 /// GET /images/<id>: metadata headers and the image bytes, streamed from the store.
-pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let mut image = app.registry.get(ctx, id)?;
     if !image.status.is_downloadable() {
         return Err(Error::not_found(format!("Image {id} is not active")));
@@ -114,7 +114,12 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
 /// A body, or a new location, needs the image `queued`; the metadata change and the step
 /// out of `queued` are one compare-and-set, so of two racing uploads (or registrations)
 /// exactly one proceeds and the other gets 409 without changing anything.
-pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+pub fn update(
+    app: &ApiApp,
+    req: &mut Request<'_>,
+    ctx: &Context,
+    id: &ImageId,
+) -> Result<Response> {
     check_writable(ctx)?;
     let image = app.registry.get(ctx, id)?;
     let has_body = req.has_body();
@@ -173,7 +178,7 @@ pub fn update(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> R
 }
 
 /// DELETE /images/<id>: remove the data (or leave it to the scrubber) and soft-delete.
-pub fn delete(app: &ApiApp, ctx: &Context, id: &str) -> Result<Response> {
+pub fn delete(app: &ApiApp, ctx: &Context, id: &ImageId) -> Result<Response> {
     check_writable(ctx)?;
     let image = app.registry.get(ctx, id)?;
     if !ctx.can_modify(&image) {
@@ -195,7 +200,7 @@ pub fn delete(app: &ApiApp, ctx: &Context, id: &str) -> Result<Response> {
         }
     }
     app.registry.delete(ctx, id)?;
-    app.notifier.info("image.delete", Value::from(id));
+    app.notifier.info("image.delete", Value::from(id.as_str()));
     Ok(Response::json(200, &Value::Null))
 }
 

@@ -10,11 +10,12 @@ use crate::api::ApiApp;
 use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
+use crate::image::ImageId;
 use crate::registry::parse_memberships;
 use crate::rest::read_json;
 
 /// GET /images/<id>/members.
-pub fn list(app: &ApiApp, ctx: &Context, id: &str) -> Result<Response> {
+pub fn list(app: &ApiApp, ctx: &Context, id: &ImageId) -> Result<Response> {
     let members = app.registry.members(ctx, id)?;
     Ok(Response::json(200, &json!({ "members": members })))
 }
@@ -24,7 +25,7 @@ pub fn add(
     app: &ApiApp,
     req: &mut Request<'_>,
     ctx: &Context,
-    id: &str,
+    id: &ImageId,
     member: &str,
 ) -> Result<Response> {
     check_can_mutate(ctx)?;
@@ -47,7 +48,7 @@ pub fn add(
 }
 
 /// DELETE /images/<id>/members/<member>.
-pub fn remove(app: &ApiApp, ctx: &Context, id: &str, member: &str) -> Result<Response> {
+pub fn remove(app: &ApiApp, ctx: &Context, id: &ImageId, member: &str) -> Result<Response> {
     check_can_mutate(ctx)?;
     app.registry
         .delete_member(ctx, id, member)
@@ -56,7 +57,12 @@ pub fn remove(app: &ApiApp, ctx: &Context, id: &str, member: &str) -> Result<Res
 }
 
 /// PUT /images/<id>/members with a memberships body (three forms accepted).
-pub fn replace(app: &ApiApp, req: &mut Request<'_>, ctx: &Context, id: &str) -> Result<Response> {
+pub fn replace(
+    app: &ApiApp,
+    req: &mut Request<'_>,
+    ctx: &Context,
+    id: &ImageId,
+) -> Result<Response> {
     check_can_mutate(ctx)?;
     let body = read_json(req)?
         .ok_or_else(|| Error::bad_request("Request body must contain 'memberships'"))?;
