@@ -30,7 +30,7 @@ pub mod notifier;
 #[cfg(test)]
 mod props;
 pub mod registry;
-pub mod rest;
+mod rest;
 pub mod service;
 pub mod store;
 pub mod timeutil;

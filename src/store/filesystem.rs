@@ -115,11 +115,6 @@ impl FilesystemStore {
         }
     }
 
-    /// The directory images are written to.
-    pub fn datadir(&self) -> &Path {
-        &self.datadir
-    }
-
     fn dir_error(&self, doing: &str, e: &io::Error) -> Error {
         Error::Store(format!(
             "The file store cannot {doing} its data directory {} (filesystem_store_datadir): {e}",

@@ -36,7 +36,7 @@ mod checksum;
 mod filesystem;
 mod http;
 mod location;
-pub mod netguard;
+pub(crate) mod netguard;
 mod pipeline;
 mod s3;
 mod swift;
@@ -61,10 +61,13 @@ pub use pipeline::ImageBody;
 use crate::error::{Error, Result};
 use crate::image::ImageId;
 
-pub use filesystem::{DIRECT_IO_MIN_BUFFER, FilesystemStore};
-pub use http::HttpStore;
-pub use s3::{BucketUrlFormat, S3Options, S3Store};
-pub use swift::{MB, SwiftAuthVersion, SwiftOptions, SwiftStore, endpoint_interface};
+pub use filesystem::DIRECT_IO_MIN_BUFFER;
+use filesystem::FilesystemStore;
+use http::HttpStore;
+use s3::S3Store;
+pub use s3::{BucketUrlFormat, S3Options};
+use swift::SwiftStore;
+pub use swift::{MB, SwiftAuthVersion, SwiftOptions, endpoint_interface};
 
 use netguard::{AddressPolicy, LocationPolicy};
 
