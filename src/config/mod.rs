@@ -648,6 +648,9 @@ pub struct DatabaseOptions {
     /// Apply migrations at start-up (`db_auto_create = True`) instead of refusing a
     /// database whose schema is not the latest.
     pub db_auto_create: bool,
+    /// `sqlite_synchronous`: `FULL` (default; every commit on disk before it returns) or
+    /// `NORMAL` (faster writes; the last commits may be lost on power loss).
+    pub sqlite_synchronous_full: bool,
 }
 
 impl DatabaseOptions {
@@ -671,6 +674,9 @@ impl DatabaseOptions {
             sql_timeout: d.seconds("sql_timeout", 30)?,
             sql_idle_timeout: d.seconds("sql_idle_timeout", 3600)?,
             db_auto_create: d.bool("db_auto_create", false)?,
+            sqlite_synchronous_full: d
+                .choice("sqlite_synchronous", "FULL", &["FULL", "NORMAL"])?
+                .eq_ignore_ascii_case("FULL"),
         })
     }
 }

@@ -129,6 +129,7 @@ fn api_defaults_from_an_empty_file() {
     assert_eq!(c.db.sql_connection, DEFAULT_SQL_CONNECTION);
     assert_eq!(c.db.sqlite_path, Path::new("/var/lib/glance/glance.sqlite"));
     assert_eq!(c.db.sql_timeout, Duration::from_secs(30));
+    assert!(c.db.sqlite_synchronous_full);
     assert_eq!(c.db.sql_idle_timeout, Duration::from_secs(3600));
     assert!(!c.db.db_auto_create);
     assert_eq!((c.api_limit_max, c.limit_param_default), (1000, 25));
@@ -807,6 +808,16 @@ fn public_endpoint_is_validated() {
     // The password of a rejected user-info never shows in the message.
     let e = err(load("https://user:s3cret@images.example.com"));
     assert!(e.contains("user-info") && !e.contains("s3cret"), "{e}");
+}
+
+#[test]
+fn sqlite_synchronous_option() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nsqlite_synchronous = normal\n")).unwrap();
+    assert!(!c.db.sqlite_synchronous_full);
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nsqlite_synchronous = OFF\n",
+    )));
+    assert!(e.contains("sqlite_synchronous"), "{e}");
 }
 
 #[test]

@@ -67,6 +67,26 @@ pub struct SqliteOptions {
     pub limits: PageLimits,
     /// Per-image property and member limits.
     pub quotas: Quotas,
+    /// Commits are on disk before they return (`sqlite_synchronous = FULL`, the default):
+    /// an image is durably `active` before the client gets its 201. `NORMAL` may lose the
+    /// last commits on power loss (not on a crash of the process).
+    pub durable_commits: bool,
+}
+
+impl SqliteOptions {
+    fn settings(&self) -> ConnSettings {
+        ConnSettings {
+            busy_timeout: self.busy_timeout,
+            durable_commits: self.durable_commits,
+        }
+    }
+}
+
+/// What every connection is set up with.
+#[derive(Debug, Clone, Copy)]
+struct ConnSettings {
+    busy_timeout: Duration,
+    durable_commits: bool,
 }
 
 impl SqliteOptions {
@@ -77,6 +97,7 @@ impl SqliteOptions {
             auto_migrate: db.db_auto_create,
             limits,
             quotas: Quotas::default(),
+            durable_commits: db.sqlite_synchronous_full,
         }
     }
 }
@@ -88,6 +109,7 @@ impl Default for SqliteOptions {
             auto_migrate: true,
             limits: PageLimits::default(),
             quotas: Quotas::default(),
+            durable_commits: true,
         }
     }
 }
@@ -113,7 +135,7 @@ enum Target {
 #[derive(Debug)]
 pub struct SqliteRegistry {
     target: Target,
-    busy_timeout: Duration,
+    settings: ConnSettings,
     limits: PageLimits,
     quotas: Quotas,
     idle: Mutex<Vec<Connection>>,
@@ -135,21 +157,21 @@ impl Drop for Checkout<'_> {
 }
 
 /// Opens a connection to a database file with the registry's settings.
-fn connect(path: &Path, create: bool, busy_timeout: Duration) -> Result<Connection> {
+fn connect(path: &Path, create: bool, settings: ConnSettings) -> Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| Error::Db(format!("cannot open database {}: {e}", path.display())))?;
-    configure(&conn, busy_timeout, true)
+    configure(&conn, settings, true)
         .map_err(|e| Error::Db(format!("cannot set up database {}: {e}", path.display())))?;
     Ok(conn)
 }
 
 /// Applies the per-connection settings.
-fn configure(conn: &Connection, busy_timeout: Duration, wal: bool) -> Result<()> {
-    conn.busy_timeout(busy_timeout)?;
+fn configure(conn: &Connection, settings: ConnSettings, wal: bool) -> Result<()> {
+    conn.busy_timeout(settings.busy_timeout)?;
     if wal {
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -157,7 +179,12 @@ fn configure(conn: &Connection, busy_timeout: Duration, wal: bool) -> Result<()>
     conn.pragma_update(None, "foreign_keys", true)?;
     // FULL: a commit (an image becoming active, say) is on disk before the client is told;
     // NORMAL in WAL mode may lose the last commits on power loss.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let sync = if settings.durable_commits {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
     Ok(())
 }
 
@@ -199,7 +226,7 @@ pub fn db_version(path: &Path) -> Result<u32> {
 /// [`migrate::LATEST`]); returns `(from, to)` versions.
 pub fn db_sync(path: &Path, target: Option<u32>) -> Result<(u32, u32)> {
     create_parent(path)?;
-    let mut conn = connect(path, true, SqliteOptions::default().busy_timeout)?;
+    let mut conn = connect(path, true, SqliteOptions::default().settings())?;
     migrate::sync(&mut conn, target).map_err(|e| with_path(e, path))
 }
 
@@ -241,9 +268,9 @@ impl SqliteRegistry {
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteRegistry> {
         let mut conn = if opts.auto_migrate {
             create_parent(path)?;
-            connect(path, true, opts.busy_timeout)?
+            connect(path, true, opts.settings())?
         } else if path.exists() {
-            connect(path, false, opts.busy_timeout)?
+            connect(path, false, opts.settings())?
         } else {
             return Err(version_error(path, 0));
         };
@@ -256,7 +283,7 @@ impl SqliteRegistry {
         }
         Ok(SqliteRegistry {
             target: Target::File(path.to_path_buf()),
-            busy_timeout: opts.busy_timeout,
+            settings: opts.settings(),
             limits: opts.limits,
             quotas: opts.quotas,
             idle: Mutex::new(vec![conn]),
@@ -268,11 +295,11 @@ impl SqliteRegistry {
     /// Operations take turns on its single connection; `opts.auto_migrate` is ignored.
     pub fn open_in_memory(opts: SqliteOptions) -> Result<SqliteRegistry> {
         let mut conn = Connection::open_in_memory()?;
-        configure(&conn, opts.busy_timeout, false)?;
+        configure(&conn, opts.settings(), false)?;
         migrate::sync(&mut conn, None)?;
         Ok(SqliteRegistry {
             target: Target::Memory,
-            busy_timeout: opts.busy_timeout,
+            settings: opts.settings(),
             limits: opts.limits,
             quotas: opts.quotas,
             idle: Mutex::new(vec![conn]),
@@ -348,7 +375,7 @@ impl SqliteRegistry {
             match &self.target {
                 Target::File(path) => {
                     drop(idle);
-                    return connect(path, false, self.busy_timeout);
+                    return connect(path, false, self.settings);
                 }
                 Target::Memory => {
                     idle = self
