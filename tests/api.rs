@@ -67,19 +67,7 @@ fn env(mode: Mode, extra: &str) -> Env {
 
 /// [`env`] with the store and its configuration given.
 fn env_with(mode: Mode, store: Option<ObjectStore>, extra: &str) -> Env {
-    let (registry, reg_line) = if mode.remote {
-        let reg = Server::start("glance-registry", common::REGISTRY_CONF, true);
-        let line = format!(
-            "registry_host = 127.0.0.1\nregistry_port = {}\n",
-            reg.port()
-        );
-        (Some(reg), line)
-    } else {
-        (
-            None,
-            "sql_connection = sqlite:///{dir}/api.sqlite\ndb_auto_create = True\n".to_string(),
-        )
-    };
+    let (registry, reg_line) = common::registry_for_api(mode.remote, "");
     let api = Server::start("glance-api", &format!("{API_CONF}{reg_line}{extra}"), false);
     let c = Client::new(&api.base);
     let datadir = api.dir.join("images");

@@ -32,23 +32,7 @@ struct Env {
 }
 
 fn env(remote: bool, extra: &str, registry_extra: &str) -> Env {
-    let (registry, line) = if remote {
-        let reg = Server::start(
-            "glance-registry",
-            &format!("{REGISTRY_CONF}{registry_extra}"),
-            true,
-        );
-        let line = format!(
-            "registry_host = 127.0.0.1\nregistry_port = {}\n",
-            reg.port()
-        );
-        (Some(reg), line)
-    } else {
-        (
-            None,
-            "sql_connection = sqlite:///{dir}/api.sqlite\ndb_auto_create = True\n".to_string(),
-        )
-    };
+    let (registry, line) = common::registry_for_api(remote, registry_extra);
     let api = Server::start("glance-api", &format!("{API_CONF}{line}{extra}"), false);
     let c = Client::new(&api.base);
     Env {

@@ -465,6 +465,21 @@ pub fn guarded_agent(policy: &Arc<AddressPolicy>) -> ureq::Agent {
     )
 }
 
+/// The HTTP client of an operator-configured object store (Swift, S3): trusted, so no
+/// address policy, but no redirects either, and the given waits.
+pub(crate) fn operator_agent(connect: Duration, response: Duration, io: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(connect))
+        .timeout_recv_response(Some(response))
+        .timeout_per_read(Some(io))
+        .timeout_per_write(Some(io))
+        .user_agent(concat!("glance-rs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
 /// How long a non-data body (an error page, an auth reply, a listing) may take to arrive,
 /// checked between reads: a remote that drips one byte per [`IO_TIMEOUT`] is cut off.
 pub const SMALL_BODY_DEADLINE: Duration = Duration::from_secs(30);

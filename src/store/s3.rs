@@ -427,16 +427,7 @@ impl S3Store {
         {
             warn!("{why}; uploads to the s3 store will fail");
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
-            .timeout_per_read(Some(IO_TIMEOUT))
-            .timeout_per_write(Some(IO_TIMEOUT))
-            .user_agent(concat!("glance-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = super::netguard::operator_agent(CONNECT_TIMEOUT, RESPONSE_TIMEOUT, IO_TIMEOUT);
         let remote = remote::RemoteS3::new(
             super::netguard::guarded_agent(&opts.location_allowed_hosts),
             &o.region_name,

@@ -211,6 +211,26 @@ db_auto_create = True
 location_allowed_hosts = 127.0.0.1
 ";
 
+/// The registry of a glance-api under test: with `remote`, a glance-registry (its config
+/// plus `registry_extra`) and the lines that point glance-api at it; else no registry and
+/// the lines of an embedded SQLite registry in `{dir}`.
+pub fn registry_for_api(remote: bool, registry_extra: &str) -> (Option<Server>, String) {
+    if !remote {
+        let line = "sql_connection = sqlite:///{dir}/api.sqlite\ndb_auto_create = True\n";
+        return (None, line.to_string());
+    }
+    let reg = Server::start(
+        "glance-registry",
+        &format!("{REGISTRY_CONF}{registry_extra}"),
+        true,
+    );
+    let line = format!(
+        "registry_host = 127.0.0.1\nregistry_port = {}\n",
+        reg.port()
+    );
+    (Some(reg), line)
+}
+
 /// Starts glance-api with [`EMBEDDED_API_CONF`].
 pub fn embedded_api() -> Server {
     Server::start("glance-api", EMBEDDED_API_CONF, false)

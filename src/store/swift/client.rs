@@ -95,16 +95,7 @@ pub(super) struct Conn {
 }
 
 pub(super) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
-        .timeout_per_read(Some(IO_TIMEOUT))
-        .timeout_per_write(Some(IO_TIMEOUT))
-        .user_agent(concat!("glance-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+    crate::store::netguard::operator_agent(CONNECT_TIMEOUT, RESPONSE_TIMEOUT, IO_TIMEOUT)
 }
 
 /// Maps a transport failure: the store cannot be reached (503), or it broke off (500).
