@@ -9,7 +9,7 @@
 #            activate: three write transactions, plus the file store's own fsyncs.
 #
 # Usage: bash bench/create.sh [--seconds N] [--connections N] [--repeat N] [--no-install]
-# Needs a release build (built if missing) and wrk (installed from Debian's packages if
+# Needs a release build (built if missing; GLANCE_API_BIN names another binary) and wrk (installed from Debian's packages if
 # missing, unless --no-install; without wrk it stops).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +40,8 @@ if ! command -v wrk >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2 \
         || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2; }
 fi
-[[ -x target/release/glance-api ]] || cargo build --release --bin glance-api >&2
-API_BIN=$PWD/target/release/glance-api
+API_BIN=${GLANCE_API_BIN:-$PWD/target/release/glance-api}
+[[ -x $API_BIN ]] || { cargo build --release --bin glance-api >&2; API_BIN=$PWD/target/release/glance-api; }
 
 RUN_DIR=$(mktemp -d /var/tmp/glance-create.XXXXXX)
 PIDS=()
