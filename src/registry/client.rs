@@ -14,7 +14,7 @@ use ureq::Agent;
 use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::percent_encode;
-use crate::image::{Image, ImagePatch, Status};
+use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::registry::{IF_STATUS_HEADER, ListQuery, Member, MemberSpec, Registry, SharedImage};
 
 /// Largest registry reply read into memory (listings of 1000 detailed images fit easily).
@@ -151,7 +151,7 @@ impl Registry for RemoteRegistry {
         items.iter().map(Image::from_json).collect()
     }
 
-    fn get(&self, ctx: &Context, id: &str) -> Result<Image> {
+    fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
         image_of(&self.call(ctx, "GET", &Self::image_path(id), &[], None, &[])?)
     }
 
@@ -163,7 +163,7 @@ impl Registry for RemoteRegistry {
     fn update(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image> {
@@ -176,7 +176,7 @@ impl Registry for RemoteRegistry {
     fn update_if(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         expected: Status,
         patch: &ImagePatch,
         purge_props: bool,
@@ -190,7 +190,7 @@ impl Registry for RemoteRegistry {
         image_of(&self.call(ctx, "PUT", &Self::image_path(id), &[], Some(&body), &extra)?)
     }
 
-    fn delete(&self, ctx: &Context, id: &str) -> Result<Image> {
+    fn delete(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
         // The registry answers `null`; the record as deleted is read back first.
         let image = self.get(ctx, id)?;
         self.call(ctx, "DELETE", &Self::image_path(id), &[], None, &[])?;
@@ -200,7 +200,7 @@ impl Registry for RemoteRegistry {
         })
     }
 
-    fn members(&self, ctx: &Context, id: &str) -> Result<Vec<Member>> {
+    fn members(&self, ctx: &Context, id: &ImageId) -> Result<Vec<Member>> {
         let path = format!("{}/members", Self::image_path(id));
         list_of(&self.call(ctx, "GET", &path, &[], None, &[])?, "members")
     }
@@ -208,7 +208,7 @@ impl Registry for RemoteRegistry {
     fn add_member(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         member: &str,
         can_share: Option<bool>,
     ) -> Result<()> {
@@ -222,7 +222,7 @@ impl Registry for RemoteRegistry {
         Ok(())
     }
 
-    fn delete_member(&self, ctx: &Context, id: &str, member: &str) -> Result<()> {
+    fn delete_member(&self, ctx: &Context, id: &ImageId, member: &str) -> Result<()> {
         let path = format!(
             "{}/members/{}",
             Self::image_path(id),
@@ -232,7 +232,7 @@ impl Registry for RemoteRegistry {
         Ok(())
     }
 
-    fn replace_members(&self, ctx: &Context, id: &str, members: &[MemberSpec]) -> Result<()> {
+    fn replace_members(&self, ctx: &Context, id: &ImageId, members: &[MemberSpec]) -> Result<()> {
         let path = format!("{}/members", Self::image_path(id));
         let body = MemberSpec::memberships_body(members);
         self.call(ctx, "PUT", &path, &[], Some(&body), &[])?;
@@ -268,7 +268,10 @@ mod tests {
         // Port 1 on loopback refuses connections.
         let reg = RemoteRegistry::new("127.0.0.1", 1, Duration::from_secs(2));
         let ctx = Context::default();
-        let err = reg.get(&ctx, "x").err().map(|e| e.status());
+        let err = reg
+            .get(&ctx, &crate::registry::conformance::iid("x"))
+            .err()
+            .map(|e| e.status());
         assert_eq!(err, Some(503));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{ListQuery, MemberSpec, PageLimits, Registry};
 use crate::auth::{AuthOptions, Context};
 use crate::error::Error;
-use crate::image::{Image, ImagePatch, Properties, Status};
+use crate::image::{Image, ImageId, ImagePatch, Properties, Status};
 
 /// A tenant (non-admin) caller.
 pub(crate) fn tenant(t: &str) -> Context {
@@ -47,6 +47,11 @@ pub(crate) fn anonymous() -> Context {
         owner_is_tenant: true,
         ..Context::default()
     }
+}
+
+/// An image id of the tests (valid by construction).
+pub(crate) fn iid(s: &str) -> ImageId {
+    ImageId::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
 fn props(pairs: &[(&str, &str)]) -> Properties {
@@ -151,10 +156,13 @@ fn crud(reg: &dyn Registry) {
     assert_eq!(img.created_at.len(), "2011-09-21T20:33:05.123456".len());
     assert_eq!(img.properties.get("os"), Some(&Some("linux".into())));
 
-    assert_eq!(reg.get(&a, "crud-1").ok(), Some(img.clone()));
-    assert_eq!(reg.get(&admin(), "crud-1").ok(), Some(img.clone()));
-    assert_not_found(reg.get(&b, "crud-1"), "private image of another tenant");
-    assert_not_found(reg.get(&a, "crud-missing"), "unknown id");
+    assert_eq!(reg.get(&a, &iid("crud-1")).ok(), Some(img.clone()));
+    assert_eq!(reg.get(&admin(), &iid("crud-1")).ok(), Some(img.clone()));
+    assert_not_found(
+        reg.get(&b, &iid("crud-1")),
+        "private image of another tenant",
+    );
+    assert_not_found(reg.get(&a, &iid("crud-missing")), "unknown id");
 
     // Generated id.
     let gen_id = create(reg, &a, ImagePatch::default());
@@ -169,13 +177,13 @@ fn crud(reg: &dyn Registry) {
     new_props.insert("empty".into(), None);
     p.properties = Some(new_props.clone());
     let up = reg
-        .update(&a, "crud-1", &p, true)
+        .update(&a, &iid("crud-1"), &p, true)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(up.name.as_deref(), Some("one-b"));
     assert_eq!(up.properties, new_props);
     assert!(up.updated_at.is_some());
     assert_eq!(up.created_at, img.created_at);
-    assert_eq!(reg.get(&a, "crud-1").ok(), Some(up.clone()));
+    assert_eq!(reg.get(&a, &iid("crud-1")).ok(), Some(up.clone()));
 
     // Merging update.
     let p = ImagePatch {
@@ -183,7 +191,7 @@ fn crud(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     let up = reg
-        .update(&a, "crud-1", &p, false)
+        .update(&a, &iid("crud-1"), &p, false)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(up.properties.len(), 4);
     assert_eq!(up.properties.get("extra"), Some(&Some("x".into())));
@@ -195,7 +203,7 @@ fn crud(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     let up = reg
-        .update(&a, "crud-1", &p, true)
+        .update(&a, &iid("crud-1"), &p, true)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(up.properties, props(&[("section", "crud")]));
     let p = ImagePatch {
@@ -203,7 +211,7 @@ fn crud(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     let up = reg
-        .update(&a, "crud-1", &p, false)
+        .update(&a, &iid("crud-1"), &p, false)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         up.properties,
@@ -216,13 +224,15 @@ fn crud(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     let up = reg
-        .update(&a, "crud-1", &p, false)
+        .update(&a, &iid("crud-1"), &p, false)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(up.id, "crud-1");
-    assert_not_found(reg.get(&admin(), "crud-renamed"), "id not changed");
+    assert_not_found(reg.get(&admin(), &iid("crud-renamed")), "id not changed");
 
     // Invalid update: 400, nothing changed.
-    let before = reg.get(&a, "crud-1").unwrap_or_else(|e| panic!("{e}"));
+    let before = reg
+        .get(&a, &iid("crud-1"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let p = ImagePatch {
         name: Some(Some("changed".into())),
         disk_format: Some(Some("floppy".into())),
@@ -230,10 +240,10 @@ fn crud(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     assert!(matches!(
-        reg.update(&a, "crud-1", &p, true),
+        reg.update(&a, &iid("crud-1"), &p, true),
         Err(Error::BadRequest(_))
     ));
-    assert_eq!(reg.get(&a, "crud-1").ok(), Some(before));
+    assert_eq!(reg.get(&a, &iid("crud-1")).ok(), Some(before));
 
     // Status is stored as given.
     let p = ImagePatch {
@@ -241,26 +251,31 @@ fn crud(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     let up = reg
-        .update(&a, "crud-1", &p, false)
+        .update(&a, &iid("crud-1"), &p, false)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(up.status, Status::Queued);
 
     // Others cannot modify or delete (404, not 403).
     assert_not_found(
-        reg.update(&b, "crud-1", &p, false),
+        reg.update(&b, &iid("crud-1"), &p, false),
         "update by other tenant",
     );
-    assert_not_found(reg.delete(&b, "crud-1"), "delete by other tenant");
-    assert_not_found(reg.update(&a, "crud-missing", &p, false), "update unknown");
+    assert_not_found(reg.delete(&b, &iid("crud-1")), "delete by other tenant");
+    assert_not_found(
+        reg.update(&a, &iid("crud-missing"), &p, false),
+        "update unknown",
+    );
 
     // Delete.
-    let del = reg.delete(&a, "crud-1").unwrap_or_else(|e| panic!("{e}"));
+    let del = reg
+        .delete(&a, &iid("crud-1"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(del.deleted && del.deleted_at.is_some());
     assert_eq!(del.status, Status::Queued, "status untouched by delete");
-    assert_not_found(reg.get(&a, "crud-1"), "deleted image");
-    assert_not_found(reg.get(&admin(), "crud-1"), "deleted image, admin");
-    assert_not_found(reg.delete(&a, "crud-1"), "delete twice");
-    assert_not_found(reg.update(&a, "crud-1", &p, false), "update deleted");
+    assert_not_found(reg.get(&a, &iid("crud-1")), "deleted image");
+    assert_not_found(reg.get(&admin(), &iid("crud-1")), "deleted image, admin");
+    assert_not_found(reg.delete(&a, &iid("crud-1")), "delete twice");
+    assert_not_found(reg.update(&a, &iid("crud-1"), &p, false), "update deleted");
     assert!(list(reg, &admin(), "is_public=none&property-section=crud").is_empty());
     assert!(list(reg, &admin(), "is_public=none&name=one-b").is_empty());
 }
@@ -300,19 +315,19 @@ fn update_ownership(reg: &dyn Registry) {
         owner: Some(o.map(str::to_string)),
         ..ImagePatch::default()
     };
-    let up = reg.update(&a, "uown-1", &to(Some("uown-b")), false);
+    let up = reg.update(&a, &iid("uown-1"), &to(Some("uown-b")), false);
     assert_eq!(up.ok().and_then(|i| i.owner).as_deref(), Some("uown-a"));
-    let up = reg.update(&admin(), "uown-1", &to(Some("uown-b")), false);
+    let up = reg.update(&admin(), &iid("uown-1"), &to(Some("uown-b")), false);
     assert_eq!(up.ok().and_then(|i| i.owner).as_deref(), Some("uown-b"));
     assert_not_found(
-        reg.update(&a, "uown-1", &ImagePatch::default(), false),
+        reg.update(&a, &iid("uown-1"), &ImagePatch::default(), false),
         "former owner",
     );
-    let up = reg.update(&admin(), "uown-1", &to(Some("")), false);
+    let up = reg.update(&admin(), &iid("uown-1"), &to(Some("")), false);
     assert_eq!(up.ok().map(|i| i.owner), Some(None));
     // Null-owner images are visible to tenants but not mutable by them.
-    assert!(reg.get(&a, "uown-1").is_ok());
-    assert_not_found(reg.delete(&a, "uown-1"), "null-owner image");
+    assert!(reg.get(&a, &iid("uown-1")).is_ok());
+    assert_not_found(reg.delete(&a, &iid("uown-1")), "null-owner image");
 }
 
 fn diablo_paging(reg: &dyn Registry) {
@@ -411,7 +426,7 @@ fn null_sort_values_page_cleanly(reg: &dyn Registry) {
     }
     // Some images updated (updated_at set), the rest keep updated_at NULL.
     for i in [1, 4] {
-        reg.update(&t, &format!("nul-{i}"), &ImagePatch::default(), false)
+        reg.update(&t, &iid(&format!("nul-{i}")), &ImagePatch::default(), false)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     for key in [
@@ -484,14 +499,14 @@ fn filters(reg: &dyn Registry) {
     assert_eq!(l("property-os=mac"), Vec::<String>::new());
 
     // A removed property no longer matches (DECISIONS: Diablo bug fixed).
-    reg.update(&t, "flt-1", &patch("flt-1", "flt"), true)
+    reg.update(&t, &iid("flt-1"), &patch("flt-1", "flt"), true)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l("property-os=linux"), Vec::<String>::new());
     let p = ImagePatch {
         properties: Some(props(&[("os", "linux")])),
         ..ImagePatch::default()
     };
-    reg.update(&t, "flt-1", &p, false)
+    reg.update(&t, &iid("flt-1"), &p, false)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(l("property-os=linux"), strings(&["flt-1"]));
 }
@@ -505,9 +520,10 @@ fn killed_and_deleted(reg: &dyn Registry) {
         status: Some(Status::Killed),
         ..ImagePatch::default()
     };
-    reg.update(&t, "kd-2", &p, false)
+    reg.update(&t, &iid("kd-2"), &p, false)
         .unwrap_or_else(|e| panic!("{e}"));
-    reg.delete(&t, "kd-3").unwrap_or_else(|e| panic!("{e}"));
+    reg.delete(&t, &iid("kd-3"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let l =
         |ctx: &Context, s: &str| sorted(ids(&list(reg, ctx, &format!("property-section=kd&{s}"))));
     assert_eq!(l(&t, ""), strings(&["kd-1"]));
@@ -518,11 +534,11 @@ fn killed_and_deleted(reg: &dyn Registry) {
         Vec::<String>::new()
     );
     assert_eq!(
-        reg.get(&t, "kd-2").ok().map(|i| i.status),
+        reg.get(&t, &iid("kd-2")).ok().map(|i| i.status),
         Some(Status::Killed),
         "get returns killed images"
     );
-    assert_not_found(reg.get(&t, "kd-3"), "deleted");
+    assert_not_found(reg.get(&t, &iid("kd-3")), "deleted");
 }
 
 fn visibility(reg: &dyn Registry) {
@@ -539,7 +555,7 @@ fn visibility(reg: &dyn Registry) {
     mk("vis-null", &admin(), false);
     mk("vis-null-pub", &admin(), true);
     mk("vis-shared", &vb, false);
-    reg.add_member(&vb, "vis-shared", "va", None)
+    reg.add_member(&vb, &iid("vis-shared"), "va", None)
         .unwrap_or_else(|e| panic!("{e}"));
 
     let l =
@@ -577,12 +593,18 @@ fn visibility(reg: &dyn Registry) {
         "vis-null-pub",
         "vis-shared",
     ] {
-        assert!(reg.get(&va, id).is_ok(), "va sees {id}");
+        assert!(reg.get(&va, &iid(id)).is_ok(), "va sees {id}");
     }
-    assert_not_found(reg.get(&va, "vis-priv-b"), "other tenant's private image");
-    assert!(reg.get(&anonymous(), "vis-null").is_ok());
-    assert_not_found(reg.get(&anonymous(), "vis-priv-a"), "anonymous, private");
-    assert!(reg.get(&admin(), "vis-priv-b").is_ok());
+    assert_not_found(
+        reg.get(&va, &iid("vis-priv-b")),
+        "other tenant's private image",
+    );
+    assert!(reg.get(&anonymous(), &iid("vis-null")).is_ok());
+    assert_not_found(
+        reg.get(&anonymous(), &iid("vis-priv-a")),
+        "anonymous, private",
+    );
+    assert!(reg.get(&admin(), &iid("vis-priv-b")).is_ok());
 
     // Owner-id mode user: the membership is keyed by the owner id.
     let user_mode = Context::for_identity(
@@ -595,12 +617,12 @@ fn visibility(reg: &dyn Registry) {
             ..AuthOptions::default()
         },
     );
-    assert!(reg.get(&user_mode, "vis-shared").is_ok());
+    assert!(reg.get(&user_mode, &iid("vis-shared")).is_ok());
 
     // A membership removed: no longer visible.
-    reg.delete_member(&vb, "vis-shared", "va")
+    reg.delete_member(&vb, &iid("vis-shared"), "va")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_not_found(reg.get(&va, "vis-shared"), "membership removed");
+    assert_not_found(reg.get(&va, &iid("vis-shared")), "membership removed");
     assert!(!l(&va, "").contains(&"vis-shared".to_string()));
 }
 
@@ -609,7 +631,8 @@ fn markers(reg: &dyn Registry) {
     create(reg, &t, patch("mk-1", "mk"));
     create(reg, &tenant("mk-other"), patch("mk-hidden", "mk"));
     create(reg, &t, patch("mk-gone", "mk"));
-    reg.delete(&t, "mk-gone").unwrap_or_else(|e| panic!("{e}"));
+    reg.delete(&t, &iid("mk-gone"))
+        .unwrap_or_else(|e| panic!("{e}"));
     for marker in ["mk-hidden", "mk-gone", "mk-never"] {
         let q = query(&t, &format!("marker={marker}"));
         match reg.list(&t, &q) {
@@ -635,7 +658,7 @@ fn members(reg: &dyn Registry) {
     let stranger = tenant("mz");
     create(reg, &ma, patch("mem-1", "mem"));
     let members_of = |ctx: &Context| -> Vec<(String, bool)> {
-        reg.members(ctx, "mem-1")
+        reg.members(ctx, &iid("mem-1"))
             .unwrap_or_else(|e| panic!("{e}"))
             .into_iter()
             .map(|m| (m.member_id, m.can_share))
@@ -646,54 +669,60 @@ fn members(reg: &dyn Registry) {
     };
     assert_eq!(members_of(&ma), m(&[]));
     assert_not_found(
-        reg.members(&stranger, "mem-1"),
+        reg.members(&stranger, &iid("mem-1")),
         "members of invisible image",
     );
-    assert_not_found(reg.members(&ma, "mem-missing"), "members of unknown image");
+    assert_not_found(
+        reg.members(&ma, &iid("mem-missing")),
+        "members of unknown image",
+    );
 
     let ok = |r: crate::error::Result<()>| r.unwrap_or_else(|e| panic!("{e}"));
-    ok(reg.add_member(&ma, "mem-1", "mb", None));
+    ok(reg.add_member(&ma, &iid("mem-1"), "mb", None));
     assert_eq!(members_of(&ma), m(&[("mb", false)]));
-    ok(reg.add_member(&ma, "mem-1", "mb", Some(true)));
+    ok(reg.add_member(&ma, &iid("mem-1"), "mb", Some(true)));
     assert_eq!(members_of(&ma), m(&[("mb", true)]));
-    ok(reg.add_member(&ma, "mem-1", "mb", None));
+    ok(reg.add_member(&ma, &iid("mem-1"), "mb", None));
     assert_eq!(members_of(&ma), m(&[("mb", true)]), "None keeps can_share");
 
     // A member with can_share may share further; one without may not (403).
     assert_eq!(members_of(&mb), m(&[("mb", true)]));
-    ok(reg.add_member(&mb, "mem-1", "mc", Some(false)));
+    ok(reg.add_member(&mb, &iid("mem-1"), "mc", Some(false)));
     assert!(matches!(
-        reg.add_member(&mc, "mem-1", "md", None),
+        reg.add_member(&mc, &iid("mem-1"), "md", None),
         Err(Error::Forbidden(_))
     ));
     assert!(matches!(
-        reg.delete_member(&mc, "mem-1", "mb"),
+        reg.delete_member(&mc, &iid("mem-1"), "mb"),
         Err(Error::Forbidden(_))
     ));
-    assert_not_found(reg.add_member(&stranger, "mem-1", "mz", None), "invisible");
+    assert_not_found(
+        reg.add_member(&stranger, &iid("mem-1"), "mz", None),
+        "invisible",
+    );
     assert!(matches!(
-        reg.add_member(&admin(), "mem-1", "x", None),
+        reg.add_member(&admin(), &iid("mem-1"), "x", None),
         Err(Error::Unauthorized(m)) if m == "No authenticated user"
     ));
     assert!(matches!(
-        reg.replace_members(&admin(), "mem-1", &[]),
+        reg.replace_members(&admin(), &iid("mem-1"), &[]),
         Err(Error::Unauthorized(_))
     ));
     assert!(matches!(
-        reg.add_member(&anonymous(), "mem-1", "x", None),
+        reg.add_member(&anonymous(), &iid("mem-1"), "x", None),
         Err(Error::Forbidden(_))
     ));
-    ok(reg.add_member(&admin_of("adm"), "mem-1", "me", Some(true)));
+    ok(reg.add_member(&admin_of("adm"), &iid("mem-1"), "me", Some(true)));
     assert_not_found(
-        reg.add_member(&ma, "mem-missing", "mb", None),
+        reg.add_member(&ma, &iid("mem-missing"), "mb", None),
         "unknown image",
     );
 
     // Delete (no error for non-members) and revive.
-    ok(reg.delete_member(&ma, "mem-1", "me"));
-    ok(reg.delete_member(&ma, "mem-1", "nobody"));
+    ok(reg.delete_member(&ma, &iid("mem-1"), "me"));
+    ok(reg.delete_member(&ma, &iid("mem-1"), "nobody"));
     assert_eq!(members_of(&ma), m(&[("mb", true), ("mc", false)]));
-    ok(reg.add_member(&ma, "mem-1", "me", None));
+    ok(reg.add_member(&ma, &iid("mem-1"), "me", None));
     assert_eq!(
         members_of(&ma),
         m(&[("mb", true), ("mc", false), ("me", true)]),
@@ -730,30 +759,34 @@ fn members(reg: &dyn Registry) {
     };
     ok(reg.replace_members(
         &ma,
-        "mem-1",
+        &iid("mem-1"),
         &[spec("mb", None), spec("mc", Some(true)), spec("mf", None)],
     ));
     assert_eq!(
         members_of(&ma),
         m(&[("mb", true), ("mc", true), ("mf", false)])
     );
-    ok(reg.replace_members(&ma, "mem-1", &[spec("me", None)]));
+    ok(reg.replace_members(&ma, &iid("mem-1"), &[spec("me", None)]));
     assert_eq!(
         members_of(&ma),
         m(&[("me", true)]),
         "revived with its old flag"
     );
-    assert_not_found(reg.members(&mb, "mem-1"), "no longer a member");
+    assert_not_found(reg.members(&mb, &iid("mem-1")), "no longer a member");
     assert!(reg.shared_images(&mb, "mb").is_ok_and(|v| v.is_empty()));
-    ok(reg.replace_members(&ma, "mem-1", &[]));
+    ok(reg.replace_members(&ma, &iid("mem-1"), &[]));
     assert_eq!(members_of(&ma), m(&[]));
 
     // Deleting the image removes its memberships.
-    ok(reg.add_member(&ma, "mem-1", "mb", None));
-    reg.delete(&ma, "mem-1").unwrap_or_else(|e| panic!("{e}"));
+    ok(reg.add_member(&ma, &iid("mem-1"), "mb", None));
+    reg.delete(&ma, &iid("mem-1"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(reg.shared_images(&mb, "mb").is_ok_and(|v| v.is_empty()));
-    assert_not_found(reg.members(&ma, "mem-1"), "deleted image");
-    assert_not_found(reg.add_member(&ma, "mem-1", "mb", None), "deleted image");
+    assert_not_found(reg.members(&ma, &iid("mem-1")), "deleted image");
+    assert_not_found(
+        reg.add_member(&ma, &iid("mem-1"), "mb", None),
+        "deleted image",
+    );
 }
 
 fn duplicates(reg: &dyn Registry) {
@@ -767,7 +800,8 @@ fn duplicates(reg: &dyn Registry) {
             other => panic!("{when}: expected Duplicate, got {other:?}"),
         }
         if when == "live" {
-            reg.delete(&t, "dup-1").unwrap_or_else(|e| panic!("{e}"));
+            reg.delete(&t, &iid("dup-1"))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
     }
     // Ids are global: another tenant gets the same 409.
@@ -783,7 +817,7 @@ fn failed_create_leaves_nothing(reg: &dyn Registry) {
     p.disk_format = Some(Some("ami".into()));
     p.container_format = Some(Some("bare".into()));
     assert!(matches!(reg.create(&t, &p), Err(Error::BadRequest(_))));
-    assert_not_found(reg.get(&admin(), "bad-1"), "rejected create");
+    assert_not_found(reg.get(&admin(), &iid("bad-1")), "rejected create");
     assert!(list(reg, &admin(), "is_public=none&property-section=bad").is_empty());
     let mut p = patch("bad-1", "bad");
     p.disk_format = Some(Some("iso".into()));
@@ -791,7 +825,7 @@ fn failed_create_leaves_nothing(reg: &dyn Registry) {
     let mut p = patch("bad-2", "bad");
     p.properties = Some(props(&[("", "empty name")]));
     assert!(matches!(reg.create(&t, &p), Err(Error::BadRequest(_))));
-    assert_not_found(reg.get(&admin(), "bad-2"), "rejected create");
+    assert_not_found(reg.get(&admin(), &iid("bad-2")), "rejected create");
 }
 
 /// `update_if` is a compare-and-set: of racing claims of a queued image exactly one wins,
@@ -809,7 +843,7 @@ fn upload_states_are_compare_and_set(reg: &dyn Registry) {
         let racers: Vec<_> = (0..8)
             .map(|_| {
                 let (t, claim) = (&t, to(Status::Saving));
-                scope.spawn(move || reg.update_if(t, "cas-1", Status::Queued, &claim, false))
+                scope.spawn(move || reg.update_if(t, &iid("cas-1"), Status::Queued, &claim, false))
             })
             .collect();
         racers
@@ -827,26 +861,38 @@ fn upload_states_are_compare_and_set(reg: &dyn Registry) {
     let mut stale = to(Status::Active);
     stale.name = Some(Some("stale".into()));
     assert!(matches!(
-        reg.update_if(&t, "cas-1", Status::Queued, &stale, false),
+        reg.update_if(&t, &iid("cas-1"), Status::Queued, &stale, false),
         Err(Error::Conflict(_))
     ));
-    let img = reg.get(&t, "cas-1").unwrap_or_else(|e| panic!("{e}"));
+    let img = reg.get(&t, &iid("cas-1")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(img.status, Status::Saving);
     assert_ne!(img.name.as_deref(), Some("stale"));
     // The holder activates; a kill meant for `saving` then no longer applies.
-    reg.update_if(&t, "cas-1", Status::Saving, &to(Status::Active), false)
-        .unwrap_or_else(|e| panic!("{e}"));
+    reg.update_if(
+        &t,
+        &iid("cas-1"),
+        Status::Saving,
+        &to(Status::Active),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
-        reg.update_if(&t, "cas-1", Status::Saving, &to(Status::Killed), false),
+        reg.update_if(
+            &t,
+            &iid("cas-1"),
+            Status::Saving,
+            &to(Status::Killed),
+            false
+        ),
         Err(Error::Conflict(_))
     ));
-    let img = reg.get(&t, "cas-1").unwrap_or_else(|e| panic!("{e}"));
+    let img = reg.get(&t, &iid("cas-1")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(img.status, Status::Active);
     // Others' images are still hidden behind 404, not revealed by a 409.
     assert_not_found(
         reg.update_if(
             &tenant("cas-other"),
-            "cas-1",
+            &iid("cas-1"),
             Status::Queued,
             &to(Status::Saving),
             false,
@@ -868,7 +914,8 @@ fn changes_since(reg: &dyn Registry) {
     tick();
     mk("cs-new");
     mk("cs-gone");
-    reg.delete(&t, "cs-gone").unwrap_or_else(|e| panic!("{e}"));
+    reg.delete(&t, &iid("cs-gone"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let q = |s: &str| format!("name=cs-image&{s}");
     assert_eq!(
         sorted(ids(&list(reg, &t, &q("")))),
@@ -878,7 +925,7 @@ fn changes_since(reg: &dyn Registry) {
     assert_eq!(sorted(ids(&changed)), strings(&["cs-gone", "cs-new"]));
     assert!(changed.iter().any(|i| i.id == "cs-gone" && i.deleted));
     // Updating the old one brings it in.
-    reg.update(&t, "cs-old", &ImagePatch::default(), false)
+    reg.update(&t, &iid("cs-old"), &ImagePatch::default(), false)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(list(reg, &t, &q(&format!("changes-since={t0}"))).len(), 3);
     assert!(list(reg, &t, &q("changes-since=2999-01-01T00:00:00")).is_empty());
@@ -891,14 +938,17 @@ fn read_only(reg: &dyn Registry) {
         Err(Error::Forbidden(_))
     ));
     create(reg, &admin(), patch("ro-2", "ro"));
-    assert!(reg.get(&ro, "ro-2").is_ok());
+    assert!(reg.get(&ro, &iid("ro-2")).is_ok());
     assert!(matches!(
-        reg.update(&ro, "ro-2", &ImagePatch::default(), false),
+        reg.update(&ro, &iid("ro-2"), &ImagePatch::default(), false),
         Err(Error::Forbidden(_))
     ));
-    assert!(matches!(reg.delete(&ro, "ro-2"), Err(Error::Forbidden(_))));
     assert!(matches!(
-        reg.replace_members(&ro, "ro-2", &[]),
+        reg.delete(&ro, &iid("ro-2")),
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        reg.replace_members(&ro, &iid("ro-2"), &[]),
         Err(Error::Forbidden(_))
     ));
 }
@@ -922,7 +972,7 @@ fn limits(reg: &dyn Registry) {
         ),
         other => panic!("129 properties: {other:?}"),
     }
-    assert_not_found(reg.get(&admin(), "lim-1"), "refused create");
+    assert_not_found(reg.get(&admin(), &iid("lim-1")), "refused create");
     p.properties = Some(many(128, "p"));
     let img = create(reg, &t, p);
     assert_eq!(img.properties.len(), 128);
@@ -932,20 +982,26 @@ fn limits(reg: &dyn Registry) {
         ..ImagePatch::default()
     };
     assert!(matches!(
-        reg.update(&t, "lim-1", &grow, false),
+        reg.update(&t, &iid("lim-1"), &grow, false),
         Err(Error::TooLarge(_))
     ));
     let rename = ImagePatch {
         name: Some(Some("renamed".into())),
         ..ImagePatch::default()
     };
-    assert!(reg.update(&t, "lim-1", &rename, false).is_ok());
+    assert!(reg.update(&t, &iid("lim-1"), &rename, false).is_ok());
     let same = ImagePatch {
         properties: Some(many(2, "p")),
         ..ImagePatch::default()
     };
-    assert!(reg.update(&t, "lim-1", &same, false).is_ok(), "overwrites");
-    assert!(reg.update(&t, "lim-1", &grow, true).is_ok(), "purge to one");
+    assert!(
+        reg.update(&t, &iid("lim-1"), &same, false).is_ok(),
+        "overwrites"
+    );
+    assert!(
+        reg.update(&t, &iid("lim-1"), &grow, true).is_ok(),
+        "purge to one"
+    );
 
     // Sizes of names and values.
     let one = |k: String, v: String| ImagePatch {
@@ -954,19 +1010,29 @@ fn limits(reg: &dyn Registry) {
     };
     let long_key = "k".repeat(256);
     assert!(matches!(
-        reg.update(&t, "lim-1", &one(long_key, "v".into()), false),
+        reg.update(&t, &iid("lim-1"), &one(long_key, "v".into()), false),
         Err(Error::BadRequest(_))
     ));
     // 255 bytes is the limit, not 255 characters.
     assert!(matches!(
-        reg.update(&t, "lim-1", &one("é".repeat(128), "v".into()), false),
+        reg.update(&t, &iid("lim-1"), &one("é".repeat(128), "v".into()), false),
         Err(Error::BadRequest(_))
     ));
     assert!(
-        reg.update(&t, "lim-1", &one("k".repeat(255), "v".repeat(65536)), false)
-            .is_ok()
+        reg.update(
+            &t,
+            &iid("lim-1"),
+            &one("k".repeat(255), "v".repeat(65536)),
+            false
+        )
+        .is_ok()
     );
-    match reg.update(&t, "lim-1", &one("big".into(), "v".repeat(65537)), false) {
+    match reg.update(
+        &t,
+        &iid("lim-1"),
+        &one("big".into(), "v".repeat(65537)),
+        false,
+    ) {
         Err(Error::BadRequest(m)) => assert!(m.contains("'big'") && m.contains("65536"), "{m}"),
         other => panic!("65537-byte value: {other:?}"),
     }
@@ -978,7 +1044,7 @@ fn limits(reg: &dyn Registry) {
             can_share: None,
         })
         .collect();
-    match reg.replace_members(&t, "lim-1", &specs) {
+    match reg.replace_members(&t, &iid("lim-1"), &specs) {
         Err(Error::TooLarge(m)) => assert_eq!(
             m,
             "Too many image members: 129 given, image_member_quota is 128"
@@ -986,18 +1052,21 @@ fn limits(reg: &dyn Registry) {
         other => panic!("129 members: {other:?}"),
     }
     assert!(
-        reg.members(&t, "lim-1").is_ok_and(|m| m.is_empty()),
+        reg.members(&t, &iid("lim-1")).is_ok_and(|m| m.is_empty()),
         "nothing kept"
     );
-    reg.replace_members(&t, "lim-1", &specs[..128])
+    reg.replace_members(&t, &iid("lim-1"), &specs[..128])
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
-        reg.add_member(&t, "lim-1", "m128", None),
+        reg.add_member(&t, &iid("lim-1"), "m128", None),
         Err(Error::TooLarge(_))
     ));
     // Re-adding an existing member does not count twice.
-    assert!(reg.add_member(&t, "lim-1", "m5", Some(true)).is_ok());
-    assert_eq!(reg.members(&t, "lim-1").map(|m| m.len()).ok(), Some(128));
+    assert!(reg.add_member(&t, &iid("lim-1"), "m5", Some(true)).is_ok());
+    assert_eq!(
+        reg.members(&t, &iid("lim-1")).map(|m| m.len()).ok(),
+        Some(128)
+    );
 }
 
 /// A non-admin caller without an owner id (no project) cannot create images; an admin can.
@@ -1013,6 +1082,6 @@ fn creating_needs_a_project(reg: &dyn Registry) {
         Err(Error::Forbidden(m)) => assert!(m.contains("project-scoped token"), "{m}"),
         other => panic!("create without a project: {other:?}"),
     }
-    assert_not_found(reg.get(&admin(), "np-1"), "refused create");
+    assert_not_found(reg.get(&admin(), &iid("np-1")), "refused create");
     assert!(reg.create(&admin(), &patch("np-2", "np")).is_ok());
 }

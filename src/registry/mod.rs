@@ -17,18 +17,19 @@ use serde_json::Value;
 
 use crate::auth::Context;
 use crate::error::{Error, Result};
-use crate::image::{Image, ImagePatch, Status};
+use crate::image::{Image, ImageId, ImagePatch, Status};
 
 /// The registry API's header that makes a `PUT /images/<id>` conditional on the image's
 /// current status ([`Registry::update_if`]); glance-api sends it to a remote registry.
 pub const IF_STATUS_HEADER: &str = "X-Glance-Registry-If-Status";
 
-/// Registry operations, each checked against the caller's [`Context`] (spec §7.3).
+/// Registry operations, each checked against the caller's [`Context`] (spec §7.3). Ids are
+/// [`ImageId`]s, parsed where they entered the program.
 pub trait Registry: Send + Sync {
     /// Lists live, non-killed images the caller may list, per the query.
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>>;
     /// One live image visible to the caller, else `NotFound`.
-    fn get(&self, ctx: &Context, id: &str) -> Result<Image>;
+    fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image>;
     /// Creates an image. Status defaults to `active`; owner per spec §7.2; a duplicate id is
     /// `Duplicate`; validation failures are `BadRequest`.
     fn create(&self, ctx: &Context, patch: &ImagePatch) -> Result<Image>;
@@ -37,7 +38,7 @@ pub trait Registry: Send + Sync {
     fn update(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image>;
@@ -48,27 +49,27 @@ pub trait Registry: Send + Sync {
     fn update_if(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         expected: Status,
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image>;
     /// Soft-deletes an image, its properties and memberships; returns the deleted record.
-    fn delete(&self, ctx: &Context, id: &str) -> Result<Image>;
+    fn delete(&self, ctx: &Context, id: &ImageId) -> Result<Image>;
     /// Live memberships of an image visible to the caller.
-    fn members(&self, ctx: &Context, id: &str) -> Result<Vec<Member>>;
+    fn members(&self, ctx: &Context, id: &ImageId) -> Result<Vec<Member>>;
     /// Adds (or revives) a membership; `can_share` None keeps an existing row's flag.
     fn add_member(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         member: &str,
         can_share: Option<bool>,
     ) -> Result<()>;
     /// Removes a membership (no error when it does not exist).
-    fn delete_member(&self, ctx: &Context, id: &str, member: &str) -> Result<()>;
+    fn delete_member(&self, ctx: &Context, id: &ImageId, member: &str) -> Result<()>;
     /// Replaces all memberships of an image.
-    fn replace_members(&self, ctx: &Context, id: &str, members: &[MemberSpec]) -> Result<()>;
+    fn replace_members(&self, ctx: &Context, id: &ImageId, members: &[MemberSpec]) -> Result<()>;
     /// Live memberships of `member` across live images.
     fn shared_images(&self, ctx: &Context, member: &str) -> Result<Vec<SharedImage>>;
 }

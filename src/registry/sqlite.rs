@@ -51,7 +51,7 @@ use super::{
 };
 use crate::auth::Context;
 use crate::error::{Error, Result};
-use crate::image::{self, Image, ImagePatch, Properties, Status};
+use crate::image::{self, Image, ImageId, ImagePatch, Properties, Status};
 use crate::timeutil;
 
 /// How to open a [`SqliteRegistry`].
@@ -882,7 +882,8 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn get(&self, ctx: &Context, id: &str) -> Result<Image> {
+    fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
+        let id = id.as_str();
         self.read(|tx| load_visible(tx, ctx, id))
     }
 
@@ -954,7 +955,7 @@ impl Registry for SqliteRegistry {
     fn update(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         patch: &ImagePatch,
         purge_props: bool,
     ) -> Result<Image> {
@@ -964,7 +965,7 @@ impl Registry for SqliteRegistry {
     fn update_if(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         expected: Status,
         patch: &ImagePatch,
         purge_props: bool,
@@ -972,7 +973,8 @@ impl Registry for SqliteRegistry {
         self.update_where(ctx, id, Some(expected), patch, purge_props)
     }
 
-    fn delete(&self, ctx: &Context, id: &str) -> Result<Image> {
+    fn delete(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
+        let id = id.as_str();
         check_writable(ctx)?;
         self.write(|tx| {
             let old = match load(tx, id, false, true)? {
@@ -999,7 +1001,8 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn members(&self, ctx: &Context, id: &str) -> Result<Vec<Member>> {
+    fn members(&self, ctx: &Context, id: &ImageId) -> Result<Vec<Member>> {
+        let id = id.as_str();
         self.read(|tx| {
             load_visible(tx, ctx, id)?;
             let mut st = tx.prepare(
@@ -1022,10 +1025,11 @@ impl Registry for SqliteRegistry {
     fn add_member(
         &self,
         ctx: &Context,
-        id: &str,
+        id: &ImageId,
         member: &str,
         can_share: Option<bool>,
     ) -> Result<()> {
+        let id = id.as_str();
         self.write(|tx| {
             check_sharable(tx, ctx, id)?;
             if membership(tx, id, member)?.is_none() {
@@ -1041,7 +1045,8 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn delete_member(&self, ctx: &Context, id: &str, member: &str) -> Result<()> {
+    fn delete_member(&self, ctx: &Context, id: &ImageId, member: &str) -> Result<()> {
+        let id = id.as_str();
         self.write(|tx| {
             check_sharable(tx, ctx, id)?;
             tx.execute(
@@ -1053,7 +1058,8 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn replace_members(&self, ctx: &Context, id: &str, members: &[MemberSpec]) -> Result<()> {
+    fn replace_members(&self, ctx: &Context, id: &ImageId, members: &[MemberSpec]) -> Result<()> {
+        let id = id.as_str();
         self.write(|tx| {
             check_sharable(tx, ctx, id)?;
             let now = timeutil::now();

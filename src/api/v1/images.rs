@@ -97,11 +97,12 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
                 status: Some(Status::Saving),
                 ..ImagePatch::default()
             };
+            let id = ImageId::parse(&image.id)?;
             let image = app
                 .registry
-                .update_if(ctx, &image.id, Status::Queued, &saving, false)
+                .update_if(ctx, &id, Status::Queued, &saving, false)
                 .map_err(|e| claim_error(app, e))?;
-            upload_and_activate(app, req, ctx, image, plan)?
+            upload_and_activate(app, req, ctx, &id, image, plan)?
         }
         None => image,
     };
@@ -170,7 +171,7 @@ pub fn update(
             .map_err(|e| update_error(app, e))?
     };
     let updated = match upload {
-        Some(plan) => upload_and_activate(app, req, ctx, updated, plan)?,
+        Some(plan) => upload_and_activate(app, req, ctx, id, updated, plan)?,
         None => updated,
     };
     app.notifier.info("image.update", image_payload(&updated));
@@ -335,6 +336,7 @@ fn upload_and_activate(
     app: &ApiApp,
     req: &mut Request<'_>,
     ctx: &Context,
+    id: &ImageId,
     image: Image,
     plan: UploadPlan,
 ) -> Result<Image> {
@@ -344,18 +346,17 @@ fn upload_and_activate(
         .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
     if !content_type_ok {
         // Spec §5.6: the image is killed first.
-        kill(app, ctx, &image.id);
+        kill(app, ctx, id);
         return Err(Error::bad_request(
             "Content-Type must be application/octet-stream",
         ));
     }
-    let id = ImageId::parse(&image.id)?;
     let stored = match app
         .stores
-        .add(Some(plan.store), &id, req.body(), plan.expected)
+        .add(Some(plan.store), id, req.body(), plan.expected)
     {
         Ok(stored) => stored,
-        Err(e) => return Err(upload_failed(app, ctx, &image.id, None, upload_error(e))),
+        Err(e) => return Err(upload_failed(app, ctx, id, None, upload_error(e))),
     };
     if let Some(want) = &image.checksum
         && !want.eq_ignore_ascii_case(&stored.checksum)
@@ -365,13 +366,7 @@ fn upload_and_activate(
              has MD5 {}",
             stored.checksum
         ));
-        return Err(upload_failed(
-            app,
-            ctx,
-            &image.id,
-            Some(&stored.location),
-            e,
-        ));
+        return Err(upload_failed(app, ctx, id, Some(&stored.location), e));
     }
     // Spec §10: the payload is the image as it was before the upload, i.e. `queued` (this
     // request took it from there).
@@ -388,8 +383,8 @@ fn upload_and_activate(
         ..ImagePatch::default()
     };
     app.registry
-        .update_if(ctx, &image.id, Status::Saving, &activate, false)
-        .map_err(|e| upload_failed(app, ctx, &image.id, Some(&stored.location), e))
+        .update_if(ctx, id, Status::Saving, &activate, false)
+        .map_err(|e| upload_failed(app, ctx, id, Some(&stored.location), e))
 }
 
 /// Maps a store failure to the reply of spec §5.6.
@@ -407,7 +402,7 @@ fn upload_error(e: Error) -> Error {
 fn upload_failed(
     app: &ApiApp,
     ctx: &Context,
-    id: &str,
+    id: &ImageId,
     stored_at: Option<&str>,
     e: Error,
 ) -> Error {
@@ -423,7 +418,7 @@ fn upload_failed(
 
 /// `_safe_kill`: marks the image `killed` if this upload still holds it in `saving`,
 /// logging (not raising) a failure to do so.
-fn kill(app: &ApiApp, ctx: &Context, id: &str) {
+fn kill(app: &ApiApp, ctx: &Context, id: &ImageId) {
     let patch = ImagePatch {
         status: Some(Status::Killed),
         ..ImagePatch::default()
@@ -436,7 +431,7 @@ fn kill(app: &ApiApp, ctx: &Context, id: &str) {
     }
 }
 
-fn set_status(app: &ApiApp, ctx: &Context, id: &str, status: Status) -> Result<Image> {
+fn set_status(app: &ApiApp, ctx: &Context, id: &ImageId, status: Status) -> Result<Image> {
     let patch = ImagePatch {
         status: Some(status),
         ..ImagePatch::default()

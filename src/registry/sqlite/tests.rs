@@ -1,5 +1,5 @@
 use super::*;
-use crate::registry::conformance::{admin, exercise_registry, tenant};
+use crate::registry::conformance::{admin, exercise_registry, iid, tenant};
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +167,10 @@ fn failed_writes_roll_back() {
         ..ImagePatch::default()
     };
     assert!(matches!(reg.create(&t, &p), Err(Error::Db(_))));
-    assert!(matches!(reg.get(&admin(), "rb-1"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        reg.get(&admin(), &iid("rb-1")),
+        Err(Error::NotFound(_))
+    ));
     let rows: i64 = reg
         .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM image_properties", [], |r| r.get(0))?))
         .unwrap();
@@ -181,11 +184,11 @@ fn failed_writes_roll_back() {
         properties: Some([("boom".to_string(), None)].into_iter().collect()),
         ..ImagePatch::default()
     };
-    assert!(reg.update(&t, "rb-1", &bad, false).is_err());
-    assert_eq!(reg.get(&t, "rb-1").unwrap(), before);
+    assert!(reg.update(&t, &iid("rb-1"), &bad, false).is_err());
+    assert_eq!(reg.get(&t, &iid("rb-1")).unwrap(), before);
     // The connection is still usable afterwards.
     assert!(
-        reg.update(&t, "rb-1", &ImagePatch::default(), false)
+        reg.update(&t, &iid("rb-1"), &ImagePatch::default(), false)
             .is_ok()
     );
 }
@@ -208,11 +211,11 @@ fn scrubber_helpers() {
         ..ImagePatch::default()
     };
     for id in ["s-1", "s-2"] {
-        reg.update(&t, id, &pending, false).unwrap();
-        reg.delete(&t, id).unwrap();
+        reg.update(&t, &iid(id), &pending, false).unwrap();
+        reg.delete(&t, &iid(id)).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
-    reg.delete(&t, "s-3").unwrap();
+    reg.delete(&t, &iid("s-3")).unwrap();
     let now = timeutil::now();
     let due = reg.pending_deletes(&now).unwrap();
     assert_eq!(ids(&due), vec!["s-2", "s-1"]);
@@ -307,7 +310,7 @@ fn public_filter_is_admin_only_and_delete_keeps_properties() {
     };
     assert!(reg.list(&tenant("me"), &q).unwrap().is_empty());
     assert_eq!(reg.list(&admin(), &q).unwrap().len(), 1);
-    let del = reg.delete(&other, "hidden").unwrap();
+    let del = reg.delete(&other, &iid("hidden")).unwrap();
     assert!(del.deleted);
     assert_eq!(del.properties.len(), 1, "properties as before the delete");
 }
