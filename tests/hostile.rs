@@ -111,6 +111,23 @@ fn swift_auth(ip: &str, storage_url: impl Fn() -> String + Send + Sync + 'static
     })
 }
 
+/// The v1 auth answer of a fake Swift that is its own storage server (`None` for other
+/// requests).
+fn self_storage_auth(req: &Recorded) -> Option<Answer> {
+    if !req.path.starts_with("/auth/") {
+        return None;
+    }
+    let host = req.header("host").unwrap_or("127.0.0.2").to_string();
+    Some(Answer::reply(
+        "200 OK",
+        &[
+            ("X-Storage-Url", &format!("http://{host}/v1/AUTH_x")),
+            ("X-Auth-Token", "tk"),
+        ],
+        b"",
+    ))
+}
+
 /// A server that must never be contacted.
 fn forbidden() -> FakeServer {
     FakeServer::start("127.0.0.3", |_| {
@@ -162,16 +179,8 @@ fn swift_storage_url_on_a_forbidden_address() {
 #[test]
 fn swift_announcing_two_to_the_fifty_segments() {
     let swift = FakeServer::start("127.0.0.2", |req: &Recorded| {
-        if req.path.starts_with("/auth/") {
-            let host = req.header("host").unwrap_or("127.0.0.2").to_string();
-            return Answer::reply(
-                "200 OK",
-                &[
-                    ("X-Storage-Url", &format!("http://{host}/v1/AUTH_x")),
-                    ("X-Auth-Token", "tk"),
-                ],
-                b"",
-            );
+        if let Some(auth) = self_storage_auth(req) {
+            return auth;
         }
         if req.path.contains("format=json") {
             return Answer::reply("200 OK", &[("Content-Type", "application/json")], b"[]");
@@ -242,16 +251,8 @@ fn endless_bodies() {
         }
     });
     let swift = FakeServer::start("127.0.0.2", |req: &Recorded| {
-        if req.path.starts_with("/auth/") {
-            let host = req.header("host").unwrap_or("127.0.0.2").to_string();
-            return Answer::reply(
-                "200 OK",
-                &[
-                    ("X-Storage-Url", &format!("http://{host}/v1/AUTH_x")),
-                    ("X-Auth-Token", "tk"),
-                ],
-                b"",
-            );
+        if let Some(auth) = self_storage_auth(req) {
+            return auth;
         }
         if req.path.contains("format=json") {
             // A listing that never ends.
