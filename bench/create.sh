@@ -52,7 +52,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_api NAME SYNC: glance-api in RUN_DIR/NAME with sqlite_synchronous = SYNC; prints URL.
+# start_api NAME SYNC: glance-api in RUN_DIR/NAME with sqlite_synchronous = SYNC; sets URL.
+# (Not called in a command substitution: its PID must reach PIDS in this shell.)
 start_api() {
     local dir=$RUN_DIR/$1
     mkdir -p "$dir/images"
@@ -69,7 +70,7 @@ start_api() {
         sleep 0.1
     done
     [[ $line == "listening on "* ]] || { cat "$dir/stderr" >&2; exit 1; }
-    echo "http://${line#listening on }"
+    URL="http://${line#listening on }"
 }
 
 # The wrk scripts: a POST without data, and one with 4 KiB of it.
@@ -98,8 +99,10 @@ rate() {
     echo "$(calc "$req / ($us / 1000000)" 0) $err"
 }
 
-FULL=$(start_api full FULL)
-NORMAL=$(start_api normal NORMAL)
+start_api full FULL
+FULL=$URL
+start_api normal NORMAL
+NORMAL=$URL
 log "glance-api FULL at $FULL, NORMAL at $NORMAL; $REPEAT rounds of ${SECONDS_PER_ROUND}s, $CONNECTIONS connections"
 for kind in reserve upload; do
     F=() N=() R=()
