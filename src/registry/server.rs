@@ -151,9 +151,13 @@ impl RegistryApp {
         let patch = image_patch_from_body(req)?;
         check_location(&patch)?;
         if let Some(next) = patch.status {
-            // Read first: a race with another update can at worst apply a transition that
-            // was legal from the state read here (an `If-Status` update is exact).
-            let current = self.registry.get(ctx, id)?.status;
+            // With `If-Status` the update applies only from that status: no need to read it.
+            // Otherwise read first: a race with another update can at worst apply a
+            // transition that was legal from the state read here.
+            let current = match expected {
+                Some(status) => status,
+                None => self.registry.get(ctx, id)?.status,
+            };
             if !current.can_transition_to(next) {
                 return Err(Error::bad_request(format!(
                     "Invalid value for 'status': an image cannot go from '{current}' to \

@@ -258,15 +258,9 @@ impl<'a> ImageBody<'a> {
     /// Fills `buf` from the body as far as it goes, hashing; returns the byte count (less
     /// than `buf.len()` only at the end of the body).
     pub(crate) fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.read_some(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => return Err(self.failure_or(&e)),
-            }
-        }
-        Ok(filled)
+        let n = self.fill_counted(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 
     /// Fills `buf` as [`ImageBody::fill`] does, without hashing (the copy pipeline hashes
