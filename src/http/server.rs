@@ -63,8 +63,33 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     /// Socket write timeout.
     pub write_timeout: Duration,
-    /// How long an idle keep-alive connection is kept.
+    /// How long an idle keep-alive connection is kept (`keepalive_timeout`); shorter under
+    /// pressure: at `max_connections` the oldest idle connection is closed for a new one.
     pub keepalive_timeout: Duration,
+    /// The whole request head must arrive within this time from its first byte (or from
+    /// the accept, for a new connection): 408 and close beyond (`client_header_timeout`).
+    pub client_header_timeout: Duration,
+    /// Slowest accepted request body, in bytes/s averaged over `min_rate_window`
+    /// (`client_body_min_rate`; 0 = no minimum).
+    pub client_body_min_rate: u64,
+    /// Slowest accepted response body, in bytes/s averaged over `min_rate_window`
+    /// (`send_min_rate`; 0 = no minimum).
+    pub send_min_rate: u64,
+    /// The window the two minimum rates are averaged over (`min_rate_window`).
+    pub min_rate_window: Duration,
+    /// Open connections beyond which a new one gets 503 and is closed (`max_connections`).
+    pub max_connections: usize,
+    /// Open connections from one peer address beyond which a new one from it gets 503
+    /// (`max_connections_per_client`).
+    pub max_connections_per_client: usize,
+    /// Workers kept for requests that move no image data (`metadata_workers`): at most
+    /// `workers - metadata_workers` requests stream image data at once.
+    pub metadata_workers: usize,
+    /// Send file bodies with sendfile(2) (`sendfile`); else through a `file_buffer_size`
+    /// user-space buffer.
+    pub sendfile: bool,
+    /// Buffer for file bodies when `sendfile` is off (`send_buffer_size`).
+    pub file_buffer_size: usize,
     /// Largest unread request-body remainder drained to keep a connection; beyond it the
     /// connection is closed.
     pub max_drain: u64,
@@ -82,7 +107,16 @@ impl Default for ServerConfig {
             max_headers: 100,
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(10),
+            client_body_min_rate: 1024,
+            send_min_rate: 1024,
+            min_rate_window: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            metadata_workers: 4,
+            sendfile: true,
+            file_buffer_size: 1024 * 1024,
             max_drain: 64 * 1024,
             buffer_size: 64 * 1024,
         }
