@@ -150,6 +150,25 @@ impl Handler for ApiApp {
             Route::V1(path) => v1::handle(self, req, &path),
         }
     }
+
+    /// Downloads (`GET /v1/images/<id>`) stream image data; uploads are told apart by
+    /// their body, which the server sees itself.
+    fn moves_data(&self, method: &str, path: &str) -> bool {
+        method == "GET" && moves_data(path)
+    }
+}
+
+/// True when a GET of `path` is an image download. The `Accept` header is not looked at:
+/// a path without a version that would reach v1 through it is rare enough to be served
+/// as light.
+fn moves_data(path: &str) -> bool {
+    let Route::V1(path) = negotiate(path, None) else {
+        return false;
+    };
+    match path.trim_matches('/').split('/').collect::<Vec<_>>()[..] {
+        ["images", id] => id != "detail",
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +177,17 @@ mod tests {
 
     fn route(path: &str, accept: Option<&str>) -> Route {
         negotiate(path, accept)
+    }
+
+    #[test]
+    fn downloads_are_told_apart_from_metadata_requests() {
+        assert!(moves_data("/v1/images/abc"));
+        assert!(moves_data("/v1/images/abc/"));
+        assert!(!moves_data("/v1/images/detail"));
+        assert!(!moves_data("/v1/images"));
+        assert!(!moves_data("/v1/images/abc/members"));
+        assert!(!moves_data("/versions"));
+        assert!(!moves_data("/images/abc"));
     }
 
     #[test]

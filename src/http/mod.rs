@@ -7,6 +7,8 @@
 
 mod body;
 mod head;
+mod poller;
+mod pool;
 pub mod server;
 mod write;
 
@@ -23,6 +25,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request. The handler may read the request body (or not: the server then
     /// drains a small remainder or closes the connection).
     fn handle(&self, req: &mut Request<'_>) -> Response;
+
+    /// True when a request with this method and (percent-decoded) path moves image data
+    /// (a download): it then runs only on the workers not kept for metadata requests.
+    /// Requests with a large body count as such without asking.
+    fn moves_data(&self, _method: &str, _path: &str) -> bool {
+        false
+    }
 }
 
 impl<F> Handler for F

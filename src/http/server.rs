@@ -1,44 +1,60 @@
-//! The HTTP/1.1 server: one accept thread, a bounded queue and a fixed pool of workers.
+//! The HTTP/1.1 server: a poller thread that holds connections between requests, a work
+//! queue and a fixed pool of workers that serve one request at a time.
 //!
 //! Why this shape: Glance is a blocking service whose requests stream image data for
-//! minutes, so each worker owns one connection for its keep-alive life and the number of
-//! open connections is capped at `workers + backlog`; beyond that a connection gets a short
-//! 503 (tiny_http instead started a thread per connection, without limit). Every wait on a
-//! client is bounded by a timeout, every size it sends by a limit, and nothing a client
-//! sends can crash the process: a handler panic costs one request, a cut-off upload is an
-//! error for the handler to see, never an abort.
+//! minutes, so a request is served by one worker with blocking I/O and fixed buffers. But a
+//! connection that is idle between keep-alive requests, or whose head has not fully
+//! arrived, must not hold a worker: it waits in the poller ([`super::poller`]), one epoll
+//! set for all of them, until its head is complete. Requests that move image data may take
+//! only `workers - metadata_workers` workers ([`super::pool`]), so metadata requests are
+//! always answered. Every wait on a client is bounded (head deadline, idle deadline,
+//! minimum body and send rates), every size it sends by a limit, connections in all and
+//! per client by a limit, and nothing a client sends can crash the process: a handler
+//! panic costs one request, a cut-off upload is an error for the handler to see.
 //!
-//! Shutdown: the accept thread blocks in `accept(2)`, and [`ShutdownHandle::shutdown`] sets
-//! a flag and then connects to the listener's own address to wake it. We chose that over a
-//! non-blocking listener polled in a sleep loop, because polling delays every new connection
-//! by up to one poll interval and wakes an idle server many times a second. Workers wait for
-//! the next keep-alive request in short slices, so they notice shutdown within
-//! `IDLE_POLL` (100 ms) and close idle connections promptly, while in-flight requests finish.
+//! ```text
+//!  accept ──► poller (epoll) ──complete head──► work queue ──► workers (blocking I/O)
+//!               ▲   │ idle / half-sent heads          light │ bulk (≤ workers − reserve)
+//!               │   └─ deadlines: 408, idle close           │
+//!               └────────── keep-alive connection ◄─────────┘
+//! ```
+//!
+//! Shutdown: [`ShutdownHandle::shutdown`] sets a flag and rings the poller's waker; the
+//! poller closes the listener and every parked connection, and the workers finish the
+//! requests that are queued or in flight, then `run` returns.
 
 use std::any::Any;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Waker};
+
 use super::body::{BodyReader, BodyState, Framing, Refusal};
 use super::head::{self, Head, HeadError, Limits};
+use super::poller::{self, LISTENER, Poller, WAKER};
+use super::pool::{Conn, Job, Tracker, WorkQueue};
 use super::write::{self, Outcome, Plan};
 use super::{Handler, Request, Response};
 
 /// The `log` target of request lines and server events.
 pub const LOG_TARGET: &str = "glance::http";
 
-/// How often a worker waiting for the next keep-alive request looks at the shutdown flag.
-const IDLE_POLL: Duration = Duration::from_millis(100);
-
-/// Read buffer of a connection (request heads; large body reads bypass it).
+/// Read buffer of a connection in a worker (request heads, chunk lines; large body reads
+/// bypass it).
 const READ_BUF: usize = 16 * 1024;
+
+/// A request body larger than this moves image data (it is a bulk request), whatever the
+/// handler says of its path.
+const BULK_BODY: u64 = 64 * 1024;
 
 /// How long and how much we keep reading after deciding to close a connection whose
 /// request body was not read, so that the client gets our response instead of a reset.
@@ -49,9 +65,9 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// Limits and sizes of the HTTP server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Worker threads; each serves one connection at a time for its keep-alive life.
+    /// Worker threads; each serves one request at a time.
     pub workers: usize,
-    /// Accepted connections waiting for a worker, beyond which new ones are refused (503).
+    /// The listen(2) backlog: connections the kernel queues before we accept them.
     pub backlog: usize,
     /// Longest request line (414 beyond).
     pub max_request_line: usize,
@@ -59,7 +75,7 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most header fields (431 beyond).
     pub max_headers: usize,
-    /// Socket read timeout while a request is in progress.
+    /// Socket read timeout while a request is in progress (one read may wait this long).
     pub read_timeout: Duration,
     /// Socket write timeout.
     pub write_timeout: Duration,
@@ -101,7 +117,7 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             workers: 16,
-            backlog: 64,
+            backlog: 1024,
             max_request_line: 8192,
             max_header_bytes: 16384,
             max_headers: 100,
@@ -126,6 +142,8 @@ impl Default for ServerConfig {
 /// A bound HTTP server, not yet running.
 pub struct Server {
     listener: TcpListener,
+    poll: Poll,
+    waker: Arc<Waker>,
     config: ServerConfig,
     stop: Arc<AtomicBool>,
 }
@@ -134,11 +152,12 @@ pub struct Server {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     stop: Arc<AtomicBool>,
-    wake: Option<SocketAddr>,
+    waker: Arc<Waker>,
 }
 
 impl ShutdownHandle {
-    /// Stop accepting, finish in-flight requests, then let `run` return.
+    /// Stop accepting, close idle connections, finish in-flight requests, then let `run`
+    /// return.
     ///
     /// Returns at once; `run` returns when the last in-flight request is done. Calling it
     /// again, or before `run`, is harmless.
@@ -146,43 +165,103 @@ impl ShutdownHandle {
         if self.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        let Some(addr) = self.wake else { return };
-        // The accept loop checks the flag after each accepted connection; ours wakes it.
-        if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            log::warn!(target: LOG_TARGET, "waking the accept loop at {addr}: {e}");
+        if let Err(e) = self.waker.wake() {
+            log::warn!(target: LOG_TARGET, "waking the poller: {e}");
         }
     }
 }
 
-/// Where to connect to reach our own listener: a wildcard address is not a destination.
-fn wake_address(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
-    }
-    addr
-}
-
-/// What every worker shares.
-struct Shared {
-    config: ServerConfig,
+/// What the poller and every worker share.
+pub(super) struct Shared {
+    pub config: ServerConfig,
     handler: Arc<dyn Handler>,
     stop: Arc<AtomicBool>,
+    pub tracker: Arc<Tracker>,
+    pub queue: WorkQueue,
+    /// Keep-alive connections going back to the poller, with the waker that tells it.
+    returns: Mutex<Sender<Conn>>,
+    waker: Arc<Waker>,
 }
 
 impl Shared {
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// True when the request whose head starts `buf` moves image data: the handler says
+    /// so of its method and path, or its body is large or of unknown length.
+    pub(super) fn moves_data(&self, buf: &[u8]) -> bool {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut fields);
+        // An unparsable head is refused at once by the worker: a light job.
+        if !matches!(req.parse(buf), Ok(httparse::Status::Complete(_))) {
+            return false;
+        }
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return false;
+        };
+        let path = super::percent_decode(target.split('?').next().unwrap_or_default());
+        if self.handler.moves_data(method, &path) {
+            return true;
+        }
+        req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("transfer-encoding")
+                || (h.name.eq_ignore_ascii_case("content-length")
+                    && std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .is_none_or(|n| n > BULK_BODY))
+        })
+    }
+
+    /// Where a connection goes after a request it may keep: straight back to the queue if
+    /// the next head is already buffered (pipelining), else to the poller to wait.
+    fn resume(&self, mut conn: Conn) {
+        if self.stopping() {
+            return; // dropping it closes it
+        }
+        poller::strip_blank_lines(&mut conn.buf);
+        if poller::head_complete(&conn.buf, 0) {
+            let bulk = self.moves_data(&conn.buf);
+            let head_deadline = Instant::now() + self.config.client_header_timeout;
+            self.queue.push(Job {
+                conn,
+                head_deadline,
+                bulk,
+            });
+            return;
+        }
+        let sent = self
+            .returns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(conn);
+        // A closed channel means the poller has stopped: the connection is closed.
+        if sent.is_ok()
+            && let Err(e) = self.waker.wake()
+        {
+            log::warn!(target: LOG_TARGET, "waking the poller: {e}");
+        }
     }
 }
 
 impl Server {
     /// Binds a listener (`host:port`; port 0 picks a free port).
     pub fn bind(addr: &str, config: ServerConfig) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        // std listens with a backlog of 128; a burst of clients deserves more room.
+        let backlog = i32::try_from(config.backlog.max(1)).unwrap_or(i32::MAX);
+        rustix::net::listen(&listener, backlog)?;
+        listener.set_nonblocking(true)?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let fd = listener.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
         Ok(Server {
-            listener: TcpListener::bind(addr)?,
+            listener,
+            poll,
+            waker,
             config,
             stop: Arc::new(AtomicBool::new(false)),
         })
@@ -197,55 +276,46 @@ impl Server {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             stop: Arc::clone(&self.stop),
-            wake: self.listener.local_addr().ok().map(wake_address),
+            waker: Arc::clone(&self.waker),
         }
     }
 
-    /// Serves until shut down. The calling thread becomes the accept thread.
+    /// Serves until shut down. The calling thread becomes the poller thread.
     pub fn run(self, handler: Arc<dyn Handler>) -> io::Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<TcpStream>(self.config.backlog);
-        let rx = Arc::new(Mutex::new(rx));
+        let workers = self.config.workers.max(1);
+        let reserved = self.config.metadata_workers.min(workers - 1);
+        let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             config: self.config.clone(),
             handler,
             stop: Arc::clone(&self.stop),
+            tracker: Arc::new(Tracker::default()),
+            queue: WorkQueue::new(workers, reserved),
+            returns: Mutex::new(tx),
+            waker: Arc::clone(&self.waker),
         });
-        let mut workers = Vec::new();
-        for i in 0..self.config.workers.max(1) {
-            let (rx, shared) = (Arc::clone(&rx), Arc::clone(&shared));
+        let mut threads = Vec::new();
+        for i in 0..workers {
+            let mine = Arc::clone(&shared);
             let spawned = thread::Builder::new()
                 .name(format!("http-worker-{i}"))
-                .spawn(move || worker_loop(&rx, &shared));
+                .spawn(move || worker_loop(&mine));
             match spawned {
-                Ok(worker) => workers.push(worker),
+                Ok(worker) => threads.push(worker),
                 Err(e) => {
                     self.stop.store(true, Ordering::SeqCst);
-                    drop(tx);
-                    join_all(workers);
+                    shared.queue.close();
+                    join_all(threads);
                     return Err(e);
                 }
             }
         }
-        self.accept_loop(&tx, &shared);
-        // Closing the queue lets each worker finish its connection, then exit.
-        drop(tx);
-        join_all(workers);
+        Poller::new(self.poll, self.listener, Arc::clone(&shared), rx).run();
+        // Queued and in-flight requests are served; then the workers end.
+        shared.queue.close();
+        join_all(threads);
         log::info!(target: LOG_TARGET, "server stopped");
         Ok(())
-    }
-
-    fn accept_loop(&self, tx: &SyncSender<TcpStream>, shared: &Shared) {
-        while !shared.stopping() {
-            match self.listener.accept() {
-                Ok((stream, _)) if shared.stopping() => drop(stream),
-                Ok((stream, peer)) => match tx.try_send(stream) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(stream)) => refuse_busy(stream, peer),
-                    Err(TrySendError::Disconnected(_)) => return,
-                },
-                Err(e) => accept_failed(&e),
-            }
-        }
     }
 }
 
@@ -257,79 +327,21 @@ fn join_all(workers: Vec<thread::JoinHandle<()>>) {
     }
 }
 
-/// Logs a failed `accept`. Running out of descriptors fails at once on every call, so we
-/// pause instead of spinning; an aborted handshake is the client's business.
-fn accept_failed(e: &io::Error) {
-    match e.kind() {
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => {}
-        _ => {
-            log::warn!(target: LOG_TARGET, "accept failed: {e}");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Answers a connection the queue has no room for, from the accept thread: it must not
-/// block, so the socket is non-blocking and the answer fits any send buffer.
-fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
-    log::warn!(target: LOG_TARGET, "refusing {peer}: all workers busy and the queue is full");
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let plan = Plan {
-        http10: false,
-        head_request: false,
-        keep_alive: false,
-        buffer_size: 0,
-    };
-    let resp = Response::text(503, "server busy, try again\n").with_header("Retry-After", "1");
-    write::send(&stream, resp, &plan);
-    // Whatever request already arrived is read so that closing sends FIN, not a reset
-    // that could destroy the 503 before the client reads it.
-    let mut sink = [0u8; 4096];
-    let _ = (&stream).read(&mut sink);
-    let _ = stream.shutdown(Shutdown::Write);
-}
-
-fn worker_loop(rx: &Mutex<Receiver<TcpStream>>, shared: &Shared) {
-    loop {
-        // The guard is dropped at the end of this statement, before the connection is served.
-        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(stream) = next else { return };
-        if shared.stopping() {
-            refuse_stopping(&stream);
-            continue;
-        }
+fn worker_loop(shared: &Shared) {
+    while let Some((job, permit)) = shared.queue.take() {
         // Handler panics are caught per request; this guards against our own bugs, so that
         // one bad connection cannot shrink the pool.
-        let served = panic::catch_unwind(AssertUnwindSafe(|| Conn::serve(&stream, shared)));
+        let served = panic::catch_unwind(AssertUnwindSafe(|| Exchange::serve(job, shared)));
+        drop(permit);
         if let Err(p) = served {
             log::error!(target: LOG_TARGET, "connection handling panicked: {}", panic_message(&*p));
         }
     }
 }
 
-fn refuse_stopping(stream: &TcpStream) {
-    let plan = Plan {
-        http10: false,
-        head_request: false,
-        keep_alive: false,
-        buffer_size: 0,
-    };
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    write::send(stream, Response::text(503, "server shutting down\n"), &plan);
-}
-
 /// A socket timeout; zero means none (the OS refuses a zero timeout).
 fn timeout(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// What to do with a connection after a request.
@@ -342,70 +354,139 @@ enum After {
     },
 }
 
-/// One client connection, served by one worker for its keep-alive life.
-struct Conn<'s> {
+/// The buffered read side of a connection in a worker. It starts with the bytes the
+/// poller already read (the head) and gives back what it read past the request, so that
+/// a pipelined next request is not lost when the connection returns to the poller.
+struct ConnReader<'s> {
     stream: &'s TcpStream,
-    reader: BufReader<&'s TcpStream>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<'s> ConnReader<'s> {
+    fn new(stream: &'s TcpStream, buf: Vec<u8>) -> Self {
+        ConnReader {
+            stream,
+            buf,
+            pos: 0,
+        }
+    }
+
+    /// The bytes read but not consumed; an empty buffer is freed, so that an idle
+    /// connection costs no buffer.
+    fn into_leftover(mut self) -> Vec<u8> {
+        if self.pos >= self.buf.len() {
+            return Vec::new();
+        }
+        self.buf.drain(..self.pos);
+        self.buf
+    }
+}
+
+impl Read for ConnReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // Large reads of an empty buffer go straight to the socket (image bodies).
+        if self.pos >= self.buf.len() && out.len() >= READ_BUF {
+            return (&mut &*self.stream).read(out);
+        }
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ConnReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.buf.len() {
+            self.buf.resize(READ_BUF, 0);
+            self.pos = 0;
+            let n = match (&mut &*self.stream).read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.clear();
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(n);
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+/// One request on one connection, served by one worker.
+struct Exchange<'s> {
+    stream: &'s TcpStream,
+    reader: ConnReader<'s>,
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
     shared: &'s Shared,
 }
 
-impl<'s> Conn<'s> {
-    /// Serves requests until the connection closes, idles out or the server stops.
-    fn serve(stream: &'s TcpStream, shared: &'s Shared) {
-        let cfg = &shared.config;
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(timeout(cfg.write_timeout));
-        let mut conn = Conn {
+impl<'s> Exchange<'s> {
+    /// Serves the request whose head is buffered in `job`, then gives the connection back
+    /// to the poller or closes it.
+    fn serve(job: Job, shared: &Shared) {
+        let Job {
+            conn,
+            head_deadline,
+            ..
+        } = job;
+        let Conn {
             stream,
-            reader: BufReader::with_capacity(READ_BUF, stream),
-            peer: stream.peer_addr().ok(),
+            buf,
+            peer,
+            slot,
+        } = conn;
+        let cfg = &shared.config;
+        let _ = stream.set_write_timeout(timeout(cfg.write_timeout));
+        let mut exchange = Exchange {
+            stream: &stream,
+            reader: ConnReader::new(&stream, buf),
+            peer: Some(peer),
             local: stream.local_addr().ok(),
             shared,
         };
-        let mut idle = cfg.read_timeout;
-        while conn.wait_for_request(idle) {
-            let _ = stream.set_read_timeout(timeout(cfg.read_timeout));
-            match conn.serve_request() {
-                After::KeepAlive => idle = cfg.keepalive_timeout,
-                After::Close { unread } => return conn.close(unread),
+        match exchange.serve_request(head_deadline) {
+            After::KeepAlive => {
+                let buf = exchange.reader.into_leftover();
+                shared.resume(Conn {
+                    stream,
+                    buf,
+                    peer,
+                    slot,
+                });
             }
-        }
-    }
-
-    /// Waits up to `limit` for the first byte of a request, in slices short enough to
-    /// notice shutdown. False when the connection should be closed instead.
-    fn wait_for_request(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if !self.reader.buffer().is_empty() {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self.shared.stopping() || left.is_zero() {
-                return false;
-            }
-            let _ = self.stream.set_read_timeout(Some(left.min(IDLE_POLL)));
-            match self.reader.fill_buf() {
-                Ok(buf) => return !buf.is_empty(),
-                Err(e) if is_timeout(&e) => {}
-                Err(_) => return false,
-            }
+            After::Close { unread } => exchange.close(unread),
         }
     }
 
     /// Reads one request and answers it.
-    fn serve_request(&mut self) -> After {
+    ///
+    /// The poller hands over a connection once a blank line has arrived, so the head is
+    /// normally all buffered; a head longer than the poller buffers is read on under the
+    /// same head deadline.
+    fn serve_request(&mut self, head_deadline: Instant) -> After {
         let started = Instant::now();
         let cfg = &self.shared.config;
         let limits = Limits {
             request_line: cfg.max_request_line,
             header_bytes: cfg.max_header_bytes,
             headers: cfg.max_headers,
-            deadline: started + cfg.read_timeout,
+            deadline: head_deadline,
         };
-        let mut head = match head::read_head(&mut self.reader, &limits) {
+        let left = head_deadline.saturating_duration_since(started);
+        let _ = self
+            .stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        let head = head::read_head(&mut self.reader, &limits);
+        let _ = self.stream.set_read_timeout(timeout(cfg.read_timeout));
+        let mut head = match head {
             Ok(head) => head,
             Err(HeadError::Gone) => return After::Close { unread: false },
             Err(HeadError::Refuse(r)) => return self.refuse(None, r, started),
@@ -434,7 +515,10 @@ impl<'s> Conn<'s> {
         let plan = Plan {
             http10: head.http10,
             head_request: head.method == "HEAD",
-            keep_alive: client_keeps && body_finished && !self.shared.stopping(),
+            keep_alive: client_keeps
+                && body_finished
+                && !cfg.keepalive_timeout.is_zero()
+                && !self.shared.stopping(),
             buffer_size: cfg.buffer_size,
         };
         let outcome = write::send(self.stream, response, &plan);
@@ -515,7 +599,7 @@ impl<'s> Conn<'s> {
     /// keep reading for a moment after our FIN (a "lingering close", as Apache and nginx
     /// do): closing with unread data makes the kernel send a reset, which can destroy the
     /// response before the client has read it.
-    fn close(mut self, unread: bool) {
+    fn close(&mut self, unread: bool) {
         let _ = self.stream.shutdown(Shutdown::Write);
         if !unread {
             return;

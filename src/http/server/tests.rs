@@ -1,6 +1,6 @@
 use super::*;
 use crate::http::Body;
-use std::io::{Cursor, Seek, Write};
+use std::io::{BufReader, Cursor, Seek, Write};
 use std::sync::mpsc::RecvTimeoutError;
 
 /// Upper bound of every wait in these tests.
@@ -228,7 +228,9 @@ impl Client {
             match self.reader.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if is_timeout(&e) => return false,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return false;
+                }
                 Err(_) => return true,
             }
         }
@@ -506,22 +508,60 @@ fn handler_panic_is_a_500_and_the_worker_lives() {
 }
 
 #[test]
-fn full_backlog_is_answered_503() {
+fn connections_over_the_limits_get_503_without_a_worker() {
     let srv = TestServer::start(ServerConfig {
         workers: 1,
-        backlog: 1,
+        max_connections_per_client: 2,
         ..config()
     });
     let mut a = srv.connect();
     assert_eq!(a.get("/hello").status, 200);
-    // The only worker now waits on `a`; `b` fills the queue.
+    // `a` is idle and `b` has sent nothing: neither holds the only worker.
     let mut b = srv.connect();
-    thread::sleep(Duration::from_millis(200));
     let mut c = srv.connect();
     let r = c.reply();
     assert_eq!((r.status, r.header("connection")), (503, Some("close")));
-    drop(a);
+    assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(b.get("/hello").status, 200);
+    assert_eq!(a.get("/hello").status, 200);
+}
+
+#[test]
+fn a_new_client_takes_the_place_of_the_oldest_idle_one() {
+    let srv = TestServer::start(ServerConfig {
+        workers: 1,
+        max_connections: 2,
+        ..config()
+    });
+    let mut a = srv.connect();
+    assert_eq!(a.get("/hello").status, 200);
+    let mut b = srv.connect();
+    assert_eq!(b.get("/hello").status, 200);
+    // Both idle at the limit: the oldest idle one (`a`) is closed for `c`.
+    let mut c = srv.connect();
+    assert_eq!(c.get("/hello").status, 200);
+    assert!(a.closed());
+    assert_eq!(b.get("/hello").status, 200);
+}
+
+#[test]
+fn a_head_sent_byte_by_byte_holds_no_worker_and_gets_408() {
+    let srv = TestServer::start(ServerConfig {
+        workers: 1,
+        client_header_timeout: Duration::from_millis(600),
+        ..config()
+    });
+    let mut slow = srv.connect();
+    slow.send(b"GET /hel");
+    let started = Instant::now();
+    // The only worker is free for others while the slow head dribbles in.
+    let mut other = srv.connect();
+    assert_eq!(other.get("/hello").status, 200);
+    let r = slow.reply();
+    assert_eq!(r.status, 408);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(500), "cut after {waited:?}");
+    assert!(waited < Duration::from_secs(3), "cut after {waited:?}");
 }
 
 #[test]
