@@ -32,7 +32,11 @@ pub struct Service {
 
 impl Service {
     /// Binds `bind_host:bind_port` with the worker count of `common`.
+    ///
+    /// First raises the soft open-files limit to fit `config.max_connections` (see
+    /// [`raise_nofile_limit`]).
     pub fn bind(name: &str, common: &CommonOptions, config: ServerConfig) -> Result<Service> {
+        raise_nofile_limit(name, config.max_connections);
         let host = if common.bind_host.contains(':') && !common.bind_host.starts_with('[') {
             format!("[{}]", common.bind_host)
         } else {
@@ -119,15 +123,105 @@ pub fn run_main(program: &str, body: impl FnOnce(&CliArgs) -> Result<()>) -> Exi
     }
 }
 
-/// The HTTP server settings of a program: worker count from the config, streaming buffer
-/// of `buffer_size` bytes.
+/// The HTTP server settings of a program: workers, deadlines, minimum rates, connection
+/// limits and file sending from the config, streaming buffer of `buffer_size` bytes.
 pub fn server_config(common: &CommonOptions, buffer_size: usize) -> ServerConfig {
     ServerConfig {
         workers: common.workers,
+        // No longer meaningful for the server of issue 13 (open connections are bounded by
+        // max_connections); set as before until the field goes.
         backlog: common.workers.saturating_mul(4).max(16),
+        keepalive_timeout: common.keepalive_timeout,
+        client_header_timeout: common.client_header_timeout,
+        client_body_min_rate: common.client_body_min_rate,
+        send_min_rate: common.send_min_rate,
+        min_rate_window: common.min_rate_window,
+        max_connections: common.max_connections,
+        max_connections_per_client: common.max_connections_per_client,
+        metadata_workers: common.metadata_workers,
+        sendfile: common.sendfile,
+        file_buffer_size: common.send_buffer_size,
         buffer_size,
         ..ServerConfig::default()
     }
+}
+
+/// File descriptors wanted beyond `max_connections`: the listener, image files being read
+/// or written, the database, log files, connections to the registry, Swift, S3 and the
+/// AMQP broker.
+pub const NOFILE_MARGIN: u64 = 1024;
+
+/// Raises the soft `RLIMIT_NOFILE` to `max_connections + NOFILE_MARGIN`, or to the hard
+/// limit if that is lower, and says so at INFO; warns when the hard limit is lower (the
+/// operator should raise it: `LimitNOFILE=` of the systemd unit). Never fails: the server
+/// runs with the limit it has, and an `accept` beyond it is refused by the kernel.
+///
+/// `setrlimit` goes through `prlimit64(2)` (rustix), which systemd's `@system-service`
+/// filter allows even with `~@resources`, whose `setrlimit(2)` our units deny.
+pub fn raise_nofile_limit(name: &str, max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(NOFILE_MARGIN);
+    let limit = getrlimit(Resource::Nofile);
+    let plan = nofile_plan(limit.current, limit.maximum, wanted);
+    if let Some(soft) = plan.raise_to {
+        let new = rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, new) {
+            Ok(()) => log::info!(
+                "{name}: open files limit (RLIMIT_NOFILE) raised from {} to {soft} for \
+                 max_connections = {max_connections}",
+                show_limit(limit.current)
+            ),
+            Err(e) => log::warn!(
+                "{name}: cannot raise the open files limit (RLIMIT_NOFILE) from {} to {soft}: \
+                 {e}",
+                show_limit(limit.current)
+            ),
+        }
+    } else {
+        log::debug!(
+            "{name}: open files limit (RLIMIT_NOFILE) {} is enough for max_connections = \
+             {max_connections}",
+            show_limit(limit.current)
+        );
+    }
+    if plan.hard_short {
+        log::warn!(
+            "{name}: the hard open files limit (RLIMIT_NOFILE) is {}, below max_connections + \
+             {NOFILE_MARGIN} = {wanted}: connections beyond the limit will be refused; raise \
+             it (LimitNOFILE= in the systemd unit) or lower max_connections",
+            show_limit(limit.maximum)
+        );
+    }
+}
+
+/// What [`raise_nofile_limit`] does about limits `soft` and `hard` (`None` = unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NofilePlan {
+    /// The new soft limit, when it must be raised.
+    raise_to: Option<u64>,
+    /// The hard limit is below what is wanted.
+    hard_short: bool,
+}
+
+fn nofile_plan(soft: Option<u64>, hard: Option<u64>, wanted: u64) -> NofilePlan {
+    let hard_short = hard.is_some_and(|h| h < wanted);
+    let raise_to = match soft {
+        Some(s) if s < wanted => Some(hard.map_or(wanted, |h| h.min(wanted))).filter(|&t| t > s),
+        _ => None,
+    };
+    NofilePlan {
+        raise_to,
+        hard_short,
+    }
+}
+
+fn show_limit(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_string(), |n| n.to_string())
 }
 
 /// The SIGHUP hook of a server: re-reads the config with `load`, applies the logging
@@ -192,6 +286,65 @@ fn notify_to(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn nofile_plan_raises_the_soft_limit_up_to_the_hard_one() {
+        let plan = |soft, hard| {
+            let p = nofile_plan(soft, hard, 11_024);
+            (p.raise_to, p.hard_short)
+        };
+        // Raised to what is wanted when the hard limit allows it.
+        assert_eq!(plan(Some(1024), Some(524_288)), (Some(11_024), false));
+        assert_eq!(plan(Some(1024), None), (Some(11_024), false));
+        // Only up to the hard limit, with a warning.
+        assert_eq!(plan(Some(1024), Some(4096)), (Some(4096), true));
+        // Soft already at a short hard limit: nothing to set, still a warning.
+        assert_eq!(plan(Some(4096), Some(4096)), (None, true));
+        // Enough already (the systemd units' LimitNOFILE=65536), or unlimited: untouched.
+        assert_eq!(plan(Some(65_536), Some(65_536)), (None, false));
+        assert_eq!(plan(Some(11_024), Some(11_024)), (None, false));
+        assert_eq!(plan(None, None), (None, false));
+    }
+
+    #[test]
+    fn server_config_maps_every_connection_option() {
+        let mut c = CommonOptions::new("test.conf", 0);
+        c.workers = 8;
+        c.metadata_workers = 3;
+        c.keepalive_timeout = std::time::Duration::from_secs(5);
+        c.client_header_timeout = std::time::Duration::from_secs(6);
+        c.client_body_min_rate = 7;
+        c.send_min_rate = 8;
+        c.min_rate_window = std::time::Duration::from_secs(9);
+        c.max_connections = 10;
+        c.max_connections_per_client = 11;
+        c.sendfile = false;
+        c.send_buffer_size = 12 * 1024;
+        let s = server_config(&c, 64 * 1024);
+        assert_eq!((s.workers, s.metadata_workers), (8, 3));
+        assert_eq!(s.keepalive_timeout.as_secs(), 5);
+        assert_eq!(s.client_header_timeout.as_secs(), 6);
+        assert_eq!((s.client_body_min_rate, s.send_min_rate), (7, 8));
+        assert_eq!(s.min_rate_window.as_secs(), 9);
+        assert_eq!((s.max_connections, s.max_connections_per_client), (10, 11));
+        assert!(!s.sendfile);
+        assert_eq!((s.file_buffer_size, s.buffer_size), (12 * 1024, 64 * 1024));
+        assert_eq!(s.backlog, 32);
+
+        // The config defaults are the server's.
+        let c = CommonOptions::new("test.conf", 0);
+        let (s, d) = (server_config(&c, 1), ServerConfig::default());
+        assert_eq!(s.keepalive_timeout, d.keepalive_timeout);
+        assert_eq!(s.client_header_timeout, d.client_header_timeout);
+        assert_eq!(s.client_body_min_rate, d.client_body_min_rate);
+        assert_eq!(s.send_min_rate, d.send_min_rate);
+        assert_eq!(s.min_rate_window, d.min_rate_window);
+        assert_eq!(s.max_connections, d.max_connections);
+        assert_eq!(s.max_connections_per_client, d.max_connections_per_client);
+        assert_eq!(s.metadata_workers, d.metadata_workers);
+        assert_eq!(s.sendfile, d.sendfile);
+        assert_eq!(s.file_buffer_size, d.file_buffer_size);
+    }
 
     #[test]
     fn notify_reaches_a_socket() {

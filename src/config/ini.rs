@@ -449,12 +449,7 @@ impl<'a> SectionView<'a> {
             .parse::<u64>()
             .map_err(|_| v.error(key, "is not a non-negative whole number"))?;
         if !range.contains(&n) {
-            let problem = if *range.end() == u64::MAX {
-                format!("must be at least {}", range.start())
-            } else {
-                format!("must be between {} and {}", range.start(), range.end())
-            };
-            return Err(v.error(key, &problem));
+            return Err(v.error(key, &out_of_range(&range)));
         }
         Ok(n)
     }
@@ -488,6 +483,27 @@ impl<'a> SectionView<'a> {
             .map_err(|_| v.error(key, "is not a whole number of seconds"))
     }
 
+    /// A whole number of seconds within `range` (bounded, so that a deadline computed from
+    /// it cannot overflow an `Instant`).
+    pub fn seconds_in(
+        &self,
+        key: &str,
+        default_secs: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration> {
+        let Some(v) = self.get(key) else {
+            return Ok(Duration::from_secs(default_secs));
+        };
+        let n = v
+            .text
+            .parse::<u64>()
+            .map_err(|_| v.error(key, "is not a whole number of seconds"))?;
+        if !range.contains(&n) {
+            return Err(v.error(key, &out_of_range(&range)));
+        }
+        Ok(Duration::from_secs(n))
+    }
+
     /// One of `allowed` (compared case-insensitively; returned as listed in `allowed`).
     pub fn choice(&self, key: &str, default: &str, allowed: &[&str]) -> Result<String> {
         let Some(v) = self.get(key) else {
@@ -498,6 +514,16 @@ impl<'a> SectionView<'a> {
             .find(|a| a.eq_ignore_ascii_case(v.text))
             .map(|a| a.to_string())
             .ok_or_else(|| v.error(key, &format!("is not one of: {}", allowed.join(", "))))
+    }
+}
+
+/// The problem of a number outside `range`: `must be at least N` for an open range, else
+/// `must be between A and B`.
+fn out_of_range(range: &RangeInclusive<u64>) -> String {
+    if *range.end() == u64::MAX {
+        format!("must be at least {}", range.start())
+    } else {
+        format!("must be between {} and {}", range.start(), range.end())
     }
 }
 

@@ -331,6 +331,22 @@ fn open(app: &str, cli: &CliArgs, search: &[PathBuf]) -> Result<(Ini, Vec<String
 // ---------------------------------------------------------------------------------------------
 // Typed configs
 
+/// Largest `keepalive_timeout`, `client_header_timeout` and `min_rate_window`, in seconds (a
+/// day): longer is surely a mistake, and keeps deadlines far from `Instant` overflow.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// Largest `client_body_min_rate` and `send_min_rate`, in bytes/s (1 GiB/s).
+pub const MAX_MIN_RATE: u64 = 1 << 30;
+
+/// Default `send_buffer_size` (1 MiB).
+pub const DEFAULT_SEND_BUFFER_SIZE: usize = 1 << 20;
+
+/// Default `metadata_workers` for `workers` workers: a quarter of them, at least 1, and 0
+/// with a single worker (which must be free to move image data).
+pub fn default_metadata_workers(workers: usize) -> usize {
+    if workers > 1 { (workers / 4).max(1) } else { 0 }
+}
+
 /// Options every server shares.
 #[derive(Debug, Clone)]
 pub struct CommonOptions {
@@ -344,6 +360,36 @@ pub struct CommonOptions {
     pub bind_port: u16,
     /// Worker threads of the HTTP server (`workers`, default 16, at least 1).
     pub workers: usize,
+    /// Workers kept for requests that move no image data (`metadata_workers`; default
+    /// [`default_metadata_workers`]: a quarter of `workers`, at least 1, or 0 with one
+    /// worker). Always less than `workers`; 0 = no reserve.
+    pub metadata_workers: usize,
+    /// Seconds an idle keep-alive connection is kept open (`keepalive_timeout`, default 60;
+    /// 0 = close every connection after its response).
+    pub keepalive_timeout: Duration,
+    /// Seconds the whole request head may take to arrive (`client_header_timeout`, default
+    /// 10, at least 1).
+    pub client_header_timeout: Duration,
+    /// Slowest accepted request body in bytes/s over `min_rate_window`
+    /// (`client_body_min_rate`, default 1024; 0 = no minimum).
+    pub client_body_min_rate: u64,
+    /// Slowest accepted response body in bytes/s over `min_rate_window` (`send_min_rate`,
+    /// default 1024; 0 = no minimum).
+    pub send_min_rate: u64,
+    /// Seconds the two minimum rates are averaged over (`min_rate_window`, default 30, at
+    /// least 1).
+    pub min_rate_window: Duration,
+    /// Open connections beyond which new ones get 503 (`max_connections`, default 10000,
+    /// at least 1).
+    pub max_connections: usize,
+    /// Open connections from one client address beyond which its new ones get 503
+    /// (`max_connections_per_client`, default 256, at least 1).
+    pub max_connections_per_client: usize,
+    /// Send file-store image data with sendfile(2) (`sendfile`, default True).
+    pub sendfile: bool,
+    /// Buffer for file bodies when `sendfile` is off (`send_buffer_size`,
+    /// bytes, default 1 MiB, 4 KiB to 64 MiB).
+    pub send_buffer_size: usize,
     /// Log INFO (`verbose`, `-v`).
     pub verbose: bool,
     /// Log DEBUG (`debug`, `-d`).
@@ -381,6 +427,16 @@ impl CommonOptions {
             bind_host: "0.0.0.0".to_string(),
             bind_port,
             workers: 16,
+            metadata_workers: default_metadata_workers(16),
+            keepalive_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(10),
+            client_body_min_rate: 1024,
+            send_min_rate: 1024,
+            min_rate_window: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            sendfile: true,
+            send_buffer_size: DEFAULT_SEND_BUFFER_SIZE,
             verbose: false,
             debug: false,
             log_file: None,
@@ -444,6 +500,7 @@ impl CommonOptions {
         self.bind_host = d.string("bind_host", &self.bind_host);
         self.bind_port = d.port("bind_port", self.bind_port)?;
         self.workers = d.usize_in("workers", 16, 1..=usize::MAX)?;
+        self.read_connections(ini)?;
         self.auth_strategy =
             AuthStrategy::from_name(&d.choice("auth_strategy", "noauth", AUTH_STRATEGIES)?);
         self.admin_role = d.string("admin_role", "admin");
@@ -453,6 +510,44 @@ impl CommonOptions {
         if self.auth_strategy == AuthStrategy::Keystone {
             self.keystone.check_complete(ini)?;
         }
+        Ok(())
+    }
+
+    /// Reads the connection options of the HTTP server (issue 13): deadlines, minimum
+    /// rates, connection limits, the metadata reserve of the workers and how files are sent.
+    /// `workers` must be read first.
+    fn read_connections(&mut self, ini: &Ini) -> Result<()> {
+        let d = ini.defaults();
+        self.keepalive_timeout = d.seconds_in("keepalive_timeout", 60, 0..=MAX_TIMEOUT_SECS)?;
+        self.client_header_timeout =
+            d.seconds_in("client_header_timeout", 10, 1..=MAX_TIMEOUT_SECS)?;
+        self.client_body_min_rate = d.u64_in("client_body_min_rate", 1024, 0..=MAX_MIN_RATE)?;
+        self.send_min_rate = d.u64_in("send_min_rate", 1024, 0..=MAX_MIN_RATE)?;
+        self.min_rate_window = d.seconds_in("min_rate_window", 30, 1..=MAX_TIMEOUT_SECS)?;
+        self.max_connections = d.usize_in("max_connections", 10_000, 1..=usize::MAX)?;
+        self.max_connections_per_client =
+            d.usize_in("max_connections_per_client", 256, 1..=usize::MAX)?;
+        self.metadata_workers = match d.get("metadata_workers") {
+            None => default_metadata_workers(self.workers),
+            Some(v) => {
+                let n = d.usize("metadata_workers", 0)?;
+                if n >= self.workers {
+                    let problem = format!(
+                        "must be less than workers ({}): at least one worker must be free \
+                         to move image data",
+                        self.workers
+                    );
+                    return Err(v.error("metadata_workers", &problem));
+                }
+                n
+            }
+        };
+        self.sendfile = d.bool("sendfile", true)?;
+        self.send_buffer_size = d.usize_in(
+            "send_buffer_size",
+            DEFAULT_SEND_BUFFER_SIZE,
+            4096..=64 << 20,
+        )?;
         Ok(())
     }
 

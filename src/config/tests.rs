@@ -742,6 +742,146 @@ fn quota_options() {
 }
 
 #[test]
+fn connection_options() {
+    // Defaults, the same for both servers (and the scrubber, which does not read them).
+    let a = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    let r = RegistryConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    let s = ScrubberConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    for c in [&a.common, &r.common, &s.common] {
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
+        assert_eq!(c.client_header_timeout, Duration::from_secs(10));
+        assert_eq!((c.client_body_min_rate, c.send_min_rate), (1024, 1024));
+        assert_eq!(c.min_rate_window, Duration::from_secs(30));
+        assert_eq!(
+            (c.max_connections, c.max_connections_per_client),
+            (10_000, 256)
+        );
+        assert_eq!(c.metadata_workers, 4, "a quarter of the 16 workers");
+        assert!(c.sendfile);
+        assert_eq!(c.send_buffer_size, 1_048_576);
+    }
+
+    // Values, read by both servers.
+    let text = "[DEFAULT]\n\
+         workers = 3\n\
+         metadata_workers = 2\n\
+         keepalive_timeout = 0\n\
+         client_header_timeout = 86400\n\
+         client_body_min_rate = 0\n\
+         send_min_rate = 1073741824\n\
+         min_rate_window = 1\n\
+         max_connections = 1\n\
+         max_connections_per_client = 1\n\
+         sendfile = False\n\
+         send_buffer_size = 4096\n";
+    let a = ApiConfig::from_ini(&ini(text)).unwrap();
+    let r = RegistryConfig::from_ini(&ini(text)).unwrap();
+    for (c, warnings) in [(&a.common, &a.warnings), (&r.common, &r.warnings)] {
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((c.workers, c.metadata_workers), (3, 2));
+        assert_eq!(c.keepalive_timeout, Duration::ZERO);
+        assert_eq!(c.client_header_timeout, Duration::from_secs(86_400));
+        assert_eq!((c.client_body_min_rate, c.send_min_rate), (0, 1 << 30));
+        assert_eq!(c.min_rate_window, Duration::from_secs(1));
+        assert_eq!((c.max_connections, c.max_connections_per_client), (1, 1));
+        assert!(!c.sendfile);
+        assert_eq!(c.send_buffer_size, 4096);
+    }
+
+    // The default reserve follows workers: a quarter, at least 1, none with one worker.
+    let reserve = |workers: usize| {
+        let text = format!("[DEFAULT]\nworkers = {workers}\n");
+        RegistryConfig::from_ini(&ini(&text))
+            .unwrap()
+            .common
+            .metadata_workers
+    };
+    assert_eq!(
+        [1, 2, 3, 4, 7, 8, 16, 100].map(reserve),
+        [0, 1, 1, 1, 1, 2, 4, 25]
+    );
+    assert_eq!(default_metadata_workers(0), 0);
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nworkers = 1\nmetadata_workers = 0\n")).unwrap();
+    assert_eq!(c.common.metadata_workers, 0);
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nworkers = 8\nmetadata_workers = 0\n")).unwrap();
+    assert_eq!(c.common.metadata_workers, 0, "0 = no reserve");
+
+    // Bad values name the option, for both servers.
+    for (text, message) in [
+        (
+            "keepalive_timeout = -1",
+            "keepalive_timeout: \"-1\" is not a whole number of seconds",
+        ),
+        (
+            "keepalive_timeout = 86401",
+            "keepalive_timeout: \"86401\" must be between 0 and 86400",
+        ),
+        (
+            "client_header_timeout = 0",
+            "client_header_timeout: \"0\" must be between 1 and 86400",
+        ),
+        (
+            "client_header_timeout = 1.5",
+            "client_header_timeout: \"1.5\" is not a whole number of seconds",
+        ),
+        (
+            "client_body_min_rate = fast",
+            "client_body_min_rate: \"fast\" is not a non-negative whole number",
+        ),
+        (
+            "send_min_rate = 1073741825",
+            "send_min_rate: \"1073741825\" must be between 0 and 1073741824",
+        ),
+        (
+            "min_rate_window = 0",
+            "min_rate_window: \"0\" must be between 1 and 86400",
+        ),
+        (
+            "max_connections = 0",
+            "max_connections: \"0\" must be at least 1",
+        ),
+        (
+            "max_connections_per_client = 0",
+            "max_connections_per_client: \"0\" must be at least 1",
+        ),
+        (
+            "metadata_workers = -1",
+            "metadata_workers: \"-1\" is not a non-negative whole number",
+        ),
+        (
+            "metadata_workers = 16",
+            "metadata_workers: \"16\" must be less than workers (16): at least one worker \
+             must be free to move image data",
+        ),
+        (
+            "sendfile = maybe",
+            "sendfile: \"maybe\" is not a boolean (use True or False)",
+        ),
+        (
+            "send_buffer_size = 4095",
+            "send_buffer_size: \"4095\" must be between 4096 and 67108864",
+        ),
+        (
+            "send_buffer_size = 67108865",
+            "send_buffer_size: \"67108865\" must be between 4096 and 67108864",
+        ),
+    ] {
+        let text = format!("[DEFAULT]\n{text}\n");
+        let expected = format!("glance-api.conf:2: {message}");
+        assert_eq!(err(ApiConfig::from_ini(&ini(&text))), expected);
+        assert_eq!(err(RegistryConfig::from_ini(&ini(&text))), expected);
+    }
+    // The reserve is checked against the workers configured, wherever they are set.
+    let e = err(RegistryConfig::from_ini(&ini(
+        "[DEFAULT]\nmetadata_workers = 1\nworkers = 1\n",
+    )));
+    assert!(
+        e.starts_with("glance-api.conf:2: metadata_workers: \"1\" must be less than workers (1)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn registry_bind_host_can_be_set() {
     let r = RegistryConfig::from_ini(&ini("[DEFAULT]\nbind_host = 10.0.0.5\n")).unwrap();
     assert_eq!(r.common.bind_host, "10.0.0.5");

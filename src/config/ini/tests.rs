@@ -205,6 +205,28 @@ fn getter_errors_name_file_line_key_and_value() {
         "test.conf:7: timeout: \"1.5\" is not a whole number of seconds"
     );
     assert_eq!(
+        msg(d.seconds_in("timeout", 1, 1..=60).map(|v| format!("{v:?}"))),
+        "test.conf:7: timeout: \"1.5\" is not a whole number of seconds"
+    );
+    assert_eq!(
+        msg(d.seconds_in("zero", 1, 1..=60).map(|v| format!("{v:?}"))),
+        "test.conf:6: zero: \"0\" must be between 1 and 60"
+    );
+    assert_eq!(
+        msg(d
+            .seconds_in("ok_secs", 1, 31..=u64::MAX)
+            .map(|v| format!("{v:?}"))),
+        "test.conf:11: ok_secs: \"30\" must be at least 31"
+    );
+    assert_eq!(
+        d.seconds_in("ok_secs", 1, 0..=30).unwrap(),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        d.seconds_in("absent", 7, 1..=2).unwrap(),
+        Duration::from_secs(7)
+    );
+    assert_eq!(
         msg(d.choice("strategy", "noauth", &["noauth", "keystone"])),
         "test.conf:8: strategy: \"ldap\" is not one of: noauth, keystone"
     );
