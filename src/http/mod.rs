@@ -7,6 +7,7 @@
 
 mod body;
 mod head;
+mod rate;
 pub mod server;
 mod write;
 

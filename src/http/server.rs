@@ -281,6 +281,10 @@ fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
         head_request: false,
         keep_alive: false,
         buffer_size: 0,
+        min_rate: 0,
+        rate_window: Duration::ZERO,
+        sendfile: false,
+        file_buffer_size: 0,
     };
     let resp = Response::text(503, "server busy, try again\n").with_header("Retry-After", "1");
     write::send(&stream, resp, &plan);
@@ -315,6 +319,10 @@ fn refuse_stopping(stream: &TcpStream) {
         head_request: false,
         keep_alive: false,
         buffer_size: 0,
+        min_rate: 0,
+        rate_window: Duration::ZERO,
+        sendfile: false,
+        file_buffer_size: 0,
     };
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     write::send(stream, Response::text(503, "server shutting down\n"), &plan);
@@ -436,6 +444,10 @@ impl<'s> Conn<'s> {
             head_request: head.method == "HEAD",
             keep_alive: client_keeps && body_finished && !self.shared.stopping(),
             buffer_size: cfg.buffer_size,
+            min_rate: cfg.send_min_rate,
+            rate_window: cfg.min_rate_window,
+            sendfile: cfg.sendfile,
+            file_buffer_size: cfg.file_buffer_size,
         };
         let outcome = write::send(self.stream, response, &plan);
         self.log(&head.method, head.log_path(), &outcome, started);
@@ -456,6 +468,10 @@ impl<'s> Conn<'s> {
             head_request: false,
             keep_alive: false,
             buffer_size: 0,
+            min_rate: 0,
+            rate_window: Duration::ZERO,
+            sendfile: false,
+            file_buffer_size: 0,
         };
         let resp = Response::text(r.status, format!("{}\n", r.message));
         let outcome = write::send(self.stream, resp, &plan);
