@@ -8,9 +8,15 @@
 //! The reader borrows the connection and a [`BodyState`] owned by the worker: once the
 //! handler has dropped its request, the worker looks at the state to decide whether the rest
 //! of the body can be drained or the connection must be closed.
+//!
+//! A [`RateGuard`] (`client_body_min_rate`) watches every body read, the drain included:
+//! a client trickling its upload below the rate is cut like one that stalls, and the
+//! handler sees the error.
 
 use std::io::{self, BufRead, Read, Write};
+use std::time::{Duration, Instant};
 
+use super::rate::RateGuard;
 use super::write::is_tchar;
 use super::{Headers, names_equal};
 
@@ -146,6 +152,7 @@ pub(super) struct BodyState {
     phase: Phase,
     continue_pending: bool,
     trailer_limit: usize,
+    guard: RateGuard,
 }
 
 impl BodyState {
@@ -161,7 +168,17 @@ impl BodyState {
             phase,
             continue_pending: expect_continue && phase != Phase::Done,
             trailer_limit,
+            guard: RateGuard::off(GUARDED),
         }
+    }
+
+    /// Requires the body to arrive at `rate` bytes/s or more, averaged over each `window`
+    /// of time spent waiting for it (see [`RateGuard`]); 0 for either turns the check off,
+    /// as it is by default. A body below the rate fails with a `TimedOut` error and leaves
+    /// the state [failed](Self::is_failed).
+    pub(super) fn with_min_rate(mut self, rate: u64, window: Duration) -> Self {
+        self.guard = RateGuard::new(GUARDED, rate, window);
+        self
     }
 
     /// True once the whole body has been read.
@@ -188,6 +205,9 @@ impl BodyState {
         }
     }
 }
+
+/// What the rate guard names in its error.
+const GUARDED: &str = "request body";
 
 /// Reads one request body off a connection, decoding chunks and answering `100-continue`.
 pub(super) struct BodyReader<'a> {
@@ -226,6 +246,26 @@ impl<'a> BodyReader<'a> {
             self.out.flush()?;
         }
         Ok(())
+    }
+
+    /// [`Self::step`] under the rate guard. Payload and framing reads alike wait on the
+    /// client. A socket timeout (a stall of `read_timeout`) still fails the body, as it
+    /// always did: the guard only names the rate when the stall also put the body below it.
+    fn guarded_step(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let started = Instant::now();
+        let result = self.step(buf);
+        let moved = match &result {
+            Ok(n) => *n as u64,
+            Err(e) if is_socket_timeout(e) => 0,
+            Err(_) => return result,
+        };
+        match self.state.guard.account(moved, started.elapsed()) {
+            Ok(()) => result,
+            Err(cut) => {
+                log::info!(target: super::server::LOG_TARGET, "request body cut: {cut}");
+                Err(cut)
+            }
+        }
     }
 
     /// Advances the state machine until some payload is read or the body ends.
@@ -270,7 +310,7 @@ impl Read for BodyReader<'_> {
             _ if buf.is_empty() => return Ok(0),
             _ => {}
         }
-        let result = self.send_continue().and_then(|()| self.step(buf));
+        let result = self.send_continue().and_then(|()| self.guarded_step(buf));
         if let Err(e) = &result {
             // An interrupted read consumed nothing; anything else may have left us in the
             // middle of a line, so the framing is lost.
@@ -280,6 +320,14 @@ impl Read for BodyReader<'_> {
         }
         result
     }
+}
+
+/// A blocking socket read that ran into its timeout (`SO_RCVTIMEO`): `EAGAIN` on Linux.
+fn is_socket_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn next_phase(left: u64, more: fn(u64) -> Phase, end: Phase) -> Phase {

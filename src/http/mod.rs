@@ -9,6 +9,7 @@ mod body;
 mod head;
 mod poller;
 mod pool;
+mod rate;
 pub mod server;
 mod write;
 

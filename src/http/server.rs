@@ -344,6 +344,26 @@ fn timeout(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// How long one read of a request body may block: a read that waits a whole rate window
+/// for nothing is below any minimum rate, so the rate check gets to run at least once a
+/// window.
+fn body_read_timeout(cfg: &ServerConfig) -> Duration {
+    within_window(cfg.read_timeout, cfg.client_body_min_rate, cfg.min_rate_window)
+}
+
+/// How long one write of a response may block (see [`body_read_timeout`]).
+fn send_timeout(cfg: &ServerConfig) -> Duration {
+    within_window(cfg.write_timeout, cfg.send_min_rate, cfg.min_rate_window)
+}
+
+fn within_window(limit: Duration, rate: u64, window: Duration) -> Duration {
+    if rate == 0 || window.is_zero() || (!limit.is_zero() && limit <= window) {
+        limit
+    } else {
+        window
+    }
+}
+
 /// What to do with a connection after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum After {
@@ -444,7 +464,7 @@ impl<'s> Exchange<'s> {
             slot,
         } = conn;
         let cfg = &shared.config;
-        let _ = stream.set_write_timeout(timeout(cfg.write_timeout));
+        let _ = stream.set_write_timeout(timeout(send_timeout(cfg)));
         let mut exchange = Exchange {
             stream: &stream,
             reader: ConnReader::new(&stream, buf),
@@ -485,7 +505,7 @@ impl<'s> Exchange<'s> {
             .stream
             .set_read_timeout(Some(left.max(Duration::from_millis(1))));
         let head = head::read_head(&mut self.reader, &limits);
-        let _ = self.stream.set_read_timeout(timeout(cfg.read_timeout));
+        let _ = self.stream.set_read_timeout(timeout(body_read_timeout(cfg)));
         let mut head = match head {
             Ok(head) => head,
             Err(HeadError::Gone) => return After::Close { unread: false },
@@ -509,7 +529,8 @@ impl<'s> Exchange<'s> {
     ) -> After {
         let cfg = &self.shared.config;
         let client_keeps = head.wants_keep_alive();
-        let mut state = BodyState::new(framing, expect_continue, cfg.max_header_bytes);
+        let mut state = BodyState::new(framing, expect_continue, cfg.max_header_bytes)
+            .with_min_rate(cfg.client_body_min_rate, cfg.min_rate_window);
         let response = self.call_handler(head, &mut state);
         let body_finished = self.finish_body(&mut state);
         let plan = Plan {
@@ -520,6 +541,10 @@ impl<'s> Exchange<'s> {
                 && !cfg.keepalive_timeout.is_zero()
                 && !self.shared.stopping(),
             buffer_size: cfg.buffer_size,
+            min_rate: cfg.send_min_rate,
+            rate_window: cfg.min_rate_window,
+            sendfile: cfg.sendfile,
+            file_buffer_size: cfg.file_buffer_size,
         };
         let outcome = write::send(self.stream, response, &plan);
         self.log(&head.method, head.log_path(), &outcome, started);
@@ -540,6 +565,10 @@ impl<'s> Exchange<'s> {
             head_request: false,
             keep_alive: false,
             buffer_size: 0,
+            min_rate: 0,
+            rate_window: Duration::ZERO,
+            sendfile: false,
+            file_buffer_size: 0,
         };
         let resp = Response::text(r.status, format!("{}\n", r.message));
         let outcome = write::send(self.stream, resp, &plan);

@@ -6,12 +6,16 @@
 //! [`Body::Reader`] or [`Body::File`] goes through one fixed buffer, never held whole; if
 //! either ends early the connection is closed, so the client sees a short body
 //! instead of a wrong one.
+//!
+//! Those two bodies also go through a [`RateGuard`] (`send_min_rate`): a client reading
+//! slower than the rate is cut, the connection closed and the cut logged.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::rate::RateGuard;
 use super::{Body, Response, reason};
 
 /// Room in front of each chunk for its size line (16 hex digits and CRLF).
@@ -28,6 +32,17 @@ pub(super) struct Plan {
     pub keep_alive: bool,
     /// Size of the buffer a streamed body goes through.
     pub buffer_size: usize,
+    /// Slowest accepted sending of a reader or file body, in bytes/s averaged over
+    /// `rate_window` of time spent in socket writes; 0 = no minimum.
+    pub min_rate: u64,
+    /// The window `min_rate` is averaged over.
+    pub rate_window: Duration,
+    /// Send file bodies with sendfile(2); else read and write them through one
+    /// `file_buffer_size` buffer.
+    pub sendfile: bool,
+    /// Buffer for file bodies when `sendfile` is off (or the kernel refuses it); 0 means
+    /// 1 MiB.
+    pub file_buffer_size: usize,
 }
 
 /// What happened while sending.
@@ -74,12 +89,17 @@ pub(super) fn send(stream: &TcpStream, resp: Response, plan: &Plan) -> Outcome {
             head.extend_from_slice(&bytes);
             out.write_all(&head).map(|()| (bytes.len() as u64, true))
         }
-        Body::Reader(reader, _) => out
-            .write_all(&head)
-            .map(|()| stream_reader(stream, reader, frame, plan.buffer_size)),
+        Body::Reader(reader, _) => out.write_all(&head).map(|()| {
+            finished(stream_reader(
+                &mut Sink::new(stream, plan),
+                reader,
+                frame,
+                plan,
+            ))
+        }),
         Body::File(file, len) => out
             .write_all(&head)
-            .map(|()| stream_file(stream, file, len, plan.buffer_size)),
+            .map(|()| finished(stream_file(&mut Sink::new(stream, plan), file, len, plan))),
     };
     match sent {
         Ok((body_bytes, complete)) => Outcome {
@@ -199,62 +219,159 @@ pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Streams a reader body; returns the payload bytes sent and whether the body was complete.
-fn stream_reader(
-    stream: &TcpStream,
-    mut reader: Box<dyn Read + Send>,
-    frame: Frame,
-    buffer_size: usize,
-) -> (u64, bool) {
-    let size = buffer_size.max(1);
-    match frame {
-        Frame::Length(n) => copy_exact(stream, &mut reader, n, size),
-        Frame::Chunked => copy_chunked(stream, &mut reader, size),
-        Frame::CloseDelimited => copy_exact(stream, &mut reader, u64::MAX, size),
-        Frame::Bodyless => (0, true),
+/// The payload bytes sent, and `Ok` when the whole body went out.
+type Sent = (u64, io::Result<()>);
+
+/// The response-log view of [`Sent`]: an incomplete body is noted here (a rate cut was
+/// logged louder where it happened) and closes the connection.
+fn finished((sent, result): Sent) -> (u64, bool) {
+    if let Err(e) = &result {
+        log::debug!(target: super::server::LOG_TARGET, "response body incomplete after {sent} bytes: {e}");
+    }
+    (sent, result.is_ok())
+}
+
+fn short_body() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "response body shorter than its length",
+    )
+}
+
+/// The client's side of a body being sent: its socket, and the rate it must keep up.
+struct Sink<'a> {
+    stream: &'a TcpStream,
+    guard: RateGuard,
+}
+
+impl<'a> Sink<'a> {
+    fn new(stream: &'a TcpStream, plan: &Plan) -> Self {
+        Sink {
+            stream,
+            guard: RateGuard::new("response body", plan.min_rate, plan.rate_window),
+        }
+    }
+
+    /// Writes all of `buf`. Each `write` blocks at most `write_timeout` (`SO_SNDTIMEO`,
+    /// then a partial count or `EAGAIN`), and the guard is checked after each.
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let started = Instant::now();
+            let result = (&mut &*self.stream).write(buf);
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    self.account(n, started)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed(e, started)),
+            }
+        }
+        Ok(())
+    }
+
+    /// One sendfile(2) of up to `want` bytes from the file's position; 0 at its end.
+    fn sendfile(&mut self, file: &File, want: usize) -> io::Result<usize> {
+        loop {
+            let started = Instant::now();
+            match rustix::fs::sendfile(self.stream, file, None, want) {
+                Ok(n) => {
+                    self.account(n, started)?;
+                    return Ok(n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(self.failed(e.into(), started)),
+            }
+        }
+    }
+
+    fn account(&mut self, n: usize, started: Instant) -> io::Result<()> {
+        let result = self.guard.account(n as u64, started.elapsed());
+        result.map_err(|cut| self.cut(cut))
+    }
+
+    /// A failed socket call: a timeout (`EAGAIN` after `write_timeout`) is a cut as
+    /// before, named by the guard when the stall also put the body below the rate.
+    fn failed(&mut self, e: io::Error, started: Instant) -> io::Error {
+        let timeout = matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        if !timeout {
+            return e;
+        }
+        match self.guard.account(0, started.elapsed()) {
+            Err(cut) => self.cut(cut),
+            Ok(()) => e,
+        }
+    }
+
+    fn cut(&self, cut: io::Error) -> io::Error {
+        let peer = self.stream.peer_addr();
+        let peer = peer.map_or_else(|_| "-".to_string(), |p| p.to_string());
+        log::warn!(target: super::server::LOG_TARGET, "closing the connection to {peer}: {cut}");
+        cut
     }
 }
 
-/// Copies `len` bytes (or to the end when `len` is `u64::MAX`) through one buffer.
-fn copy_exact(stream: &TcpStream, reader: &mut dyn Read, len: u64, size: usize) -> (u64, bool) {
-    let mut buf = vec![0u8; size];
-    let mut out = stream;
+/// Streams a reader body.
+fn stream_reader(
+    sink: &mut Sink<'_>,
+    mut reader: Box<dyn Read + Send>,
+    frame: Frame,
+    plan: &Plan,
+) -> Sent {
+    let size = plan.buffer_size.max(1);
+    let len = match frame {
+        Frame::Length(n) => n,
+        Frame::CloseDelimited => u64::MAX,
+        Frame::Chunked => return copy_chunked(sink, &mut reader, size),
+        Frame::Bodyless => return (0, Ok(())),
+    };
+    copy_exact(sink, &mut reader, len, &mut vec![0u8; size])
+}
+
+/// Copies `len` bytes (or to the end when `len` is `u64::MAX`) through `buf`, reused for
+/// every read and write.
+fn copy_exact(sink: &mut Sink<'_>, reader: &mut dyn Read, len: u64, buf: &mut [u8]) -> Sent {
+    let size = buf.len();
     let mut sent = 0u64;
     while sent < len {
         let want = usize::try_from(len - sent).map_or(size, |left| left.min(size));
         let n = match read_retrying(reader, &mut buf[..want]) {
-            Ok(0) => return (sent, len == u64::MAX),
+            Ok(0) if len == u64::MAX => return (sent, Ok(())),
+            Ok(0) => return (sent, Err(short_body())),
             Ok(n) => n,
-            Err(_) => return (sent, false),
+            Err(e) => return (sent, Err(e)),
         };
-        if out.write_all(&buf[..n]).is_err() {
-            return (sent, false);
+        if let Err(e) = sink.write_all(&buf[..n]) {
+            return (sent, Err(e));
         }
         sent += n as u64;
     }
-    (sent, true)
+    (sent, Ok(()))
 }
 
 /// Sends a body of unknown length as chunks. Each chunk's size line and CRLF are written
 /// into the same buffer around the data, so a chunk is one `write` and one buffer serves
 /// the whole body.
-fn copy_chunked(stream: &TcpStream, reader: &mut dyn Read, size: usize) -> (u64, bool) {
+fn copy_chunked(sink: &mut Sink<'_>, reader: &mut dyn Read, size: usize) -> Sent {
     let mut buf = vec![0u8; CHUNK_PREFIX + size + 2];
-    let mut out = stream;
     let mut sent = 0u64;
     loop {
         let n = match read_retrying(reader, &mut buf[CHUNK_PREFIX..CHUNK_PREFIX + size]) {
-            Ok(0) => return (sent, out.write_all(b"0\r\n\r\n").is_ok()),
+            Ok(0) => return (sent, sink.write_all(b"0\r\n\r\n")),
             Ok(n) => n,
             // No terminating chunk: the client sees an incomplete body, as it should.
-            Err(_) => return (sent, false),
+            Err(e) => return (sent, Err(e)),
         };
         let line = format!("{n:x}\r\n");
         let start = CHUNK_PREFIX - line.len();
         buf[start..CHUNK_PREFIX].copy_from_slice(line.as_bytes());
         buf[CHUNK_PREFIX + n..CHUNK_PREFIX + n + 2].copy_from_slice(b"\r\n");
-        if out.write_all(&buf[start..CHUNK_PREFIX + n + 2]).is_err() {
-            return (sent, false);
+        if let Err(e) = sink.write_all(&buf[start..CHUNK_PREFIX + n + 2]) {
+            return (sent, Err(e));
         }
         sent += n as u64;
     }
@@ -273,32 +390,81 @@ fn read_retrying(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Sends `len` bytes of `file` with sendfile(2): the kernel copies page-cache pages to the
-/// socket, with no user-space buffer and no per-chunk system call pair.
+/// The buffer of a file body when the plan gives none (`file_buffer_size`'s default).
+const DEFAULT_FILE_BUFFER: usize = 1024 * 1024;
+
+/// Smallest and largest sendfile(2) call, and the time one call should take: small enough
+/// for the rate guard to look at a slow client often, large enough that a fast one costs
+/// few system calls (8 MiB is about 3 ms on loopback).
+const MIN_PIECE: usize = 64 * 1024;
+const MAX_PIECE: usize = 8 * 1024 * 1024;
+const PIECE_TIME: Duration = Duration::from_millis(250);
+
+/// The size of the next sendfile(2) call after one moved `n` bytes in `spent`: what the
+/// client took in [`PIECE_TIME`] at that speed, within the bounds.
+fn next_piece(n: usize, spent: Duration) -> usize {
+    let nanos = spent.as_nanos().max(1);
+    let fits = (n as u128).saturating_mul(PIECE_TIME.as_nanos()) / nanos;
+    usize::try_from(fits).map_or(MAX_PIECE, |p| p.clamp(MIN_PIECE, MAX_PIECE))
+}
+
+/// Sends `len` bytes of `file`, from its position, with sendfile(2) (or through one
+/// `file_buffer_size` buffer when the plan says so).
 ///
-/// Not `std::io::copy`: since Rust 1.70 std's copy specialisation refuses sendfile from a
-/// regular file into a socket (pages still queued in the socket would show later writes to
-/// the file), and falls back to an 8 KiB loop. That hazard does not apply here: image files
-/// are written once into a temp file and renamed into place, never modified afterwards, and
-/// an unlink keeps the open inode alive. rustix's `sendfile` is a safe wrapper, so the crate
-/// stays free of `unsafe`. If the kernel refuses (EINVAL/ENOSYS on an odd filesystem), the
-/// rest is streamed through the fixed buffer.
-fn stream_file(stream: &TcpStream, mut file: File, len: u64, size: usize) -> (u64, bool) {
+/// sendfile: the kernel copies page-cache pages to the socket, with no user-space buffer
+/// and no per-chunk system call pair. Not `std::io::copy`: since Rust 1.70 std's copy
+/// specialisation refuses sendfile from a regular file into a socket (pages still queued in
+/// the socket would show later writes to the file), and falls back to an 8 KiB loop. That
+/// hazard does not apply here: image files are written once into a temp file and renamed
+/// into place, never modified afterwards, and an unlink keeps the open inode alive.
+/// rustix's `sendfile` is a safe wrapper, so the crate stays free of `unsafe`. If the
+/// kernel refuses (EINVAL/ENOSYS on an odd filesystem), the body is streamed through the
+/// buffer instead.
+///
+/// One sendfile call is not bounded by `SO_SNDTIMEO` as a whole (the kernel moves it a
+/// pipe-full at a time, each with a wait of its own), so calls are sized to what the client took in about
+/// [`PIECE_TIME`] and the rate is checked between them.
+fn stream_file(sink: &mut Sink<'_>, file: File, len: u64, plan: &Plan) -> Sent {
+    // The file is read front to back once: Linux doubles the read-ahead for it. Only
+    // advice, so a refusal changes nothing.
+    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
+    if !plan.sendfile {
+        return copy_file(sink, file, len, plan);
+    }
     let mut sent = 0u64;
+    let mut piece = MAX_PIECE / 8;
     while sent < len {
-        let want = usize::try_from(len - sent).map_or(1 << 30, |left| left.min(1 << 30));
-        match rustix::fs::sendfile(stream, &file, None, want) {
-            Ok(0) => return (sent, false), // the file is shorter than its record says
-            Ok(n) => sent += n as u64,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) if sent == 0 => {
-                return copy_exact(stream, &mut file, len, size.max(1));
+        let want = usize::try_from(len - sent).map_or(piece, |left| left.min(piece));
+        let started = Instant::now();
+        match sink.sendfile(&file, want) {
+            Ok(0) => return (sent, Err(short_body())), // shorter than its record says
+            Ok(n) => {
+                sent += n as u64;
+                piece = next_piece(n, started.elapsed());
             }
+            Err(e) if sent == 0 && kernel_refused(&e) => return copy_file(sink, file, len, plan),
             // EAGAIN here is the socket's write timeout (SO_SNDTIMEO) running out.
-            Err(_) => return (sent, false),
+            Err(e) => return (sent, Err(e)),
         }
     }
-    (sent, true)
+    (sent, Ok(()))
+}
+
+/// sendfile(2) does not work for this file or socket (EINVAL/ENOSYS).
+fn kernel_refused(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::INVAL | Errno::NOSYS))
+}
+
+/// Sends `len` bytes of `file` through one `file_buffer_size` buffer: one read and one
+/// write per buffer-full, no allocation after the first.
+fn copy_file(sink: &mut Sink<'_>, mut file: File, len: u64, plan: &Plan) -> Sent {
+    let size = match plan.file_buffer_size {
+        0 => DEFAULT_FILE_BUFFER,
+        n => n,
+    };
+    let mut buf = vec![0u8; size];
+    copy_exact(sink, &mut file, len, &mut buf)
 }
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];

@@ -505,3 +505,141 @@ mod props {
         }
     }
 }
+
+/// A client that sends one byte per read, each after `delay`, and then nothing: once its
+/// data runs out a read waits `delay` and fails with `WouldBlock`, as a socket read does
+/// when `SO_RCVTIMEO` runs out.
+struct Trickle {
+    data: Vec<u8>,
+    pos: usize,
+    delay: std::time::Duration,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::thread::sleep(self.delay);
+        match (self.data.get(self.pos), buf.first_mut()) {
+            (Some(&b), Some(slot)) => {
+                *slot = b;
+                self.pos += 1;
+                Ok(1)
+            }
+            (Some(_), None) => Ok(0),
+            (None, _) => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+fn trickle(data: Vec<u8>, delay_ms: u64) -> io::BufReader<Trickle> {
+    let delay = std::time::Duration::from_millis(delay_ms);
+    io::BufReader::with_capacity(
+        1,
+        Trickle {
+            data,
+            pos: 0,
+            delay,
+        },
+    )
+}
+
+/// Reads a body off `src` under a 1 MB/s minimum over `window_ms`: the bytes read, and
+/// the error that ended it.
+fn read_rated(
+    src: &mut (dyn BufRead + Send),
+    framing: Framing,
+    window_ms: u64,
+) -> (Vec<u8>, Option<io::Error>, BodyState) {
+    let window = std::time::Duration::from_millis(window_ms);
+    let mut state = BodyState::new(framing, false, 64).with_min_rate(1_000_000, window);
+    let mut out = Vec::new();
+    let mut body = Vec::new();
+    let mut reader = BodyReader::new(src, &mut out, &mut state);
+    let err = reader.read_to_end(&mut body).err();
+    (body, err, state)
+}
+
+fn assert_rate_cut(err: Option<io::Error>, state: &BodyState) {
+    let err = err.expect("the body should have been cut");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("request body slower than 1000000 bytes/s over 0.2 s ("),
+        "{msg}"
+    );
+    assert!(state.is_failed());
+}
+
+#[test]
+fn a_trickling_body_is_cut_after_the_window() {
+    let started = std::time::Instant::now();
+    let mut src = trickle(vec![b'x'; 100_000], 2);
+    let (body, err, state) = read_rated(&mut src, Framing::Length(100_000), 200);
+    assert_rate_cut(err, &state);
+    // About a window's worth of 2 ms reads got through.
+    assert!((50..=110).contains(&body.len()), "{}", body.len());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Later reads fail at once.
+    let mut out = Vec::new();
+    let mut state = state;
+    let mut reader = BodyReader::new(&mut src, &mut out, &mut state);
+    assert!(reader.read(&mut [0u8; 8]).is_err());
+}
+
+#[test]
+fn a_trickling_chunked_body_is_cut_too() {
+    let mut wire = b"186a0\r\n".to_vec();
+    wire.extend(std::iter::repeat_n(b'x', 100_000));
+    let mut src = trickle(wire, 2);
+    let (body, err, state) = read_rated(&mut src, Framing::Chunked, 200);
+    assert_rate_cut(err, &state);
+    assert!(body.len() < 110, "{}", body.len());
+}
+
+#[test]
+fn a_stall_is_cut_with_the_rate_when_it_spans_the_window() {
+    // The read times out (`WouldBlock` after 250 ms, past the 200 ms window): the guard
+    // names the rate instead of the bare timeout.
+    let mut src = trickle(Vec::new(), 250);
+    let (body, err, state) = read_rated(&mut src, Framing::Length(10), 200);
+    assert!(body.is_empty());
+    assert_rate_cut(err, &state);
+    // Without a minimum rate the timeout fails the body as it always did.
+    let mut src = trickle(Vec::new(), 10);
+    let mut state = BodyState::new(Framing::Length(10), false, 64);
+    let mut out = Vec::new();
+    let err = BodyReader::new(&mut src, &mut out, &mut state)
+        .read_to_end(&mut Vec::new())
+        .err();
+    assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
+    assert!(state.is_failed());
+}
+
+#[test]
+fn a_fast_body_is_not_cut() {
+    // 4 MB from memory take milliseconds of reading: far above 1 MB/s over 1 s.
+    let data = vec![7u8; 4_000_000];
+    let mut src = io::BufReader::new(Cursor::new(data.clone()));
+    let window = std::time::Duration::from_secs(1);
+    let mut state =
+        BodyState::new(Framing::Length(4_000_000), false, 64).with_min_rate(1_000_000, window);
+    let mut out = Vec::new();
+    let mut body = Vec::new();
+    BodyReader::new(&mut src, &mut out, &mut state)
+        .read_to_end(&mut body)
+        .unwrap();
+    assert!(body == data);
+    assert!(state.is_done());
+}
+
+#[test]
+fn the_drain_is_rate_checked() {
+    let mut src = trickle(vec![b'x'; 10_000], 2);
+    let window = std::time::Duration::from_millis(100);
+    let mut state =
+        BodyState::new(Framing::Length(10_000), false, 64).with_min_rate(1_000_000, window);
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    assert!(!BodyReader::new(&mut src, &mut out, &mut state).drain(10_000));
+    assert!(state.is_failed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}

@@ -40,3 +40,192 @@ fn odd_statuses_become_500() {
     assert_eq!(checked_status(1000), 500);
     assert_eq!(checked_status(404), 404);
 }
+
+use std::io::{Seek, SeekFrom};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Instant;
+
+/// A connected loopback pair: (server side, client side).
+fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (server, client)
+}
+
+fn plan(min_rate: u64, window_ms: u64, sendfile: bool, file_buffer_size: usize) -> Plan {
+    Plan {
+        http10: false,
+        head_request: false,
+        keep_alive: true,
+        buffer_size: 64 * 1024,
+        min_rate,
+        rate_window: Duration::from_millis(window_ms),
+        sendfile,
+        file_buffer_size,
+    }
+}
+
+fn assert_rate_cut((sent, result): Sent, len: u64) {
+    let err = result.expect_err("the body should have been cut");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("response body slower than 1000000 bytes/s over 0.2 s ("),
+        "{msg}"
+    );
+    assert!(sent < len);
+}
+
+/// A large sparse file: reads as zeros, costs no disk.
+fn sparse_file(len: u64) -> File {
+    let file = tempfile::tempfile().unwrap();
+    file.set_len(len).unwrap();
+    file
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut() {
+    // Nobody reads the client side: once the socket buffers are full, a write waits out
+    // its 300 ms timeout, a stall longer than the 200 ms window.
+    let len = 256 << 20;
+    for sendfile in [false, true] {
+        let started = Instant::now();
+        let (server, _client) = pair();
+        server
+            .set_write_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let plan = plan(1_000_000, 200, sendfile, 1 << 20);
+        let sent = stream_file(&mut Sink::new(&server, &plan), sparse_file(len), len, &plan);
+        assert_rate_cut(sent, len);
+        assert!(started.elapsed() < Duration::from_secs(3), "{sendfile}");
+    }
+}
+
+#[test]
+fn a_peer_reading_below_the_rate_is_cut() {
+    // The client reads about 200 KB/s, the minimum is 1 MB/s: the writes progress, slowly.
+    // The kernel wakes a blocked writer only once half its send buffer is free, so against
+    // a slow reader a write returns a partial count when its timeout runs out: the guard
+    // looks at the rate that often.
+    let started = Instant::now();
+    let (server, mut client) = pair();
+    server
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reading = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) && matches!(client.read(&mut buf), Ok(1..)) {
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let len = 1 << 30;
+    let plan = plan(1_000_000, 200, true, 1 << 20);
+    let body: Box<dyn Read + Send> = Box::new(io::repeat(b'x').take(len));
+    let sent = stream_reader(
+        &mut Sink::new(&server, &plan),
+        body,
+        Frame::Length(len),
+        &plan,
+    );
+    stop.store(true, Ordering::Relaxed);
+    drop(server);
+    reading.join().unwrap();
+    assert_rate_cut(sent, len);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_cut_response_closes_the_connection() {
+    let (server, _client) = pair();
+    server
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let len = 256 << 20;
+    let resp = Response::stream(200, Box::new(io::repeat(0).take(len)), Some(len));
+    let outcome = send(&server, resp, &plan(1_000_000, 200, true, 1 << 20));
+    assert!(!outcome.keep_alive);
+    assert!(outcome.body_bytes < len);
+}
+
+/// The whole response to a file body sent with `plan`, read by a client until the server
+/// closes: (head, body).
+fn fetch_file(file: File, len: u64, plan: &Plan) -> (String, Vec<u8>) {
+    let (server, mut client) = pair();
+    let reading = thread::spawn(move || {
+        let mut wire = Vec::new();
+        client.read_to_end(&mut wire).unwrap();
+        wire
+    });
+    let resp = Response::empty(200).with_body(Body::File(file, len));
+    let outcome = send(
+        &server,
+        resp,
+        &Plan {
+            keep_alive: false,
+            ..*plan
+        },
+    );
+    assert_eq!(outcome.body_bytes, len);
+    drop(server);
+    let wire = reading.join().unwrap();
+    let end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(wire[..end].to_vec()).unwrap();
+    (head, wire[end..].to_vec())
+}
+
+#[test]
+fn sendfile_and_the_buffered_copy_send_the_same_bytes() {
+    let data: Vec<u8> = (0..5_000_003u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&data).unwrap();
+    // A file body starts at the file's position: send all but the first and last 1000.
+    let (from, len) = (1000usize, data.len() as u64 - 2000);
+    let expected = &data[from..from + len as usize];
+    // A zero buffer size means the default (1 MiB), not a byte at a time.
+    for (sendfile, buffer) in [(true, 0), (false, 1 << 20), (false, 100_000), (false, 0)] {
+        let mut f = file.try_clone().unwrap();
+        f.seek(SeekFrom::Start(from as u64)).unwrap();
+        let (head, body) = fetch_file(f, len, &plan(1024, 30_000, sendfile, buffer));
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {len}\r\n")),
+            "{head}"
+        );
+        assert!(body == expected, "sendfile {sendfile}, buffer {buffer}");
+    }
+}
+
+#[test]
+fn a_file_shorter_than_its_length_is_a_short_body() {
+    for sendfile in [true, false] {
+        let (server, _client) = pair();
+        let plan = plan(0, 0, sendfile, 4096);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[1u8; 10_000]).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let (sent, result) = stream_file(&mut Sink::new(&server, &plan), file, 20_000, &plan);
+        assert_eq!(sent, 10_000);
+        let kind = result.err().map(|e| e.kind());
+        assert_eq!(kind, Some(io::ErrorKind::UnexpectedEof));
+    }
+}
+
+#[test]
+fn sendfile_pieces_follow_the_client() {
+    let ms = Duration::from_millis;
+    // A client taking 8 MiB in a millisecond gets the largest pieces.
+    assert_eq!(next_piece(MAX_PIECE, ms(1)), MAX_PIECE);
+    assert_eq!(next_piece(1, Duration::ZERO), MAX_PIECE);
+    // One taking 1 MiB a second gets what it reads in a quarter of a second.
+    assert_eq!(next_piece(1 << 20, ms(1000)), 1 << 18);
+    // A trickle still gets the smallest piece.
+    assert_eq!(next_piece(100, ms(5000)), MIN_PIECE);
+    assert_eq!(next_piece(0, ms(5000)), MIN_PIECE);
+}
