@@ -364,3 +364,19 @@ macro_rules! assert_status {
         assert_eq!(r.status, $status, "unexpected status; body: {}", r.text());
     }};
 }
+
+/// Waits up to `timeout` for `server` to exit on its own (after a signal the test sent) and
+/// returns its exit status; kills it and returns None if it is still running then.
+pub fn wait_for_exit(server: &mut Server, timeout: Duration) -> Option<ExitStatus> {
+    let mut child = server.child.take()?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
