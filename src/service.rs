@@ -128,9 +128,6 @@ pub fn run_main(program: &str, body: impl FnOnce(&CliArgs) -> Result<()>) -> Exi
 pub fn server_config(common: &CommonOptions, buffer_size: usize) -> ServerConfig {
     ServerConfig {
         workers: common.workers,
-        // No longer meaningful for the server of issue 13 (open connections are bounded by
-        // max_connections); set as before until the field goes.
-        backlog: common.workers.saturating_mul(4).max(16),
         keepalive_timeout: common.keepalive_timeout,
         client_header_timeout: common.client_header_timeout,
         client_body_min_rate: common.client_body_min_rate,

@@ -259,10 +259,11 @@ impl Poller {
         let fd = conn.stream.as_raw_fd();
         // Adding a socket that already holds data reports it at once: nothing is missed
         // between a worker's last read and this registration.
-        let registered =
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(idx + FIRST), Interest::READABLE);
+        let registered = self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(idx + FIRST),
+            Interest::READABLE,
+        );
         if let Err(e) = registered {
             log::warn!(target: LOG_TARGET, "cannot watch connection from {}: {e}", conn.peer);
             self.free.push(idx);
@@ -296,8 +297,11 @@ impl Poller {
                 return;
             };
             let room = (cap + 1).saturating_sub(entry.conn.buf.len()).min(SCRATCH);
-            match rustix::net::recv(&entry.conn.stream, &mut scratch[..room], RecvFlags::DONTWAIT)
-            {
+            match rustix::net::recv(
+                &entry.conn.stream,
+                &mut scratch[..room],
+                RecvFlags::DONTWAIT,
+            ) {
                 Ok((0, _)) => return self.close(idx),
                 Ok((n, _)) => {
                     if self.received(idx, &scratch[..n], cap) {
@@ -392,7 +396,11 @@ impl Poller {
                         target: LOG_TARGET,
                         "- - 408 0 client_header_timeout: request head incomplete {peer}"
                     );
-                    refuse_now(&entry.conn.stream, 408, "request head not received in time\n");
+                    refuse_now(
+                        &entry.conn.stream,
+                        408,
+                        "request head not received in time\n",
+                    );
                 }
                 self.close(idx);
             }

@@ -348,7 +348,11 @@ fn timeout(d: Duration) -> Option<Duration> {
 /// for nothing is below any minimum rate, so the rate check gets to run at least once a
 /// window.
 fn body_read_timeout(cfg: &ServerConfig) -> Duration {
-    within_window(cfg.read_timeout, cfg.client_body_min_rate, cfg.min_rate_window)
+    within_window(
+        cfg.read_timeout,
+        cfg.client_body_min_rate,
+        cfg.min_rate_window,
+    )
 }
 
 /// How long one write of a response may block (see [`body_read_timeout`]).
@@ -505,7 +509,9 @@ impl<'s> Exchange<'s> {
             .stream
             .set_read_timeout(Some(left.max(Duration::from_millis(1))));
         let head = head::read_head(&mut self.reader, &limits);
-        let _ = self.stream.set_read_timeout(timeout(body_read_timeout(cfg)));
+        let _ = self
+            .stream
+            .set_read_timeout(timeout(body_read_timeout(cfg)));
         let mut head = match head {
             Ok(head) => head,
             Err(HeadError::Gone) => return After::Close { unread: false },

@@ -242,6 +242,8 @@ fn short_body() -> io::Error {
 struct Sink<'a> {
     stream: &'a TcpStream,
     guard: RateGuard,
+    /// The socket is non-blocking (sendfile): waits for room are `poll`s.
+    nonblocking: bool,
 }
 
 impl<'a> Sink<'a> {
@@ -249,6 +251,7 @@ impl<'a> Sink<'a> {
         Sink {
             stream,
             guard: RateGuard::new("response body", plan.min_rate, plan.rate_window),
+            nonblocking: false,
         }
     }
 
@@ -265,6 +268,10 @@ impl<'a> Sink<'a> {
                     self.account(n, started)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Only while the socket is non-blocking (a sendfile that fell back).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.nonblocking => {
+                    self.wait_writable()?;
+                }
                 Err(e) => return Err(self.failed(e, started)),
             }
         }
@@ -272,6 +279,13 @@ impl<'a> Sink<'a> {
     }
 
     /// One sendfile(2) of up to `want` bytes from the file's position; 0 at its end.
+    ///
+    /// The socket is non-blocking meanwhile (see [`stream_file`]): a blocking sendfile
+    /// moves its data through a pipe in pieces and may wait `SO_SNDTIMEO` for each, so
+    /// against a client that stopped reading one call can last many timeouts (seen: 6 s
+    /// with a 2 s timeout) and the rate check would come too late. Here sendfile takes what
+    /// the socket buffer has room for, and the wait for room is a `poll` of at most the
+    /// write timeout, counted by the guard.
     fn sendfile(&mut self, file: &File, want: usize) -> io::Result<usize> {
         loop {
             let started = Instant::now();
@@ -281,7 +295,31 @@ impl<'a> Sink<'a> {
                     return Ok(n);
                 }
                 Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => self.wait_writable()?,
                 Err(e) => return Err(self.failed(e.into(), started)),
+            }
+        }
+    }
+
+    /// Waits until the socket takes more data, at most the write timeout.
+    fn wait_writable(&mut self) -> io::Result<()> {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let started = Instant::now();
+        let limit = self.stream.write_timeout().ok().flatten();
+        let limit = limit.map(|d| Timespec {
+            tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: d.subsec_nanos().into(),
+        });
+        let mut fds = [PollFd::new(self.stream, PollFlags::OUT)];
+        loop {
+            match rustix::event::poll(&mut fds, limit.as_ref()) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::TimedOut, "client stopped reading");
+                    return Err(self.failed(e, started));
+                }
+                Ok(_) => return self.account(0, started),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -429,8 +467,22 @@ fn stream_file(sink: &mut Sink<'_>, file: File, len: u64, plan: &Plan) -> Sent {
     // advice, so a refusal changes nothing.
     let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
     if !plan.sendfile {
-        return copy_file(sink, file, len, plan);
+        return copy_file(sink, &file, len, plan);
     }
+    if let Err(e) = sink.stream.set_nonblocking(true) {
+        return (0, Err(e));
+    }
+    sink.nonblocking = true;
+    let result = sendfile_all(sink, &file, len, plan);
+    sink.nonblocking = false;
+    // The connection may carry another request, read with blocking reads.
+    match (result, sink.stream.set_nonblocking(false)) {
+        ((sent, Ok(())), Err(e)) => (sent, Err(e)),
+        (result, _) => result,
+    }
+}
+
+fn sendfile_all(sink: &mut Sink<'_>, file: &File, len: u64, plan: &Plan) -> Sent {
     let mut sent = 0u64;
     let mut piece = MAX_PIECE / 8;
     while sent < len {
@@ -443,7 +495,6 @@ fn stream_file(sink: &mut Sink<'_>, file: File, len: u64, plan: &Plan) -> Sent {
                 piece = next_piece(n, started.elapsed());
             }
             Err(e) if sent == 0 && kernel_refused(&e) => return copy_file(sink, file, len, plan),
-            // EAGAIN here is the socket's write timeout (SO_SNDTIMEO) running out.
             Err(e) => return (sent, Err(e)),
         }
     }
@@ -458,7 +509,7 @@ fn kernel_refused(e: &io::Error) -> bool {
 
 /// Sends `len` bytes of `file` through one `file_buffer_size` buffer: one read and one
 /// write per buffer-full, no allocation after the first.
-fn copy_file(sink: &mut Sink<'_>, mut file: File, len: u64, plan: &Plan) -> Sent {
+fn copy_file(sink: &mut Sink<'_>, mut file: &File, len: u64, plan: &Plan) -> Sent {
     let size = match plan.file_buffer_size {
         0 => DEFAULT_FILE_BUFFER,
         n => n,
