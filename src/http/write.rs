@@ -488,7 +488,7 @@ fn sendfile_all(sink: &mut Sink<'_>, file: &File, len: u64, plan: &Plan) -> Sent
     while sent < len {
         let want = usize::try_from(len - sent).map_or(piece, |left| left.min(piece));
         let started = Instant::now();
-        match sink.sendfile(&file, want) {
+        match sink.sendfile(file, want) {
             Ok(0) => return (sent, Err(short_body())), // shorter than its record says
             Ok(n) => {
                 sent += n as u64;
