@@ -326,7 +326,7 @@ mod tests {
         assert_eq!((s.max_connections, s.max_connections_per_client), (10, 11));
         assert!(!s.sendfile);
         assert_eq!((s.file_buffer_size, s.buffer_size), (12 * 1024, 64 * 1024));
-        assert_eq!(s.backlog, 32);
+        assert_eq!(s.backlog, ServerConfig::default().backlog);
 
         // The config defaults are the server's.
         let c = CommonOptions::new("test.conf", 0);
