@@ -602,3 +602,16 @@ fn shutdown_finishes_in_flight_requests() {
     assert!(idle.closed());
     assert!(TcpStream::connect_timeout(&srv.addr, WAIT).is_err());
 }
+
+#[test]
+fn transfers_block_at_most_one_rate_window() {
+    let s = Duration::from_secs;
+    // The rate is checked at least once a window: a longer socket timeout is shortened.
+    assert_eq!(within_window(s(60), 1024, s(30)), s(30));
+    assert_eq!(within_window(s(10), 1024, s(30)), s(10));
+    // No socket timeout (0) still gets the window, so a stalled client is checked.
+    assert_eq!(within_window(s(0), 1024, s(30)), s(30));
+    // Without a minimum rate the configured timeout stands.
+    assert_eq!(within_window(s(60), 0, s(30)), s(60));
+    assert_eq!(within_window(s(60), 1024, s(0)), s(60));
+}
