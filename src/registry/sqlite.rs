@@ -520,7 +520,13 @@ fn load(conn: &Connection, id: &str, include_deleted: bool, props: bool) -> Resu
             " AND i.deleted = 0"
         }
     );
-    let mut img = match conn.query_row(&sql, [id], row_to_image).optional()? {
+    // Cached statements: an image lookup runs on every HEAD and GET, and preparing its
+    // statements anew cost about as much as running them.
+    let mut img = match conn
+        .prepare_cached(&sql)?
+        .query_row([id], row_to_image)
+        .optional()?
+    {
         Some(img) => img,
         None => return Ok(None),
     };
@@ -539,7 +545,7 @@ fn load_properties(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, Pr
             "SELECT image_id, name, value FROM image_properties \
              WHERE deleted = 0 AND image_id IN ({placeholders})"
         );
-        let mut st = conn.prepare(&sql)?;
+        let mut st = conn.prepare_cached(&sql)?;
         let mut rows = st.query(params_from_iter(chunk.iter()))?;
         while let Some(row) = rows.next()? {
             let image_id: String = row.get(0)?;
@@ -554,19 +560,18 @@ fn load_properties(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, Pr
 /// `Some(can_share)` when `member` holds a live membership of the image.
 fn membership(conn: &Connection, image_id: &str, member: &str) -> Result<Option<bool>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT can_share FROM image_members \
              WHERE image_id = ?1 AND member = ?2 AND deleted = 0",
-            [image_id, member],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([image_id, member], |r| r.get(0))
         .optional()?)
 }
 
 /// The live members of an image.
 fn live_members(conn: &Connection, image_id: &str) -> Result<Vec<String>> {
     let mut st =
-        conn.prepare("SELECT member FROM image_members WHERE image_id = ?1 AND deleted = 0")?;
+        conn.prepare_cached("SELECT member FROM image_members WHERE image_id = ?1 AND deleted = 0")?;
     let members = st
         .query_map([image_id], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
