@@ -690,10 +690,22 @@ fn big_image() -> Vec<u8> {
 /// under `send_min_rate` over `min_rate_window`; a client that reads gets all of it.
 #[test]
 fn download_to_a_reader_that_stalls_is_cut() {
+    stalled_download_is_cut(false);
+}
+
+/// The same with `sendfile = True`: a blocking sendfile(2) would wait several socket
+/// timeouts against a full socket, so it runs on a non-blocking socket with `poll`.
+#[test]
+fn download_with_sendfile_to_a_reader_that_stalls_is_cut() {
+    stalled_download_is_cut(true);
+}
+
+fn stalled_download_is_cut(sendfile: bool) {
     let _serial = serial();
+    let sendfile = if sendfile { "True" } else { "False" };
     let api = start(&format!(
         "workers = 8\nmetadata_workers = 2\nclient_header_timeout = 5\nkeepalive_timeout = 3\n\
-         send_min_rate = 1024\nmin_rate_window = 2\n{NO_LIMITS}"
+         send_min_rate = 1024\nmin_rate_window = 2\nsendfile = {sendfile}\n{NO_LIMITS}"
     ));
     let data = big_image();
     let size = data.len();

@@ -757,7 +757,7 @@ fn connection_options() {
             (10_000, 256)
         );
         assert_eq!(c.metadata_workers, 4, "a quarter of the 16 workers");
-        assert!(c.sendfile);
+        assert!(!c.sendfile);
         assert_eq!(c.send_buffer_size, 1_048_576);
     }
 
@@ -772,7 +772,7 @@ fn connection_options() {
          min_rate_window = 1\n\
          max_connections = 1\n\
          max_connections_per_client = 1\n\
-         sendfile = False\n\
+         sendfile = True\n\
          send_buffer_size = 4096\n";
     let a = ApiConfig::from_ini(&ini(text)).unwrap();
     let r = RegistryConfig::from_ini(&ini(text)).unwrap();
@@ -784,7 +784,7 @@ fn connection_options() {
         assert_eq!((c.client_body_min_rate, c.send_min_rate), (0, 1 << 30));
         assert_eq!(c.min_rate_window, Duration::from_secs(1));
         assert_eq!((c.max_connections, c.max_connections_per_client), (1, 1));
-        assert!(!c.sendfile);
+        assert!(c.sendfile);
         assert_eq!(c.send_buffer_size, 4096);
     }
 

@@ -570,8 +570,8 @@ fn membership(conn: &Connection, image_id: &str, member: &str) -> Result<Option<
 
 /// The live members of an image.
 fn live_members(conn: &Connection, image_id: &str) -> Result<Vec<String>> {
-    let mut st =
-        conn.prepare_cached("SELECT member FROM image_members WHERE image_id = ?1 AND deleted = 0")?;
+    let mut st = conn
+        .prepare_cached("SELECT member FROM image_members WHERE image_id = ?1 AND deleted = 0")?;
     let members = st
         .query_map([image_id], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
