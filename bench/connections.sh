@@ -284,6 +284,9 @@ max_connections = $(( IDLE + 1024 ))
 sendfile = $1
 send_buffer_size = $SEND_BUFFER
 EOF
+    # Removed first: the shell truncates it in the child, possibly after the loop below has
+    # read the previous server's "listening on" line.
+    rm -f "$API_DIR/api.stdout"
     "$API_BIN" --config-file "$API_DIR/glance-api.conf" \
         > "$API_DIR/api.stdout" 2>> "$API_DIR/api.stderr" &
     API_PID=$!
