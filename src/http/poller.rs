@@ -49,6 +49,19 @@ const SCRATCH: usize = 8 * 1024;
 /// After a failing `accept` (out of descriptors), how long to wait before the next try.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// How long a connection that got a 503 or 408 is kept after the reply, reading and
+/// dropping what the client still sends: closing at once would answer that data with a
+/// reset, and a client that is still writing its request would see a broken pipe instead
+/// of the reply (Apache's and nginx's "lingering close").
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Most connections lingering at once; beyond, refused connections are closed at once, so
+/// that a flood of refused connections cannot hold descriptors.
+const MAX_LINGERING: usize = 1024;
+
+/// Most bytes read and dropped from one lingering connection.
+const LINGER_BYTES: usize = 64 * 1024;
+
 /// What a parked connection waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiting {
@@ -58,6 +71,9 @@ enum Waiting {
     Idle,
     /// Part of a head has arrived: 408 at the head deadline.
     Head,
+    /// Answered (503 or 408) and shut down for writing: what arrives is dropped until the
+    /// client closes or the linger time ends.
+    Closing,
 }
 
 struct Entry {
@@ -65,6 +81,8 @@ struct Entry {
     waiting: Waiting,
     deadline: Instant,
     generation: u64,
+    /// Bytes dropped while `Closing`.
+    dropped: usize,
 }
 
 /// A deadline queue entry: when, which table slot, and which life of that slot.
@@ -105,6 +123,8 @@ pub(super) struct Poller {
     free: Vec<usize>,
     idle_timers: VecDeque<Timer>,
     head_timers: VecDeque<Timer>,
+    linger_timers: VecDeque<Timer>,
+    lingering: usize,
     generation: u64,
     accept_paused: Option<Instant>,
     refusals: RefusalLog,
@@ -127,6 +147,8 @@ impl Poller {
             free: Vec::new(),
             idle_timers: VecDeque::new(),
             head_timers: VecDeque::new(),
+            linger_timers: VecDeque::new(),
+            lingering: 0,
             generation: 0,
             accept_paused: None,
             refusals: RefusalLog {
@@ -169,6 +191,7 @@ impl Poller {
         [
             self.idle_timers.front().map(|t| t.0),
             self.head_timers.front().map(|t| t.0),
+            self.linger_timers.front().map(|t| t.0),
             self.accept_paused,
         ]
         .into_iter()
@@ -220,17 +243,33 @@ impl Poller {
                 };
                 self.refusals.note(Instant::now(), peer, reason);
                 refuse_now(&stream, 503, "too many connections, try again\n");
+                if self.lingering < MAX_LINGERING {
+                    let conn = Conn {
+                        stream,
+                        buf: Vec::new(),
+                        peer,
+                        local: None,
+                        slot: None,
+                    };
+                    self.insert(conn, Waiting::Closing, Instant::now() + LINGER);
+                }
             }
         }
     }
 
     fn park_new(&mut self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        // Socket options are set once per connection, not per request: the poller reads
+        // with MSG_DONTWAIT whatever the timeouts, and workers find them set.
         let _ = stream.set_nodelay(true);
+        let (read, write) = super::server::socket_timeouts(&self.shared.config);
+        let _ = stream.set_read_timeout(read);
+        let _ = stream.set_write_timeout(write);
         let conn = Conn {
+            local: stream.local_addr().ok(),
             stream,
             buf: Vec::new(),
             peer,
-            slot,
+            slot: Some(slot),
         };
         let deadline = Instant::now() + self.shared.config.client_header_timeout;
         self.insert(conn, Waiting::New, deadline);
@@ -275,7 +314,11 @@ impl Poller {
             waiting,
             deadline,
             generation: self.generation,
+            dropped: 0,
         });
+        if waiting == Waiting::Closing {
+            self.lingering += 1;
+        }
         self.push_timer(idx, waiting, deadline);
     }
 
@@ -284,6 +327,7 @@ impl Poller {
         match waiting {
             Waiting::Idle => self.idle_timers.push_back(timer),
             Waiting::New | Waiting::Head => self.head_timers.push_back(timer),
+            Waiting::Closing => self.linger_timers.push_back(timer),
         }
     }
 
@@ -296,6 +340,9 @@ impl Poller {
             let Some(Some(entry)) = self.table.get_mut(idx) else {
                 return;
             };
+            if entry.waiting == Waiting::Closing {
+                return self.drop_input(idx, &mut scratch);
+            }
             let room = (cap + 1).saturating_sub(entry.conn.buf.len()).min(SCRATCH);
             match rustix::net::recv(
                 &entry.conn.stream,
@@ -306,6 +353,28 @@ impl Poller {
                 Ok((n, _)) => {
                     if self.received(idx, &scratch[..n], cap) {
                         return;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(_) => return self.close(idx),
+            }
+        }
+    }
+
+    /// Reads and drops what a lingering connection sends; closes it at its end, on an
+    /// error, or past [`LINGER_BYTES`].
+    fn drop_input(&mut self, idx: usize, scratch: &mut [u8]) {
+        loop {
+            let Some(Some(entry)) = self.table.get_mut(idx) else {
+                return;
+            };
+            match rustix::net::recv(&entry.conn.stream, &mut *scratch, RecvFlags::DONTWAIT) {
+                Ok((0, _)) => return self.close(idx),
+                Ok((n, _)) => {
+                    entry.dropped += n;
+                    if entry.dropped > LINGER_BYTES {
+                        return self.close(idx);
                     }
                 }
                 Err(rustix::io::Errno::INTR) => {}
@@ -375,11 +444,31 @@ impl Poller {
 
     /// Closes connection `idx` (closing the socket also takes it out of the epoll set).
     fn close(&mut self, idx: usize) {
-        if let Some(slot) = self.table.get_mut(idx)
-            && slot.take().is_some()
+        if let Some(place) = self.table.get_mut(idx)
+            && let Some(entry) = place.take()
         {
+            if entry.waiting == Waiting::Closing {
+                self.lingering -= 1;
+            }
             self.free.push(idx);
         }
+    }
+
+    /// Turns connection `idx`, just answered with an error, into a lingering one.
+    fn linger(&mut self, idx: usize) {
+        if self.lingering >= MAX_LINGERING {
+            return self.close(idx);
+        }
+        let Some(Some(entry)) = self.table.get_mut(idx) else {
+            return;
+        };
+        self.generation += 1;
+        self.lingering += 1;
+        entry.waiting = Waiting::Closing;
+        entry.deadline = Instant::now() + LINGER;
+        entry.generation = self.generation;
+        let deadline = entry.deadline;
+        self.push_timer(idx, Waiting::Closing, deadline);
     }
 
     /// Closes the connections whose deadline has passed: 408 for a half-sent head.
@@ -401,7 +490,18 @@ impl Poller {
                         408,
                         "request head not received in time\n",
                     );
+                    self.linger(idx);
+                } else {
+                    self.close(idx);
                 }
+            }
+        }
+        while let Some(&(when, idx, generation)) = self.linger_timers.front() {
+            if when > now {
+                break;
+            }
+            self.linger_timers.pop_front();
+            if self.live(idx, generation).is_some() {
                 self.close(idx);
             }
         }

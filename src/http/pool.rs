@@ -94,7 +94,11 @@ pub(super) struct Conn {
     /// Bytes read off the socket and not yet consumed: the start of the next request.
     pub buf: Vec<u8>,
     pub peer: SocketAddr,
-    pub slot: Slot,
+    /// Our address on this connection (the interface the client reached).
+    pub local: Option<SocketAddr>,
+    /// Its place in the connection count; `None` for a refused connection that lingers
+    /// until closed (it was never counted in).
+    pub slot: Option<Slot>,
 }
 
 /// A connection whose request head has arrived, waiting for a worker.
@@ -221,7 +225,8 @@ mod tests {
             stream,
             buf: Vec::new(),
             peer: addr,
-            slot: tracker.admit(addr.ip(), 100, 100).unwrap(),
+            local: None,
+            slot: Some(tracker.admit(addr.ip(), 100, 100).unwrap()),
         }
     }
 

@@ -344,6 +344,11 @@ fn timeout(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// The read and write timeouts of a connection's socket, set once when it is accepted.
+pub(super) fn socket_timeouts(cfg: &ServerConfig) -> (Option<Duration>, Option<Duration>) {
+    (timeout(body_read_timeout(cfg)), timeout(send_timeout(cfg)))
+}
+
 /// How long one read of a request body may block: a read that waits a whole rate window
 /// for nothing is below any minimum rate, so the rate check gets to run at least once a
 /// window.
@@ -394,6 +399,11 @@ impl<'s> ConnReader<'s> {
             buf,
             pos: 0,
         }
+    }
+
+    /// The bytes read and not yet consumed.
+    fn buffer(&self) -> &[u8] {
+        &self.buf[self.pos.min(self.buf.len())..]
     }
 
     /// The bytes read but not consumed; an empty buffer is freed, so that an idle
@@ -465,15 +475,14 @@ impl<'s> Exchange<'s> {
             stream,
             buf,
             peer,
+            local,
             slot,
         } = conn;
-        let cfg = &shared.config;
-        let _ = stream.set_write_timeout(timeout(send_timeout(cfg)));
         let mut exchange = Exchange {
             stream: &stream,
             reader: ConnReader::new(&stream, buf),
             peer: Some(peer),
-            local: stream.local_addr().ok(),
+            local,
             shared,
         };
         match exchange.serve_request(head_deadline) {
@@ -483,6 +492,7 @@ impl<'s> Exchange<'s> {
                     stream,
                     buf,
                     peer,
+                    local,
                     slot,
                 });
             }
@@ -504,14 +514,20 @@ impl<'s> Exchange<'s> {
             headers: cfg.max_headers,
             deadline: head_deadline,
         };
-        let left = head_deadline.saturating_duration_since(started);
-        let _ = self
-            .stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))));
-        let head = head::read_head(&mut self.reader, &limits);
-        let _ = self
-            .stream
-            .set_read_timeout(timeout(body_read_timeout(cfg)));
+        let head = if poller::head_complete(self.reader.buffer(), 0) {
+            head::read_head(&mut self.reader, &limits)
+        } else {
+            // The socket's read timeout is the body's: bounded by the head deadline here.
+            let left = head_deadline.saturating_duration_since(started);
+            let _ = self
+                .stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let head = head::read_head(&mut self.reader, &limits);
+            let _ = self
+                .stream
+                .set_read_timeout(timeout(body_read_timeout(cfg)));
+            head
+        };
         let mut head = match head {
             Ok(head) => head,
             Err(HeadError::Gone) => return After::Close { unread: false },
