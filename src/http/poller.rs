@@ -473,11 +473,7 @@ impl Poller {
 
     /// Closes the connections whose deadline has passed: 408 for a half-sent head.
     fn expire(&mut self, now: Instant) {
-        while let Some(&(when, idx, generation)) = self.head_timers.front() {
-            if when > now {
-                break;
-            }
-            self.head_timers.pop_front();
+        while let Some((idx, generation)) = due(&mut self.head_timers, now) {
             if let Some(entry) = self.live(idx, generation) {
                 if entry.waiting == Waiting::Head {
                     let peer = entry.conn.peer;
@@ -496,27 +492,21 @@ impl Poller {
                 }
             }
         }
-        while let Some(&(when, idx, generation)) = self.linger_timers.front() {
-            if when > now {
-                break;
-            }
-            self.linger_timers.pop_front();
-            if self.live(idx, generation).is_some() {
-                self.close(idx);
-            }
+        while let Some((idx, generation)) = due(&mut self.linger_timers, now) {
+            self.close_if_live(idx, generation);
         }
-        while let Some(&(when, idx, generation)) = self.idle_timers.front() {
-            if when > now {
-                break;
-            }
-            self.idle_timers.pop_front();
-            if self.live(idx, generation).is_some() {
-                self.close(idx);
-            }
+        while let Some((idx, generation)) = due(&mut self.idle_timers, now) {
+            self.close_if_live(idx, generation);
         }
         if self.accept_paused.is_some_and(|t| t <= now) {
             self.accept_paused = None;
             self.accept_all();
+        }
+    }
+
+    fn close_if_live(&mut self, idx: usize, generation: u64) {
+        if self.live(idx, generation).is_some() {
+            self.close(idx);
         }
     }
 
@@ -541,6 +531,16 @@ impl Poller {
         }
         false
     }
+}
+
+/// Pops the first timer of `timers` if it is due.
+fn due(timers: &mut VecDeque<Timer>, now: Instant) -> Option<(usize, u64)> {
+    let &(when, idx, generation) = timers.front()?;
+    if when > now {
+        return None;
+    }
+    timers.pop_front();
+    Some((idx, generation))
 }
 
 /// The most head bytes a connection may buffer here; beyond, the worker's head reader
