@@ -13,6 +13,8 @@ set -Eeuo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 CONNS_PY=$SCRIPT_DIR/conns.py
 
 # ---- options -----------------------------------------------------------------------------
@@ -138,7 +140,6 @@ median() {
         END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.2f", m }'
 }
 mb_per_s() { calc "$1 / $2 / 1000000" 2; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 json_array() { local IFS=,; printf '[%s]' "$*"; }
 # jget FILE KEY: a top-level value of a one-line JSON object (null when absent).
 jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print("null" if v is None else json.dumps(v))' "$1" "$2"; }
@@ -153,16 +154,6 @@ NGINX_PID=""
 CLIENT_PIDS=()
 CREATED_POLICY_RC=0
 
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i = 0; i < 100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 exec 9>&2
 cleanup() {
@@ -182,30 +173,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-apt_install() {
-    (( INSTALL )) || return 1
-    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || return 1
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        CREATED_POLICY_RC=1
-    fi
-    log "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
-        || { apt-get update -qq >/dev/null 2>&1 \
-             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1; }
-}
-
-free_port() {
-    local i p
-    for (( i = 0; i < 200; i++ )); do
-        p=$(( 20000 + RANDOM % 40000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    return 1
-}
-
-proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # The pids of a server: the process and its children (nginx's workers).
 tree_pids() { echo "$1"; pgrep -P "$1" 2>/dev/null || true; }
 # tree_kib PID FIELD: the sum of a /proc status field over the process and its children.

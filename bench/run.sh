@@ -13,6 +13,8 @@ set -Eeuo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 # ---- options -----------------------------------------------------------------------------
 SIZE_MIB=1024
@@ -177,7 +179,6 @@ median_n() {
 best() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 json_array() { local IFS=,; printf '[%s]' "$*"; }
 mb_per_s() { calc "$1 / $2 / 1000000" 2; }   # bytes, seconds -> MB/s (10^6 bytes)
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 BYTES=$(( SIZE_MIB * 1024 * 1024 ))
 RUN_DIR=""
@@ -189,17 +190,6 @@ OBJ_IDS=()
 CONTAINERS=()           # Swift containers (S3 buckets) this run may have created
 CLIENT_PIDS=()
 CREATED_POLICY_RC=0
-
-stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL.
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i = 0; i < 100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 # swift_auth: sets SWIFT_URL and SWIFT_TOKEN (tempauth v1.0) for the Swift API.
 swift_auth() {
@@ -264,32 +254,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# apt_install PKG...: install missing Debian packages without starting their services.
-apt_install() {
-    (( INSTALL )) || return 1
-    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || return 1
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        # Keep the package from starting a system nginx on port 80.
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        CREATED_POLICY_RC=1
-    fi
-    log "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
-        || { apt-get update -qq >/dev/null 2>&1 \
-             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1; }
-}
-
-# free_port: a loopback TCP port nobody listens on (bounded tries).
-free_port() {
-    local i p
-    for (( i = 0; i < 200; i++ )); do
-        p=$(( 20000 + RANDOM % 40000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    return 1
-}
 
 # ---- setup -------------------------------------------------------------------------------
 mkdir -p "$WORKDIR" "$(dirname "$RESULTS")"
@@ -500,10 +464,6 @@ upload() {
     [[ -n $UPLOAD_ID ]] || die "upload: no image id in $(cat "$RUN_DIR/upload.json")"
     [[ $sum == "$DATA_MD5" ]] || die "upload: checksum $sum, expected $DATA_MD5"
     UPLOAD_MBPS=$(mb_per_s "$BYTES" "$total")
-}
-
-proc_kib() {  # proc_kib PID FIELD: a "kB" field of /proc/PID/status
-    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
 
 # ---- run ---------------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+# Shell helpers shared by the benchmark scripts (bench/run.sh, bench/connections.sh).
+# Sourced, not run. The sourcing script defines `log` and the variables INSTALL (1 = may
+# apt-get install) and CREATED_POLICY_RC (set to 1 here when this run created
+# /usr/sbin/policy-rc.d; its cleanup removes the file then).
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# stop_pid PID: TERM, wait up to 10 s, then KILL.
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for (( i = 0; i < 100; i++ )); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# apt_install PKG...: install missing Debian packages without starting their services.
+apt_install() {
+    (( INSTALL )) || return 1
+    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || return 1
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        # Keep the package from starting a system nginx on port 80.
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        CREATED_POLICY_RC=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+
+# free_port: a loopback TCP port nobody listens on (bounded tries).
+free_port() {
+    local i p
+    for (( i = 0; i < 200; i++ )); do
+        p=$(( 20000 + RANDOM % 40000 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+# proc_kib PID FIELD: a "kB" field of /proc/PID/status (0 when the process is gone).
+proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
