@@ -196,30 +196,11 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 RUN_DIR=$(mktemp -d "$WORKDIR/conns.XXXXXX")
 LOAD_BEFORE=$(loadavg)
 
-if (( BUILD )); then
-    log "cargo build --release --bins"
-    (cd "$REPO" && cargo build --release --bins --quiet) || die "cargo build failed"
-fi
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-[[ $TARGET_DIR = /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
-API_BIN=$TARGET_DIR/release/glance-api
-[[ -x $API_BIN ]] || die "$API_BIN not found (run without --no-build)"
-
-command -v nginx >/dev/null || apt_install nginx-light || true
-command -v wrk >/dev/null || apt_install wrk || true
-NGINX=$(command -v nginx || true)
-WRK=$(command -v wrk || true)
+release_binaries
+load_tools
 [[ -n $NGINX ]] || die "nginx is required (install nginx or nginx-light, or run as root without --no-install)"
 [[ -n $WRK ]] || log "wrk unavailable: the HEAD requests/s figures are skipped"
-
-# The download image: random data made once and cached (shared with bench/run.sh).
-DATA=$WORKDIR/image-${SIZE_MIB}MiB.bin
-if [[ ! -f $DATA || $(stat -c %s "$DATA") -ne $BYTES ]]; then
-    log "making $DATA ($SIZE_MIB MiB from /dev/urandom)"
-    head -c "$BYTES" /dev/urandom > "$DATA.tmp"
-    mv "$DATA.tmp" "$DATA"
-    rm -f "$DATA.md5"
-fi
+image_file
 cat "$DATA" > /dev/null
 # nginx serves the same file and an empty one (wrk cannot measure HEAD of a file with a
 # length: it waits for the body; glance's HEAD responses say Content-Length: 0).

@@ -45,3 +45,37 @@ free_port() {
 
 # proc_kib PID FIELD: a "kB" field of /proc/PID/status (0 when the process is gone).
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# release_binaries: builds the release binaries unless BUILD is 0, and sets API_BIN.
+# Uses REPO, BUILD, log and die of the sourcing script.
+release_binaries() {
+    if (( BUILD )); then
+        log "cargo build --release --bins"
+        (cd "$REPO" && cargo build --release --bins --quiet) || die "cargo build failed"
+    fi
+    local target_dir=${CARGO_TARGET_DIR:-$REPO/target}
+    [[ $target_dir = /* ]] || target_dir=$REPO/$target_dir
+    API_BIN=$target_dir/release/glance-api
+    [[ -x $API_BIN ]] || die "$API_BIN not found (run without --no-build)"
+}
+
+# load_tools: nginx and wrk, installed when missing (and allowed); sets NGINX and WRK, empty
+# when unavailable.
+load_tools() {
+    command -v nginx >/dev/null || apt_install nginx-light || true
+    command -v wrk >/dev/null || apt_install wrk || true
+    NGINX=$(command -v nginx || true)
+    WRK=$(command -v wrk || true)
+}
+
+# image_file: random image data of SIZE_MIB MiB (BYTES bytes), made once and cached in
+# WORKDIR for every benchmark script; sets DATA.
+image_file() {
+    DATA=$WORKDIR/image-${SIZE_MIB}MiB.bin
+    if [[ ! -f $DATA || $(stat -c %s "$DATA") -ne $BYTES ]]; then
+        log "making $DATA ($SIZE_MIB MiB from /dev/urandom)"
+        head -c "$BYTES" /dev/urandom > "$DATA.tmp"
+        mv "$DATA.tmp" "$DATA"
+        rm -f "$DATA.md5"
+    fi
+}

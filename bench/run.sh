@@ -261,29 +261,10 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 RUN_DIR=$(mktemp -d "$WORKDIR/run.XXXXXX")
 LOAD_BEFORE=$(loadavg)
 
-if (( BUILD )); then
-    log "cargo build --release --bins"
-    (cd "$REPO" && cargo build --release --bins --quiet) || die "cargo build failed"
-fi
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-[[ $TARGET_DIR = /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
-API_BIN=$TARGET_DIR/release/glance-api
-[[ -x $API_BIN ]] || die "$API_BIN not found (run without --no-build)"
-
-command -v nginx >/dev/null || apt_install nginx-light || true
-command -v wrk >/dev/null || apt_install wrk || true
-NGINX=$(command -v nginx || true)
-WRK=$(command -v wrk || true)
+release_binaries
+load_tools
 [[ -n $NGINX ]] || log "nginx unavailable: the download ceiling falls back to cat"
-
-# The image: random data made once and cached.
-DATA=$WORKDIR/image-${SIZE_MIB}MiB.bin
-if [[ ! -f $DATA || $(stat -c %s "$DATA") -ne $BYTES ]]; then
-    log "making $DATA ($SIZE_MIB MiB from /dev/urandom)"
-    head -c "$BYTES" /dev/urandom > "$DATA.tmp"
-    mv "$DATA.tmp" "$DATA"
-    rm -f "$DATA.md5"
-fi
+image_file
 if [[ ! -f $DATA.md5 ]]; then
     md5sum "$DATA" | cut -d' ' -f1 > "$DATA.md5"
 fi
