@@ -252,10 +252,7 @@ EOF
     log "glance-api pid $API_PID on $API (workers $WORKERS, sendfile = $1)"
 }
 stop_api() {
-    stop_pid "$API_PID"
-    local keep=() p
-    for p in "${API_PIDS[@]}"; do [[ $p == "$API_PID" ]] || keep+=("$p"); done
-    API_PIDS=("${keep[@]}")
+    stop_tracked "$API_PID" API_PIDS
     API_PID=""
 }
 
@@ -344,10 +341,7 @@ hold_start() {
 }
 # hold_stop PID: stops a holder; its final summary lands in RUN_DIR/NAME.stats.
 hold_stop() {
-    stop_pid "$1"
-    local keep=() p
-    for p in "${CLIENT_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    CLIENT_PIDS=("${keep[@]}")
+    stop_tracked "$1" CLIENT_PIDS
 }
 # latency PORT PATH COUNT INTERVAL_MS OUT: sequential new-connection HEADs, JSON to OUT.
 latency() {

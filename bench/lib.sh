@@ -17,6 +17,16 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# stop_tracked PID ARRAY: stop_pid, then drop PID from the array named ARRAY (the pids the
+# script's cleanup would otherwise stop again).
+stop_tracked() {
+    stop_pid "$1"
+    local -n tracked=$2
+    local keep=() p
+    for p in "${tracked[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    tracked=("${keep[@]}")
+}
+
 # apt_install PKG...: install missing Debian packages without starting their services.
 apt_install() {
     (( INSTALL )) || return 1

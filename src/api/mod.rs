@@ -165,10 +165,11 @@ fn moves_data(path: &str) -> bool {
     let Route::V1(path) = negotiate(path, None) else {
         return false;
     };
-    match path.trim_matches('/').split('/').collect::<Vec<_>>()[..] {
-        ["images", id] => id != "detail",
-        _ => false,
-    }
+    let mut parts = path.trim_matches('/').split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some("images"), Some(id), None) if id != "detail"
+    )
 }
 
 #[cfg(test)]

@@ -26,15 +26,16 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustix::net::{RecvFlags, SendFlags};
 
+use super::Response;
 use super::pool::{Conn, Job, OverLimit, Slot};
 use super::server::{LOG_TARGET, Shared};
-use super::write::http_date;
+use super::write::closing_response;
 
 /// The listener's token.
 pub(super) const LISTENER: Token = Token(0);
@@ -574,19 +575,12 @@ pub(super) fn head_complete(buf: &[u8], from: usize) -> bool {
 /// buffer and is sent without waiting; what the client already sent is read so that
 /// closing sends FIN, not a reset that could destroy the reply before the client reads it.
 pub(super) fn refuse_now(stream: &TcpStream, status: u16, message: &str) {
-    let mut reply = format!(
-        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Type: text/plain; charset=UTF-8\r\n\
-         Content-Length: {}\r\n",
-        super::reason(status),
-        http_date(SystemTime::now()),
-        message.len()
-    );
+    let mut resp = Response::text(status, message);
     if status == 503 {
-        reply.push_str("Retry-After: 1\r\n");
+        resp = resp.with_header("Retry-After", "1");
     }
-    reply.push_str("Connection: close\r\n\r\n");
-    reply.push_str(message);
-    let _ = rustix::net::send(stream, reply.as_bytes(), SendFlags::DONTWAIT);
+    let reply = closing_response(&resp);
+    let _ = rustix::net::send(stream, &reply, SendFlags::DONTWAIT);
     let mut sink = [0u8; 4096];
     let _ = rustix::net::recv(stream, &mut sink[..], RecvFlags::DONTWAIT);
     let _ = stream.shutdown(Shutdown::Write);

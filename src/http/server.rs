@@ -29,9 +29,9 @@ use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -179,7 +179,7 @@ pub(super) struct Shared {
     pub tracker: Arc<Tracker>,
     pub queue: WorkQueue,
     /// Keep-alive connections going back to the poller, with the waker that tells it.
-    returns: Mutex<Sender<Conn>>,
+    returns: Sender<Conn>,
     waker: Arc<Waker>,
 }
 
@@ -231,11 +231,7 @@ impl Shared {
             });
             return;
         }
-        let sent = self
-            .returns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(conn);
+        let sent = self.returns.send(conn);
         // A closed channel means the poller has stopped: the connection is closed.
         if sent.is_ok()
             && let Err(e) = self.waker.wake()
@@ -291,7 +287,7 @@ impl Server {
             stop: Arc::clone(&self.stop),
             tracker: Arc::new(Tracker::default()),
             queue: WorkQueue::new(workers, reserved),
-            returns: Mutex::new(tx),
+            returns: tx,
             waker: Arc::clone(&self.waker),
         });
         let mut threads = Vec::new();

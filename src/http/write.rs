@@ -159,6 +159,24 @@ fn server_owned(name: &str) -> bool {
     .any(|n| name.eq_ignore_ascii_case(n))
 }
 
+/// A whole small response that closes the connection (the poller's 408 and 503): the same
+/// head as [`send`] writes, for a caller that must not block and sends it itself.
+pub(super) fn closing_response(resp: &Response) -> Vec<u8> {
+    let body: &[u8] = match &resp.body {
+        Body::Bytes(b) => b,
+        _ => &[],
+    };
+    let mut bytes = head_bytes(
+        resp.status,
+        &resp.headers,
+        Frame::Length(body.len() as u64),
+        false,
+        false,
+    );
+    bytes.extend_from_slice(body);
+    bytes
+}
+
 fn head_bytes(
     status: u16,
     headers: &[(String, String)],
