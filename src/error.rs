@@ -35,6 +35,9 @@ pub enum Error {
     },
     /// Something the client sent is invalid (400). The message names the field.
     BadRequest(String),
+    /// Uploaded image data was refused by the format inspection (400): unsafe (a backing
+    /// file, an extent naming another file...), malformed, or not its declared disk_format.
+    ImageRefused(String),
     /// The body is larger than allowed (413).
     TooLarge(String),
     /// The method is not allowed on this resource (405).
@@ -85,7 +88,7 @@ impl Error {
             Error::Duplicate(_) | Error::Conflict(_) => 409,
             Error::Forbidden(_) => 403,
             Error::Unauthorized(_) | Error::AuthRequired { .. } => 401,
-            Error::BadRequest(_) | Error::BadLocation(_) => 400,
+            Error::BadRequest(_) | Error::BadLocation(_) | Error::ImageRefused(_) => 400,
             Error::TooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
             Error::Unavailable(_) => 503,
@@ -108,6 +111,7 @@ impl Error {
             | Error::Forbidden(m)
             | Error::Unauthorized(m)
             | Error::BadRequest(m)
+            | Error::ImageRefused(m)
             | Error::TooLarge(m)
             | Error::MethodNotAllowed(m)
             | Error::Unavailable(m)

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod http;
 pub mod image;
 pub mod log;

@@ -59,6 +59,7 @@ pub(crate) use pipeline::BUFFER_ALIGN;
 pub use pipeline::ImageBody;
 
 use crate::error::{Error, Result};
+use crate::format::{Inspection, Rules};
 use crate::image::ImageId;
 
 pub use filesystem::DIRECT_IO_MIN_BUFFER;
@@ -119,6 +120,8 @@ pub struct Stored {
     pub size: u64,
     /// MD5 of the bytes, lower-case hex.
     pub checksum: String,
+    /// What the format inspection found (format, virtual size, a tolerated mismatch).
+    pub inspection: Inspection,
 }
 
 /// Image data ready to be sent.
@@ -369,16 +372,21 @@ impl Stores {
     /// declared size once, wraps `data` in the one counting, hashing, capping reader
     /// ([`ImageBody`]) and hands it to the backend. On success the data is complete and
     /// verified (size as declared, MD5 computed); on failure nothing is left behind.
+    ///
+    /// Every byte is shown to the format inspector ([`crate::format`]): data that fails the
+    /// formats' safety rules or does not fit `rules` (the declared formats) stops the upload
+    /// with [`Error::ImageRefused`] and leaves nothing stored.
     pub fn add(
         &self,
         requested: Option<&str>,
         id: &ImageId,
         data: &mut dyn Read,
         expected: Option<u64>,
+        rules: Rules,
     ) -> Result<Stored> {
         let store = self.for_upload(requested)?;
         self.check_size(expected)?;
-        add_verified(store, self.size_cap, id, data, expected)
+        add_verified(store, self.size_cap, id, data, expected, rules)
     }
 
     /// Removes what an upload of `id` cut short by a crash left in any writable store.
@@ -512,17 +520,32 @@ pub(crate) fn add_verified(
     id: &ImageId,
     data: &mut dyn Read,
     expected: Option<u64>,
+    rules: Rules,
 ) -> Result<Stored> {
-    let mut body = ImageBody::new(data, expected, cap);
-    let location = store.add(id, &mut body)?;
+    let mut body = ImageBody::with_rules(data, expected, cap, rules);
+    let location = match store.add(id, &mut body) {
+        Ok(location) => location,
+        Err(e) => {
+            if body.refused() {
+                // The client is still sending: let it finish, so that it reads the 400.
+                body.discard_rest();
+            }
+            return Err(e);
+        }
+    };
     // The backend finished the body before committing; finishing again here makes sure no
-    // backend can keep a short or long image.
-    let verified = body.finish().and_then(|()| body.checksum());
+    // backend can keep a short or long image. The inspection's verdict comes last: it needs
+    // the end of the data.
+    let verified = body.finish().and_then(|()| {
+        let checksum = body.checksum()?;
+        Ok((checksum, body.inspection()?))
+    });
     match verified {
-        Ok(checksum) => Ok(Stored {
+        Ok((checksum, inspection)) => Ok(Stored {
             location,
             size: body.total(),
             checksum,
+            inspection,
         }),
         Err(e) => {
             let removed = parse_stored(&location).and_then(|loc| store.delete(&loc));

@@ -21,6 +21,7 @@ use std::sync::mpsc;
 
 use super::checksum::Md5Sum;
 use crate::error::{Error, Result};
+use crate::format::{Inspection, Inspector, Rules};
 
 /// Smallest and largest copy buffer accepted; other values are clamped into this range.
 const MIN_BUFFER_SIZE: usize = 4 * 1024;
@@ -59,12 +60,16 @@ impl AlignedBuf {
     }
 }
 
-/// The request body of an upload as the stores see it: every byte handed out is counted and
-/// hashed; more than the declared size or than `image_size_cap` fails before the byte is
-/// handed out, so nothing beyond a limit is ever written.
+/// The request body of an upload as the stores see it: every byte handed out is counted,
+/// hashed and shown to the format [`Inspector`]; more than the declared size or than
+/// `image_size_cap`, or data the inspector refuses, fails before the byte is handed out, so
+/// nothing beyond a limit and nothing after a refusal is ever written.
 pub struct ImageBody<'a> {
     inner: &'a mut dyn Read,
     hasher: Md5Sum,
+    /// Sees every byte in order, on the copying thread (it is cheap: after the first 64 KiB
+    /// it only keeps the last 1.5 KiB, see [`crate::format`]).
+    inspector: Inspector,
     /// Bytes read from the request body (including a byte read ahead).
     total: u64,
     /// The declared size, if any: more or fewer bytes are a size mismatch.
@@ -91,10 +96,24 @@ impl std::fmt::Debug for ImageBody<'_> {
 impl<'a> ImageBody<'a> {
     /// Wraps a request body. `expected` is the declared size; `cap` is `image_size_cap`.
     /// Only [`super::Stores::add`] builds one, after checking `expected` against `cap`.
+    /// The data is inspected against the formats' safety rules only; see
+    /// [`ImageBody::with_rules`].
+    #[cfg(test)]
     pub(crate) fn new(inner: &'a mut dyn Read, expected: Option<u64>, cap: u64) -> ImageBody<'a> {
+        ImageBody::with_rules(inner, expected, cap, Rules::default())
+    }
+
+    /// Wraps a request body whose data must also fit `rules` (the declared formats).
+    pub(crate) fn with_rules(
+        inner: &'a mut dyn Read,
+        expected: Option<u64>,
+        cap: u64,
+        rules: Rules,
+    ) -> ImageBody<'a> {
         ImageBody {
             inner,
             hasher: Md5Sum::new(),
+            inspector: Inspector::new(rules),
             total: 0,
             expected,
             cap,
@@ -170,6 +189,9 @@ impl<'a> ImageBody<'a> {
         if self.eof {
             return Ok(0);
         }
+        if let Some(err) = self.refusal_error() {
+            return Err(self.fail(err)); // nothing more is read once the data is refused
+        }
         let n = loop {
             match self.inner.read(buf) {
                 Ok(n) => break n,
@@ -199,7 +221,54 @@ impl<'a> ImageBody<'a> {
             return Err(self.fail(err));
         }
         self.total = total;
+        self.inspector.feed(&buf[..n]);
+        if let Some(err) = self.refusal_error() {
+            return Err(self.fail(err));
+        }
         Ok(n)
+    }
+
+    /// The inspection's verdict once the body is finished: the format and virtual size, or
+    /// the refusal ([`Error::ImageRefused`]).
+    pub(crate) fn inspection(&mut self) -> Result<Inspection> {
+        let inspector = std::mem::replace(&mut self.inspector, Inspector::new(Rules::default()));
+        inspector
+            .finish()
+            .map_err(|refusal| Error::ImageRefused(format!("Image data refused: {refusal}")))
+    }
+
+    fn refusal_error(&self) -> Option<Error> {
+        let refusal = self.inspector.refusal()?;
+        Some(Error::ImageRefused(format!(
+            "Image data refused: {refusal}"
+        )))
+    }
+
+    /// Whether the inspection refused the data (the upload stopped early).
+    pub(crate) fn refused(&self) -> bool {
+        self.inspector.refusal().is_some()
+    }
+
+    /// Reads and drops the rest of a refused upload's body, so that the client, which is
+    /// still sending, gets the 400 instead of a reset connection. The declared size and
+    /// `image_size_cap` still bound it (and the HTTP layer's minimum rate bounds its time).
+    pub(crate) fn discard_rest(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        self.peeked = None;
+        while !self.eof {
+            match self.inner.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.total = self.total.saturating_add(n as u64);
+                    let over = self.expected.is_some_and(|e| self.total > e);
+                    if over || self.total > self.cap {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Reads from the body into `buf`, counting and hashing; errors are recorded.

@@ -31,7 +31,14 @@ pub(crate) fn add_capped(
     expected: Option<u64>,
     cap: u64,
 ) -> Result<Stored> {
-    add_verified(store, cap, &ImageId::parse(id)?, data, expected)
+    add_verified(
+        store,
+        cap,
+        &ImageId::parse(id)?,
+        data,
+        expected,
+        Rules::default(),
+    )
 }
 
 /// The old `copy_and_hash` in terms of [`ImageBody::copy_to`]: byte count and MD5.

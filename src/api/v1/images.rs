@@ -9,6 +9,7 @@ use crate::api::ApiApp;
 use crate::api::v1::headers::{self, MetaHeaders};
 use crate::auth::Context;
 use crate::error::{Error, Result};
+use crate::format::Rules;
 use crate::http::{Request, Response};
 use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::notifier::image_payload;
@@ -351,13 +352,32 @@ fn upload_and_activate(
             "Content-Type must be application/octet-stream",
         ));
     }
+    let rules = Rules {
+        disk_format: image.disk_format.clone(),
+        container_format: image.container_format.clone(),
+        on_mismatch: crate::format::OnMismatch::Reject,
+    };
     let stored = match app
         .stores
-        .add(Some(plan.store), id, req.body(), plan.expected)
+        .add(Some(plan.store), id, req.body(), plan.expected, rules)
     {
         Ok(stored) => stored,
-        Err(e) => return Err(upload_failed(app, ctx, id, None, upload_error(e))),
+        Err(e) => {
+            if let Error::ImageRefused(why) = &e {
+                log::warn!(
+                    "refused the upload of image {id} (owner {}): {why}",
+                    image.owner.as_deref().unwrap_or("-")
+                );
+            }
+            return Err(upload_failed(app, ctx, id, None, upload_error(e)));
+        }
     };
+    if let Some(warning) = &stored.inspection.warning {
+        log::warn!(
+            "image {id} (owner {}) accepted under image_format_mismatch = warn: {warning}",
+            image.owner.as_deref().unwrap_or("-")
+        );
+    }
     if let Some(want) = &image.checksum
         && !want.eq_ignore_ascii_case(&stored.checksum)
     {

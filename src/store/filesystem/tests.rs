@@ -6,6 +6,7 @@ use super::super::tests::add_to;
 use super::super::tests::md5_hex;
 use super::super::tests::{exercise_store, read_all};
 use super::*;
+use crate::format::Rules;
 
 fn opts(dir: &Path) -> StoreOptions {
     StoreOptions {
@@ -291,7 +292,7 @@ fn size_cap() {
     let id = |s: &str| ImageId::parse(s).expect("id");
     let data = [0u8; 11];
     assert!(matches!(
-        stores.add(None, &id("big"), &mut &data[..], None),
+        stores.add(None, &id("big"), &mut &data[..], None, Rules::default()),
         Err(Error::TooLarge(_))
     ));
     // A declared size above the cap is refused before reading anything.
@@ -299,13 +300,19 @@ fn size_cap() {
         good: 0,
         kind: io::ErrorKind::Other,
     };
-    match stores.add(None, &id("big"), &mut never, Some(11)) {
+    match stores.add(None, &id("big"), &mut never, Some(11), Rules::default()) {
         Err(Error::TooLarge(m)) => assert!(m.contains("image_size_cap"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(entries(tmp.path()).is_empty());
     stores
-        .add(None, &id("fits"), &mut &data[..10], Some(10))
+        .add(
+            None,
+            &id("fits"),
+            &mut &data[..10],
+            Some(10),
+            Rules::default(),
+        )
         .expect("at the cap");
     assert_eq!(entries(tmp.path()), ["fits"]);
 }
