@@ -134,6 +134,22 @@ pub enum Problem {
     Invalid,
 }
 
+impl Problem {
+    /// A short name of the problem, leading the message clients see.
+    pub fn label(self) -> &'static str {
+        match self {
+            Problem::BackingFile => "backing file",
+            Problem::DataFile => "external data file",
+            Problem::UnknownFeatures => "unknown incompatible features",
+            Problem::CreateType => "vmdk create type",
+            Problem::Extent => "vmdk extent",
+            Problem::Mismatch => "format mismatch",
+            Problem::Truncated => "truncated",
+            Problem::Invalid => "invalid header",
+        }
+    }
+}
+
 /// A refusal: the problem and a message for the client and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -168,7 +184,7 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{}: {}", self.problem.label(), self.message)
     }
 }
 
