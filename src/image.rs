@@ -104,9 +104,10 @@ impl FromStr for Status {
     }
 }
 
-/// Disk formats Glance Diablo knew.
-pub const DISK_FORMATS: [&str; 9] = [
-    "ami", "ari", "aki", "vhd", "vmdk", "raw", "qcow2", "vdi", "iso",
+/// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` (which later Glance
+/// knows).
+pub const DISK_FORMATS: [&str; 10] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
 ];
 /// Container formats Glance Diablo knew.
 pub const CONTAINER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "bare", "ovf"];
@@ -747,6 +748,7 @@ mod tests {
     fn formats() {
         assert!(validate_formats(Some("qcow2"), Some("bare")).is_ok());
         assert!(validate_formats(Some("iso"), None).is_ok());
+        assert!(validate_formats(Some("vhdx"), Some("bare")).is_ok());
         assert!(validate_formats(None, None).is_ok());
         assert!(validate_formats(Some(""), Some("")).is_ok());
         assert!(validate_formats(Some("aki"), Some("aki")).is_ok());

@@ -975,13 +975,18 @@ fn virtual_size_is_read_only(mode: Mode) {
         &[
             ("x-image-meta-name", "vsize"),
             ("x-image-meta-is_public", "True"),
-            ("x-image-meta-disk_format", "qcow2"),
+            ("x-image-meta-disk_format", "vhdx"),
             ("x-image-meta-container_format", "bare"),
         ],
         None,
     );
     assert_status!(r, 201);
     assert_eq!(r.json()["image"]["virtual_size"], Value::Null);
+    assert_eq!(
+        r.json()["image"]["disk_format"],
+        "vhdx",
+        "vhdx known by default"
+    );
     let id = image_id(&r);
     let path = format!("/v1/images/{id}");
     let head = |e: &Env| e.c.request("HEAD", &path, &[], None);

@@ -97,8 +97,8 @@ lower-cased, '-' becomes '_'; a value may contain '='):
     name              required: the image's name
     id                the image id (default: a new UUID chosen by the server)
     is_public         true, on, 1 or false, off, 0 (default: false)
-    disk_format       ami ari aki vhd vmdk raw qcow2 vdi iso (default: raw, or
-                      the container format when that is ami, ari or aki)
+    disk_format       ami ari aki vhd vhdx vmdk raw qcow2 vdi iso (default: raw,
+                      or the container format when that is ami, ari or aki)
     container_format  ami ari aki bare ovf (default: ovf, or the disk format
                       when that is ami, ari or aki)
     min_ram           minimum RAM in MB (default: 0)
