@@ -105,7 +105,7 @@ impl FromStr for Status {
 }
 
 /// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` (which later Glance
-/// knows).
+/// knows). glance-api can narrow them with its `disk_formats` option.
 pub const DISK_FORMATS: [&str; 10] = [
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
 ];

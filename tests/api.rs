@@ -1017,6 +1017,38 @@ fn virtual_size_is_read_only(mode: Mode) {
     assert!(h.header("x-image-meta-property-virtual_size").is_none());
 }
 
+#[test]
+fn disk_formats_narrow_what_clients_declare() {
+    let e = env(EMBEDDED, "disk_formats = raw,qcow2\n");
+    let refused = "Invalid disk format 'vmdk' for image. Valid values: raw, qcow2";
+    let vmdk = [
+        ("x-image-meta-id", "vm-1"),
+        ("x-image-meta-name", "vm"),
+        ("x-image-meta-disk_format", "vmdk"),
+        ("x-image-meta-container_format", "bare"),
+    ];
+    let r = post_image(&e.c, &upload_headers(&vmdk), Some(b"data"));
+    assert_status!(r, 400);
+    assert!(r.text().contains(refused), "{}", r.text());
+    // Refused before anything is reserved or stored.
+    assert_status!(e.c.request("HEAD", "/v1/images/vm-1", &[], None), 404);
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
+
+    let r = post_image(&e.c, &[("x-image-meta-disk_format", "qcow2")], None);
+    assert_status!(r, 201);
+    let path = format!("/v1/images/{}", image_id(&r));
+    let r = e.c.request("PUT", &path, &vmdk, None);
+    assert_status!(r, 400);
+    assert!(r.text().contains(refused), "{}", r.text());
+    let h = e.c.request("HEAD", &path, &[], None);
+    assert_eq!(h.header("x-image-meta-disk_format"), Some("qcow2"));
+    assert_eq!(h.header("x-image-meta-name"), Some(""));
+    let r =
+        e.c.request("PUT", &path, &[("x-image-meta-disk_format", "raw")], None);
+    assert_status!(r, 200);
+    assert_eq!(r.json()["image"]["disk_format"], "raw");
+}
+
 /// Sends a raw chunked upload and returns the reply text.
 fn raw_chunked_post(e: &Env, extra_headers: &str, chunks: &[&[u8]]) -> String {
     let mut body = Vec::new();

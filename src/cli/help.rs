@@ -98,7 +98,8 @@ lower-cased, '-' becomes '_'; a value may contain '='):
     id                the image id (default: a new UUID chosen by the server)
     is_public         true, on, 1 or false, off, 0 (default: false)
     disk_format       ami ari aki vhd vhdx vmdk raw qcow2 vdi iso (default: raw,
-                      or the container format when that is ami, ari or aki)
+                      or the container format when that is ami, ari or aki;
+                      the server may accept fewer: its disk_formats option)
     container_format  ami ari aki bare ovf (default: ovf, or the disk format
                       when that is ami, ari or aki)
     min_ram           minimum RAM in MB (default: 0)
