@@ -104,9 +104,10 @@ impl FromStr for Status {
     }
 }
 
-/// Disk formats Glance Diablo knew.
-pub const DISK_FORMATS: [&str; 9] = [
-    "ami", "ari", "aki", "vhd", "vmdk", "raw", "qcow2", "vdi", "iso",
+/// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` (which later Glance
+/// knows). glance-api can narrow them with its `disk_formats` option.
+pub const DISK_FORMATS: [&str; 10] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
 ];
 /// Container formats Glance Diablo knew.
 pub const CONTAINER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "bare", "ovf"];
@@ -254,6 +255,10 @@ pub struct Image {
     pub container_format: Option<String>,
     /// Size of the data in bytes.
     pub size: u64,
+    /// Size of the disk the data describes, in bytes, as glance-api learned it by inspecting
+    /// the data (a qcow2 image's virtual disk, for one); `None` while unknown. Never set by
+    /// API clients.
+    pub virtual_size: Option<u64>,
     /// Life-cycle state.
     pub status: Status,
     /// Visible to everyone.
@@ -289,6 +294,7 @@ impl Image {
             disk_format: None,
             container_format: None,
             size: 0,
+            virtual_size: None,
             status: Status::Active,
             is_public: false,
             location: None,
@@ -340,6 +346,7 @@ impl Image {
         set(&mut self.disk_format, &patch.disk_format);
         set(&mut self.container_format, &patch.container_format);
         set(&mut self.size, &patch.size);
+        set(&mut self.virtual_size, &patch.virtual_size);
         set(&mut self.status, &patch.status);
         set(&mut self.is_public, &patch.is_public);
         set(&mut self.location, &patch.location);
@@ -366,6 +373,7 @@ impl Image {
         m.insert("disk_format".into(), opt(&self.disk_format));
         m.insert("container_format".into(), opt(&self.container_format));
         m.insert("size".into(), Value::from(self.size));
+        m.insert("virtual_size".into(), Value::from(self.virtual_size));
         m.insert("status".into(), Value::from(self.status.as_str()));
         m.insert("is_public".into(), Value::from(self.is_public));
         if location {
@@ -433,6 +441,7 @@ impl Image {
             disk_format: s("disk_format"),
             container_format: s("container_format"),
             size: n("size"),
+            virtual_size: obj.get("virtual_size").and_then(Value::as_u64),
             status,
             is_public: b("is_public"),
             location: s("location"),
@@ -481,6 +490,9 @@ pub struct ImagePatch {
     pub container_format: Option<Option<String>>,
     /// New size.
     pub size: Option<u64>,
+    /// New virtual size (`Some(None)`: unknown again). Set by glance-api only, from what
+    /// it found in the data; the v1 API refuses it from clients.
+    pub virtual_size: Option<Option<u64>>,
     /// New status.
     pub status: Option<Status>,
     /// New visibility.
@@ -529,6 +541,7 @@ impl ImagePatch {
                 "checksum" => p.checksum = Some(json_opt_string(key, val)?),
                 "owner" => p.owner = Some(json_opt_string(key, val)?.filter(|s| !s.is_empty())),
                 "size" => p.size = json_count(key, val)?,
+                "virtual_size" => p.virtual_size = Some(json_count(key, val)?),
                 "min_ram" => p.min_ram = json_count(key, val)?,
                 "min_disk" => p.min_disk = json_count(key, val)?,
                 "is_public" => p.is_public = Some(json_bool(key, val)?),
@@ -579,6 +592,9 @@ impl ImagePatch {
         }
         if let Some(v) = self.size {
             put("size", Value::from(v));
+        }
+        if let Some(v) = self.virtual_size {
+            put("virtual_size", Value::from(v));
         }
         if let Some(v) = self.status {
             put("status", Value::from(v.as_str()));
@@ -732,6 +748,7 @@ mod tests {
     fn formats() {
         assert!(validate_formats(Some("qcow2"), Some("bare")).is_ok());
         assert!(validate_formats(Some("iso"), None).is_ok());
+        assert!(validate_formats(Some("vhdx"), Some("bare")).is_ok());
         assert!(validate_formats(None, None).is_ok());
         assert!(validate_formats(Some(""), Some("")).is_ok());
         assert!(validate_formats(Some("aki"), Some("aki")).is_ok());
@@ -841,6 +858,38 @@ mod tests {
         }
         .to_json();
         assert_eq!(patch_v, json!({"size": 3, "owner": null}));
+    }
+
+    #[test]
+    fn virtual_size_is_null_until_known() {
+        let mut img = Image::new("abc".into());
+        assert_eq!(img.to_json(true)["virtual_size"], Value::Null);
+        let set = ImagePatch::from_json(&json!({"virtual_size": 41943040}));
+        let set = set.unwrap_or_default();
+        assert_eq!(set.virtual_size, Some(Some(41943040)));
+        assert_eq!(set.to_json(), json!({"virtual_size": 41943040}));
+        img.apply(&set, false);
+        assert_eq!(img.virtual_size, Some(41943040));
+        assert_eq!(img.to_json(true)["virtual_size"], 41943040);
+        assert_eq!(
+            Image::from_json(&img.to_json(true))
+                .ok()
+                .map(|i| i.virtual_size),
+            Some(Some(41943040))
+        );
+        let from_text = ImagePatch::from_json(&json!({"virtual_size": "7"}));
+        assert_eq!(from_text.ok().map(|p| p.virtual_size), Some(Some(Some(7))));
+        // null makes it unknown again; an absent key leaves it alone.
+        let clear = ImagePatch::from_json(&json!({"virtual_size": null})).unwrap_or_default();
+        assert_eq!(clear.virtual_size, Some(None));
+        assert_eq!(clear.to_json(), json!({"virtual_size": null}));
+        img.apply(&ImagePatch::default(), false);
+        assert_eq!(img.virtual_size, Some(41943040));
+        img.apply(&clear, false);
+        assert_eq!(img.virtual_size, None);
+        for bad in [json!({"virtual_size": -1}), json!({"virtual_size": "1e3"})] {
+            assert!(ImagePatch::from_json(&bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -192,6 +192,7 @@ scenarios!(
     racing_uploads_one_wins,
     location_changes_only_while_queued,
     bad_chunks_kill_the_upload,
+    virtual_size_is_read_only,
 );
 
 fn hex(bytes: &[u8]) -> String {
@@ -960,6 +961,92 @@ fn status_rules(mode: Mode) {
     assert_eq!(r.json()["image"]["deleted"], false);
     assert_ne!(r.json()["image"]["created_at"], "2000-01-01T00:00:00");
     assert!(r.json()["image"]["updated_at"].is_string());
+}
+
+const VSIZE_READ_ONLY: &str =
+    "x-image-meta-virtual_size is read-only: glance computes it from the image data";
+
+/// `virtual_size` is shown (unknown: an empty header, JSON null) but never taken from a
+/// client: POST and PUT that send it are 400 and change nothing.
+fn virtual_size_is_read_only(mode: Mode) {
+    let e = env(mode, "");
+    let r = post_image(
+        &e.c,
+        &[
+            ("x-image-meta-name", "vsize"),
+            ("x-image-meta-is_public", "True"),
+            ("x-image-meta-disk_format", "vhdx"),
+            ("x-image-meta-container_format", "bare"),
+        ],
+        None,
+    );
+    assert_status!(r, 201);
+    assert_eq!(r.json()["image"]["virtual_size"], Value::Null);
+    assert_eq!(
+        r.json()["image"]["disk_format"],
+        "vhdx",
+        "vhdx known by default"
+    );
+    let id = image_id(&r);
+    let path = format!("/v1/images/{id}");
+    let head = |e: &Env| e.c.request("HEAD", &path, &[], None);
+    let h = head(&e);
+    assert_status!(h, 200);
+    assert_eq!(h.header("x-image-meta-virtual_size"), Some(""));
+    let detail = e.c.get("/v1/images/detail?status=queued").json();
+    assert_eq!(detail["images"][0]["id"], id.as_str(), "{detail}");
+    assert_eq!(detail["images"][0]["virtual_size"], Value::Null);
+
+    for (name, value) in [
+        ("x-image-meta-virtual_size", "1073741824"),
+        ("X-Image-Meta-Virtual-Size", ""),
+    ] {
+        let sent = [("x-image-meta-name", "changed"), (name, value)];
+        let r = post_image(&e.c, &sent, None);
+        assert_status!(r, 400);
+        assert!(r.text().contains(VSIZE_READ_ONLY), "{}", r.text());
+        let r = e.c.request("PUT", &path, &sent, None);
+        assert_status!(r, 400);
+        assert!(r.text().contains(VSIZE_READ_ONLY), "{}", r.text());
+    }
+    let list = e.c.get("/v1/images/detail?status=queued").json();
+    assert_eq!(list["images"].as_array().map(Vec::len), Some(1), "{list}");
+    let h = head(&e);
+    assert_eq!(h.header("x-image-meta-name"), Some("vsize"));
+    assert_eq!(h.header("x-image-meta-virtual_size"), Some(""));
+    assert!(h.header("x-image-meta-property-virtual_size").is_none());
+}
+
+#[test]
+fn disk_formats_narrow_what_clients_declare() {
+    let e = env(EMBEDDED, "disk_formats = raw,qcow2\n");
+    let refused = "Invalid disk format 'vmdk' for image. Valid values: raw, qcow2";
+    let vmdk = [
+        ("x-image-meta-id", "vm-1"),
+        ("x-image-meta-name", "vm"),
+        ("x-image-meta-disk_format", "vmdk"),
+        ("x-image-meta-container_format", "bare"),
+    ];
+    let r = post_image(&e.c, &upload_headers(&vmdk), Some(b"data"));
+    assert_status!(r, 400);
+    assert!(r.text().contains(refused), "{}", r.text());
+    // Refused before anything is reserved or stored.
+    assert_status!(e.c.request("HEAD", "/v1/images/vm-1", &[], None), 404);
+    assert!(e.stored().is_empty(), "{:?}", e.stored());
+
+    let r = post_image(&e.c, &[("x-image-meta-disk_format", "qcow2")], None);
+    assert_status!(r, 201);
+    let path = format!("/v1/images/{}", image_id(&r));
+    let r = e.c.request("PUT", &path, &vmdk, None);
+    assert_status!(r, 400);
+    assert!(r.text().contains(refused), "{}", r.text());
+    let h = e.c.request("HEAD", &path, &[], None);
+    assert_eq!(h.header("x-image-meta-disk_format"), Some("qcow2"));
+    assert_eq!(h.header("x-image-meta-name"), Some(""));
+    let r =
+        e.c.request("PUT", &path, &[("x-image-meta-disk_format", "raw")], None);
+    assert_status!(r, 200);
+    assert_eq!(r.json()["image"]["disk_format"], "raw");
 }
 
 /// Sends a raw chunked upload and returns the reply text.

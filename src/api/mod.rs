@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::auth::ContextSource;
+use crate::config::FormatMismatch;
 use crate::http::{Handler, Request, Response};
 use crate::notifier::Notifier;
 use crate::registry::{PageLimits, Registry};
@@ -34,6 +35,12 @@ pub struct ApiOptions {
     pub size_cap: u64,
     /// `public_endpoint`, already validated and without a trailing slash.
     pub public_endpoint: Option<String>,
+    /// `disk_formats`: the disk formats a client may declare on create and update (all
+    /// known to the registry; the registry itself accepts every known one).
+    pub disk_formats: Vec<String>,
+    /// `image_format_mismatch`: what an upload whose data is not in its declared
+    /// `disk_format` gets.
+    pub format_mismatch: FormatMismatch,
 }
 
 impl ApiOptions {
@@ -222,6 +229,8 @@ mod tests {
             limits: PageLimits::default(),
             size_cap: 1,
             public_endpoint: public_endpoint.map(str::to_string),
+            disk_formats: vec!["raw".into()],
+            format_mismatch: FormatMismatch::Reject,
         }
     }
 

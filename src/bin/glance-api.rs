@@ -60,6 +60,8 @@ fn run(cli: &CliArgs) -> Result<()> {
             limits,
             size_cap: cfg.image_size_cap,
             public_endpoint: cfg.public_endpoint.clone(),
+            disk_formats: cfg.disk_formats.clone(),
+            format_mismatch: cfg.image_format_mismatch,
         },
     };
     let cli = cli.clone();

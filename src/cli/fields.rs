@@ -10,12 +10,14 @@ use crate::image::{ImagePatch, Properties};
 
 use super::{CliError, CliResult};
 
-/// Fields `add` cannot set (removed with a warning).
-const NOT_SETTABLE: [&str; 2] = ["status", "size"];
+/// Fields `add` cannot set (removed with a warning). glance computes `virtual_size` from
+/// the data.
+const NOT_SETTABLE: [&str; 3] = ["status", "size", "virtual_size"];
 /// Fields `update` cannot change (removed with a warning).
-const NOT_MODIFIABLE: [&str; 10] = [
+const NOT_MODIFIABLE: [&str; 11] = [
     "id",
     "size",
+    "virtual_size",
     "status",
     "created_at",
     "created_on",
@@ -267,6 +269,22 @@ mod tests {
             plan.map(|p| p.warnings),
             Some(vec!["Found non-settable field size. Removing.".to_string()])
         );
+        // virtual_size is removed too, not made a property.
+        let plan = add_meta(vec![
+            ("name".into(), "n".into()),
+            ("virtual_size".into(), "1024".into()),
+        ])
+        .ok();
+        assert_eq!(
+            plan.as_ref().and_then(|p| p.meta.properties.clone()),
+            Some(Properties::new())
+        );
+        assert_eq!(
+            plan.map(|p| p.warnings),
+            Some(vec![
+                "Found non-settable field virtual_size. Removing.".to_string()
+            ])
+        );
         // An Amazon format on one side is the default of the other.
         let meta = add_meta(vec![
             ("name".into(), "k".into()),
@@ -305,6 +323,17 @@ mod tests {
         // Only removed fields: nothing to change, properties kept.
         let p = update_meta(vec![("size".into(), "1".into())]).map(|p| p.meta);
         assert_eq!(p.ok(), Some(ImagePatch::default()));
+        let plan = update_meta(vec![("virtual_size".into(), "1".into())]).ok();
+        assert_eq!(
+            plan.as_ref().map(|p| p.meta.clone()),
+            Some(ImagePatch::default())
+        );
+        assert_eq!(
+            plan.map(|p| p.warnings),
+            Some(vec![
+                "Found non-modifiable field virtual_size. Removing.".to_string()
+            ])
+        );
     }
 
     #[test]

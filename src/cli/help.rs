@@ -97,8 +97,9 @@ lower-cased, '-' becomes '_'; a value may contain '='):
     name              required: the image's name
     id                the image id (default: a new UUID chosen by the server)
     is_public         true, on, 1 or false, off, 0 (default: false)
-    disk_format       ami ari aki vhd vmdk raw qcow2 vdi iso (default: raw, or
-                      the container format when that is ami, ari or aki)
+    disk_format       ami ari aki vhd vhdx vmdk raw qcow2 vdi iso (default: raw,
+                      or the container format when that is ami, ari or aki;
+                      the server may accept fewer: its disk_formats option)
     container_format  ami ari aki bare ovf (default: ovf, or the disk format
                       when that is ami, ari or aki)
     min_ram           minimum RAM in MB (default: 0)
@@ -107,7 +108,9 @@ lower-cased, '-' becomes '_'; a value may contain '='):
     checksum          expected MD5 of the data: the upload fails if it differs
     location          register data that lives at this http(s) URI instead
                       of uploading it
-    status, size      cannot be set: removed with a warning
+    status, size, virtual_size
+                      cannot be set: removed with a warning (the server
+                      computes virtual_size from the data)
 
 Any other FIELD=VALUE is a custom property.
 
@@ -131,9 +134,9 @@ Examples:
 const UPDATE: &str = "\
 Changes the metadata of image ID. Fields: name, is_public, disk_format,
 container_format, min_ram, min_disk, owner (admins), location, checksum, as
-for 'add'; any other FIELD=VALUE is a custom property. id, size, status,
-created_at, updated_at, deleted_at and deleted cannot be changed and are
-removed with a warning.
+for 'add'; any other FIELD=VALUE is a custom property. id, size,
+virtual_size, status, created_at, updated_at, deleted_at and deleted cannot
+be changed and are removed with a warning.
 
 As with every Glance v1 update, when any FIELD=VALUE is given the image's
 custom properties are replaced by those given: properties not named are
@@ -187,8 +190,9 @@ Example:
     glance details status=active --limit 50";
 
 const SHOW: &str = "\
-Shows the metadata of image ID: URI, id, public, name, status, size, disk and
-container format, minimum RAM and disk, owner and custom properties.
+Shows the metadata of image ID: URI, id, public, name, status, size, virtual
+size (once the server has computed it), disk and container format, minimum
+RAM and disk, owner and custom properties.
 
 Example:
     glance show 6f2f...c1";

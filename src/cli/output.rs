@@ -60,6 +60,9 @@ pub fn show_block(out: &mut dyn Write, host: &str, i: &Image) -> io::Result<()> 
     writeln!(out, "Name: {}", none(&i.name))?;
     writeln!(out, "Status: {}", i.status)?;
     writeln!(out, "Size: {}", i.size)?;
+    if let Some(n) = i.virtual_size {
+        writeln!(out, "Virtual size: {n}")?;
+    }
     writeln!(out, "Disk format: {}", none(&i.disk_format))?;
     writeln!(out, "Container format: {}", none(&i.container_format))?;
     writeln!(out, "Minimum Ram Required (MB): {}", i.min_ram)?;
@@ -184,13 +187,15 @@ pub fn patch_pairs(p: &ImagePatch) -> Vec<(String, String)> {
     v
 }
 
-/// A full image record as dump pairs (the `-v` output of `add`).
+/// A full image record as dump pairs (the `-v` output of `add`). An unknown
+/// `virtual_size` is left out, so that the dump stays Diablo's.
 pub fn image_pairs(i: &Image) -> Vec<(String, String)> {
     let json = i.to_json(true);
     let Value::Object(map) = json else {
         return Vec::new();
     };
     map.iter()
+        .filter(|(k, v)| !(k.as_str() == "virtual_size" && v.is_null()))
         .map(|(k, v)| {
             let s = match v {
                 Value::Object(props) => py_dict(props.iter().map(|(pk, pv)| {
@@ -282,6 +287,29 @@ mod tests {
              Minimum Ram Required (MB): 0\nMinimum Disk Required (GB): 0\nOwner: tenant1\n\
              Property 'distro': Ubuntu\n"
         );
+    }
+
+    #[test]
+    fn show_block_virtual_size_only_when_known() {
+        let mut i = Image::new("368".into());
+        i.size = 3;
+        let unknown = text(|o| show_block(o, "h", &i));
+        assert!(!unknown.contains("Virtual size"), "{unknown}");
+        i.virtual_size = Some(1073741824);
+        let known = text(|o| show_block(o, "h", &i));
+        assert!(
+            known.contains("\nSize: 3\nVirtual size: 1073741824\nDisk format: None\n"),
+            "{known}"
+        );
+    }
+
+    #[test]
+    fn add_dump_shows_virtual_size_only_when_known() {
+        let mut i = Image::new("368".into());
+        let has = |i: &Image| image_pairs(i).iter().any(|(k, _)| k == "virtual_size");
+        assert!(!has(&i));
+        i.virtual_size = Some(5);
+        assert!(image_pairs(&i).contains(&("virtual_size".into(), "5".into())));
     }
 
     #[test]

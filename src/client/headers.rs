@@ -19,7 +19,8 @@ const PROPERTY: &str = "property-";
 /// The request headers that set the fields of `patch` (POST and PUT).
 ///
 /// Property keys must be header tokens (letters, digits, `_`, `-` …): the server lower-cases
-/// them and turns `-` into `_`. Values must not contain control characters.
+/// them and turns `-` into `_`. Values must not contain control characters. A
+/// `virtual_size` is sent as set; the server refuses it (glance computes it from the data).
 pub fn patch_to_headers(patch: &ImagePatch) -> Result<Vec<(String, String)>> {
     let mut h: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| h.push((format!("{META}{k}"), v));
@@ -38,6 +39,9 @@ pub fn patch_to_headers(patch: &ImagePatch) -> Result<Vec<(String, String)>> {
     }
     if let Some(v) = patch.size {
         put("size", v.to_string());
+    }
+    if let Some(v) = patch.virtual_size {
+        put("virtual_size", v.map(|n| n.to_string()).unwrap_or_default());
     }
     if let Some(v) = patch.status {
         put("status", v.as_str().to_string());
@@ -140,6 +144,7 @@ pub fn image_from_headers<'a>(
                 })?)
             }
             "size" => image.size = count(value)?,
+            "virtual_size" => image.virtual_size = nullable.as_deref().map(count).transpose()?,
             "disk_format" => image.disk_format = nullable,
             "container_format" => image.container_format = nullable,
             "checksum" => image.checksum = nullable,
@@ -229,6 +234,7 @@ mod tests {
         img.is_public = true;
         img.size = 42;
         img.min_ram = 3;
+        img.virtual_size = Some(1 << 30);
         img.owner = Some("t".into());
         img.checksum = Some("0123456789abcdef0123456789abcdef".into());
         img.location = Some("file:///var/lib/glance/images/abc".into());
@@ -245,6 +251,20 @@ mod tests {
             .collect();
         let got = image_from_headers(titled.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(got.ok(), Some(img));
+    }
+
+    #[test]
+    fn an_unknown_virtual_size_reads_back_as_none() {
+        let img = Image::new("abc".into());
+        let sent = server::to_headers(&img);
+        let got = image_from_headers(sent.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert_eq!(got.ok().map(|i| i.virtual_size), Some(None));
+        let bad = image_from_headers([
+            ("x-image-meta-id", "x"),
+            ("x-image-meta-status", "active"),
+            ("x-image-meta-virtual_size", "big"),
+        ]);
+        assert!(matches!(bad, Err(Error::InvalidResponse(_))));
     }
 
     #[test]

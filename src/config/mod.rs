@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::image::DISK_FORMATS;
 use crate::registry::Quotas;
 use crate::store::netguard::AddressPolicy;
 use crate::store::{
@@ -86,6 +87,41 @@ impl NotifierStrategy {
             "logging" => NotifierStrategy::Logging,
             "rabbit" => NotifierStrategy::Rabbit,
             _ => NotifierStrategy::Noop,
+        }
+    }
+}
+
+/// `image_format_mismatch` values.
+pub const FORMAT_MISMATCH_CHOICES: &[&str] = &["reject", "warn"];
+
+/// What glance-api does when the format it detects in an upload's data differs from the
+/// image's declared `disk_format` (`image_format_mismatch`, parsed when the config is
+/// loaded). The safety rules (no qcow2 backing or data files, no vmdk extents naming other
+/// files, ...) are enforced in both modes: an image that fails them is always refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FormatMismatch {
+    /// Refuse the upload (the default).
+    #[default]
+    Reject,
+    /// Accept the upload and log a warning.
+    Warn,
+}
+
+impl FormatMismatch {
+    /// The mode of a name in [`FORMAT_MISMATCH_CHOICES`] (checked by the caller).
+    fn from_name(name: &str) -> FormatMismatch {
+        if name.eq_ignore_ascii_case("warn") {
+            FormatMismatch::Warn
+        } else {
+            FormatMismatch::Reject
+        }
+    }
+
+    /// The option value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FormatMismatch::Reject => "reject",
+            FormatMismatch::Warn => "warn",
         }
     }
 }
@@ -945,6 +981,39 @@ fn read_location_policy(ini: &Ini) -> Result<(Option<Vec<String>>, Arc<AddressPo
     Ok((known, Arc::new(allowed)))
 }
 
+/// Reads `disk_formats`: a comma-separated list of known disk formats (any case; repeats
+/// dropped). Set but empty, or naming an unknown format, is an error: an API that accepts no
+/// format, or a typo that silently narrows the list, is never what the operator meant.
+fn read_disk_formats(ini: &Ini) -> Result<Vec<String>> {
+    const KEY: &str = "disk_formats";
+    let Some(v) = ini.get(ini::DEFAULT, KEY) else {
+        return Ok(DISK_FORMATS.iter().map(|f| f.to_string()).collect());
+    };
+    let mut formats: Vec<String> = Vec::new();
+    for entry in v.text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let known = DISK_FORMATS.iter().find(|f| f.eq_ignore_ascii_case(entry));
+        let Some(known) = known else {
+            return Err(v.error(
+                KEY,
+                &format!(
+                    "names an unknown disk format '{entry}' (known: {})",
+                    DISK_FORMATS.join(", ")
+                ),
+            ));
+        };
+        if !formats.iter().any(|f| f == known) {
+            formats.push(known.to_string());
+        }
+    }
+    if formats.is_empty() {
+        return Err(v.error(
+            KEY,
+            &format!("lists no disk format (known: {})", DISK_FORMATS.join(", ")),
+        ));
+    }
+    Ok(formats)
+}
+
 /// glance-registry.conf.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -1087,6 +1156,11 @@ pub struct ApiConfig {
     /// `filesystem_store_direct_io` (default True): the file store writes uploads with
     /// `O_DIRECT` where the filesystem allows it.
     pub filesystem_store_direct_io: bool,
+    /// `disk_formats`: the disk formats clients may declare on create and update, in the
+    /// configured order (default: every format in [`DISK_FORMATS`], in that order).
+    pub disk_formats: Vec<String>,
+    /// `image_format_mismatch` (default `reject`).
+    pub image_format_mismatch: FormatMismatch,
     /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
     pub notifier_strategy: NotifierStrategy,
     /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
@@ -1151,6 +1225,12 @@ impl ApiConfig {
                 4096..=16 << 20,
             )?,
             filesystem_store_direct_io: d.bool("filesystem_store_direct_io", true)?,
+            disk_formats: read_disk_formats(ini)?,
+            image_format_mismatch: FormatMismatch::from_name(&d.choice(
+                "image_format_mismatch",
+                FormatMismatch::default().as_str(),
+                FORMAT_MISMATCH_CHOICES,
+            )?),
             notifier_strategy: NotifierStrategy::from_name(&d.choice(
                 "notifier_strategy",
                 "noop",

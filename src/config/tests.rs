@@ -1011,3 +1011,47 @@ fn location_policy_options() {
         assert!(e.contains(text.split_once(" = ").unwrap().0), "{e}");
     }
 }
+
+#[test]
+fn disk_formats_option() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(
+        c.disk_formats.join(","),
+        "ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso"
+    );
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\ndisk_formats = raw, QCOW2,,raw ,vhdx\n")).unwrap();
+    assert_eq!(c.disk_formats, ["raw", "qcow2", "vhdx"]);
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\ndisk_formats = raw,floppy\n",
+    )));
+    assert!(
+        e.contains("glance-api.conf:2: disk_formats: \"raw,floppy\"")
+            && e.contains("unknown disk format 'floppy'")
+            && e.contains("known: ami, ari, aki, vhd, vhdx, vmdk, raw, qcow2, vdi, iso"),
+        "{e}"
+    );
+    for empty in ["disk_formats =", "disk_formats = , ,"] {
+        let e = err(ApiConfig::from_ini(&ini(&format!("[DEFAULT]\n{empty}\n"))));
+        assert!(
+            e.contains("disk_formats") && e.contains("lists no disk format"),
+            "{empty}: {e}"
+        );
+    }
+}
+
+#[test]
+fn image_format_mismatch_option() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(c.image_format_mismatch, FormatMismatch::Reject);
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nimage_format_mismatch = Warn\n")).unwrap();
+    assert_eq!(c.image_format_mismatch, FormatMismatch::Warn);
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nimage_format_mismatch = reject\n")).unwrap();
+    assert_eq!(c.image_format_mismatch, FormatMismatch::Reject);
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nimage_format_mismatch = ignore\n",
+    )));
+    assert!(
+        e.contains("image_format_mismatch: \"ignore\" is not one of: reject, warn"),
+        "{e}"
+    );
+}

@@ -263,6 +263,32 @@ mod tests {
         assert_eq!(error_from_status(502, "x").status(), 500);
     }
 
+    /// `virtual_size` through this client and a registry server (on an in-memory SQLite
+    /// registry) on loopback: the JSON both ways.
+    #[test]
+    fn virtual_size_over_http() {
+        use crate::auth::{AuthOptions, NoAuth};
+        use crate::http::server::{Server, ServerConfig};
+        use crate::registry::PageLimits;
+        use crate::registry::server::RegistryApp;
+        use crate::registry::sqlite::{SqliteOptions, SqliteRegistry};
+        use std::sync::Arc;
+
+        let sqlite = SqliteRegistry::open_in_memory(SqliteOptions::default());
+        let sqlite = sqlite.unwrap_or_else(|e| panic!("{e}"));
+        let auth = Arc::new(NoAuth(AuthOptions::default()));
+        let app = RegistryApp::new(Arc::new(sqlite), auth, PageLimits::default());
+        let server = Server::bind("127.0.0.1:0", ServerConfig::default());
+        let server = server.unwrap_or_else(|e| panic!("{e}"));
+        let port = server.local_addr().map(|a| a.port()).unwrap_or(0);
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run(Arc::new(app)));
+        let reg = RemoteRegistry::new("127.0.0.1", port, Duration::from_secs(30));
+        crate::registry::conformance::exercise_virtual_size(&reg);
+        stop.shutdown();
+        let _ = running.join();
+    }
+
     #[test]
     fn unreachable_registry_is_503() {
         // Port 1 on loopback refuses connections.

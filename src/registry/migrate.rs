@@ -21,7 +21,7 @@ struct Migration {
 }
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
-const MIGRATIONS: [Migration; 2] = [
+const MIGRATIONS: [Migration; 3] = [
     Migration {
         version: 1,
         sql: "
@@ -78,6 +78,12 @@ CREATE INDEX ix_images_owner ON images (owner);
 CREATE INDEX ix_image_properties_name_value ON image_properties (name, value);
 CREATE INDEX ix_image_members_member ON image_members (member);
 ",
+    },
+    // The size of the disk an image's data describes, learned by inspecting the data;
+    // NULL (unknown) for every image stored before.
+    Migration {
+        version: 3,
+        sql: "ALTER TABLE images ADD COLUMN virtual_size INTEGER;",
     },
 ];
 

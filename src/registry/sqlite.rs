@@ -120,7 +120,7 @@ const MAX_IDLE: usize = 32;
 /// The image columns, in the order [`row_to_image`] reads them (table alias `i`).
 const COLUMNS: &str = "i.id, i.name, i.disk_format, i.container_format, i.size, i.status, \
                        i.is_public, i.location, i.checksum, i.min_ram, i.min_disk, i.owner, \
-                       i.created_at, i.updated_at, i.deleted_at, i.deleted";
+                       i.created_at, i.updated_at, i.deleted_at, i.deleted, i.virtual_size";
 
 /// Where connections come from.
 #[derive(Debug)]
@@ -457,6 +457,10 @@ fn to_i64(field: &str, v: u64) -> Result<i64> {
         .map_err(|_| Error::bad_request(format!("Invalid value for '{field}': too large")))
 }
 
+fn opt_i64(field: &str, v: Option<u64>) -> Result<Option<i64>> {
+    v.map(|v| to_i64(field, v)).transpose()
+}
+
 /// The checks of a create or update (the registry may be called directly, so it checks
 /// everything itself): the record-level rules of the result, the names and value sizes of
 /// the properties the patch sets (properties already stored are left alone, so that rows
@@ -483,6 +487,13 @@ fn count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
 }
 
+/// Reads a nullable non-negative integer column.
+fn opt_count(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+    let v: Option<i64> = row.get(idx)?;
+    v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
+        .transpose()
+}
+
 /// Reads one image row selected with [`COLUMNS`] (properties empty).
 fn row_to_image(row: &Row<'_>) -> rusqlite::Result<Image> {
     let status: String = row.get(5)?;
@@ -495,6 +506,7 @@ fn row_to_image(row: &Row<'_>) -> rusqlite::Result<Image> {
         disk_format: row.get(2)?,
         container_format: row.get(3)?,
         size: count(row, 4)?,
+        virtual_size: opt_count(row, 16)?,
         status,
         is_public: row.get(6)?,
         location: row.get(7)?,
@@ -750,7 +762,8 @@ impl SqliteRegistry {
             tx.execute(
                 "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
                  size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
-                 min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13 WHERE id = ?1",
+                 min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13, \
+                 virtual_size = ?14 WHERE id = ?1",
                 params![
                     id,
                     img.name,
@@ -765,6 +778,7 @@ impl SqliteRegistry {
                     to_i64("min_disk", img.min_disk)?,
                     img.owner,
                     now,
+                    opt_i64("virtual_size", img.virtual_size)?,
                 ],
             )?;
             for name in old.properties.keys() {
@@ -918,6 +932,7 @@ impl Registry for SqliteRegistry {
         let size = to_i64("size", img.size)?;
         let min_ram = to_i64("min_ram", img.min_ram)?;
         let min_disk = to_i64("min_disk", img.min_disk)?;
+        let virtual_size = opt_i64("virtual_size", img.virtual_size)?;
         self.write(|tx| {
             let exists = tx
                 .query_row("SELECT 1 FROM images WHERE id = ?1", [&img.id], |_| Ok(()))
@@ -932,8 +947,9 @@ impl Registry for SqliteRegistry {
             tx.execute(
                 "INSERT INTO images (id, name, disk_format, container_format, size, status, \
                  is_public, location, checksum, min_ram, min_disk, owner, created_at, \
-                 updated_at, deleted_at, deleted) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL, 0)",
+                 updated_at, deleted_at, deleted, virtual_size) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL, 0, \
+                 ?14)",
                 params![
                     img.id,
                     img.name,
@@ -948,6 +964,7 @@ impl Registry for SqliteRegistry {
                     min_disk,
                     img.owner,
                     img.created_at,
+                    virtual_size,
                 ],
             )?;
             for (name, value) in &img.properties {

@@ -4,7 +4,8 @@
 //! property (key lower-cased, `-` → `_`); `-` and `_` in names are the same; an empty value
 //! means null. Response side: every field as `x-image-meta-<field>` (null → empty, booleans
 //! `True`/`False`), properties as `x-image-meta-property-<key>`, the location without
-//! credentials.
+//! credentials. `x-image-meta-virtual_size` is only ever a response header: glance computes
+//! it from the image data, so a request carrying it is refused.
 
 use crate::error::{Error, Result};
 use crate::http::Headers;
@@ -60,6 +61,7 @@ pub fn parse(headers: &Headers) -> Result<MetaHeaders> {
             "store" => meta.store = nullable,
             "is-public" => p.is_public = Some(value.eq_ignore_ascii_case("true")),
             "size" => p.size = count(&lower, value)?,
+            "virtual-size" => return Err(read_only_virtual_size()),
             "min-ram" => p.min_ram = count(&lower, value)?,
             "min-disk" => p.min_disk = count(&lower, value)?,
             "status" if !value.is_empty() => {
@@ -85,6 +87,14 @@ pub fn parse(headers: &Headers) -> Result<MetaHeaders> {
     Ok(meta)
 }
 
+/// The 400 of a request that tries to set `virtual_size`, whatever the value (even empty:
+/// there is nothing a client may say about it).
+fn read_only_virtual_size() -> Error {
+    Error::bad_request(
+        "x-image-meta-virtual_size is read-only: glance computes it from the image data",
+    )
+}
+
 fn count(header: &str, value: &str) -> Result<Option<u64>> {
     if value.is_empty() {
         return Ok(None);
@@ -102,6 +112,13 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
         ("name", opt(&image.name)),
         ("status", image.status.as_str().to_string()),
         ("size", image.size.to_string()),
+        (
+            "virtual_size",
+            image
+                .virtual_size
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
         ("disk_format", opt(&image.disk_format)),
         ("container_format", opt(&image.container_format)),
         ("checksum", opt(&image.checksum)),
@@ -233,6 +250,29 @@ mod tests {
     }
 
     #[test]
+    fn virtual_size_is_read_only() {
+        for (name, value) in [
+            ("x-image-meta-virtual_size", "1024"),
+            ("X-Image-Meta-Virtual-Size", ""),
+            ("x_image_meta_virtual_size", "lots"),
+        ] {
+            let err = parse(&headers(&[("x-image-meta-name", "n"), (name, value)]))
+                .err()
+                .map(|e| (e.status(), e.message()));
+            assert_eq!(
+                err,
+                Some((
+                    400,
+                    "x-image-meta-virtual_size is read-only: glance computes it from the \
+                     image data"
+                        .to_string()
+                )),
+                "{name}: {value}"
+            );
+        }
+    }
+
+    #[test]
     fn property_names_that_are_not_tokens() {
         for (key, shown) in [
             ("plain_key.v1", "plain_key.v1"),
@@ -256,6 +296,10 @@ mod tests {
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("x-image-meta-is_public").as_deref(), Some("False"));
         assert_eq!(get("x-image-meta-updated_at").as_deref(), Some(""));
+        assert_eq!(get("x-image-meta-virtual_size").as_deref(), Some(""));
+        img.virtual_size = Some(41943040);
+        let known = to_headers(&img);
+        assert!(known.contains(&("x-image-meta-virtual_size".into(), "41943040".into())));
         let loc = get("x-image-meta-location").unwrap_or_default();
         assert!(!loc.contains("secret"), "{loc}");
         assert_eq!(

@@ -69,6 +69,7 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
     check_writable(ctx)?;
     ctx.check_can_create()?;
     let meta = headers::parse(&req.headers)?;
+    check_disk_format(&app.opts.disk_formats, &meta.patch)?;
     let mut patch = meta.patch.clone();
     patch.status = Some(Status::Queued); // a client-sent status is ignored on create
     let location = patch.location.clone().flatten();
@@ -129,6 +130,7 @@ pub fn update(
         return Err(Error::Conflict("Cannot upload to an unqueued image".into()));
     }
     let meta = headers::parse(&req.headers)?;
+    check_disk_format(&app.opts.disk_formats, &meta.patch)?;
     let mut patch = meta.patch.clone();
     patch.id = None; // ids never change
     if let Some(next) = patch.status
@@ -223,6 +225,18 @@ fn check_writable(ctx: &Context) -> Result<()> {
         return Err(Error::Forbidden("Read-only access".into()));
     }
     Ok(())
+}
+
+/// A declared `disk_format` must be one of the configured `disk_formats` (a narrower set
+/// than the registry's known formats, which the registry checks in any case).
+fn check_disk_format(allowed: &[String], patch: &ImagePatch) -> Result<()> {
+    match &patch.disk_format {
+        Some(Some(d)) if !allowed.iter().any(|a| a == d) => Err(Error::bad_request(format!(
+            "Invalid disk format '{d}' for image. Valid values: {}",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A new or changed location must be one a client may register (returned parsed), and only
@@ -497,5 +511,33 @@ fn with_location_and_etag(
     match &image.checksum {
         Some(sum) => resp.with_header("ETag", sum),
         None => resp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_disk_formats_must_be_configured() {
+        let allowed = ["raw".to_string(), "qcow2".to_string()];
+        let declare = |d: Option<&str>| ImagePatch {
+            disk_format: Some(d.map(str::to_string)),
+            ..ImagePatch::default()
+        };
+        assert!(check_disk_format(&allowed, &declare(Some("qcow2"))).is_ok());
+        assert!(
+            check_disk_format(&allowed, &declare(None)).is_ok(),
+            "cleared"
+        );
+        assert!(check_disk_format(&allowed, &ImagePatch::default()).is_ok());
+        let e = check_disk_format(&allowed, &declare(Some("vmdk"))).err();
+        assert_eq!(
+            e.map(|e| (e.status(), e.message())),
+            Some((
+                400,
+                "Invalid disk format 'vmdk' for image. Valid values: raw, qcow2".to_string()
+            ))
+        );
     }
 }

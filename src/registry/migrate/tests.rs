@@ -70,6 +70,26 @@ fn previous_to_latest_keeps_data() {
 }
 
 #[test]
+fn migration_3_adds_an_unknown_virtual_size() {
+    let (_dir, mut conn) = file_db();
+    assert_eq!(sync(&mut conn, Some(2)).unwrap(), (0, 2));
+    conn.execute(
+        "INSERT INTO images (id, status, created_at) VALUES ('a', 'active', '2011-09-21T00:00:00.000000')",
+        [],
+    )
+    .unwrap();
+    assert_eq!(sync(&mut conn, Some(3)).unwrap(), (2, 3));
+    let v: Option<i64> = conn
+        .query_row("SELECT virtual_size FROM images WHERE id = 'a'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(v, None);
+    conn.execute("UPDATE images SET virtual_size = 1073741824", [])
+        .unwrap();
+}
+
+#[test]
 fn one_step_at_a_time() {
     let (_dir, mut conn) = file_db();
     for v in 1..=LATEST {

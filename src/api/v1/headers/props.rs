@@ -19,6 +19,7 @@ fn meta_name() -> impl Strategy<Value = String> {
         "store",
         "is_public",
         "size",
+        "virtual_size",
         "min_ram",
         "min-disk",
         "status",
