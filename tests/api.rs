@@ -323,7 +323,9 @@ fn create_queued_then_upload(mode: Mode) {
 
 fn create_with_data_and_download(mode: Mode) {
     let e = env(mode, "");
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    // Declared qcow2, the data must be qcow2 (the upload is inspected).
+    common::images::qcow2_over(&mut data, 1 << 30);
     let sum = md5_hex(&data);
     let size = data.len().to_string();
     let r = post_image(

@@ -276,7 +276,7 @@ fn add_show_update_download_delete() {
         &[
             "add",
             "name=CliImage",
-            "disk_format=qcow2",
+            "disk_format=raw",
             "container-format=bare",
             "is_public=on",
             "distro=Ubuntu",
@@ -298,7 +298,7 @@ fn add_show_update_download_delete() {
         *block,
         format!(
             "URI: http://127.0.0.1/images/{id}\nId: {id}\nPublic: Yes\nName: CliImage\n\
-             Status: active\nSize: 3\nDisk format: qcow2\nContainer format: bare\n\
+             Status: active\nSize: 3\nVirtual size: 3\nDisk format: raw\nContainer format: bare\n\
              Minimum Ram Required (MB): 0\nMinimum Disk Required (GB): 0\n\
              Property 'distro': Ubuntu\n"
         )
@@ -318,7 +318,7 @@ fn add_show_update_download_delete() {
         lines[2],
         format!(
             "{id} {:<30} {:<20} {:<20} {:>14}",
-            "CliImage", "qcow2", "bare", 3
+            "CliImage", "raw", "bare", 3
         )
     );
 

@@ -413,3 +413,82 @@ fn generator_builds_every_image() {
         wrong.join("\n")
     );
 }
+
+/// The inspector itself (the library, no server) on the real images: the verdict of every
+/// case is the same whatever the sizes of the reads the data arrives in, and is the
+/// verdict the table expects. The splits are random (proptest), over images built once.
+mod splits {
+    use std::sync::OnceLock;
+
+    use glance_rs::format::{Inspection, Inspector, OnMismatch, Refusal, Rules};
+    use proptest::prelude::*;
+
+    use super::{Accept, CASES, common, fs, images};
+
+    /// Every case's bytes and declared format, built once for all the property cases.
+    fn corpus() -> &'static [(&'static str, &'static str, bool, Vec<u8>)] {
+        static CORPUS: OnceLock<Vec<(&'static str, &'static str, bool, Vec<u8>)>> = OnceLock::new();
+        CORPUS.get_or_init(|| {
+            if !images::tools_present("splits") {
+                return Vec::new();
+            }
+            let tmp = common::tempdir();
+            let built = CASES
+                .iter()
+                .map(|c| {
+                    let file = (c.build)(tmp.path());
+                    let bytes = fs::read(&file).unwrap_or_default();
+                    let accept = matches!(c.verdict, Accept(_));
+                    (c.name, c.declared, accept, bytes)
+                })
+                .collect();
+            // The temp dir goes; the bytes stay in memory.
+            drop(tmp);
+            built
+        })
+    }
+
+    fn inspect(data: &[u8], declared: &str, reads: &[usize]) -> Result<Inspection, Refusal> {
+        let mut inspector = Inspector::new(Rules {
+            disk_format: Some(declared.into()),
+            container_format: Some("bare".into()),
+            on_mismatch: OnMismatch::Reject,
+        });
+        let mut rest = data;
+        let mut k = 0;
+        while !rest.is_empty() {
+            let n = reads
+                .get(k % reads.len().max(1))
+                .copied()
+                .unwrap_or(rest.len());
+            let n = n.clamp(1, rest.len());
+            inspector.feed(&rest[..n]);
+            rest = &rest[n..];
+            k += 1;
+        }
+        inspector.finish()
+    }
+
+    #[test]
+    fn whole_reads_give_the_expected_verdicts() {
+        for (name, declared, accept, data) in corpus() {
+            let got = inspect(data, declared, &[]);
+            assert_eq!(got.is_ok(), *accept, "{name}: {got:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn random_reads_give_the_same_verdict(
+            reads in proptest::collection::vec(prop_oneof![1usize..600, 1usize..70_000,
+                                                           1usize..2_000_000], 1..10)) {
+            for (name, declared, _, data) in corpus() {
+                let whole = inspect(data, declared, &[]);
+                let split = inspect(data, declared, &reads);
+                prop_assert_eq!(&whole, &split, "{}", name);
+            }
+        }
+    }
+}

@@ -208,6 +208,14 @@ fn md5_hex(data: &[u8]) -> String {
 }
 
 /// `len` reproducible pseudo-random bytes (xorshift), different per `seed`.
+/// [`image_bytes`] that are a qcow2 image (a valid empty qcow2 header in front), for
+/// uploads declared `qcow2`: glance-api inspects every upload.
+fn qcow2_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = image_bytes(len, seed);
+    common::images::qcow2_over(&mut data, 1 << 30);
+    data
+}
+
 fn image_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
@@ -595,7 +603,7 @@ fn glanceclient_v1_commands() {
         ],
     );
     let tmp = common::tempdir();
-    let data = image_bytes(3 * 1024 * 1024 + 123, 1);
+    let data = qcow2_bytes(3 * 1024 * 1024 + 123, 1);
     let file = write_file(tmp.path(), "image.qcow2", &data);
     let g = |via: &Wire, args: &[&str], stdin: Stdin| {
         let mut all = vec![
@@ -989,7 +997,7 @@ fn openstackclient_5_1_image_v1_commands() {
     let (api, c) = glance_api();
     let wire = Wire::start(api.addr, &[]);
     let tmp = common::tempdir();
-    let data = image_bytes(2 * 1024 * 1024 + 321, 5);
+    let data = qcow2_bytes(2 * 1024 * 1024 + 321, 5);
     let file = write_file(tmp.path(), "image.qcow2", &data);
     let o = |args: &[&str]| {
         let mut all = vec![
@@ -1170,7 +1178,7 @@ fn openstacksdk_image_v1_proxy() {
     let (api, c) = glance_api();
     let wire = Wire::start(api.addr, &[]);
     let tmp = common::tempdir();
-    let data = image_bytes(3 * 1024 * 1024 + 5, 7);
+    let data = qcow2_bytes(3 * 1024 * 1024 + 5, 7);
     let file = write_file(tmp.path(), "image.qcow2", &data);
     let remote = image_bytes(50_000, 8);
     let url = serve_remote_image(remote.clone());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::auth::ContextSource;
-use crate::config::FormatMismatch;
+use crate::format::OnMismatch;
 use crate::http::{Handler, Request, Response};
 use crate::notifier::Notifier;
 use crate::registry::{PageLimits, Registry};
@@ -40,7 +40,7 @@ pub struct ApiOptions {
     pub disk_formats: Vec<String>,
     /// `image_format_mismatch`: what an upload whose data is not in its declared
     /// `disk_format` gets.
-    pub format_mismatch: FormatMismatch,
+    pub format_mismatch: OnMismatch,
 }
 
 impl ApiOptions {
@@ -230,7 +230,7 @@ mod tests {
             size_cap: 1,
             public_endpoint: public_endpoint.map(str::to_string),
             disk_formats: vec!["raw".into()],
-            format_mismatch: FormatMismatch::Reject,
+            format_mismatch: OnMismatch::Reject,
         }
     }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::format::OnMismatch;
 use crate::image::DISK_FORMATS;
 use crate::registry::Quotas;
 use crate::store::netguard::AddressPolicy;
@@ -93,38 +94,6 @@ impl NotifierStrategy {
 
 /// `image_format_mismatch` values.
 pub const FORMAT_MISMATCH_CHOICES: &[&str] = &["reject", "warn"];
-
-/// What glance-api does when the format it detects in an upload's data differs from the
-/// image's declared `disk_format` (`image_format_mismatch`, parsed when the config is
-/// loaded). The safety rules (no qcow2 backing or data files, no vmdk extents naming other
-/// files, ...) are enforced in both modes: an image that fails them is always refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FormatMismatch {
-    /// Refuse the upload (the default).
-    #[default]
-    Reject,
-    /// Accept the upload and log a warning.
-    Warn,
-}
-
-impl FormatMismatch {
-    /// The mode of a name in [`FORMAT_MISMATCH_CHOICES`] (checked by the caller).
-    fn from_name(name: &str) -> FormatMismatch {
-        if name.eq_ignore_ascii_case("warn") {
-            FormatMismatch::Warn
-        } else {
-            FormatMismatch::Reject
-        }
-    }
-
-    /// The option value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FormatMismatch::Reject => "reject",
-            FormatMismatch::Warn => "warn",
-        }
-    }
-}
 
 /// Default `log_date_format` (Glance's).
 pub const DEFAULT_LOG_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -1160,7 +1129,7 @@ pub struct ApiConfig {
     /// configured order (default: every format in [`DISK_FORMATS`], in that order).
     pub disk_formats: Vec<String>,
     /// `image_format_mismatch` (default `reject`).
-    pub image_format_mismatch: FormatMismatch,
+    pub image_format_mismatch: OnMismatch,
     /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
     pub notifier_strategy: NotifierStrategy,
     /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
@@ -1226,9 +1195,9 @@ impl ApiConfig {
             )?,
             filesystem_store_direct_io: d.bool("filesystem_store_direct_io", true)?,
             disk_formats: read_disk_formats(ini)?,
-            image_format_mismatch: FormatMismatch::from_name(&d.choice(
+            image_format_mismatch: OnMismatch::from_name(&d.choice(
                 "image_format_mismatch",
-                FormatMismatch::default().as_str(),
+                OnMismatch::default().as_str(),
                 FORMAT_MISMATCH_CHOICES,
             )?),
             notifier_strategy: NotifierStrategy::from_name(&d.choice(

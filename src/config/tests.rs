@@ -1042,11 +1042,11 @@ fn disk_formats_option() {
 #[test]
 fn image_format_mismatch_option() {
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
-    assert_eq!(c.image_format_mismatch, FormatMismatch::Reject);
+    assert_eq!(c.image_format_mismatch, OnMismatch::Reject);
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\nimage_format_mismatch = Warn\n")).unwrap();
-    assert_eq!(c.image_format_mismatch, FormatMismatch::Warn);
+    assert_eq!(c.image_format_mismatch, OnMismatch::Warn);
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\nimage_format_mismatch = reject\n")).unwrap();
-    assert_eq!(c.image_format_mismatch, FormatMismatch::Reject);
+    assert_eq!(c.image_format_mismatch, OnMismatch::Reject);
     let e = err(ApiConfig::from_ini(&ini(
         "[DEFAULT]\nimage_format_mismatch = ignore\n",
     )));

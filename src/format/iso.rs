@@ -1,5 +1,7 @@
 //! ISO 9660: the primary volume descriptor in sector 16 (byte 32768) gives the volume size
-//! (blocks × block size). An ISO may carry an MBR or GPT in its first 32 KiB (a hybrid
+//! (blocks × block size), which must fit in the data; the virtual size is the data's size,
+//! as qemu sees a disc (current Glance reports the volume size, which leaves out a hybrid
+//! ISO's appended partitions). An ISO may carry an MBR or GPT in its first 32 KiB (a hybrid
 //! ISO, bootable from a disk); that is expected and not checked as a partition table.
 //!
 //! Refused: a block size other than 512–4096 (a power of two), an empty volume, and a
@@ -50,6 +52,8 @@ impl Parser for Iso {
                 self.volume
             )));
         }
-        Ok(self.volume)
+        // The hypervisor sees the whole file as the disc (qemu reads an ISO as raw): data
+        // after the volume, such as a hybrid ISO's appended EFI partition, is part of it.
+        Ok(total)
     }
 }

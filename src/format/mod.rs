@@ -188,8 +188,10 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// What to do when the detected format differs from the declared `disk_format`
-/// (`image_format_mismatch`).
+/// What glance-api does when the format it detects in an upload's data differs from the
+/// image's declared `disk_format` (`image_format_mismatch`). The safety rules (no qcow2
+/// backing or data files, no vmdk extents naming other files, ...) are enforced in both
+/// modes: an image that fails them is always refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnMismatch {
     /// Refuse the image (the default).
@@ -197,6 +199,25 @@ pub enum OnMismatch {
     Reject,
     /// Accept it and log a warning.
     Warn,
+}
+
+impl OnMismatch {
+    /// The mode of an option value (`warn`, else `reject`; the config checks the choice).
+    pub fn from_name(name: &str) -> OnMismatch {
+        if name.eq_ignore_ascii_case("warn") {
+            OnMismatch::Warn
+        } else {
+            OnMismatch::Reject
+        }
+    }
+
+    /// The option value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnMismatch::Reject => "reject",
+            OnMismatch::Warn => "warn",
+        }
+    }
 }
 
 /// What the data is checked against besides the formats' own safety rules.

@@ -535,3 +535,35 @@ pub fn vhdx_truncated(dir: &Path) -> PathBuf {
 pub fn vdi_truncated(dir: &Path) -> PathBuf {
     head(&vdi(dir), dir, "truncated.vdi", 1024)
 }
+
+/// Overwrites the start of `data` (at least 196,616 bytes) with an empty qcow2 v3 image of
+/// `virtual_size` bytes as qemu-img lays it out (64 KiB clusters: header, refcount table,
+/// refcount block, L1 table), so that tests can upload arbitrary bytes declared `qcow2`:
+/// the bytes after the L1 table are not referenced and the inspector accepts them. No tool
+/// needed.
+pub fn qcow2_over(data: &mut [u8], virtual_size: u64) {
+    const CLUSTER: usize = 65536;
+    assert!(
+        data.len() >= 3 * CLUSTER + 8,
+        "qcow2_over needs 196616 bytes"
+    );
+    data[..3 * CLUSTER + 8].fill(0);
+    let be32 = |d: &mut [u8], at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    let be64 = |d: &mut [u8], at: usize, v: u64| d[at..at + 8].copy_from_slice(&v.to_be_bytes());
+    data[..4].copy_from_slice(b"QFI\xfb");
+    be32(data, 4, 3); // version
+    be32(data, 20, 16); // cluster bits
+    be64(data, 24, virtual_size);
+    let l1 = virtual_size.div_ceil(1 << 29).max(1) as u32; // one L1 entry maps 512 MiB
+    assert!(
+        l1 <= 8192,
+        "qcow2_over: virtual size too large for one L1 cluster"
+    );
+    be32(data, 36, l1);
+    be64(data, 40, 3 * CLUSTER as u64); // L1 table
+    be64(data, 48, CLUSTER as u64); // refcount table
+    be32(data, 56, 1);
+    be32(data, 96, 4); // refcount order
+    be32(data, 100, 104); // header length
+    be64(data, CLUSTER, 2 * CLUSTER as u64); // refcount table -> refcount block
+}

@@ -369,7 +369,7 @@ fn upload_and_activate(
     let rules = Rules {
         disk_format: image.disk_format.clone(),
         container_format: image.container_format.clone(),
-        on_mismatch: crate::format::OnMismatch::Reject,
+        on_mismatch: app.opts.format_mismatch,
     };
     let stored = match app
         .stores
@@ -414,6 +414,7 @@ fn upload_and_activate(
         location: Some(Some(stored.location.clone())),
         checksum: Some(Some(stored.checksum.clone())),
         size: Some(stored.size),
+        virtual_size: Some(Some(stored.inspection.virtual_size)),
         ..ImagePatch::default()
     };
     app.registry
