@@ -425,9 +425,12 @@ mod splits {
 
     use super::{Accept, CASES, common, fs, images};
 
+    /// A case's name, declared format, whether it is accepted, and its bytes.
+    type Built = (&'static str, &'static str, bool, Vec<u8>);
+
     /// Every case's bytes and declared format, built once for all the property cases.
-    fn corpus() -> &'static [(&'static str, &'static str, bool, Vec<u8>)] {
-        static CORPUS: OnceLock<Vec<(&'static str, &'static str, bool, Vec<u8>)>> = OnceLock::new();
+    fn corpus() -> &'static [Built] {
+        static CORPUS: OnceLock<Vec<Built>> = OnceLock::new();
         CORPUS.get_or_init(|| {
             if !images::tools_present("splits") {
                 return Vec::new();
