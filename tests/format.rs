@@ -8,8 +8,8 @@
 //! - a refused one gets a 400 naming the reason, ends `killed`, and the store keeps nothing
 //!   of it (no file, no temp file, no object, no segment).
 //!
-//! Each case runs with the file store (`file_store::<case>`); a representative subset also
-//! runs with Swift and with its S3 API (`swift_store`, `s3_store`; these need
+//! Each case runs with the file store (`file_store::<case>`), and all of them again with
+//! Swift and with its S3 API (`swift_store`, `s3_store`; these need
 //! `tests/services/swift-s3.sh` and are skipped with a printed reason without it, unless
 //! `GLANCE_TEST_REQUIRE_SERVICES=1`). `generator_builds_every_image` checks the images
 //! themselves against `qemu-img info`.
@@ -132,15 +132,6 @@ cases! {
     mismatch_vmdk_is_raw: "vmdk", images::raw_plain, Some("raw"), MISMATCH;
     mismatch_iso_is_raw: "iso", images::raw_plain, Some("raw"), MISMATCH;
 }
-
-/// The cases also run against Swift and S3: a safe qcow2, an unsafe one, a VMDK descriptor
-/// and a format mismatch.
-const OBJECT_STORE_CASES: &[&str] = &[
-    "qcow2_v3",
-    "qcow2_backing_file",
-    "vmdk_monolithic_flat",
-    "mismatch_raw_is_qcow2",
-];
 
 fn case(name: &str) -> &'static Case {
     CASES
@@ -341,7 +332,8 @@ fn file_store(name: &str) {
     check(api.addr, &store, "file", case, &file);
 }
 
-/// [`OBJECT_STORE_CASES`] against glance-api with `kind` as the default store.
+/// Every case against glance-api with `kind` as the default store (one server, one upload
+/// after another).
 fn object_store(test: &str, kind: StoreKind) {
     if !images::tools_present(test) {
         return;
@@ -358,8 +350,7 @@ fn object_store(test: &str, kind: StoreKind) {
     let api = Server::start("glance-api", &conf, false);
     let tmp = common::tempdir();
     let label = format!("{kind:?}");
-    for name in OBJECT_STORE_CASES {
-        let case = case(name);
+    for case in CASES {
         let file = (case.build)(tmp.path());
         check(api.addr, &Store::Object(&store), &label, case, &file);
     }
@@ -381,9 +372,6 @@ fn s3_store() {
 fn generator_builds_every_image() {
     if !images::tools_present("generator_builds_every_image") {
         return;
-    }
-    for name in OBJECT_STORE_CASES {
-        case(name);
     }
     let tmp = common::tempdir();
     let mut wrong = Vec::new();
