@@ -2,10 +2,15 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Client, REGISTRY_CONF, Server, bin, tempdir, write_config};
+use common::{Client, EMBEDDED_API_CONF, REGISTRY_CONF, Server, bin, tempdir, write_config};
+use glance_rs::auth::{AuthOptions, Context};
+use glance_rs::image::{ImageId, ImagePatch, Status};
+use glance_rs::registry::Registry;
+use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
 
 fn run(program: &str, args: &[&str], dir: &std::path::Path) -> Output {
     Command::new(bin(program))
@@ -286,4 +291,283 @@ fn sighup_rereads_logging_options_and_reopens_the_log() {
     }
     assert!(after.contains("GET /images"), "new log file: {after}");
     assert!(after.contains("re-read"), "{after}");
+}
+
+/// Registers an image straight in the database, as images were stored before uploads were
+/// inspected: `active`, with a `file://` location in `<dir>/images` (the data is whatever
+/// the caller put there, or nothing).
+fn register(reg: &SqliteRegistry, dir: &Path, id: &str, disk_format: &str) -> PathBuf {
+    let data = dir.join("images").join(id);
+    let patch = ImagePatch {
+        id: Some(id.into()),
+        name: Some(Some(format!("old {id}"))),
+        disk_format: Some(Some(disk_format.into())),
+        container_format: Some(Some("bare".into())),
+        status: Some(Status::Active),
+        location: Some(Some(format!("file://{}", data.display()))),
+        ..ImagePatch::default()
+    };
+    reg.create(&Context::noauth_admin(&AuthOptions::default()), &patch)
+        .unwrap_or_else(|e| panic!("registering {id}: {e}"));
+    // created_at orders `inspect --all`: keep the registration order.
+    std::thread::sleep(Duration::from_millis(5));
+    data
+}
+
+/// `qemu-img create -q -f qcow2 [extra...] path 64M`.
+fn qemu_img_create(qemu_img: &Path, path: &Path, extra: &[&str]) {
+    let out = Command::new(qemu_img)
+        .args(["create", "-q", "-f", "qcow2"])
+        .args(extra)
+        .arg(path)
+        .arg("64M")
+        .output()
+        .unwrap_or_else(|e| panic!("qemu-img: {e}"));
+    assert!(out.status.success(), "qemu-img: {}", text(&out.stderr));
+}
+
+/// The report line of `id` in `inspect` output: its four columns (the verdict whole).
+fn report_of<'a>(stdout: &'a str, id: &str) -> (&'a str, &'a str, &'a str) {
+    let line = stdout
+        .lines()
+        .find(|l| l.split(' ').next() == Some(id))
+        .unwrap_or_else(|| panic!("no line for {id} in:\n{stdout}"));
+    // The fixed columns: id 36, format 8, virtual size 20 (right-aligned).
+    assert_eq!(&line[36..37], " ", "{line}");
+    let format = line[37..45].trim_end();
+    let size = line[46..66].trim_start();
+    let verdict = &line[67..];
+    (format, size, verdict)
+}
+
+#[test]
+fn inspect_checks_images_stored_before_inspection() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let conf = write_config(dir, "glance-api", EMBEDDED_API_CONF);
+    let conf = conf.to_string_lossy().into_owned();
+    std::fs::create_dir_all(dir.join("images")).unwrap_or_else(|e| panic!("datadir: {e}"));
+    let reg = SqliteRegistry::open(&dir.join("api.sqlite"), SqliteOptions::default())
+        .unwrap_or_else(|e| panic!("registry: {e}"));
+
+    // Ids of 36 characters, like the UUIDs glance-api gives, named after what they hold.
+    let id = |name: &str| format!("{name:-<36}");
+    let raw = id("raw-ok");
+    std::fs::write(register(&reg, dir, &raw, "raw"), vec![0u8; 1 << 20])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let missing = id("missing");
+    register(&reg, dir, &missing, "raw");
+
+    let qemu_img = common::images::tool("qemu-img");
+    let (qcow2, backing, mismatch) = (id("qcow2-ok"), id("qcow2-backing"), id("qcow2-as-raw"));
+    match &qemu_img {
+        Some(q) => {
+            qemu_img_create(q, &register(&reg, dir, &qcow2, "qcow2"), &[]);
+            qemu_img_create(
+                q,
+                &register(&reg, dir, &backing, "qcow2"),
+                &["-u", "-b", "/etc/passwd", "-F", "raw"],
+            );
+            qemu_img_create(q, &register(&reg, dir, &mismatch, "raw"), &[]);
+        }
+        None => {
+            let required = std::env::var("GLANCE_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "qemu-img (Debian package qemu-utils) is required \
+                 (GLANCE_TEST_REQUIRE_SERVICES=1) but missing"
+            );
+            eprintln!(
+                "SKIPPED the qcow2 part of inspect_checks_images_stored_before_inspection: \
+                 qemu-img (Debian package qemu-utils) is missing"
+            );
+        }
+    }
+    // Not inspected by --all: a deleted image (its data still there) and a queued one.
+    let deleted = id("deleted");
+    std::fs::write(register(&reg, dir, &deleted, "raw"), b"gone").unwrap_or_else(|e| panic!("{e}"));
+    let admin = Context::noauth_admin(&AuthOptions::default());
+    let deleted_id = ImageId::parse(&deleted).unwrap_or_else(|e| panic!("{e}"));
+    reg.delete(&admin, &deleted_id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let queued = id("queued");
+    reg.create(
+        &admin,
+        &ImagePatch {
+            id: Some(queued.clone()),
+            status: Some(Status::Queued),
+            ..ImagePatch::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(reg);
+
+    // --all: one line per stored image in registration order, then the summary; exit 1.
+    let out = run(
+        "glance-manage",
+        &["--config-file", &conf, "inspect", "--all"],
+        dir,
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        report_of(&stdout, &raw),
+        ("raw", "1048576", "ok"),
+        "{stdout}"
+    );
+    let (format, size, verdict) = report_of(&stdout, &missing);
+    assert_eq!((format, size), ("-", "-"), "{stdout}");
+    assert!(
+        verdict.starts_with("error: ") && verdict.contains("not found"),
+        "{stdout}"
+    );
+    let mut expected = vec![raw.as_str(), missing.as_str()];
+    let qcow2_expected = if qemu_img.is_some() {
+        assert_eq!(
+            report_of(&stdout, &qcow2),
+            ("qcow2", "67108864", "ok"),
+            "{stdout}"
+        );
+        let (format, size, verdict) = report_of(&stdout, &backing);
+        assert_eq!((format, size), ("qcow2", "-"), "{stdout}");
+        assert!(verdict.starts_with("UNSAFE: backing file: "), "{stdout}");
+        let (format, size, verdict) = report_of(&stdout, &mismatch);
+        assert_eq!((format, size), ("qcow2", "-"), "{stdout}");
+        assert!(verdict.starts_with("UNSAFE: format mismatch: "), "{stdout}");
+        expected.extend([qcow2.as_str(), backing.as_str(), mismatch.as_str()]);
+        "inspected 5 images: 2 ok, 2 unsafe, 1 errors"
+    } else {
+        "inspected 2 images: 1 ok, 0 unsafe, 1 errors"
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    let listed: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split(' ').next())
+        .take(lines.len().saturating_sub(1))
+        .collect();
+    assert_eq!(listed, expected, "{stdout}");
+    assert_eq!(lines.last().copied(), Some(qcow2_expected), "{stdout}");
+    // Nothing changed: the data is all still there.
+    assert!(dir.join("images").join(&deleted).exists());
+
+    // One safe image: exit 0.
+    let out = run(
+        "glance-manage",
+        &["--config-file", &conf, "inspect", &raw],
+        dir,
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(report_of(&stdout, &raw), ("raw", "1048576", "ok"));
+    assert!(
+        stdout.ends_with("inspected 1 images: 1 ok, 0 unsafe, 0 errors\n"),
+        "{stdout}"
+    );
+
+    // Named images that cannot be inspected are error lines, and fail the run.
+    let unknown = id("unknown");
+    let out = run(
+        "glance-manage",
+        &[
+            "--config-file",
+            &conf,
+            "inspect",
+            &raw,
+            &unknown,
+            &deleted,
+            &queued,
+        ],
+        dir,
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        report_of(&stdout, &unknown),
+        ("-", "-", "error: no such image")
+    );
+    assert_eq!(
+        report_of(&stdout, &deleted),
+        ("-", "-", "error: image is deleted")
+    );
+    assert_eq!(
+        report_of(&stdout, &queued),
+        ("-", "-", "error: image has no stored data (status queued)")
+    );
+    assert!(
+        stdout.ends_with("inspected 4 images: 1 ok, 0 unsafe, 3 errors\n"),
+        "{stdout}"
+    );
+
+    // Usage errors, and the database commands refuse --all.
+    for (args, needle) in [
+        (vec!["inspect"], "inspect needs image ids or --all"),
+        (vec!["inspect", "--all", &raw], "not both"),
+        (
+            vec!["db_version", "--all"],
+            "--all is an option of the inspect command",
+        ),
+    ] {
+        let mut full = vec!["--config-file", conf.as_str()];
+        full.extend(args.iter().copied());
+        let out = run("glance-manage", &full, dir);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("glance-manage: ERROR: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+
+    // With a remote registry, glance-api.conf names no database: --sql-connection must.
+    let remote = write_config(
+        dir,
+        "remote-api",
+        &format!("{EMBEDDED_API_CONF}registry_host = 127.0.0.1\n"),
+    );
+    let out = run(
+        "glance-manage",
+        &[
+            "--config-file",
+            &remote.to_string_lossy(),
+            "inspect",
+            "--all",
+        ],
+        dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("registry_host") && err.contains("--sql-connection"),
+        "{err}"
+    );
+
+    // --sql-connection names another database (here: an empty one, so nothing to inspect).
+    let other = dir.join("other.sqlite");
+    drop(SqliteRegistry::open(&other, SqliteOptions::default()).unwrap_or_else(|e| panic!("{e}")));
+    let url = format!("sqlite:///{}", other.display());
+    let out = run(
+        "glance-manage",
+        &[
+            "--config-file",
+            &conf,
+            "--sql-connection",
+            &url,
+            "inspect",
+            "--all",
+        ],
+        dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "inspected 0 images: 0 ok, 0 unsafe, 0 errors\n"
+    );
+
+    // The help lists the command.
+    let out = run("glance-manage", &["--help"], dir);
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("inspect ID...") && help.contains("--all"),
+        "{help}"
+    );
 }

@@ -31,7 +31,8 @@
 //!   shared-images listings hold at most the larger of the member quota and the page cap.
 //!
 //! The schema and its migrations are in [`super::migrate`]; `glance-manage` uses
-//! [`db_version`] and [`db_sync`], `glance-scrubber` [`SqliteRegistry::pending_deletes`] and
+//! [`db_version`], [`db_sync`], [`SqliteRegistry::images_with_data`] and
+//! [`SqliteRegistry::find_any`], `glance-scrubber` [`SqliteRegistry::pending_deletes`] and
 //! [`SqliteRegistry::set_status_raw`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -322,6 +323,36 @@ impl SqliteRegistry {
                 .collect::<rusqlite::Result<Vec<Image>>>()?;
             Ok(images)
         })
+    }
+
+    /// One page of the images whose stored data `glance-manage inspect --all` reads: not
+    /// deleted, with a location, and `active`, `queued` or `killed` (an image still `saving`
+    /// is being inspected by its upload). Ordered by `(created_at, id)`; a page starts after
+    /// the `(created_at, id)` of the previous page's last image (`None`: from the first).
+    /// Properties are not loaded.
+    pub fn images_with_data(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<Image>> {
+        let (created_at, id) = after.unwrap_or(("", ""));
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM images i WHERE i.deleted = 0 \
+                 AND i.status IN ('active', 'queued', 'killed') \
+                 AND i.location IS NOT NULL AND i.location <> '' \
+                 AND (i.created_at, i.id) > (?1, ?2) \
+                 ORDER BY i.created_at, i.id LIMIT ?3"
+            );
+            let mut st = tx.prepare(&sql)?;
+            let images = st
+                .query_map(params![created_at, id, limit], row_to_image)?
+                .collect::<rusqlite::Result<Vec<Image>>>()?;
+            Ok(images)
+        })
+    }
+
+    /// The record of an image whatever its status, deleted or not, and without visibility
+    /// rules (for admin tools: `glance-manage inspect` says why it cannot read an image).
+    /// Properties are not loaded. `None` when no row has this id.
+    pub fn find_any(&self, id: &str) -> Result<Option<Image>> {
+        self.read(|tx| load(tx, id, true, false))
     }
 
     /// Kills every live image left `saving` and returns their ids: start-up reconciliation
