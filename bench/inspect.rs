@@ -31,7 +31,7 @@ fn qcow2_head() -> Vec<u8> {
     b[4..8].copy_from_slice(&3u32.to_be_bytes());
     b[20..24].copy_from_slice(&16u32.to_be_bytes());
     b[24..32].copy_from_slice(&(1u64 << 40).to_be_bytes());
-    b[36..40].copy_from_slice(&128u32.to_be_bytes());
+    b[36..40].copy_from_slice(&2048u32.to_be_bytes()); // 512 MiB per L1 entry
     b[40..48].copy_from_slice(&(3u64 * 65536).to_be_bytes());
     b[48..56].copy_from_slice(&65536u64.to_be_bytes());
     b[56..60].copy_from_slice(&1u32.to_be_bytes());

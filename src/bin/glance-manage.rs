@@ -340,8 +340,7 @@ fn inspect(
         },
     )?;
     let stores = api_stores(&cfg)?;
-    // TODO(issue 16): `cfg.image_format_mismatch` once ApiConfig has the option.
-    let on_mismatch = OnMismatch::Reject;
+    let on_mismatch = cfg.image_format_mismatch;
 
     let stdout = io::stdout();
     let mut out = stdout.lock();
