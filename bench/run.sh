@@ -36,6 +36,7 @@ KEEP=0
 # Targets (issue 3, item 10).
 DOWNLOAD_TARGET=0.80    # glance download >= 80% of nginx sendfile
 UPLOAD_TARGET=0.70      # glance upload   >= 70% of dd conv=fsync to the same disk
+INSPECT_TARGET_PCT=2    # format inspection < 2% of an upload's time
 RSS_TARGET_MIB=64       # peak RSS during CONCURRENCY concurrent downloads < 64 MiB
 
 usage() {
@@ -637,6 +638,21 @@ for st in "${OBJ_STORES[@]}"; do
 done
 LOAD_AFTER=$(loadavg)
 
+# ---- inspection cost ---------------------------------------------------------------------
+# Every upload's bytes pass through the format inspector (src/format/) on the copying thread,
+# so its time adds to the upload's. It is measured on its own (`cargo bench --bench inspect`:
+# 1 GiB in reads of 16 KiB to 1 MiB, raw and qcow2 data; the slowest case is taken) and set
+# against the upload rate above: the share of an upload's time spent inspecting.
+INSPECT_MBPS=""
+if (( BUILD )); then
+    log "inspection: cargo bench --bench inspect"
+    INSPECT_OUT=$(cd "$REPO" && cargo bench --quiet --bench inspect 2>&1) || die "cargo bench --bench inspect failed: $INSPECT_OUT"
+    INSPECT_MBPS=$(awk '$1 == "inspect_min_mb_per_s" { print $2 }' <<< "$INSPECT_OUT")
+    log "  inspector alone: $INSPECT_MBPS MB/s (slowest case)"
+else
+    log "inspection: skipped (--no-build: cargo bench would build)"
+fi
+
 # ---- results -----------------------------------------------------------------------------
 UP_MED=$(median "${UP[@]}") DD_MED=$(median "${DD[@]}")
 DL_MED=$(median "${DL[@]}") CAT_MED=$(median "${CAT[@]}")
@@ -667,7 +683,12 @@ RSS_BASE_MIB=$(calc "$RSS_BASE / 1024" 1)
 HEAD_RATIO=""
 if [[ -n $HEAD_NG_RPS && $HEAD_NG_RPS != 0 ]]; then HEAD_RATIO=$(calc "$HEAD_RPS / $HEAD_NG_RPS" 3); fi
 
+INSPECT_SHARE="" INSPECT_PASS="skipped"
 pass() { awk "BEGIN { exit !($1) }" && echo PASS || echo FAIL; }
+if [[ -n $INSPECT_MBPS ]]; then
+    INSPECT_SHARE=$(calc "100 * $UP_MED / $INSPECT_MBPS" 4)
+    INSPECT_PASS=$(pass "$INSPECT_SHARE < $INSPECT_TARGET_PCT")
+fi
 UP_PASS=$(pass "$UP_RATIO >= $UPLOAD_TARGET")
 DL_PASS=$(pass "$DL_RATIO >= $DOWNLOAD_TARGET")
 RSS_PASS=$(pass "$RSS_PEAK < $RSS_TARGET_MIB * 1024")
@@ -687,6 +708,7 @@ row "download MB/s vs cat" "$DL_MED" "cat $CAT_MED" "$CAT_RATIO" "-" "info"
 row "peak RSS MiB, $CONCURRENCY downloads" "$RSS_PEAK_MIB" "baseline $RSS_BASE_MIB" "-" "< $RSS_TARGET_MIB" "$RSS_PASS"
 row "aggregate MB/s, $CONCURRENCY downloads" "$CONC_MBPS" "-" "-" "-" "info"
 row "HEAD requests/s" "$HEAD_RPS" "${HEAD_NG_RPS:+nginx $HEAD_NG_RPS}" "${HEAD_RATIO:--}" "-" "info"
+row "inspection % of upload time" "${INSPECT_SHARE:--}" "${INSPECT_MBPS:+inspector $INSPECT_MBPS}" "-" "< $INSPECT_TARGET_PCT%" "$INSPECT_PASS"
 echo
 UP_CPU_MED=$(median "${UP_CPUS[@]}") UP_CURL_CPU_MED=$(median "${UP_CURL_CPUS[@]}")
 UP_RUNQ_MED=$(median "${UP_RUNQS[@]}") DD_CPU_MED=$(median "${DD_CPUS[@]}")
@@ -749,6 +771,7 @@ stores_json() {
     printf '}'
 }
 for p in "$UP_PASS" "$DL_PASS" "$RSS_PASS"; do [[ $p == PASS ]] || ALL_PASS=false; done
+[[ $INSPECT_PASS != FAIL ]] || ALL_PASS=false
 cat > "$RESULTS" <<EOF
 {
   "date": $(q "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
@@ -779,6 +802,8 @@ cat > "$RESULTS" <<EOF
                            "rss_peak_kib": $RSS_PEAK, "target_kib": $(( RSS_TARGET_MIB * 1024 )), "pass": $(bool "$RSS_PASS")},
   "head": {"rps": $HEAD_RPS, "errors": $HEAD_ERR, "nginx_rps": $(num_or_null "$HEAD_NG_RPS"),
            "connections": $HEAD_CONNECTIONS, "seconds": $HEAD_SECONDS},
+  "inspection": {"inspector_mbps": $(num_or_null "$INSPECT_MBPS"), "share_of_upload_pct": $(num_or_null "$INSPECT_SHARE"),
+                 "target_pct": $INSPECT_TARGET_PCT, "pass": $( [[ $INSPECT_PASS == FAIL ]] && echo false || echo true )},
   "stores": $(stores_json),
   "all_targets_pass": $ALL_PASS
 }
