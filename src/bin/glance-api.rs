@@ -10,7 +10,7 @@ use glance_rs::config::{self, ApiConfig, CliArgs};
 use glance_rs::registry::client::RemoteRegistry;
 use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry, UploadLock};
 use glance_rs::registry::{PageLimits, Registry};
-use glance_rs::store::{StoreOptions, Stores};
+use glance_rs::store::Stores;
 use glance_rs::{Result, auth, log as glance_log, notifier, service};
 
 const PROGRAM: &str = "glance-api";
@@ -26,17 +26,7 @@ fn run(cli: &CliArgs) -> Result<()> {
         default: cfg.limit_param_default,
         max: cfg.api_limit_max,
     };
-    let stores = Stores::new(&StoreOptions {
-        default_store: cfg.default_store,
-        filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
-        buffer_size: cfg.image_buffer_size,
-        direct_io: cfg.filesystem_store_direct_io,
-        size_cap: cfg.image_size_cap,
-        swift: cfg.swift.clone(),
-        s3: cfg.s3.clone(),
-        known_stores: cfg.known_stores.clone(),
-        location_allowed_hosts: cfg.location_allowed_hosts.clone(),
-    })?;
+    let stores = Stores::new(&cfg.store_options())?;
     // Held until the process ends: while it is, no other glance-api reconciles this
     // database under our running uploads.
     let (registry, _upload_lock) = open_registry(&cfg, limits, &stores)?;

@@ -19,12 +19,12 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use glance_rs::config::{self, ApiConfig, CliArgs};
+use glance_rs::config::{self, CliArgs};
 use glance_rs::format::{Format, Inspector, OnMismatch, Rules};
 use glance_rs::image::Image;
 use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
 use glance_rs::registry::{migrate, sqlite};
-use glance_rs::store::{ImageData, StoreOptions, Stores};
+use glance_rs::store::{ImageData, Stores};
 use glance_rs::{Error, Result, log as glance_log};
 
 const PROGRAM: &str = "glance-manage";
@@ -339,7 +339,9 @@ fn inspect(
             ..SqliteOptions::default()
         },
     )?;
-    let stores = api_stores(&cfg)?;
+    // The stores glance-api builds from the same file: reads go through the very code that
+    // serves downloads, whatever the store.
+    let stores = Stores::new(&cfg.store_options())?;
     let on_mismatch = cfg.image_format_mismatch;
 
     let stdout = io::stdout();
@@ -377,22 +379,6 @@ fn inspect(
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
-}
-
-/// The stores glance-api builds from the same file: reads go through the very code that
-/// serves downloads, whatever the store.
-fn api_stores(cfg: &ApiConfig) -> Result<Stores> {
-    Stores::new(&StoreOptions {
-        default_store: cfg.default_store,
-        filesystem_store_datadir: cfg.filesystem_store_datadir.clone(),
-        buffer_size: cfg.image_buffer_size,
-        direct_io: cfg.filesystem_store_direct_io,
-        size_cap: cfg.image_size_cap,
-        swift: cfg.swift.clone(),
-        s3: cfg.s3.clone(),
-        known_stores: cfg.known_stores.clone(),
-        location_allowed_hosts: cfg.location_allowed_hosts.clone(),
     })
 }
 

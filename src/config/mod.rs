@@ -25,7 +25,8 @@ use crate::image::DISK_FORMATS;
 use crate::registry::Quotas;
 use crate::store::netguard::AddressPolicy;
 use crate::store::{
-    Backend, BucketUrlFormat, MB, S3Options, SwiftAuthVersion, SwiftOptions, endpoint_interface,
+    Backend, BucketUrlFormat, MB, S3Options, StoreOptions, SwiftAuthVersion, SwiftOptions,
+    endpoint_interface,
 };
 pub use ini::{Ini, Origin, SectionView, Value};
 
@@ -1149,6 +1150,22 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
+    /// The stores' options: what glance-api serves with, and what `glance-manage inspect`
+    /// reads through.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            default_store: self.default_store,
+            filesystem_store_datadir: self.filesystem_store_datadir.clone(),
+            buffer_size: self.image_buffer_size,
+            direct_io: self.filesystem_store_direct_io,
+            size_cap: self.image_size_cap,
+            swift: self.swift.clone(),
+            s3: self.s3.clone(),
+            known_stores: self.known_stores.clone(),
+            location_allowed_hosts: self.location_allowed_hosts.clone(),
+        }
+    }
+
     /// Reads the settings from a parsed file (command-line overrides already applied).
     pub fn from_ini(ini: &Ini) -> Result<ApiConfig> {
         let mut warnings = Vec::new();
