@@ -103,12 +103,19 @@ fn a_refusal_stops_the_copy_early_and_the_rest_is_discarded() {
     let mut s = ImageBody::with_rules(&mut r, Some(data.len() as u64), u64::MAX, rules);
     let mut out = Vec::new();
     let err = s.copy_to(&mut out, 1 << 20).unwrap_err();
-    assert!(matches!(&err, Error::ImageRefused(m) if m.contains("backing file")), "{err:?}");
+    assert!(
+        matches!(&err, Error::ImageRefused(m) if m.contains("backing file")),
+        "{err:?}"
+    );
     // Nothing was written: the head (64 KiB) is seen before the first buffer is written.
     assert!(out.is_empty(), "{} bytes written", out.len());
     assert!(s.refused());
     s.discard_rest();
-    assert_eq!(r.read, data.len(), "the rest of the body is read and dropped");
+    assert_eq!(
+        r.read,
+        data.len(),
+        "the rest of the body is read and dropped"
+    );
 }
 
 #[test]
@@ -134,5 +141,8 @@ fn the_verdict_comes_with_the_end() {
     s.copy_to(&mut out, 4096).unwrap();
     s.finish().unwrap();
     let e = s.inspection().unwrap_err();
-    assert!(matches!(&e, Error::ImageRefused(m) if m.contains("truncated")), "{e:?}");
+    assert!(
+        matches!(&e, Error::ImageRefused(m) if m.contains("truncated")),
+        "{e:?}"
+    );
 }
