@@ -9,6 +9,7 @@ mod body;
 mod head;
 mod poller;
 mod pool;
+mod range;
 mod rate;
 pub mod server;
 mod write;
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+pub use range::ByteRange;
 pub use server::{Server, ServerConfig, ShutdownHandle};
 
 /// Something that answers requests. Implemented for plain functions and closures.
@@ -398,6 +400,7 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        206 => "Partial Content",
         300 => "Multiple Choices",
         304 => "Not Modified",
         400 => "Bad Request",
@@ -410,6 +413,7 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Long",
+        416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

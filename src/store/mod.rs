@@ -146,6 +146,31 @@ impl ImageData {
         self.len() == Some(0)
     }
 
+    /// `len` bytes from `start` of the data, for a ranged download: a file is positioned
+    /// there; a stream has its first `start` bytes read and dropped (the stores do not ask
+    /// their backends for ranges yet) and is cut after `len`. A stream that ends before
+    /// `start` is [`Error::Store`].
+    pub fn range(self, start: u64, len: u64) -> Result<ImageData> {
+        match self {
+            ImageData::File(mut f, _) => {
+                use std::io::{Seek, SeekFrom};
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| Error::io("seeking in image data", e))?;
+                Ok(ImageData::File(f, len))
+            }
+            ImageData::Stream(mut r, _) => {
+                let skipped = std::io::copy(&mut (&mut r).take(start), &mut std::io::sink())
+                    .map_err(|e| Error::Store(format!("Error reading image data: {e}")))?;
+                if skipped < start {
+                    return Err(Error::Store(format!(
+                        "Image data ended after {skipped} bytes, before the range at {start}"
+                    )));
+                }
+                Ok(ImageData::Stream(Box::new(r.take(len)), Some(len)))
+            }
+        }
+    }
+
     /// The response body for this data.
     pub fn into_body(self) -> crate::http::Body {
         match self {

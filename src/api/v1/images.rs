@@ -10,7 +10,7 @@ use crate::api::v1::headers::{self, MetaHeaders};
 use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::format::Rules;
-use crate::http::{Request, Response};
+use crate::http::{ByteRange, Request, Response};
 use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::notifier::image_payload;
 use crate::registry::{LIST_PARAMS, ListQuery};
@@ -58,9 +58,30 @@ pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
     if let ImageData::Stream(_, Some(remote_len)) = &data {
         image.size = *remote_len; // an http(s) location reports its own length
     }
-    let resp = Response::empty(200)
-        .with_body(data.into_body())
-        .with_header("Content-Type", "application/octet-stream");
+    let known_size = data.len().is_some();
+    let range = match known_size {
+        true => ByteRange::parse(req.header("range"), image.size),
+        false => ByteRange::Whole, // a stream of unknown length is sent whole
+    };
+    let resp = match range {
+        ByteRange::Whole => Response::empty(200).with_body(data.into_body()),
+        ByteRange::Part { start, len } => Response::empty(206)
+            .with_body(data.range(start, len)?.into_body())
+            .with_header("Content-Range", &range.content_range(image.size)),
+        ByteRange::Unsatisfiable => {
+            return Ok(Response::text(
+                416,
+                format!(
+                    "416 Range Not Satisfiable\n\nThe image has {} bytes.\n",
+                    image.size
+                ),
+            )
+            .with_header("Content-Range", &range.content_range(image.size)));
+        }
+    };
+    let resp = resp
+        .with_header("Content-Type", "application/octet-stream")
+        .with_header("Accept-Ranges", if known_size { "bytes" } else { "none" });
     Ok(with_image_headers(app, resp, &image, req))
 }
 
