@@ -123,6 +123,8 @@ units="glance-api.service glance-registry.service glance-scrubber.service glance
 confs="glance-api.conf glance-registry.conf glance-scrubber.conf"
 pages="man1/glance.1 man5/glance-api.conf.5 man5/glance-registry.conf.5 man8/glance-api.8
        man8/glance-registry.8 man8/glance-manage.8 man8/glance-scrubber.8"
+# bash-completion loads it on the first TAB after `glance`; zsh's _glance goes through it.
+bash_completion=usr/share/bash-completion/completions/glance
 # python3-glanceclient's /usr/bin/glance, diverted by the .deb's preinst, restored by its postrm.
 diversion="--divert /usr/bin/glance.glanceclient /usr/bin/glance"
 
@@ -140,9 +142,11 @@ for c in $confs; do deb_has "etc/glance/$c" -rw-r--r--; done
 deb_has etc/logrotate.d/glance-rs -rw-r--r--
 for u in $units; do deb_has "usr/lib/systemd/system/$u" -rw-r--r--; done
 for p in $pages; do deb_has "usr/share/man/$p.gz" -rw-r--r--; done
+deb_has "$bash_completion" -rw-r--r--
+deb_has usr/share/zsh/vendor-completions/_glance -rw-r--r--
 deb_has usr/share/doc/glance-rs/copyright
 deb_has usr/share/doc/glance-rs/changelog.Debian.gz
-ok "binaries, configs, units, man pages"
+ok "binaries, configs, units, man pages, shell completions"
 dpkg-deb -e "$deb" "$work/control"
 for c in $confs; do
     grep -qx "/etc/glance/$c" "$work/control/conffiles" || fail "/etc/glance/$c is not a conffile"
@@ -202,7 +206,9 @@ for b in $bins; do rpm_has "usr/bin/$b" -rwxr-xr-x; done
 for c in $confs; do rpm_has "etc/glance/$c" -rw-r--r--; done
 for u in $units; do rpm_has "usr/lib/systemd/system/$u" -rw-r--r--; done
 for p in $pages; do rpm_has "usr/share/man/$p.gz" -rw-r--r--; done
-ok "binaries, configs, units, man pages"
+rpm_has "$bash_completion" -rw-r--r--
+rpm_has usr/share/zsh/site-functions/_glance -rw-r--r--
+ok "binaries, configs, units, man pages, shell completions"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_file" > "$work/rpm-flags"
 for c in $confs; do
     grep -qx "cn /etc/glance/$c" "$work/rpm-flags" || fail "/etc/glance/$c is not %config(noreplace)"
@@ -248,7 +254,11 @@ done
 for b in $bins; do
     cmp "$work/deb-root/usr/bin/$b" "$work/rpm-root/usr/bin/$b" || fail "/usr/bin/$b differs"
 done
-ok "the .deb and the .rpm ship identical binaries, units, configs and man pages"
+cmp "$work/deb-root/$bash_completion" "$work/rpm-root/$bash_completion" ||
+    fail "the bash completion differs"
+cmp "$work/deb-root/usr/share/zsh/vendor-completions/_glance" \
+    "$work/rpm-root/usr/share/zsh/site-functions/_glance" || fail "the zsh completion differs"
+ok "the .deb and the .rpm ship identical binaries, units, configs, man pages and completions"
 
 # --- Under a real systemd -------------------------------------------------------------------
 step "the .deb under systemd (booted in a throwaway container)"
@@ -368,6 +378,12 @@ version_out=$(env -i PATH=/usr/bin:/bin glance --version) || fail "glance --vers
 ok "glance --version: $version_out"
 [ "$(man -w glance)" = /usr/share/man/man1/glance.1.gz ] || fail "man -w glance: $(man -w glance)"
 ok "man glance: /usr/share/man/man1/glance.1.gz"
+completed=$(env -i PATH=/usr/bin:/bin bash --norc -c \
+    'source /usr/share/bash-completion/completions/glance; COMP_LINE="glance de"
+     COMP_POINT=${#COMP_LINE}; _glance_bash; echo "${COMPREPLY[*]}"') ||
+    fail "the installed bash completion failed"
+[ "$completed" = "delete details" ] || fail "installed completion of 'glance de': $completed"
+ok "installed bash completion: glance de -> $completed"
 
 step "reinstall (the upgrade path of the maintainer scripts)"
 apt_get install --no-remove --reinstall "$deb"
@@ -492,7 +508,8 @@ ok "glance-scrubber: one pass, exit 0"
 step "remove"
 apt_get remove "$PKG"
 for f in /usr/bin/glance-api /usr/lib/systemd/system/glance-api.service \
-    /usr/share/man/man8/glance-api.8.gz /usr/share/man/man1/glance.1.gz; do
+    /usr/share/man/man8/glance-api.8.gz /usr/share/man/man1/glance.1.gz "/$bash_completion" \
+    /usr/share/zsh/vendor-completions/_glance; do
     [ ! -e "$f" ] || fail "$f remains after remove"
 done
 dpkg-divert --list '/usr/bin/glance*'

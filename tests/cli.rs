@@ -500,10 +500,7 @@ fn a_100_mib_image_streams_through_add_and_download() {
     // As --file (Content-Length known).
     let r = glance(&s, &["add", "name=big", "is_public=true", "--file", path]);
     r.ok();
-    assert_eq!(
-        r.stderr, "",
-        "no progress bar when stderr is not a terminal"
-    );
+    assert_eq!(r.stderr, "", "no progress without --progress");
     let id1 = added_id(&r);
     // As redirected stdin.
     let r = glance_at(
@@ -911,32 +908,138 @@ fn paging_prompt_on_a_terminal() {
     );
 }
 
+/// The last frame a `--progress` run drew (the text after the last `\r` of `out`).
+fn last_frame(out: &str) -> &str {
+    out.rsplit('\r')
+        .next()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_end()
+}
+
+/// `--progress` draws on stderr when it is a terminal, ending at 100%; never on stdout (a
+/// download redirected under the terminal is the image's bytes alone), never without the
+/// option, never on a stderr that is not a terminal.
 #[test]
-fn progress_bar_only_on_a_terminal() {
+fn progress_only_with_the_option_and_on_a_terminal() {
     if !has_script() {
         return;
     }
     let s = api();
     let dir = common::tempdir();
     let p = dir.path().join("img");
-    generate(&p, 3 * 1024 * 1024);
+    let sum = generate(&p, 3 * 1024 * 1024);
+    let add = |extra: &str| {
+        let line = glance_line(
+            s.port(),
+            &format!(
+                "add name=bar is_public=true --file '{}' {extra}",
+                p.display()
+            ),
+        );
+        on_tty(&line, "").unwrap_or_else(|| panic!("script"))
+    };
+    // Without --progress (the default): nothing progress-like.
+    let r = add("");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Added new image with ID: "), "{r:?}");
+    for needle in ["\r", "%", "MiB", "ETA"] {
+        assert!(!r.stdout.contains(needle), "{needle:?} in {r:?}");
+    }
+    // With it: frames redrawn in place, the last at 100%, then the result.
+    let r = add("--progress");
+    assert_eq!(r.code, 0, "{r:?}");
+    let frame = last_frame(&r.stdout);
+    assert!(
+        frame.starts_with("[================] 100%    3.0 MiB / 3.0 MiB ")
+            && frame.contains(" MiB/s  in 0:0"),
+        "{frame:?} in {r:?}"
+    );
+    let id = added_id(&r);
+
+    // A download to a redirected stdout: the frames on the terminal, the file exact.
+    let out = dir.path().join("out");
     let line = glance_line(
         s.port(),
-        &format!("add name=bar is_public=true --file '{}'", p.display()),
+        &format!("download {id} --progress > '{}'", out.display()),
     );
     let r = on_tty(&line, "").unwrap_or_else(|| panic!("script"));
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("100%    3.0 MiB / 3.0 MiB"), "{r:?}");
-    assert!(r.stdout.contains("Added new image with ID: "), "{r:?}");
+    assert!(
+        last_frame(&r.stdout).starts_with("[================] 100%    3.0 MiB / 3.0 MiB "),
+        "{r:?}"
+    );
+    assert_eq!(md5_file(&out), sum);
+    let data = std::fs::read(&p).unwrap_or_default();
+    assert_eq!(
+        std::fs::read(&out).unwrap_or_default(),
+        data,
+        "stdout is the image alone"
+    );
+    // Without --progress the terminal stays silent.
+    let line = glance_line(s.port(), &format!("download {id} > '{}'", out.display()));
+    let r = on_tty(&line, "").unwrap_or_else(|| panic!("script"));
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{r:?}");
+
+    // Data of unknown size (a pipe): bytes and rate, no percent.
+    let line = format!(
+        "cat '{}' | {}",
+        p.display(),
+        glance_line(s.port(), "add name=piped is_public=true --progress")
+    );
+    let r = on_tty(&line, "").unwrap_or_else(|| panic!("script"));
+    assert_eq!(r.code, 0, "{r:?}");
+    let frame = last_frame(&r.stdout);
+    assert!(
+        frame.starts_with("   3.0 MiB ") && frame.contains(" in 0:0") && !frame.contains('%'),
+        "{frame:?} in {r:?}"
+    );
+
+    // update --file into a reserved image.
+    let queued = added_id(glance(&s, &["add", "name=later", "is_public=true"]).ok());
+    let line = glance_line(
+        s.port(),
+        &format!("update {queued} --file '{}' --progress", p.display()),
+    );
+    let r = on_tty(&line, "").unwrap_or_else(|| panic!("script"));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        last_frame(&r.stdout).contains("] 100%    3.0 MiB / 3.0 MiB"),
+        "{r:?}"
+    );
+
+    // stderr not a terminal: nothing, even with --progress (as python-glanceclient).
+    let r = glance_at(
+        s.port(),
+        &[
+            "add",
+            "name=quiet",
+            "--file",
+            p.to_str().unwrap_or(""),
+            "--progress",
+        ],
+        In::Null,
+    );
+    assert_eq!(r.ok().stderr, "");
+    let f = File::create(&out).unwrap_or_else(|e| panic!("{e}"));
+    let done = base_command(s.port())
+        .args(["download", &id, "--progress"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(f))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(String::from_utf8_lossy(&done.stderr), "");
+    assert_eq!(md5_file(&out), sum);
+
     // Downloading to the terminal is refused.
-    let id = r
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Added new image with ID: "))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let r = on_tty(&glance_line(s.port(), &format!("download {id}")), "")
-        .unwrap_or_else(|| panic!("script"));
+    let r = on_tty(
+        &glance_line(s.port(), &format!("download {id} --progress")),
+        "",
+    )
+    .unwrap_or_else(|| panic!("script"));
     assert_eq!(r.code, 2, "{r:?}");
 }
 

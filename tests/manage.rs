@@ -185,6 +185,68 @@ fn unknown_options_are_warned_not_fatal() {
     assert_status!(c.get("/images"), 200);
 }
 
+/// The embedded-registry layout: glance-manage reads glance-api.conf (the shipped sample,
+/// with its stores filled in) and keeps quiet about the API's options; a misspelled option is
+/// still reported, once.
+#[test]
+fn manage_reads_a_glance_api_conf_without_warnings() {
+    let dir = tempdir();
+    let sample =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/glance-api.conf"))
+            .unwrap_or_else(|e| panic!("etc/glance-api.conf: {e}"));
+    let db = dir.path().join("glance.sqlite");
+    let mut conf = String::new();
+    for line in sample.lines() {
+        let line = match line
+            .split_once(" = ")
+            .map(|(k, _)| k.trim_start_matches('#').trim())
+        {
+            Some("sql_connection") => format!("sql_connection = sqlite:///{}", db.display()),
+            Some("filesystem_store_datadir") => {
+                format!("filesystem_store_datadir = {}/images", dir.path().display())
+            }
+            Some(
+                "swift_store_auth_address"
+                | "swift_store_user"
+                | "swift_store_key"
+                | "s3_store_host"
+                | "s3_store_access_key"
+                | "s3_store_secret_key"
+                | "s3_store_bucket"
+                | "registry_host",
+            ) => line.trim_start_matches('#').trim_start().to_string(),
+            _ => line.to_string(),
+        };
+        conf.push_str(&line);
+        conf.push('\n');
+    }
+    let api_conf = write_config(dir.path(), "glance-api", &conf);
+    let api_conf = api_conf.to_string_lossy().into_owned();
+    let manage = |args: &[&str]| {
+        let mut full = vec!["--config-file", api_conf.as_str()];
+        full.extend(args);
+        run("glance-manage", &full, dir.path())
+    };
+    let out = manage(&["db_sync"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "db_sync on glance-api.conf");
+    let out = manage(&["db_version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "db_version on glance-api.conf");
+    assert!(text(&out.stdout).trim().parse::<u32>().is_ok_and(|v| v > 0));
+
+    let typo = conf.replacen("[DEFAULT]\n", "[DEFAULT]\nswift_store_kye = secret\n", 1);
+    write_config(dir.path(), "glance-api", &typo);
+    let out = manage(&["db_version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("unknown option 'swift_store_kye'"),
+        "{err}"
+    );
+}
+
 #[test]
 fn scrubber_honours_scrub_time_and_daemon_mode() {
     let api_conf = "[DEFAULT]

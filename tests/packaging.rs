@@ -266,6 +266,51 @@ fn packages_ship_every_binary_page_and_unit() {
     }
 }
 
+/// Both packages install the shell completions where bash-completion and zsh look: the same
+/// files, at each distribution's zsh path.
+#[test]
+fn packages_ship_the_shell_completions() {
+    let cargo = read("Cargo.toml");
+    let (deb, rpm) = cargo
+        .split_once("[package.metadata.generate-rpm]")
+        .unwrap_or_else(|| panic!("no [package.metadata.generate-rpm]"));
+    for (source, deb_dest, rpm_dest) in [
+        (
+            "packaging/completion/glance.bash",
+            "usr/share/bash-completion/completions/glance",
+            "/usr/share/bash-completion/completions/glance",
+        ),
+        (
+            "packaging/completion/_glance",
+            "usr/share/zsh/vendor-completions/_glance",
+            "/usr/share/zsh/site-functions/_glance",
+        ),
+    ] {
+        assert!(root().join(source).is_file(), "{source} is missing");
+        assert!(
+            deb.contains(&format!("[\"{source}\", \"{deb_dest}\", \"644\"]")),
+            "the .deb does not install {source} as /{deb_dest}"
+        );
+        assert!(
+            rpm.contains(&format!(
+                "{{ source = \"{source}\", dest = \"{rpm_dest}\", mode = \"644\" }}"
+            )),
+            "the .rpm does not install {source} as {rpm_dest}"
+        );
+    }
+    // .ci/package.sh checks both packages for them, and the installed one in bash.
+    let script = read(".ci/package.sh");
+    for needle in [
+        "bash_completion=usr/share/bash-completion/completions/glance",
+        "deb_has \"$bash_completion\"",
+        "rpm_has \"$bash_completion\"",
+        "deb_has usr/share/zsh/vendor-completions/_glance",
+        "rpm_has usr/share/zsh/site-functions/_glance",
+    ] {
+        assert!(script.contains(needle), ".ci/package.sh lacks {needle}");
+    }
+}
+
 /// The `glance` client and python3-glanceclient (which python3-keystone depends on) both
 /// ship /usr/bin/glance: the .deb diverts the Python one away on installation and back on
 /// removal, and the .rpm, without diversions, conflicts with it.

@@ -135,7 +135,8 @@ impl Source {
         }
     }
 
-    fn open(&self) -> CliResult<ImageBody<'static>> {
+    /// Opens the data, with a progress display when `progress` (`--progress`).
+    fn open(&self, progress: bool) -> CliResult<ImageBody<'static>> {
         let (file, what) = match self {
             Source::File(p) => (File::open(p), p.as_str()),
             Source::Stdin => (term::stdin_file(), "standard input"),
@@ -143,8 +144,8 @@ impl Source {
         let body = file
             .and_then(ImageBody::from_file)
             .map_err(|e| CliError::failed(format!("Cannot read image data from {what}: {e}")))?;
-        let bar = Progress::for_stderr(body.size());
-        Ok(body.map_reader(|r| ProgressReader::new(r, bar)))
+        let progress = Progress::for_stderr(progress, body.size());
+        Ok(body.map_reader(|r| ProgressReader::new(r, progress)))
     }
 }
 
@@ -186,7 +187,10 @@ pub fn add(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
         }
         return Ok(());
     }
-    let body = source.as_ref().map(Source::open).transpose()?;
+    let body = source
+        .as_ref()
+        .map(|src| src.open(s.progress))
+        .transpose()?;
     let image = s.client().add_image(&meta, body).map_err(|e| {
         let killed = matches!(
             e,
@@ -231,7 +235,10 @@ pub fn update(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
             "update: nothing to change for image {id}: give FIELD=VALUE arguments or --file"
         )));
     }
-    let body = source.as_ref().map(Source::open).transpose()?;
+    let body = source
+        .as_ref()
+        .map(|src| src.open(s.progress))
+        .transpose()?;
     let client = s.client();
     let image = client
         .update_image(id, &meta, body)
@@ -325,10 +332,9 @@ pub fn download(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult
         },
         e => client_error(s, "download image", &no_image(id), e),
     })?;
-    let bar = path
-        .as_ref()
-        .and_then(|_| Progress::for_stderr(Some(image.size)));
-    let mut reader = ProgressReader::new(reader, bar);
+    // On stderr, so a download to stdout stays the image's bytes alone.
+    let progress = Progress::for_stderr(s.progress, Some(image.size));
+    let mut reader = ProgressReader::new(reader, progress);
     let result = match &path {
         Some(p) => {
             let file =

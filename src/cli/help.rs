@@ -116,7 +116,9 @@ Any other FIELD=VALUE is a custom property.
 
 The data is streamed, never read into memory, from --file PATH, or else from
 standard input when it is redirected from a file or a pipe. A file's size is
-sent ahead (and a progress bar shown on a terminal); a pipe is sent chunked.
+sent ahead; a pipe is sent chunked. With --progress, and when stderr is a
+terminal, the bytes sent, percent, rate (in MiB/s: binary units) and time
+left are shown on stderr; of a pipe only the bytes and the rate.
 With location= no data may be given. With neither data nor a location
 (stdin is a terminal or /dev/null) the image is only reserved: status queued,
 for a later 'glance update ID --file PATH'.
@@ -126,7 +128,7 @@ Prints 'Added new image with ID: <ID>' (with -v, the new record too). With
 
 Examples:
     glance add name=cirros disk_format=qcow2 container_format=bare \\
-        is_public=true --file cirros.img
+        is_public=true --file cirros.img --progress
     glance add name=\"Ubuntu 24.04\" distro=ubuntu < ubuntu.qcow2
     curl -s http://example.com/img | glance add name=web disk_format=raw
     glance add name=remote location=http://example.com/images/remote.iso";
@@ -142,7 +144,8 @@ As with every Glance v1 update, when any FIELD=VALUE is given the image's
 custom properties are replaced by those given: properties not named are
 deleted. Without FIELD=VALUE arguments the metadata is left as it is.
 
---file PATH uploads data into an image that is still queued (reserved).
+--file PATH uploads data into an image that is still queued (reserved);
+--progress shows its progress, as for 'add'.
 
 Prints 'Updated image <ID>' (with -v, the new metadata too).
 
@@ -201,12 +204,13 @@ const DOWNLOAD: &str = "\
 Downloads the data of image ID into --file PATH, or to standard output when
 that is not a terminal. The data is streamed and its size and MD5 checksum
 are checked against the image's metadata; a partial or corrupt file is
-removed. A progress bar is shown when stderr is a terminal and a file is
-written. 'image-download' is the same command.
+removed. With --progress, and when stderr is a terminal, the bytes received,
+percent, rate (MiB/s) and time left are shown on stderr, never on stdout.
+'image-download' is the same command.
 
 Examples:
     glance download 6f2f...c1 --file cirros.img
-    glance download 6f2f...c1 | sha256sum";
+    glance download 6f2f...c1 --progress | sha256sum";
 
 const CLEAR: &str = "\
 Deletes every image you can list (for a caller without a tenant on a noauth

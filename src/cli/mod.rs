@@ -146,6 +146,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         desc: "add, update: read image data from PATH; download: write it to PATH",
     },
     OptionSpec {
+        short: "",
+        long: "progress",
+        hint: "",
+        desc: "add, update, download: show progress on stderr (a terminal only)",
+    },
+    OptionSpec {
         short: "h",
         long: "help",
         hint: "",
@@ -327,6 +333,8 @@ pub struct Settings {
     pub can_share: bool,
     /// `--file`.
     pub file: Option<String>,
+    /// `--progress`.
+    pub progress: bool,
 }
 
 impl Settings {
@@ -495,6 +503,7 @@ fn settings(m: &getopts::Matches, env: &dyn Fn(&str) -> Option<String>) -> CliRe
         dry_run: m.opt_present("dry-run"),
         can_share: m.opt_present("can-share"),
         file: m.opt_str("file"),
+        progress: m.opt_present("progress"),
     })
 }
 

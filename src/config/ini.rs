@@ -347,10 +347,22 @@ impl Ini {
         self.unknown_options_in(DEFAULT)
     }
 
+    /// Like [`Ini::unknown_options`], leaving out the entries whose key `known` accepts
+    /// (options another program reads: see [`crate::config::known`]).
+    pub fn unknown_options_except(&self, known: impl Fn(&str) -> bool) -> Vec<String> {
+        self.unused_entries(DEFAULT, &known)
+    }
+
     /// Like [`Ini::unknown_options`] for one named section (for sections the program owns,
     /// such as `[keystone_authtoken]`): `unknown option 'x' in [section] <path>:<line>,
     /// ignored`. Nothing when the section is absent.
     pub fn unknown_options_in(&self, section: &str) -> Vec<String> {
+        self.unused_entries(section, &|_| false)
+    }
+
+    /// The warnings of [`Ini::unknown_options_in`] for the entries of `section` never
+    /// looked up and not `known`.
+    fn unused_entries(&self, section: &str, known: &dyn Fn(&str) -> bool) -> Vec<String> {
         let Some(s) = self.sections.iter().find(|s| s.name == section) else {
             return Vec::new();
         };
@@ -361,7 +373,7 @@ impl Ini {
         };
         s.entries
             .iter()
-            .filter(|e| !e.used.get())
+            .filter(|e| !e.used.get() && !known(&e.key))
             .map(|e| {
                 format!(
                     "unknown option '{}' in {place}{}:{}, ignored",

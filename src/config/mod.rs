@@ -6,14 +6,16 @@
 //! which locates the file ([`locate`]: `--config-file`, else a positional path, else the
 //! search path), parses it with our [`ini`] reader and reads every option it knows from
 //! `[DEFAULT]`, failing on the first invalid value with `path:line: key: "value" problem`.
-//! Options present in `[DEFAULT]` but never read are returned as `warnings`, to be logged once
-//! logging is set up: operators bring Diablo configs full of options we do not (yet) use, and
-//! a typo should be visible rather than silently ignored.
+//! Options present in `[DEFAULT]` but read by no glance-rs program ([`known`]) are returned as
+//! `warnings`, to be logged once logging is set up: operators bring Diablo configs full of
+//! options we do not (yet) use, and a typo should be visible rather than silently ignored.
 //!
 //! Adding an option: one field in the config struct, one line in its `from_ini`, one line in
-//! the matching `etc/*.conf` sample (a test checks that the sample lists every option read).
+//! the matching `etc/*.conf` sample (a test checks that the sample lists every option read),
+//! its name in [`known::KNOWN_OPTIONS`] (a test checks that too).
 
 pub mod ini;
+pub mod known;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -838,11 +840,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Collects the warnings of a loaded file: parse warnings, then unknown options.
+/// Collects the warnings of a loaded file: parse warnings, then unknown options. An option
+/// this program does not read but another one does ([`known::is_known`]) is not unknown: the
+/// file may be another program's, or shared.
 fn finish_warnings(ini: &Ini, mut warnings: Vec<String>) -> Vec<String> {
     let mut all: Vec<String> = ini.parse_warnings().to_vec();
     all.append(&mut warnings);
-    all.extend(ini.unknown_options());
+    all.extend(ini.unknown_options_except(known::is_known));
     all
 }
 

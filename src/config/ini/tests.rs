@@ -126,6 +126,10 @@ fn default_fallback_and_usage_tracking() {
         ]
     );
     assert_eq!(
+        ini.unknown_options_except(|k| k == "b"),
+        ["unknown option 'unused' in test.conf:4, ignored"]
+    );
+    assert_eq!(
         ini.requested(),
         [
             ("DEFAULT".to_string(), "missing".to_string()),
