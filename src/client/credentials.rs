@@ -265,7 +265,7 @@ impl Credentials {
     ///     "OS_USERNAME" | "OS_PASSWORD" | "OS_PROJECT_NAME" => Some("demo".to_string()),
     ///     _ => None,
     /// };
-    /// let c = Credentials::discover(&[], &env)?.expect("a login");
+    /// let Some(c) = Credentials::discover(&[], &env)? else { panic!("no login") };
     /// assert_eq!(c.auth_url, "http://keystone:5000/v3");
     /// assert_eq!(c.interface, Interface::Public);
     /// assert!(Credentials::discover(&[], &|_: &str| None)?.is_none());
