@@ -43,6 +43,16 @@ Environment (an option given on the command line wins):
     GLANCE_HOST      default of --host
     GLANCE_PORT      default of --port
     OS_AUTH_TOKEN    default of --auth_token
+    OS_CLOUD         default of --os-cloud
+    OS_IMAGE_URL     default of --os-image-url
+
+Keystone login: without a token, glance logs in to Keystone (v3) with the
+credentials of an openrc (OS_AUTH_URL, OS_USERNAME or OS_USER_ID,
+OS_PASSWORD, OS_PROJECT_NAME or OS_PROJECT_ID, OS_USER_DOMAIN_NAME,
+OS_PROJECT_DOMAIN_NAME, OS_REGION_NAME, OS_INTERFACE, OS_CACERT, or
+OS_APPLICATION_CREDENTIAL_ID and _SECRET) or of the cloud OS_CLOUD of
+clouds.yaml, and uses the image endpoint of the catalog unless -H, -p or
+OS_IMAGE_URL name the server. See AUTHENTICATION in glance(1).
 ";
 
 const EXIT_STATUS: &str = "
