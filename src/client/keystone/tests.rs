@@ -344,3 +344,112 @@ fn an_unreachable_keystone_is_a_connect_error() {
         "{e:?}"
     );
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key.
+fn self_signed() -> (
+    openssl::x509::X509,
+    openssl::pkey::PKey<openssl::pkey::Private>,
+) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let serial = BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (b.build(), key)
+}
+
+/// A one-shot https server on loopback with `cert`: answers `reply` to each of `n`
+/// connections (a refused handshake counts).
+fn fake_tls_keystone(
+    cert: &openssl::x509::X509,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    reply: String,
+    n: usize,
+) -> String {
+    use openssl::ssl::{SslAcceptor, SslMethod};
+
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor.set_private_key(key).unwrap();
+    acceptor.set_certificate(cert).unwrap();
+    let acceptor = acceptor.build();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for _ in 0..n {
+            let (conn, _) = listener.accept().unwrap();
+            let Ok(tls) = acceptor.accept(conn) else {
+                continue;
+            };
+            let mut reader = BufReader::new(tls);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let mut tls = reader.into_inner();
+            let _ = tls.write_all(reply.as_bytes());
+            let _ = tls.shutdown();
+        }
+    });
+    url
+}
+
+#[test]
+fn https_keystone_is_checked_against_the_ca_bundle() {
+    let (cert, key) = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.to_pem().unwrap()).unwrap();
+    let body = catalog_json().to_string();
+    let reply = http_reply("201 Created", "X-Subject-Token: tls-token\r\n", &body);
+    let url = fake_tls_keystone(&cert, &key, reply, 2);
+    // With the bundle (OS_CACERT): the certificate is trusted.
+    let mut creds = password_creds(&format!("{url}/v3"));
+    creds.cacert = Some(ca);
+    let session = login(&creds);
+    assert_eq!(
+        session.as_ref().map(Session::token).ok(),
+        Some("tls-token"),
+        "{session:?}"
+    );
+    // With the system's certificates: refused, an error and not a panic.
+    creds.cacert = None;
+    let e = login(&creds).err();
+    assert!(
+        matches!(&e, Some(Error::Transport(m)) if m.contains("certificate")),
+        "{e:?}"
+    );
+}
