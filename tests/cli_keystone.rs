@@ -9,12 +9,18 @@
 //! `glance` runs with a cleared environment (no `OS_*` of the caller), its home and working
 //! directory in a temp dir. Whatever a test creates in Keystone (a region and endpoint, an
 //! application credential) has a unique name and is deleted when the test ends.
+//!
+//! The tests run one at a time: they write to Keystone (failed logins are counted in the
+//! user's row, a later good login resets the count, regions, endpoints and credentials come
+//! and go), and the test Keystone's SQLite refuses concurrent writers ("database is locked",
+//! which reached the client as a dropped connection when these tests ran in parallel).
 
 mod common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::Server;
@@ -23,6 +29,13 @@ use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // Keystone
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Holds the other tests of this file off until the caller's guard drops.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The test Keystone, reached with ureq.
 struct Keystone {
@@ -310,6 +323,7 @@ fn journey(desk: &Desk, env: &[(&str, &str)], name: &str, project: &str) {
 
 #[test]
 fn openrc_environment_logs_in_by_itself() {
+    let _one = one_at_a_time();
     let Some(ks) = keystone() else { return };
     let api = api(&ks);
     let demo = ks.token("demo", "demo", "demo");
@@ -335,6 +349,7 @@ fn openrc_environment_logs_in_by_itself() {
 
 #[test]
 fn clouds_yaml_with_secure_yaml() {
+    let _one = one_at_a_time();
     let Some(ks) = keystone() else { return };
     let api = api(&ks);
     let alt = ks.token("alt_demo", "alt_demo", "alt_demo");
@@ -391,6 +406,7 @@ fn clouds_yaml_with_secure_yaml() {
 
 #[test]
 fn wrong_or_missing_credentials_are_clear_errors() {
+    let _one = one_at_a_time();
     let Some(ks) = keystone() else { return };
     let desk = Desk::new();
     let rc = openrc(&ks, "demo");
@@ -457,6 +473,7 @@ fn wrong_or_missing_credentials_are_clear_errors() {
 
 #[test]
 fn the_image_endpoint_comes_from_the_catalog() {
+    let _one = one_at_a_time();
     let Some(ks) = keystone() else { return };
     let api = api(&ks);
     let admin = ks.admin();
@@ -546,6 +563,7 @@ fn the_image_endpoint_comes_from_the_catalog() {
 
 #[test]
 fn application_credentials_log_in_too() {
+    let _one = one_at_a_time();
     let Some(ks) = keystone() else { return };
     let api = api(&ks);
     let demo = ks.token("demo", "demo", "demo");

@@ -40,15 +40,31 @@ pub(super) fn connect(s: &mut Settings, command: &str, env: Env<'_>) -> CliResul
     if s.host_given {
         return Ok(());
     }
+    if let Some(api) = image_api(s, creds, session.as_ref(), env)? {
+        s.host = api.host().to_string();
+        s.port = api.port();
+        s.api = Some(api);
+    }
+    Ok(())
+}
+
+/// The client of the image API named by URL: `--os-image-url`/`OS_IMAGE_URL`, else
+/// `image_endpoint_override`, else the catalog; `None` without any of them.
+fn image_api(
+    s: &Settings,
+    creds: Option<Credentials>,
+    session: Option<&Session>,
+    env: Env<'_>,
+) -> CliResult<Option<Client>> {
     let override_url = s.image_url.clone().or_else(|| {
         creds
             .as_ref()
             .and_then(|c| c.image_endpoint_override.clone())
     });
-    let url = match (override_url, &session) {
+    let url = match (override_url, session) {
         (Some(url), _) => keystone::explicit_port(&url),
         (None, Some(session)) => session.image_url().map_err(login_error)?,
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(None),
     };
     let cacert = creds
         .and_then(|c| c.cacert)
@@ -57,13 +73,9 @@ pub(super) fn connect(s: &mut Settings, command: &str, env: Env<'_>) -> CliResul
         Some(path) => CaBundle::from_pem_file(&path).map_err(login_error)?,
         None => CaBundle::system(),
     };
-    let api = Client::from_url(&url, None)
-        .map_err(|e| CliError::Usage(format!("image API URL: {e}")))?
-        .with_ca_bundle(ca);
-    s.host = api.host().to_string();
-    s.port = api.port();
-    s.api = Some(api);
-    Ok(())
+    let api =
+        Client::from_url(&url, None).map_err(|e| CliError::Usage(format!("image API URL: {e}")))?;
+    Ok(Some(api.with_ca_bundle(ca)))
 }
 
 /// The credentials of `--os-cloud` and the environment, if any.

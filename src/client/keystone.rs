@@ -110,15 +110,6 @@ pub fn login(creds: &Credentials) -> Result<Session> {
         Some(path) => CaBundle::from_pem_file(path)?,
         None => CaBundle::system(),
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_global(Some(Duration::from_secs(120)))
-        .tls_config(ca.tls_config())
-        .user_agent(format!("glance-rs/{}", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
     let request = ureq::http::Request::builder()
         .method("POST")
         .uri(&url)
@@ -126,9 +117,34 @@ pub fn login(creds: &Credentials) -> Result<Session> {
         .header("Accept", "application/json")
         .body(auth_body(creds).to_string().into_bytes())
         .map_err(|e| Error::Login(format!("OS_AUTH_URL '{}': {e}", creds.auth_url)))?;
-    let mut reply = agent
+    let reply = agent(&ca)
         .run(request)
         .map_err(|e| Error::from_ureq(&authority(&url), e))?;
+    let (token, body) = issued(reply, &url)?;
+    Ok(Session {
+        token: Secret::new(token),
+        catalog: parse_catalog(&body),
+        interface: creds.interface,
+        region: creds.region.clone(),
+        scoped: body["token"].get("project").is_some(),
+    })
+}
+
+/// An agent for Keystone: no redirects (a POST is not replayed), bounded waits.
+fn agent(ca: &CaBundle) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_global(Some(Duration::from_secs(120)))
+        .tls_config(ca.tls_config())
+        .user_agent(format!("glance-rs/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// The token (`X-Subject-Token`) and the JSON body of a token reply, or why there are none.
+fn issued(mut reply: ureq::http::Response<ureq::Body>, url: &str) -> Result<(String, Value)> {
     let status = reply.status().as_u16();
     let token = reply
         .headers()
@@ -144,20 +160,14 @@ pub fn login(creds: &Credentials) -> Result<Session> {
         .read_to_string()
         .map_err(|e| Error::Transport(format!("reading Keystone's reply: {e}")))?;
     if !(200..300).contains(&status) {
-        return Err(refusal(status, &url, &text));
+        return Err(refusal(status, url, &text));
     }
     let token = token.ok_or_else(|| {
         Error::InvalidResponse(format!("Keystone at {url} issued no X-Subject-Token"))
     })?;
-    let body: Value = serde_json::from_str(&text)
+    let body = serde_json::from_str(&text)
         .map_err(|e| Error::InvalidResponse(format!("Keystone's token reply: {e}")))?;
-    Ok(Session {
-        token: Secret::new(token),
-        catalog: parse_catalog(&body),
-        interface: creds.interface,
-        region: creds.region.clone(),
-        scoped: body["token"].get("project").is_some(),
-    })
+    Ok((token, body))
 }
 
 /// The error of a refused login: Keystone's own message (`error.message` of its JSON).
