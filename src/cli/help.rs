@@ -59,7 +59,8 @@ const EXIT_STATUS: &str = "
 Exit status:
     0  success (also when a listing is empty or stdout was closed early)
     1  failure: the server refused or failed, the server could not be reached,
-       a local file could not be read or written, a confirmation was declined
+       the Keystone login failed, a local file could not be read or written,
+       a confirmation was declined
     2  usage error: unknown command or option, bad FIELD=VALUE, missing
        argument; or a confirmation is needed and stdin is not a terminal
     3  not found: no image with that ID (or not visible to you)
@@ -237,7 +238,8 @@ const MEMBER_ADD: &str = "\
 Shares image ID with MEMBER (a tenant). With --can-share the member may share
 it further; without, that right is taken away (also from an existing
 member), as Glance's own client did. Member changes need a tenant: a token
-(-A) on a Keystone server, or --tenant on a noauth server. Silent on success.
+(-A, or a Keystone login) on a Keystone server, or --tenant on a noauth
+server. Silent on success.
 
 Example:
     glance member-add 6f2f...c1 tenant-b --can-share --tenant tenant-a";

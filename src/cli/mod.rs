@@ -60,7 +60,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         short: "H",
         long: "host",
         hint: "ADDRESS",
-        desc: "address of the Glance API server (default: $GLANCE_HOST, else 0.0.0.0)",
+        desc: "address of the Glance API server (default: $GLANCE_HOST, else the catalog's, else 0.0.0.0)",
     },
     OptionSpec {
         short: "p",
