@@ -43,13 +43,24 @@ Environment (an option given on the command line wins):
     GLANCE_HOST      default of --host
     GLANCE_PORT      default of --port
     OS_AUTH_TOKEN    default of --auth_token
+    OS_CLOUD         default of --os-cloud
+    OS_IMAGE_URL     default of --os-image-url
+
+Keystone login: without a token, glance logs in to Keystone (v3) with the
+credentials of an openrc (OS_AUTH_URL, OS_USERNAME or OS_USER_ID,
+OS_PASSWORD, OS_PROJECT_NAME or OS_PROJECT_ID, OS_USER_DOMAIN_NAME,
+OS_PROJECT_DOMAIN_NAME, OS_REGION_NAME, OS_INTERFACE, OS_CACERT, or
+OS_APPLICATION_CREDENTIAL_ID and _SECRET) or of the cloud OS_CLOUD of
+clouds.yaml, and uses the image endpoint of the catalog unless -H, -p or
+OS_IMAGE_URL name the server. See AUTHENTICATION in glance(1).
 ";
 
 const EXIT_STATUS: &str = "
 Exit status:
     0  success (also when a listing is empty or stdout was closed early)
     1  failure: the server refused or failed, the server could not be reached,
-       a local file could not be read or written, a confirmation was declined
+       the Keystone login failed, a local file could not be read or written,
+       a confirmation was declined
     2  usage error: unknown command or option, bad FIELD=VALUE, missing
        argument; or a confirmation is needed and stdin is not a terminal
     3  not found: no image with that ID (or not visible to you)
@@ -231,7 +242,8 @@ const MEMBER_ADD: &str = "\
 Shares image ID with MEMBER (a tenant). With --can-share the member may share
 it further; without, that right is taken away (also from an existing
 member), as Glance's own client did. Member changes need a tenant: a token
-(-A) on a Keystone server, or --tenant on a noauth server. Silent on success.
+(-A, or a Keystone login) on a Keystone server, or --tenant on a noauth
+server. Silent on success.
 
 Example:
     glance member-add 6f2f...c1 tenant-b --can-share --tenant tenant-a";

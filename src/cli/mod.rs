@@ -13,6 +13,7 @@
 mod commands;
 mod fields;
 mod help;
+mod login;
 mod output;
 mod progress;
 mod term;
@@ -59,7 +60,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         short: "H",
         long: "host",
         hint: "ADDRESS",
-        desc: "address of the Glance API server (default: $GLANCE_HOST, else 0.0.0.0)",
+        desc: "address of the Glance API server (default: $GLANCE_HOST, else the catalog's, else 0.0.0.0)",
     },
     OptionSpec {
         short: "p",
@@ -71,7 +72,19 @@ pub const OPTIONS: &[OptionSpec] = &[
         short: "A",
         long: "auth_token",
         hint: "TOKEN",
-        desc: "token sent as X-Auth-Token (default: $OS_AUTH_TOKEN, else none)",
+        desc: "token sent as X-Auth-Token (default: $OS_AUTH_TOKEN, else a Keystone login)",
+    },
+    OptionSpec {
+        short: "",
+        long: "os-cloud",
+        hint: "NAME",
+        desc: "log in to Keystone as cloud NAME of clouds.yaml (default: $OS_CLOUD)",
+    },
+    OptionSpec {
+        short: "",
+        long: "os-image-url",
+        hint: "URL",
+        desc: "image API URL instead of the catalog's (default: $OS_IMAGE_URL)",
     },
     OptionSpec {
         short: "",
@@ -311,6 +324,14 @@ pub struct Settings {
     pub port: u16,
     /// `X-Auth-Token`.
     pub auth_token: Option<String>,
+    /// `--os-cloud`: the clouds.yaml entry to log in with.
+    pub os_cloud: Option<String>,
+    /// `--os-image-url` or `OS_IMAGE_URL`.
+    pub image_url: Option<String>,
+    /// Whether `-H`/`-p` (or `GLANCE_HOST`/`GLANCE_PORT`) name the server.
+    pub host_given: bool,
+    /// The client of a server given by URL (`OS_IMAGE_URL`, the Keystone catalog).
+    pub api: Option<Client>,
     /// Identity headers for noauth servers.
     pub identity: Option<Identity>,
     /// `-v`.
@@ -340,7 +361,10 @@ pub struct Settings {
 impl Settings {
     /// The API client these settings describe.
     pub fn client(&self) -> Client {
-        let mut c = Client::new(&self.host, self.port);
+        let mut c = match &self.api {
+            Some(api) => api.clone(),
+            None => Client::new(&self.host, self.port),
+        };
         if let Some(t) = &self.auth_token {
             c = c.with_auth_token(t);
         }
@@ -422,8 +446,9 @@ pub fn run(
         }
         return commands::help(out, free.first().map(String::as_str));
     }
-    let settings = settings(&m, env)?;
+    let mut settings = settings(&m, env)?;
     let command = free.remove(0);
+    login::connect(&mut settings, &command, env)?;
     let result = commands::dispatch(&settings, &command, &free, out);
     if settings.verbose && result.is_ok() {
         eprintln!("Completed in {:.4} sec.", started.elapsed().as_secs_f64());
@@ -488,10 +513,18 @@ fn settings(m: &getopts::Matches, env: &dyn Fn(&str) -> Option<String>) -> CliRe
                 .collect(),
         }),
     };
+    let host_given = ["host", "port"].iter().any(|o| m.opt_present(o))
+        || ["GLANCE_HOST", "GLANCE_PORT"]
+            .iter()
+            .any(|v| env(v).is_some());
     Ok(Settings {
         host,
         port,
         auth_token: m.opt_str("auth_token").or_else(|| env("OS_AUTH_TOKEN")),
+        os_cloud: m.opt_str("os-cloud"),
+        image_url: m.opt_str("os-image-url").or_else(|| env("OS_IMAGE_URL")),
+        host_given,
+        api: None,
         identity,
         verbose: m.opt_present("verbose"),
         debug: m.opt_present("debug"),

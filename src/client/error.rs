@@ -43,6 +43,10 @@ pub enum Error {
     /// The request cannot be built: a bad URL, a header value with control characters,
     /// a property name that is not a valid header token.
     InvalidInput(String),
+    /// Logging in to Keystone failed: the settings (`OS_*`, clouds.yaml) are incomplete or
+    /// invalid, Keystone refused the credentials, or its catalog has no image endpoint. The
+    /// message says which and what to set; it never holds a password, secret or token.
+    Login(String),
 }
 
 impl Error {
@@ -134,7 +138,7 @@ impl fmt::Display for Error {
             Error::Transport(m) => write!(f, "connection error: {m}"),
             Error::Io(e) => write!(f, "io: {e}"),
             Error::InvalidResponse(m) => write!(f, "invalid response: {m}"),
-            Error::InvalidInput(m) => f.write_str(m),
+            Error::InvalidInput(m) | Error::Login(m) => f.write_str(m),
         }
     }
 }

@@ -39,9 +39,16 @@
 //! [`Error::BadRequest`] with the server's message, [`Error::Connect`] …), never as raw
 //! statuses. Image metadata uses the crate's own model: [`Image`] for records and
 //! [`ImagePatch`] for the fields to set.
+//!
+//! Without a token at hand, [`keystone::login`] gets one, and the image endpoint, from
+//! Keystone with the credentials of an openrc or a clouds.yaml
+//! ([`credentials::Credentials::discover`]).
 
+pub mod credentials;
 pub(crate) mod error;
 pub mod headers;
+pub mod keystone;
+mod tls;
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -53,6 +60,7 @@ use ureq::Agent;
 use ureq::http::Request;
 
 pub use self::error::{Error, Result};
+pub use self::tls::CaBundle;
 use crate::http::percent_encode;
 pub use crate::image::{Image, ImagePatch};
 pub use crate::registry::{Member, MemberSpec, SharedImage};
@@ -76,8 +84,23 @@ pub struct Client {
     /// `host:port`, for error messages.
     addr: String,
     host: String,
+    port: u16,
     auth_token: Option<String>,
     identity: Option<Identity>,
+    timeout: Option<Duration>,
+    ca: CaBundle,
+}
+
+impl std::fmt::Debug for Client {
+    /// The server and whether a token is set; never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
+            .field("identity", &self.identity)
+            .field("ca", &self.ca)
+            .finish()
+    }
 }
 
 /// Identity headers for a server running `auth_strategy = noauth` behind a trusted network
@@ -330,7 +353,7 @@ impl Client {
             host.to_string()
         };
         let addr = format!("{host_part}:{port}");
-        Client::with_base(format!("http://{addr}/v1"), addr, host.to_string())
+        Client::with_base(format!("http://{addr}/v1"), addr, host.to_string(), port)
     }
 
     /// A client of the API at `url` (`http://host[:port][/path]`, `https` too), with an
@@ -386,6 +409,7 @@ impl Client {
             format!("{}://{addr}{path}", scheme.to_ascii_lowercase()),
             addr,
             bare_host.to_string(),
+            port,
         );
         Ok(match auth_token {
             Some(t) => client.with_auth_token(t),
@@ -393,14 +417,18 @@ impl Client {
         })
     }
 
-    fn with_base(base: String, addr: String, host: String) -> Client {
+    fn with_base(base: String, addr: String, host: String, port: u16) -> Client {
+        let ca = CaBundle::system();
         Client {
-            agent: agent(None),
+            agent: agent(None, &ca),
             base,
             addr,
             host,
+            port,
             auth_token: None,
             identity: None,
+            timeout: None,
+            ca,
         }
     }
 
@@ -419,7 +447,16 @@ impl Client {
     /// Gives up on a call that takes longer than `timeout` in total (uploads and downloads
     /// included). The default is no overall limit, and 30 s to connect.
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Client {
-        self.agent = agent(timeout);
+        self.timeout = timeout;
+        self.agent = agent(timeout, &self.ca);
+        self
+    }
+
+    /// Checks an `https` server against the certificates of `ca` (see
+    /// [`CaBundle::from_pem_file`]). The default is the system's CA certificates.
+    pub fn with_ca_bundle(mut self, ca: CaBundle) -> Client {
+        self.agent = agent(self.timeout, &ca);
+        self.ca = ca;
         self
     }
 
@@ -436,6 +473,11 @@ impl Client {
     /// `host:port` of the server.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Lists images: one page of brief records (`GET /images`), newest first unless `sort`
@@ -804,8 +846,9 @@ impl Client {
     }
 }
 
-fn agent(timeout: Option<Duration>) -> Agent {
+fn agent(timeout: Option<Duration>, ca: &CaBundle) -> Agent {
     Agent::config_builder()
+        .tls_config(ca.tls_config())
         .http_status_as_error(false)
         // A streamed upload cannot be replayed, and the API never redirects.
         .max_redirects(0)
