@@ -35,5 +35,6 @@ mod rest;
 pub mod service;
 pub mod store;
 pub mod timeutil;
+mod tls;
 
 pub use error::{Error, Result};

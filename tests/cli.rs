@@ -40,9 +40,9 @@ impl Run {
 
 fn base_command(port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_glance"));
-    cmd.env_remove("GLANCE_HOST")
+    common::without_login(&mut cmd)
+        .env_remove("GLANCE_HOST")
         .env_remove("GLANCE_PORT")
-        .env_remove("OS_AUTH_TOKEN")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
     cmd
 }
@@ -797,11 +797,10 @@ fn members_commands() {
 /// Runs a shell command line under `script` (a pseudo-terminal for stdin, stdout and
 /// stderr), feeding `input`; `None` when `script` is not available.
 fn on_tty(cmdline: &str, input: &str) -> Option<Run> {
-    let mut child = Command::new("script")
+    let mut child = common::without_login(&mut Command::new("script"))
         .args(["-q", "-e", "-c", cmdline, "/dev/null"])
         .env_remove("GLANCE_HOST")
         .env_remove("GLANCE_PORT")
-        .env_remove("OS_AUTH_TOKEN")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

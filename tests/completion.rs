@@ -57,7 +57,7 @@ fn complete_with(line: &str, wordbreaks: &str) -> Vec<String> {
         _glance_bash
         printf '%s\n' "${COMPREPLY[@]}"
     "#;
-    let out = Command::new("bash")
+    let out = common::without_login(&mut Command::new("bash"))
         .args(["--norc", "--noprofile", "-c", program, "bash"])
         .arg(script())
         .arg(wordbreaks)
@@ -82,7 +82,7 @@ fn complete(line: &str) -> Vec<String> {
 
 /// One of the script's lists (`_glance_list NAME`), as a set.
 fn list(name: &str) -> BTreeSet<String> {
-    let out = Command::new("bash")
+    let out = common::without_login(&mut Command::new("bash"))
         .args([
             "--norc",
             "--noprofile",
@@ -191,7 +191,7 @@ fn image_ids_from_the_server_of_the_command_line() {
     let port = s.port().to_string();
     let mut ids = Vec::new();
     for name in ["one", "two"] {
-        let out = Command::new(glance)
+        let out = common::without_login(&mut Command::new(glance))
             .args(["-H", "127.0.0.1", "-p", &port, "add", "is_public=true"])
             .arg(format!("name={name}"))
             .arg("--file")
@@ -319,7 +319,7 @@ fn zsh_runs_the_same_completion() {
         print -rl -- "${COMPREPLY[@]}"
     "#;
     let run = |line: &str| -> Vec<String> {
-        let out = Command::new("zsh")
+        let out = common::without_login(&mut Command::new("zsh"))
             .args(["-f", "-c", program, "zsh"])
             .arg(script())
             .arg(line)
@@ -343,7 +343,7 @@ fn zsh_runs_the_same_completion() {
         "{}",
         zsh_file.display()
     );
-    let out = Command::new("zsh")
+    let out = common::without_login(&mut Command::new("zsh"))
         .arg("-n")
         .arg(&zsh_file)
         .output()

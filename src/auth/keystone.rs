@@ -246,6 +246,7 @@ impl Keystone {
         let base = base.trim_end_matches('/');
         let base = base.strip_suffix("/v3").unwrap_or(base);
         let agent: Agent = Agent::config_builder()
+            .tls_config(crate::tls::native())
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(opts.http_connect_timeout))

@@ -35,6 +35,7 @@ impl RemoteRegistry {
             host.to_string()
         };
         let agent: Agent = Agent::config_builder()
+            .tls_config(crate::tls::native())
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .timeout_connect(Some(Duration::from_secs(10)))

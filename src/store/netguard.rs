@@ -444,6 +444,7 @@ impl Resolver for GuardResolver {
 /// from the environment, bounded waits and response heads.
 pub fn guarded_agent(policy: &Arc<AddressPolicy>) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
+        .tls_config(crate::tls::native())
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
@@ -469,6 +470,7 @@ pub fn guarded_agent(policy: &Arc<AddressPolicy>) -> ureq::Agent {
 /// address policy, but no redirects either, and the given waits.
 pub(crate) fn operator_agent(connect: Duration, response: Duration, io: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
+        .tls_config(crate::tls::native())
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_connect(Some(connect))
@@ -637,3 +639,25 @@ impl LocationPolicy {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tls_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::tls::tests::not_tls_server;
+
+    #[test]
+    fn operator_agent_speaks_https_without_panicking() {
+        let s = Duration::from_secs(2);
+        let r = super::operator_agent(s, s, s).get(&not_tls_server()).call();
+        assert!(r.is_err(), "{r:?}");
+    }
+
+    #[test]
+    fn guarded_agent_speaks_https_without_panicking() {
+        let policy = Arc::new(super::AddressPolicy::parse(&["127.0.0.1"]).expect("policy"));
+        let r = super::guarded_agent(&policy).get(&not_tls_server()).call();
+        assert!(r.is_err(), "{r:?}");
+    }
+}

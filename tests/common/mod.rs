@@ -381,3 +381,32 @@ pub fn wait_for_exit(server: &mut Server, timeout: Duration) -> Option<ExitStatu
     let _ = child.wait();
     None
 }
+
+/// The environment variables that make `glance` log in to Keystone by itself (an openrc
+/// or clouds.yaml); tests of the tool against a noauth server remove them, so that a
+/// developer's sourced openrc, or CI's Keystone variables, change nothing.
+pub const OS_LOGIN_VARS: &[&str] = &[
+    "OS_AUTH_TOKEN",
+    "OS_AUTH_URL",
+    "OS_AUTH_TYPE",
+    "OS_CLOUD",
+    "OS_USERNAME",
+    "OS_USER_ID",
+    "OS_PASSWORD",
+    "OS_PROJECT_NAME",
+    "OS_PROJECT_ID",
+    "OS_TENANT_NAME",
+    "OS_TENANT_ID",
+    "OS_APPLICATION_CREDENTIAL_ID",
+    "OS_APPLICATION_CREDENTIAL_NAME",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "OS_IMAGE_URL",
+];
+
+/// Removes [`OS_LOGIN_VARS`] from a command's environment.
+pub fn without_login(cmd: &mut Command) -> &mut Command {
+    for v in OS_LOGIN_VARS {
+        cmd.env_remove(v);
+    }
+    cmd
+}

@@ -532,3 +532,13 @@ fn identity_from_reply() {
     assert_eq!(Identity::from_reply(&v).unwrap().project_id, None);
     assert!(Identity::from_reply(&json!({"token": {}})).is_none());
 }
+
+/// An `https` Keystone goes through native-tls: a server that does not speak TLS is a 503
+/// (Keystone unavailable), never a panic of the worker.
+#[test]
+fn https_keystone_fails_cleanly() {
+    let url = crate::tls::tests::not_tls_server();
+    let ks = source(options(url.trim_end_matches('/')), false);
+    let r = ctx_for(&ks, &[("X-Auth-Token", "tok")]);
+    assert_eq!(status(&r), 503, "{:?}", r.err());
+}
