@@ -49,7 +49,6 @@ impl Services {
 pub(crate) fn swift(test: &str) -> Option<Services> {
     let s = Services::from_env();
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(crate::tls::native())
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
