@@ -590,12 +590,25 @@ impl Keystone {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": user, "domain": {"id": "default"}, "password": password}}},
             "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
-        let mut r = self
-            .agent
-            .post(&format!("{}/v3/auth/tokens?nocatalog", self.url))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap_or_else(|e| panic!("token for {user}: {e}"));
+        // The test Keystone (uWSGI over SQLite) sometimes drops a connection while another
+        // request holds its database lock: a transport error is retried a few times.
+        let mut attempt = 0;
+        let mut r = loop {
+            let sent = self
+                .agent
+                .post(&format!("{}/v3/auth/tokens?nocatalog", self.url))
+                .header("Content-Type", "application/json")
+                .send(body.to_string());
+            match sent {
+                Ok(r) => break r,
+                Err(e) if attempt < 4 => {
+                    attempt += 1;
+                    eprintln!("token for {user}: {e}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+                }
+                Err(e) => panic!("token for {user}: {e}"),
+            }
+        };
         assert_eq!(r.status(), 201, "token for {user}");
         let token = r
             .headers()

@@ -25,10 +25,10 @@ _glance_list() {
     options)
         echo "--host --port --auth_token --tenant --roles --verbose --debug --limit --marker" \
             "--sort_key --sort_dir --force --dry-run --can-share --file --progress --help" \
-            "--version" ;;
+            "--version --os-cloud --os-image-url" ;;
     value_options)
         echo "-H --host -p --port -A --auth_token --tenant --roles --limit --marker" \
-            "--sort_key --sort_dir --file" ;;
+            "--sort_key --sort_dir --file --os-cloud --os-image-url" ;;
     id_commands)
         echo "show update delete download image-download image-members member-add" \
             "member-delete members-replace" ;;
