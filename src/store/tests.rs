@@ -13,6 +13,15 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// The SHA-512 of `data`, lower-case hex, from RustCrypto's `sha2` (independent of OpenSSL).
+pub(crate) fn sha512_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha512};
+    Sha512::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Stores `data` in `store` the way [`Stores::add`] does, without a size cap.
 pub(crate) fn add_to(
     store: &dyn Store,
@@ -34,6 +43,7 @@ pub(crate) fn add_capped(
     add_verified(
         store,
         cap,
+        HashAlgorithm::Sha512,
         &ImageId::parse(id)?,
         data,
         expected,
