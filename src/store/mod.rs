@@ -49,7 +49,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use checksum::{HashAlgorithm, Md5Sum, OsHash};
+pub use checksum::{HashAlgorithm, Md5Sum};
 pub use location::Backend;
 pub use location::{
     FileLocation, HttpLocation, Location, S3Location, SwiftLocation, check_record, redact_uri,
