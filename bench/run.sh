@@ -26,6 +26,7 @@ HEAD_CONNECTIONS=16
 HEAD_THREADS=2
 BUFFER_SIZE=""          # image_buffer_size; empty = the server's default
 DIRECT_IO=""            # filesystem_store_direct_io (on/off); empty = the server's default
+HASHING_ALGORITHM=sha512    # hashing_algorithm of glance-api: the multihash of every upload
 WORKERS=16
 WORKDIR="$SCRIPT_DIR/work"
 RESULTS="$SCRIPT_DIR/results/latest.json"
@@ -36,6 +37,8 @@ KEEP=0
 # Targets (issue 3, item 10).
 DOWNLOAD_TARGET=0.80    # glance download >= 80% of nginx sendfile
 UPLOAD_TARGET=0.70      # glance upload   >= 70% of dd conv=fsync to the same disk
+SLOWEST_TARGET=0.80     # glance upload   >= 80% of the slowest of dd conv=fsync, MD5 and the
+                        # multihash on one core (issue 14, item 6)
 INSPECT_TARGET_PCT=2    # format inspection < 2% of an upload's time
 RSS_TARGET_MIB=64       # peak RSS during CONCURRENCY concurrent downloads < 64 MiB
 
@@ -54,6 +57,7 @@ Usage: bench/run.sh [options]
   --head-connections N  keep-alive connections of the HEAD load test (default $HEAD_CONNECTIONS)
   --buffer-size BYTES   image_buffer_size for glance-api (default: the server's, 1048576)
   --direct-io on|off    filesystem_store_direct_io for glance-api (default: the server's, on)
+  --hashing-algorithm A hashing_algorithm for glance-api: sha256, sha384 or sha512 (default $HASHING_ALGORITHM)
   --workers N           glance-api worker threads (default $WORKERS)
   --workdir DIR         work directory; the image file is cached there (default bench/work)
   --results FILE        JSON results (default bench/results/latest.json)
@@ -86,6 +90,7 @@ while (( $# )); do
         --head-connections) HEAD_CONNECTIONS=$(opt "$@"); shift ;;
         --buffer-size) BUFFER_SIZE=$(opt "$@"); shift ;;
         --direct-io) DIRECT_IO=$(opt "$@"); shift ;;
+        --hashing-algorithm) HASHING_ALGORITHM=$(opt "$@"); shift ;;
         --workers) WORKERS=$(opt "$@"); shift ;;
         --workdir) WORKDIR=$(opt "$@"); shift ;;
         --results) RESULTS=$(opt "$@"); shift ;;
@@ -108,6 +113,11 @@ need_uint --workers "$WORKERS"
 case $DIRECT_IO in
     ''|on|off) ;;
     *) die "--direct-io: expected on or off, got '$DIRECT_IO'" ;;
+esac
+HASHING_ALGORITHM=${HASHING_ALGORITHM,,}
+case $HASHING_ALGORITHM in
+    sha256|sha384|sha512) ;;
+    *) die "--hashing-algorithm: expected sha256, sha384 or sha512, got '$HASHING_ALGORITHM'" ;;
 esac
 (( HEAD_CONNECTIONS >= HEAD_THREADS )) || HEAD_THREADS=$HEAD_CONNECTIONS
 [[ -n $WORKDIR ]] || die "--workdir: empty"
@@ -158,10 +168,11 @@ store_config() {
     esac
 }
 
-for tool in curl awk dd cat sort; do
+for tool in curl awk dd cat sort "${HASHING_ALGORITHM}sum"; do
     command -v "$tool" >/dev/null || die "'$tool' is required"
 done
-# The MD5 ceiling (info only) needs the openssl command of the libcrypto glance-api uses.
+# The MD5 and multihash ceilings need the openssl command of the libcrypto glance-api uses;
+# without it they, and the upload's target against the slowest ceiling, are skipped.
 HAVE_OPENSSL=0
 command -v openssl >/dev/null && HAVE_OPENSSL=1
 
@@ -178,6 +189,7 @@ median_n() {
         END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.*f", d, m }'
 }
 best() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+least() { printf '%s\n' "$@" | sort -g | head -n 1; }
 json_array() { local IFS=,; printf '[%s]' "$*"; }
 mb_per_s() { calc "$1 / $2 / 1000000" 2; }   # bytes, seconds -> MB/s (10^6 bytes)
 
@@ -270,6 +282,10 @@ if [[ ! -f $DATA.md5 ]]; then
     md5sum "$DATA" | cut -d' ' -f1 > "$DATA.md5"
 fi
 DATA_MD5=$(cat "$DATA.md5")
+if [[ ! -f $DATA.$HASHING_ALGORITHM ]]; then
+    "${HASHING_ALGORITHM}sum" "$DATA" | cut -d' ' -f1 > "$DATA.$HASHING_ALGORITHM"
+fi
+DATA_OS_HASH=$(cat "$DATA.$HASHING_ALGORITHM")
 cat "$DATA" > /dev/null   # into the page cache
 
 if (( ${#OBJ_STORES[@]} )); then
@@ -291,6 +307,7 @@ start_api() {
         printf 'sql_connection = sqlite:///%s/glance.sqlite\ndb_auto_create = True\n' "$dir"
         store_config "$1" "$dir"
         [[ -z $BUFFER_SIZE ]] || printf 'image_buffer_size = %s\n' "$BUFFER_SIZE"
+        printf 'hashing_algorithm = %s\n' "$HASHING_ALGORITHM"
         case $DIRECT_IO in
             on) printf 'filesystem_store_direct_io = True\n' ;;
             off) printf 'filesystem_store_direct_io = False\n' ;;
@@ -309,7 +326,7 @@ start_api() {
     done
     [[ $line == "listening on "* ]] || die "glance-api did not report its port in 30 s"
     API="http://${line#listening on }"
-    log "glance-api pid $API_PID on $API (store $1, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default}, direct I/O ${DIRECT_IO:-default})"
+    log "glance-api pid $API_PID on $API (store $1, workers $WORKERS, image_buffer_size ${BUFFER_SIZE:-default}, direct I/O ${DIRECT_IO:-default}, hashing_algorithm $HASHING_ALGORITHM)"
 }
 
 # ---- nginx -------------------------------------------------------------------------------
@@ -393,16 +410,23 @@ measure_dd_direct() {
     rm -f "$WORKDIR/ddcopy"
 }
 
-# measure_md5: how fast this machine's libcrypto (the one glance-api links) computes one MD5,
-# over 1 MiB blocks in memory: the ceiling of any upload that returns Glance's checksum, since
-# one MD5 cannot be split across cores. Sets MD5_MBPS; info only.
-measure_md5() {
+# measure_digest ALGO: how fast this machine's libcrypto (the one glance-api links) computes
+# one ALGO digest on one core, over 1 MiB blocks in memory. Sets DIGEST_MBPS.
+measure_digest() {
     local bps
-    bps=$(openssl speed -mr -evp md5 -bytes 1048576 -seconds 2 2>/dev/null \
-        | awk -F: '$1 == "+F" && $3 == "md5" { print $4 }')
-    [[ -n $bps ]] || die "openssl speed -evp md5: no result"
-    MD5_MBPS=$(calc "$bps / 1000000" 2)
+    bps=$(openssl speed -mr -evp "$1" -bytes 1048576 -seconds 2 2>/dev/null \
+        | awk -F: -v a="$1" '$1 == "+F" && $3 == a { print $4 }')
+    [[ -n $bps ]] || die "openssl speed -evp $1: no result"
+    DIGEST_MBPS=$(calc "$bps / 1000000" 2)
 }
+
+# measure_md5: the MD5 rate: the ceiling of any upload that returns Glance's checksum, since
+# one MD5 cannot be split across cores. Sets MD5_MBPS.
+measure_md5() { measure_digest md5; MD5_MBPS=$DIGEST_MBPS; }
+
+# measure_os_hash: the rate of HASHING_ALGORITHM, the upload's os_hash_value: one hash over
+# the whole image too, on a thread of its own beside the MD5. Sets OS_HASH_MBPS.
+measure_os_hash() { measure_digest "$HASHING_ALGORITHM"; OS_HASH_MBPS=$DIGEST_MBPS; }
 
 # measure_cat: the read ceiling (page cache). Sets CAT_MBPS.
 measure_cat() {
@@ -441,10 +465,14 @@ upload() {
     read -r code total <<< "$out"
     [[ $code == 201 ]] || { cat "$RUN_DIR/upload.json" >&2; die "upload: status $code"; }
     UPLOAD_ID=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
-    local sum
+    local sum algo os_hash
     sum=$(sed -n 's/.*"checksum": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
+    algo=$(sed -n 's/.*"os_hash_algo": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
+    os_hash=$(sed -n 's/.*"os_hash_value": *"\([^"]*\)".*/\1/p' "$RUN_DIR/upload.json" | head -n 1)
     [[ -n $UPLOAD_ID ]] || die "upload: no image id in $(cat "$RUN_DIR/upload.json")"
     [[ $sum == "$DATA_MD5" ]] || die "upload: checksum $sum, expected $DATA_MD5"
+    [[ $algo == "$HASHING_ALGORITHM" && $os_hash == "$DATA_OS_HASH" ]] \
+        || die "upload: os_hash $algo $os_hash, expected $HASHING_ALGORITHM $DATA_OS_HASH"
     UPLOAD_MBPS=$(mb_per_s "$BYTES" "$total")
 }
 
@@ -458,7 +486,7 @@ fi
 # drifting load on a shared machine hits both alike.
 log "upload: $REPEAT x (dd conv=fsync, glance POST), $SIZE_MIB MiB"
 DD=() DD_CPUS=() UP=() UP_CPUS=() UP_CURL_CPUS=() UP_RUNQS=() UP_PAIRED=() IMAGE_ID=""
-DDD=() MD5S=()
+DDD=() MD5S=() OS_HASHES=()
 for (( r = 1; r <= REPEAT; r++ )); do
     (( r % 2 )) && measure_dd
     upload "bench-$r"
@@ -474,15 +502,18 @@ for (( r = 1; r <= REPEAT; r++ )); do
     fi
 done
 
-# Info ceilings, in their own loop so that they do not change what the upload rounds see
+# The other ceilings, in their own loop so that they do not change what the upload rounds see
 # (on a VM, idle time between rounds lets freed memory go back to the host, which slows the
-# next buffered dd).
-log "info ceilings: $REPEAT x (dd oflag=direct$( (( HAVE_OPENSSL )) && echo ", openssl speed md5"))"
+# next buffered dd). The hash rates of round r are set against upload round r.
+log "more ceilings: $REPEAT x (dd oflag=direct$( (( HAVE_OPENSSL )) && echo ", openssl speed md5 and $HASHING_ALGORITHM"))"
 for (( r = 1; r <= REPEAT; r++ )); do
     measure_dd_direct; DDD+=("$DDD_MBPS")
-    if (( HAVE_OPENSSL )); then measure_md5; MD5S+=("$MD5_MBPS"); fi
+    if (( HAVE_OPENSSL )); then
+        measure_md5; MD5S+=("$MD5_MBPS")
+        measure_os_hash; OS_HASHES+=("$OS_HASH_MBPS")
+    fi
 done
-log "  dd direct ${DDD[*]} MB/s${MD5S:+; md5 ${MD5S[*]} MB/s}"
+log "  dd direct ${DDD[*]} MB/s${MD5S:+; md5 ${MD5S[*]} MB/s; $HASHING_ALGORITHM ${OS_HASHES[*]} MB/s}"
 
 log "read ceiling: $REPEAT x cat > /dev/null"
 CAT=()
@@ -667,8 +698,26 @@ fi
 UP_PAIRED_MED=$(median3 "${UP_PAIRED[@]}")
 DDD_MED=$(median "${DDD[@]}")
 UP_DDD_RATIO=$(awk -v d="$DDD_MED" 'BEGIN { exit !(d > 0) }' && calc "$UP_MED / $DDD_MED" 3 || echo -)
-MD5_MED="" UP_MD5_RATIO="-"
+MD5_MED="" UP_MD5_RATIO="-" OS_HASH_MED="" UP_OS_HASH_RATIO="-"
 if (( ${#MD5S[@]} )); then MD5_MED=$(median "${MD5S[@]}") UP_MD5_RATIO=$(calc "$UP_MED / $MD5_MED" 3); fi
+if (( ${#OS_HASHES[@]} )); then
+    OS_HASH_MED=$(median "${OS_HASHES[@]}") UP_OS_HASH_RATIO=$(calc "$UP_MED / $OS_HASH_MED" 3)
+fi
+# The issue's upload target: each round's upload against the slowest of that round's dd, MD5
+# and multihash rates (an upload can be no faster than its disk and either of its hashes).
+SLOWEST=() SLOWEST_NAMES=() SLOWEST_PAIRED=() SLOWEST_MED="" SLOWEST_RATIO=""
+for (( r = 0; r < ${#OS_HASHES[@]}; r++ )); do
+    SLOWEST+=("$(least "${DD[r]}" "${MD5S[r]}" "${OS_HASHES[r]}")")
+    case ${SLOWEST[r]} in
+        "${DD[r]}") SLOWEST_NAMES+=(dd) ;;
+        "${MD5S[r]}") SLOWEST_NAMES+=(md5) ;;
+        *) SLOWEST_NAMES+=("$HASHING_ALGORITHM") ;;
+    esac
+    SLOWEST_PAIRED+=("$(calc "${UP[r]} / ${SLOWEST[r]}" 3)")
+done
+if (( ${#SLOWEST[@]} )); then
+    SLOWEST_MED=$(median "${SLOWEST[@]}") SLOWEST_RATIO=$(median3 "${SLOWEST_PAIRED[@]}")
+fi
 UP_RATIO_OF_MEDIANS=$(calc "$UP_MED / $DD_MED" 3)
 UP_RATIO=$UP_PAIRED_MED
 DL_RATIO_OF_MEDIANS=$(calc "$DL_MED / $NG_MED" 3)
@@ -690,6 +739,8 @@ if [[ -n $INSPECT_MBPS ]]; then
     INSPECT_PASS=$(pass "$INSPECT_SHARE < $INSPECT_TARGET_PCT")
 fi
 UP_PASS=$(pass "$UP_RATIO >= $UPLOAD_TARGET")
+SLOWEST_PASS="skipped"
+[[ -z $SLOWEST_RATIO ]] || SLOWEST_PASS=$(pass "$SLOWEST_RATIO >= $SLOWEST_TARGET")
 DL_PASS=$(pass "$DL_RATIO >= $DOWNLOAD_TARGET")
 RSS_PASS=$(pass "$RSS_PEAK < $RSS_TARGET_MIB * 1024")
 
@@ -703,6 +754,8 @@ row "measure" "value" "ceiling" "ratio" "target" "result"
 row "upload MB/s" "$UP_MED" "dd fsync $DD_MED" "$UP_RATIO" ">= $UPLOAD_TARGET" "$UP_PASS"
 row "upload MB/s vs dd direct" "$UP_MED" "dd oflag=direct $DDD_MED" "$UP_DDD_RATIO" "-" "info"
 row "upload MB/s vs MD5" "$UP_MED" "${MD5_MED:+openssl speed md5 $MD5_MED}" "$UP_MD5_RATIO" "-" "info"
+row "upload MB/s vs $HASHING_ALGORITHM" "$UP_MED" "${OS_HASH_MED:+openssl $HASHING_ALGORITHM $OS_HASH_MED}" "$UP_OS_HASH_RATIO" "-" "info"
+row "upload MB/s vs slowest hash/dd" "$UP_MED" "${SLOWEST_MED:+slowest $SLOWEST_MED}" "${SLOWEST_RATIO:--}" ">= $SLOWEST_TARGET" "$SLOWEST_PASS"
 row "download MB/s" "$DL_MED" "$DL_CEIL_NAME $NG_MED" "$DL_RATIO" ">= $DOWNLOAD_TARGET" "$DL_PASS"
 row "download MB/s vs cat" "$DL_MED" "cat $CAT_MED" "$CAT_RATIO" "-" "info"
 row "peak RSS MiB, $CONCURRENCY downloads" "$RSS_PEAK_MIB" "baseline $RSS_BASE_MIB" "-" "< $RSS_TARGET_MIB" "$RSS_PASS"
@@ -717,10 +770,12 @@ echo "  upload   ${UP[*]}"
 echo "  dd       ${DD[*]}"
 echo "  dd direct ${DDD[*]}"
 (( ${#MD5S[@]} )) && echo "  md5      ${MD5S[*]}"
+(( ${#OS_HASHES[@]} )) && echo "  $HASHING_ALGORITHM   ${OS_HASHES[*]}"
+(( ${#SLOWEST[@]} )) && echo "  slowest  ${SLOWEST[*]} (${SLOWEST_NAMES[*]})"
 echo "  download ${DL[*]}"
 [[ -z $NGINX ]] || echo "  nginx    ${NG[*]}"
 echo "  cat      ${CAT[*]}"
-echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
+echo "per-round ratios: upload/dd ${UP_PAIRED[*]}${SLOWEST_PAIRED:+; upload/slowest ${SLOWEST_PAIRED[*]}}${NGINX:+; download/nginx ${DL_PAIRED[*]}}"
 echo "ratio of the medians (not the verdict): upload $UP_RATIO_OF_MEDIANS, download $DL_RATIO_OF_MEDIANS"
 echo "upload CPU seconds per run (median): glance-api $UP_CPU_MED, curl $UP_CURL_CPU_MED, dd $DD_CPU_MED;" \
      "glance-api runnable but waiting for a CPU: $UP_RUNQ_MED s"
@@ -772,6 +827,7 @@ stores_json() {
 }
 for p in "$UP_PASS" "$DL_PASS" "$RSS_PASS"; do [[ $p == PASS ]] || ALL_PASS=false; done
 [[ $INSPECT_PASS != FAIL ]] || ALL_PASS=false
+[[ $SLOWEST_PASS != FAIL ]] || ALL_PASS=false
 cat > "$RESULTS" <<EOF
 {
   "date": $(q "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
@@ -780,6 +836,7 @@ cat > "$RESULTS" <<EOF
   "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT,
              "statistic": "values: median; ratio: median of per-round ratios",
              "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"), "direct_io": "${DIRECT_IO:-default}",
+             "hashing_algorithm": $(q "$HASHING_ALGORITHM"),
              "stores": $(q "$STORE_NAMES"), "head_tool": $(q "$HEAD_TOOL")},
   "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
   "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
@@ -790,7 +847,13 @@ cat > "$RESULTS" <<EOF
              "curl_cpu_s": $(json_array "${UP_CURL_CPUS[@]}"), "dd_cpu_s": $(json_array "${DD_CPUS[@]}"),
              "dd_direct_mbps": $DDD_MED, "dd_direct_samples": $(json_array "${DDD[@]}"),
              "md5_mbps": $(num_or_null "$MD5_MED"), "md5_samples": $(json_array "${MD5S[@]:-}"),
-             "ratio_to_md5": $(num_or_null "${UP_MD5_RATIO#-}")},
+             "ratio_to_md5": $(num_or_null "${UP_MD5_RATIO#-}"),
+             "os_hash_algorithm": $(q "$HASHING_ALGORITHM"), "os_hash_mbps": $(num_or_null "$OS_HASH_MED"),
+             "os_hash_samples": $(json_array "${OS_HASHES[@]:-}"), "ratio_to_os_hash": $(num_or_null "${UP_OS_HASH_RATIO#-}"),
+             "slowest_ceiling": "per round, the least of dd conv=fsync, openssl speed md5 and openssl speed $HASHING_ALGORITHM",
+             "slowest_mbps": $(num_or_null "$SLOWEST_MED"), "slowest_samples": $(json_array "${SLOWEST[@]:-}"),
+             "slowest_paired_ratios": $(json_array "${SLOWEST_PAIRED[@]:-}"), "ratio_to_slowest": $(num_or_null "$SLOWEST_RATIO"),
+             "slowest_target": $SLOWEST_TARGET, "slowest_pass": $( [[ $SLOWEST_PASS == FAIL ]] && echo false || echo true )},
   "download": {"mbps": $DL_MED, "samples": $(json_array "${DL[@]}"), "ceiling": $(q "$DL_CEIL_NAME"),
                "ceiling_mbps": $NG_MED, "ceiling_samples": $(json_array "${NG[@]:-}"),
                "ratio": $DL_RATIO, "ratio_of_medians": $DL_RATIO_OF_MEDIANS,

@@ -267,6 +267,13 @@ pub struct Image {
     pub location: Option<String>,
     /// MD5 of the data, lower-case hex.
     pub checksum: Option<String>,
+    /// The algorithm of `os_hash_value` (`sha512`), as glance-api's `hashing_algorithm` was
+    /// when the data was uploaded; `None` while unknown (no upload yet, a location
+    /// registered by a client, an image stored before). Never set by API clients.
+    pub os_hash_algo: Option<String>,
+    /// The hash of the data with `os_hash_algo`, lower-case hex; `None` while unknown.
+    /// Never set by API clients.
+    pub os_hash_value: Option<String>,
     /// Minimum RAM in MB.
     pub min_ram: u64,
     /// Minimum disk in GB.
@@ -299,6 +306,8 @@ impl Image {
             is_public: false,
             location: None,
             checksum: None,
+            os_hash_algo: None,
+            os_hash_value: None,
             min_ram: 0,
             min_disk: 0,
             owner: None,
@@ -310,7 +319,8 @@ impl Image {
         }
     }
 
-    /// Checks the record-level rules (formats; checksum shape).
+    /// Checks the record-level rules (formats; lengths of the name, the owner and the
+    /// multihash fields).
     pub fn validate(&self) -> Result<()> {
         validate_formats(
             self.disk_format.as_deref(),
@@ -330,7 +340,7 @@ impl Image {
                 "Image owner is longer than 255 characters",
             ));
         }
-        Ok(())
+        validate_os_hash(self.os_hash_algo.as_deref(), self.os_hash_value.as_deref())
     }
 
     /// Applies a patch. With `purge_props` the properties are replaced by the patch's set
@@ -351,6 +361,8 @@ impl Image {
         set(&mut self.is_public, &patch.is_public);
         set(&mut self.location, &patch.location);
         set(&mut self.checksum, &patch.checksum);
+        set(&mut self.os_hash_algo, &patch.os_hash_algo);
+        set(&mut self.os_hash_value, &patch.os_hash_value);
         set(&mut self.min_ram, &patch.min_ram);
         set(&mut self.min_disk, &patch.min_disk);
         set(&mut self.owner, &patch.owner);
@@ -380,6 +392,8 @@ impl Image {
             m.insert("location".into(), opt(&self.location));
         }
         m.insert("checksum".into(), opt(&self.checksum));
+        m.insert("os_hash_algo".into(), opt(&self.os_hash_algo));
+        m.insert("os_hash_value".into(), opt(&self.os_hash_value));
         m.insert("min_ram".into(), Value::from(self.min_ram));
         m.insert("min_disk".into(), Value::from(self.min_disk));
         m.insert("owner".into(), opt(&self.owner));
@@ -446,6 +460,8 @@ impl Image {
             is_public: b("is_public"),
             location: s("location"),
             checksum: s("checksum"),
+            os_hash_algo: s("os_hash_algo"),
+            os_hash_value: s("os_hash_value"),
             min_ram: n("min_ram"),
             min_disk: n("min_disk"),
             owner: s("owner"),
@@ -501,6 +517,11 @@ pub struct ImagePatch {
     pub location: Option<Option<String>>,
     /// New checksum.
     pub checksum: Option<Option<String>>,
+    /// New multihash algorithm (`Some(None)`: unknown again). Set by glance-api only, with
+    /// the upload's `os_hash_value`; the v1 API refuses it from clients.
+    pub os_hash_algo: Option<Option<String>>,
+    /// New multihash of the data (lower-case hex). Set by glance-api only.
+    pub os_hash_value: Option<Option<String>>,
     /// New minimum RAM (MB).
     pub min_ram: Option<u64>,
     /// New minimum disk (GB).
@@ -539,6 +560,8 @@ impl ImagePatch {
                 "container_format" => p.container_format = Some(json_opt_string(key, val)?),
                 "location" => p.location = Some(json_opt_string(key, val)?),
                 "checksum" => p.checksum = Some(json_opt_string(key, val)?),
+                "os_hash_algo" => p.os_hash_algo = Some(json_opt_string(key, val)?),
+                "os_hash_value" => p.os_hash_value = Some(json_opt_string(key, val)?),
                 "owner" => p.owner = Some(json_opt_string(key, val)?.filter(|s| !s.is_empty())),
                 "size" => p.size = json_count(key, val)?,
                 "virtual_size" => p.virtual_size = Some(json_count(key, val)?),
@@ -608,6 +631,12 @@ impl ImagePatch {
         if let Some(v) = &self.checksum {
             put("checksum", opt(v));
         }
+        if let Some(v) = &self.os_hash_algo {
+            put("os_hash_algo", opt(v));
+        }
+        if let Some(v) = &self.os_hash_value {
+            put("os_hash_value", opt(v));
+        }
         if let Some(v) = self.min_ram {
             put("min_ram", Value::from(v));
         }
@@ -623,6 +652,29 @@ impl ImagePatch {
         }
         Value::Object(m)
     }
+}
+
+/// Longest `os_hash_algo`, in characters (the width of Glance's column).
+pub const MAX_OS_HASH_ALGO_CHARS: usize = 64;
+
+/// Longest `os_hash_value`, in characters (Glance's column: a SHA-512 in hex).
+pub const MAX_OS_HASH_VALUE_CHARS: usize = 128;
+
+/// Checks the multihash fields against the widths of Glance's columns. Their content is
+/// glance-api's business (it computes them), so nothing else is checked.
+fn validate_os_hash(algo: Option<&str>, value: Option<&str>) -> Result<()> {
+    if algo.is_some_and(|a| a.chars().count() > MAX_OS_HASH_ALGO_CHARS) {
+        return Err(Error::bad_request(format!(
+            "Invalid value for 'os_hash_algo': longer than {MAX_OS_HASH_ALGO_CHARS} characters"
+        )));
+    }
+    if value.is_some_and(|v| v.chars().count() > MAX_OS_HASH_VALUE_CHARS) {
+        return Err(Error::bad_request(format!(
+            "Invalid value for 'os_hash_value': longer than {MAX_OS_HASH_VALUE_CHARS} \
+             characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Longest property key, in bytes (the width of Glance's `name` column).
@@ -890,6 +942,55 @@ mod tests {
         for bad in [json!({"virtual_size": -1}), json!({"virtual_size": "1e3"})] {
             assert!(ImagePatch::from_json(&bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn os_hash_is_null_until_known() {
+        let mut img = Image::new("abc".into());
+        for key in ["os_hash_algo", "os_hash_value"] {
+            assert_eq!(img.to_json(true)[key], Value::Null, "{key}");
+        }
+        let set =
+            ImagePatch::from_json(&json!({"os_hash_algo": "sha512", "os_hash_value": "cf83"}));
+        let set = set.unwrap_or_default();
+        assert_eq!(set.os_hash_algo, Some(Some("sha512".into())));
+        assert_eq!(set.os_hash_value, Some(Some("cf83".into())));
+        assert_eq!(
+            set.to_json(),
+            json!({"os_hash_algo": "sha512", "os_hash_value": "cf83"})
+        );
+        img.apply(&set, false);
+        assert_eq!(img.os_hash_algo.as_deref(), Some("sha512"));
+        assert_eq!(img.to_json(true)["os_hash_value"], "cf83");
+        let back = Image::from_json(&img.to_json(true)).ok();
+        assert_eq!(
+            back.map(|i| (i.os_hash_algo, i.os_hash_value)),
+            Some((Some("sha512".into()), Some("cf83".into())))
+        );
+        // null makes them unknown again; absent keys leave them alone.
+        let clear = json!({"os_hash_algo": null, "os_hash_value": null});
+        let clear = ImagePatch::from_json(&clear).unwrap_or_default();
+        assert_eq!(
+            clear.to_json(),
+            json!({"os_hash_algo": null, "os_hash_value": null})
+        );
+        img.apply(&ImagePatch::default(), false);
+        assert_eq!(img.os_hash_value.as_deref(), Some("cf83"));
+        img.apply(&clear, false);
+        assert_eq!(
+            (img.os_hash_algo.clone(), img.os_hash_value.clone()),
+            (None, None)
+        );
+        assert!(ImagePatch::from_json(&json!({"os_hash_value": 7})).is_err());
+        // Wider than Glance's columns: refused by the record's checks.
+        img.os_hash_algo = Some("a".repeat(MAX_OS_HASH_ALGO_CHARS));
+        img.os_hash_value = Some("f".repeat(MAX_OS_HASH_VALUE_CHARS));
+        assert!(img.validate().is_ok());
+        img.os_hash_value = Some("f".repeat(MAX_OS_HASH_VALUE_CHARS + 1));
+        assert!(img.validate().is_err());
+        img.os_hash_value = None;
+        img.os_hash_algo = Some("a".repeat(MAX_OS_HASH_ALGO_CHARS + 1));
+        assert!(img.validate().is_err());
     }
 
     #[test]

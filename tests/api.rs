@@ -194,6 +194,8 @@ scenarios!(
     bad_chunks_kill_the_upload,
     virtual_size_is_read_only,
     ranged_downloads,
+    os_hash_of_uploads,
+    hashing_algorithm_sha256,
 );
 
 fn hex(bytes: &[u8]) -> String {
@@ -204,6 +206,12 @@ fn md5_hex(data: &[u8]) -> String {
     let mut h = Md5::new();
     h.update(data);
     hex(&h.finalize())
+}
+
+/// The SHA-512 of `data`, lower-case hex, from RustCrypto's `sha2`: independent of the
+/// OpenSSL that glance-api uses.
+fn sha512_hex(data: &[u8]) -> String {
+    hex(&<sha2::Sha512 as sha2::Digest>::digest(data))
 }
 
 fn upload_headers<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -1050,6 +1058,124 @@ fn disk_formats_narrow_what_clients_declare() {
         e.c.request("PUT", &path, &[("x-image-meta-disk_format", "raw")], None);
     assert_status!(r, 200);
     assert_eq!(r.json()["image"]["disk_format"], "raw");
+}
+
+/// Data whose hash no shortcut gets right: every byte differs from its neighbours.
+fn hash_test_data(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect()
+}
+
+/// `os_hash_algo` and `os_hash_value` of a public image: the JSON reply's, HEAD's headers'
+/// and the detailed listing's must agree; returns them.
+fn os_hash_everywhere(e: &Env, reply: &Value) -> (String, String) {
+    let img = &reply["image"];
+    let id = img["id"].as_str().unwrap_or_default();
+    let algo = img["os_hash_algo"].as_str().unwrap_or_default().to_string();
+    let value = img["os_hash_value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let h = e.c.request("HEAD", &format!("/v1/images/{id}"), &[], None);
+    assert_status!(h, 200);
+    assert_eq!(h.header("x-image-meta-os_hash_algo"), Some(algo.as_str()));
+    assert_eq!(h.header("x-image-meta-os_hash_value"), Some(value.as_str()));
+    let detail = e.c.get("/v1/images/detail?status=active").json();
+    let listed = detail["images"].as_array().cloned().unwrap_or_default();
+    let listed = listed.iter().find(|i| i["id"] == id);
+    let listed = listed.unwrap_or_else(|| panic!("{id} not in {detail}"));
+    assert_eq!(listed["os_hash_algo"], algo.as_str());
+    assert_eq!(listed["os_hash_value"], value.as_str());
+    (algo, value)
+}
+
+/// Every upload gets the SHA-512 of its data beside the MD5, whatever the way in (declared
+/// size, chunked, into a queued image): in the JSON, as `x-image-meta-os_hash_*` headers
+/// and in listings; unknown (null, empty header) until data arrives; never set by clients.
+fn os_hash_of_uploads(mode: Mode) {
+    let e = env(mode, "");
+    let sha512 = |data: &[u8]| ("sha512".to_string(), sha512_hex(data));
+
+    // A declared size: the file store's copy pipeline, or parts read inline.
+    let data = hash_test_data((5 << 20) / 2 + 1);
+    let size = data.len().to_string();
+    let sent = [
+        ("x-image-meta-name", "hashed"),
+        ("x-image-meta-is_public", "True"),
+        ("x-image-meta-size", &size),
+    ];
+    let r = post_image(&e.c, &upload_headers(&sent), Some(&data));
+    assert_status!(r, 201);
+    let v = r.json();
+    assert_eq!(v["image"]["checksum"], md5_hex(&data).as_str());
+    assert_eq!(os_hash_everywhere(&e, &v), sha512(&data));
+
+    // Chunked, size unknown (S3: a part filled into its buffer, hashed on a second thread).
+    let data = hash_test_data(3 << 19);
+    let chunks: Vec<&[u8]> = data.chunks(64 * 1024).collect();
+    let extra = "x-image-meta-name: chunked-hash\r\nx-image-meta-is_public: True\r\n";
+    let reply = raw_chunked_post(&e, extra, &chunks);
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let json_start = reply.find("\r\n\r\n").map_or(0, |i| i + 4);
+    let v: Value = serde_json::from_str(reply[json_start..].trim()).unwrap_or_default();
+    assert_eq!(v["image"]["size"], data.len());
+    assert_eq!(os_hash_everywhere(&e, &v), sha512(&data));
+
+    // Queued: unknown until the data comes with a PUT.
+    let later = [
+        ("x-image-meta-name", "later"),
+        ("x-image-meta-is_public", "True"),
+    ];
+    let r = post_image(&e.c, &later, None);
+    assert_status!(r, 201);
+    assert_eq!(r.json()["image"]["os_hash_algo"], Value::Null);
+    assert_eq!(r.json()["image"]["os_hash_value"], Value::Null);
+    let path = format!("/v1/images/{}", image_id(&r));
+    let h = e.c.request("HEAD", &path, &[], None);
+    assert_eq!(h.header("x-image-meta-os_hash_algo"), Some(""));
+    assert_eq!(h.header("x-image-meta-os_hash_value"), Some(""));
+    let data = b"The quick brown fox jumps over the lazy dog".to_vec();
+    let r = e.c.request("PUT", &path, &upload_headers(&[]), Some(&data));
+    assert_status!(r, 200);
+    assert_eq!(os_hash_everywhere(&e, &r.json()), sha512(&data));
+
+    // Read-only: a request naming either field is refused and changes nothing.
+    for (name, value) in [
+        ("x-image-meta-os_hash_algo", "sha256"),
+        ("X-Image-Meta-Os-Hash-Value", "00"),
+    ] {
+        let field = name.to_ascii_lowercase().replace('-', "_");
+        let field = field.trim_start_matches("x_image_meta_");
+        let want = format!("x-image-meta-{field} is read-only");
+        let r = post_image(&e.c, &[("x-image-meta-name", "no"), (name, value)], None);
+        assert_status!(r, 400);
+        assert!(r.text().contains(&want), "{}", r.text());
+        let r = e.c.request("PUT", &path, &[(name, value)], None);
+        assert_status!(r, 400);
+        assert!(r.text().contains(&want), "{}", r.text());
+    }
+    let h = e.c.request("HEAD", &path, &[], None);
+    let known = sha512_hex(&data);
+    assert_eq!(h.header("x-image-meta-os_hash_algo"), Some("sha512"));
+    assert_eq!(h.header("x-image-meta-os_hash_value"), Some(known.as_str()));
+}
+
+/// `hashing_algorithm = SHA256` (any case): uploads get a SHA-256.
+fn hashing_algorithm_sha256(mode: Mode) {
+    let e = env(mode, "hashing_algorithm = SHA256\n");
+    let data = hash_test_data(100_000);
+    let r = post_image(
+        &e.c,
+        &upload_headers(&[
+            ("x-image-meta-name", "sha256"),
+            ("x-image-meta-is_public", "True"),
+        ]),
+        Some(&data),
+    );
+    assert_status!(r, 201);
+    let want = hex(&<sha2::Sha256 as sha2::Digest>::digest(&data));
+    assert_eq!(os_hash_everywhere(&e, &r.json()), ("sha256".into(), want));
 }
 
 /// Sends a raw chunked upload and returns the reply text.

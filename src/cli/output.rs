@@ -187,15 +187,19 @@ pub fn patch_pairs(p: &ImagePatch) -> Vec<(String, String)> {
     v
 }
 
+/// Fields that Diablo did not have, left out of the `add -v` dump while unknown.
+const SHOWN_ONCE_KNOWN: [&str; 3] = ["virtual_size", "os_hash_algo", "os_hash_value"];
+
 /// A full image record as dump pairs (the `-v` output of `add`). An unknown
-/// `virtual_size` is left out, so that the dump stays Diablo's.
+/// `virtual_size`, `os_hash_algo` or `os_hash_value` is left out, so that the dump stays
+/// Diablo's.
 pub fn image_pairs(i: &Image) -> Vec<(String, String)> {
     let json = i.to_json(true);
     let Value::Object(map) = json else {
         return Vec::new();
     };
     map.iter()
-        .filter(|(k, v)| !(k.as_str() == "virtual_size" && v.is_null()))
+        .filter(|(k, v)| !(SHOWN_ONCE_KNOWN.contains(&k.as_str()) && v.is_null()))
         .map(|(k, v)| {
             let s = match v {
                 Value::Object(props) => py_dict(props.iter().map(|(pk, pv)| {
@@ -310,6 +314,25 @@ mod tests {
         assert!(!has(&i));
         i.virtual_size = Some(5);
         assert!(image_pairs(&i).contains(&("virtual_size".into(), "5".into())));
+    }
+
+    #[test]
+    fn add_dump_shows_the_multihash_only_when_known() {
+        let mut i = Image::new("368".into());
+        let keys =
+            |i: &Image| -> Vec<String> { image_pairs(i).into_iter().map(|(k, _)| k).collect() };
+        assert!(!keys(&i).iter().any(|k| k.starts_with("os_hash")));
+        i.os_hash_algo = Some("sha512".into());
+        i.os_hash_value = Some("cf83".into());
+        let pairs = image_pairs(&i);
+        assert!(
+            pairs.contains(&("os_hash_algo".into(), "sha512".into())),
+            "{pairs:?}"
+        );
+        assert!(
+            pairs.contains(&("os_hash_value".into(), "cf83".into())),
+            "{pairs:?}"
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use crate::image::DISK_FORMATS;
 use crate::registry::Quotas;
 use crate::store::netguard::AddressPolicy;
 use crate::store::{
-    Backend, BucketUrlFormat, MB, S3Options, StoreOptions, SwiftAuthVersion, SwiftOptions,
-    endpoint_interface,
+    Backend, BucketUrlFormat, HashAlgorithm, MB, S3Options, StoreOptions, SwiftAuthVersion,
+    SwiftOptions, endpoint_interface,
 };
 pub use ini::{Ini, Origin, SectionView, Value};
 
@@ -1135,6 +1135,9 @@ pub struct ApiConfig {
     pub disk_formats: Vec<String>,
     /// `image_format_mismatch` (default `reject`).
     pub image_format_mismatch: OnMismatch,
+    /// `hashing_algorithm` (default `sha512`; `sha256`, `sha384` or `sha512`, any case): the
+    /// algorithm of every upload's `os_hash_value`.
+    pub hashing_algorithm: HashAlgorithm,
     /// `notifier_strategy`: `noop` (default), `logging` or `rabbit`.
     pub notifier_strategy: NotifierStrategy,
     /// Broker of `notifier_strategy = rabbit` (the `rabbit_*` options; read whatever the
@@ -1163,6 +1166,7 @@ impl ApiConfig {
             buffer_size: self.image_buffer_size,
             direct_io: self.filesystem_store_direct_io,
             size_cap: self.image_size_cap,
+            hashing_algorithm: self.hashing_algorithm,
             swift: self.swift.clone(),
             s3: self.s3.clone(),
             known_stores: self.known_stores.clone(),
@@ -1221,6 +1225,12 @@ impl ApiConfig {
                 OnMismatch::default().as_str(),
                 FORMAT_MISMATCH_CHOICES,
             )?),
+            hashing_algorithm: HashAlgorithm::from_name(&d.choice(
+                "hashing_algorithm",
+                HashAlgorithm::default().name(),
+                HashAlgorithm::NAMES,
+            )?)
+            .unwrap_or_default(),
             notifier_strategy: NotifierStrategy::from_name(&d.choice(
                 "notifier_strategy",
                 "noop",

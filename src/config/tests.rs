@@ -1133,3 +1133,26 @@ fn image_format_mismatch_option() {
         "{e}"
     );
 }
+
+#[test]
+fn hashing_algorithm_option() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
+    assert_eq!(c.hashing_algorithm, HashAlgorithm::Sha512);
+    assert_eq!(c.store_options().hashing_algorithm, HashAlgorithm::Sha512);
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nhashing_algorithm = SHA256\n")).unwrap();
+    assert_eq!(c.hashing_algorithm, HashAlgorithm::Sha256);
+    assert_eq!(c.store_options().hashing_algorithm, HashAlgorithm::Sha256);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nhashing_algorithm = sha384\n")).unwrap();
+    assert_eq!(c.hashing_algorithm, HashAlgorithm::Sha384);
+    for bad in ["md5", "sha3_512", "sha-512"] {
+        let text = format!("[DEFAULT]\nhashing_algorithm = {bad}\n");
+        let e = err(ApiConfig::from_ini(&ini(&text)));
+        assert!(
+            e.contains(&format!(
+                "hashing_algorithm: \"{bad}\" is not one of: sha256, sha384, sha512"
+            )),
+            "{e}"
+        );
+    }
+}

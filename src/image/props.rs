@@ -13,6 +13,8 @@ const KEYS: &[&str] = &[
     "container_format",
     "location",
     "checksum",
+    "os_hash_algo",
+    "os_hash_value",
     "owner",
     "size",
     "virtual_size",
@@ -59,6 +61,7 @@ fn patch() -> impl Strategy<Value = ImagePatch> {
         proptest::option::of(status()),
         proptest::option::of(any::<bool>()),
         proptest::option::of(properties()),
+        (nullable(), nullable()),
     )
         .prop_map(
             |(
@@ -69,6 +72,7 @@ fn patch() -> impl Strategy<Value = ImagePatch> {
                 st,
                 public,
                 props,
+                (os_hash_algo, os_hash_value),
             )| {
                 ImagePatch {
                     id,
@@ -81,6 +85,8 @@ fn patch() -> impl Strategy<Value = ImagePatch> {
                     is_public: public,
                     location,
                     checksum,
+                    os_hash_algo,
+                    os_hash_value,
                     min_ram: counts.1,
                     min_disk: counts.2,
                     owner,
@@ -123,9 +129,18 @@ fn image() -> impl Strategy<Value = Image> {
             proptest::option::of(stored_time()),
         ),
         properties(),
+        (nullable(), nullable()),
     )
         .prop_map(
-            |(id, (name, disk, container, location, checksum), counts, flags, times, props)| {
+            |(
+                id,
+                (name, disk, container, location, checksum),
+                counts,
+                flags,
+                times,
+                props,
+                (os_hash_algo, os_hash_value),
+            )| {
                 Image {
                     id,
                     name: name.flatten(),
@@ -137,6 +152,8 @@ fn image() -> impl Strategy<Value = Image> {
                     is_public: flags.1,
                     location: location.flatten(),
                     checksum: checksum.flatten(),
+                    os_hash_algo: os_hash_algo.flatten(),
+                    os_hash_value: os_hash_value.flatten(),
                     min_ram: counts.1,
                     min_disk: counts.2,
                     owner: None,

@@ -264,10 +264,9 @@ mod tests {
         assert_eq!(error_from_status(502, "x").status(), 500);
     }
 
-    /// `virtual_size` through this client and a registry server (on an in-memory SQLite
-    /// registry) on loopback: the JSON both ways.
-    #[test]
-    fn virtual_size_over_http() {
+    /// Runs `check` through this client against a registry server (on an in-memory SQLite
+    /// registry) on loopback.
+    fn over_http(check: fn(&dyn Registry)) {
         use crate::auth::{AuthOptions, NoAuth};
         use crate::http::server::{Server, ServerConfig};
         use crate::registry::PageLimits;
@@ -285,9 +284,21 @@ mod tests {
         let stop = server.shutdown_handle();
         let running = std::thread::spawn(move || server.run(Arc::new(app)));
         let reg = RemoteRegistry::new("127.0.0.1", port, Duration::from_secs(30));
-        crate::registry::conformance::exercise_virtual_size(&reg);
+        check(&reg);
         stop.shutdown();
         let _ = running.join();
+    }
+
+    /// `virtual_size` through this client and a registry server: the JSON both ways.
+    #[test]
+    fn virtual_size_over_http() {
+        over_http(crate::registry::conformance::exercise_virtual_size);
+    }
+
+    /// `os_hash_algo` and `os_hash_value` through this client and a registry server.
+    #[test]
+    fn os_hash_over_http() {
+        over_http(crate::registry::conformance::exercise_os_hash);
     }
 
     #[test]

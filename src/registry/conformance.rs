@@ -114,6 +114,7 @@ fn assert_not_found<T: std::fmt::Debug>(r: crate::error::Result<T>, what: &str) 
 pub(crate) fn exercise_registry(reg: &dyn Registry) {
     crud(reg);
     exercise_virtual_size(reg);
+    exercise_os_hash(reg);
     create_ownership(reg);
     update_ownership(reg);
     diablo_paging(reg);
@@ -335,6 +336,76 @@ pub(crate) fn exercise_virtual_size(reg: &dyn Registry) {
     let e = reg.update(&t, &iid("vsize-1"), &set(Some(u64::MAX)), false);
     assert!(matches!(e, Err(Error::BadRequest(_))), "{e:?}");
     assert_eq!(listed(reg), vec![None]);
+}
+
+/// `os_hash_algo` and `os_hash_value` are unknown (None) until an update sets them, read
+/// back through get and the detailed listing, survive updates that do not name them, and
+/// can be made unknown again; values wider than Glance's columns are refused. Also run
+/// alone through the remote registry client, as [`exercise_virtual_size`] is.
+pub(crate) fn exercise_os_hash(reg: &dyn Registry) {
+    let t = tenant("oshash");
+    let mut p = patch("oshash-1", "oshash");
+    p.status = Some(Status::Queued);
+    let img = create(reg, &t, p);
+    assert_eq!((img.os_hash_algo, img.os_hash_value), (None, None));
+    let listed = |reg: &dyn Registry| -> Vec<(Option<String>, Option<String>)> {
+        let found = list(reg, &t, "property-section=oshash");
+        found
+            .into_iter()
+            .map(|i| (i.os_hash_algo, i.os_hash_value))
+            .collect()
+    };
+    assert_eq!(listed(reg), vec![(None, None)]);
+
+    // Set with the step out of `queued`, as an upload's activation does.
+    let sha = "ab".repeat(64);
+    let known = (Some("sha512".to_string()), Some(sha.clone()));
+    let activate = ImagePatch {
+        status: Some(Status::Active),
+        os_hash_algo: Some(Some("sha512".into())),
+        os_hash_value: Some(Some(sha.clone())),
+        ..ImagePatch::default()
+    };
+    let up = reg
+        .update_if(&t, &iid("oshash-1"), Status::Queued, &activate, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((up.os_hash_algo.clone(), up.os_hash_value.clone()), known);
+    assert_eq!(reg.get(&t, &iid("oshash-1")).ok(), Some(up));
+    assert_eq!(listed(reg), vec![known.clone()]);
+
+    // An update that does not name them leaves them; a plain update sets and clears them.
+    let rename = ImagePatch {
+        name: Some(Some("renamed".into())),
+        ..ImagePatch::default()
+    };
+    let up = reg.update(&t, &iid("oshash-1"), &rename, false);
+    let hashes = |i: Image| (i.os_hash_algo, i.os_hash_value);
+    assert_eq!(up.ok().map(hashes), Some(known));
+    let set = |algo: Option<&str>, value: Option<&str>| ImagePatch {
+        os_hash_algo: Some(algo.map(str::to_string)),
+        os_hash_value: Some(value.map(str::to_string)),
+        ..ImagePatch::default()
+    };
+    let up = reg.update(
+        &t,
+        &iid("oshash-1"),
+        &set(Some("sha256"), Some("cd")),
+        false,
+    );
+    let sha256 = (Some("sha256".to_string()), Some("cd".to_string()));
+    assert_eq!(up.ok().map(hashes), Some(sha256));
+    let up = reg.update(&t, &iid("oshash-1"), &set(None, None), false);
+    assert_eq!(up.ok().map(hashes), Some((None, None)));
+    assert_eq!(listed(reg), vec![(None, None)]);
+
+    // Wider than Glance's columns (64 and 128 characters): refused, nothing changed.
+    let long_algo = "x".repeat(65);
+    let e = reg.update(&t, &iid("oshash-1"), &set(Some(&long_algo), None), false);
+    assert!(matches!(e, Err(Error::BadRequest(_))), "{e:?}");
+    let long_value = "f".repeat(129);
+    let e = reg.update(&t, &iid("oshash-1"), &set(None, Some(&long_value)), false);
+    assert!(matches!(e, Err(Error::BadRequest(_))), "{e:?}");
+    assert_eq!(listed(reg), vec![(None, None)]);
 }
 
 fn create_ownership(reg: &dyn Registry) {

@@ -21,7 +21,7 @@ struct Migration {
 }
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
-const MIGRATIONS: [Migration; 3] = [
+const MIGRATIONS: [Migration; 4] = [
     Migration {
         version: 1,
         sql: "
@@ -84,6 +84,15 @@ CREATE INDEX ix_image_members_member ON image_members (member);
     Migration {
         version: 3,
         sql: "ALTER TABLE images ADD COLUMN virtual_size INTEGER;",
+    },
+    // The multihash of an image's data (Glance's os_hash_algo, os_hash_value), computed by
+    // every upload; NULL (unknown) for every image stored before.
+    Migration {
+        version: 4,
+        sql: "
+ALTER TABLE images ADD COLUMN os_hash_algo TEXT;
+ALTER TABLE images ADD COLUMN os_hash_value TEXT;
+",
     },
 ];
 

@@ -121,7 +121,8 @@ const MAX_IDLE: usize = 32;
 /// The image columns, in the order [`row_to_image`] reads them (table alias `i`).
 const COLUMNS: &str = "i.id, i.name, i.disk_format, i.container_format, i.size, i.status, \
                        i.is_public, i.location, i.checksum, i.min_ram, i.min_disk, i.owner, \
-                       i.created_at, i.updated_at, i.deleted_at, i.deleted, i.virtual_size";
+                       i.created_at, i.updated_at, i.deleted_at, i.deleted, i.virtual_size, \
+                       i.os_hash_algo, i.os_hash_value";
 
 /// Where connections come from.
 #[derive(Debug)]
@@ -542,6 +543,8 @@ fn row_to_image(row: &Row<'_>) -> rusqlite::Result<Image> {
         is_public: row.get(6)?,
         location: row.get(7)?,
         checksum: row.get(8)?,
+        os_hash_algo: row.get(17)?,
+        os_hash_value: row.get(18)?,
         min_ram: count(row, 9)?,
         min_disk: count(row, 10)?,
         owner: row.get(11)?,
@@ -794,7 +797,7 @@ impl SqliteRegistry {
                 "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
                  size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
                  min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13, \
-                 virtual_size = ?14 WHERE id = ?1",
+                 virtual_size = ?14, os_hash_algo = ?15, os_hash_value = ?16 WHERE id = ?1",
                 params![
                     id,
                     img.name,
@@ -810,6 +813,8 @@ impl SqliteRegistry {
                     img.owner,
                     now,
                     opt_i64("virtual_size", img.virtual_size)?,
+                    img.os_hash_algo,
+                    img.os_hash_value,
                 ],
             )?;
             for name in old.properties.keys() {
@@ -978,9 +983,9 @@ impl Registry for SqliteRegistry {
             tx.execute(
                 "INSERT INTO images (id, name, disk_format, container_format, size, status, \
                  is_public, location, checksum, min_ram, min_disk, owner, created_at, \
-                 updated_at, deleted_at, deleted, virtual_size) \
+                 updated_at, deleted_at, deleted, virtual_size, os_hash_algo, os_hash_value) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL, 0, \
-                 ?14)",
+                 ?14, ?15, ?16)",
                 params![
                     img.id,
                     img.name,
@@ -996,6 +1001,8 @@ impl Registry for SqliteRegistry {
                     img.owner,
                     img.created_at,
                     virtual_size,
+                    img.os_hash_algo,
+                    img.os_hash_value,
                 ],
             )?;
             for (name, value) in &img.properties {

@@ -49,7 +49,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use checksum::Md5Sum;
+pub use checksum::{HashAlgorithm, Md5Sum};
 pub use location::Backend;
 pub use location::{
     FileLocation, HttpLocation, Location, S3Location, SwiftLocation, check_record, redact_uri,
@@ -120,6 +120,10 @@ pub struct Stored {
     pub size: u64,
     /// MD5 of the bytes, lower-case hex.
     pub checksum: String,
+    /// The algorithm of `os_hash_value` (`hashing_algorithm`).
+    pub os_hash_algo: HashAlgorithm,
+    /// The multihash of the bytes with `os_hash_algo`, lower-case hex.
+    pub os_hash_value: String,
     /// What the format inspection found (format, virtual size, a tolerated mismatch).
     pub inspection: Inspection,
 }
@@ -250,6 +254,9 @@ pub struct StoreOptions {
     pub direct_io: bool,
     /// Largest image accepted, in bytes (`image_size_cap`, default 1 TiB).
     pub size_cap: u64,
+    /// The algorithm of every upload's `os_hash_value` (`hashing_algorithm`, default
+    /// SHA-512).
+    pub hashing_algorithm: HashAlgorithm,
     /// The `swift_store_*` options.
     pub swift: SwiftOptions,
     /// The `s3_store_*` options.
@@ -285,6 +292,7 @@ impl Default for StoreOptions {
             buffer_size: DEFAULT_BUFFER_SIZE,
             direct_io: true,
             size_cap: 1 << 40,
+            hashing_algorithm: HashAlgorithm::default(),
             swift: SwiftOptions::default(),
             s3: S3Options::default(),
             known_stores: None,
@@ -299,6 +307,7 @@ pub struct Stores {
     stores: Vec<Box<dyn Store>>,
     default_store: &'static str,
     size_cap: u64,
+    hashing_algorithm: HashAlgorithm,
     policy: LocationPolicy,
 }
 
@@ -311,6 +320,7 @@ impl fmt::Debug for Stores {
             )
             .field("default_store", &self.default_store)
             .field("size_cap", &self.size_cap)
+            .field("hashing_algorithm", &self.hashing_algorithm)
             .finish()
     }
 }
@@ -352,6 +362,7 @@ impl Stores {
             stores,
             default_store: "",
             size_cap: opts.size_cap,
+            hashing_algorithm: opts.hashing_algorithm,
             policy: LocationPolicy::new(opts),
         };
         let default = s
@@ -396,7 +407,8 @@ impl Stores {
     /// The one way image data gets into a store: checks the store, the size cap and the
     /// declared size once, wraps `data` in the one counting, hashing, capping reader
     /// ([`ImageBody`]) and hands it to the backend. On success the data is complete and
-    /// verified (size as declared, MD5 computed); on failure nothing is left behind.
+    /// verified (size as declared, MD5 and `os_hash_value` computed); on failure nothing is
+    /// left behind.
     ///
     /// Every byte is shown to the format inspector ([`crate::format`]): data that fails the
     /// formats' safety rules or does not fit `rules` (the declared formats) stops the upload
@@ -411,7 +423,8 @@ impl Stores {
     ) -> Result<Stored> {
         let store = self.for_upload(requested)?;
         self.check_size(expected)?;
-        add_verified(store, self.size_cap, id, data, expected, rules)
+        let (cap, algorithm) = (self.size_cap, self.hashing_algorithm);
+        add_verified(store, cap, algorithm, id, data, expected, rules)
     }
 
     /// Removes what an upload of `id` cut short by a crash left in any writable store.
@@ -538,16 +551,18 @@ impl Stores {
 }
 
 /// Hands `data` to `store` through one [`ImageBody`] and verifies the result: the body of
-/// [`Stores::add`], apart from the store's selection.
+/// [`Stores::add`], apart from the store's selection. `cap` is `image_size_cap`,
+/// `algorithm` the `hashing_algorithm` of `os_hash_value`.
 pub(crate) fn add_verified(
     store: &dyn Store,
     cap: u64,
+    algorithm: HashAlgorithm,
     id: &ImageId,
     data: &mut dyn Read,
     expected: Option<u64>,
     rules: Rules,
 ) -> Result<Stored> {
-    let mut body = ImageBody::with_rules(data, expected, cap, rules);
+    let mut body = ImageBody::with_rules(data, expected, cap, rules, algorithm);
     let location = match store.add(id, &mut body) {
         Ok(location) => location,
         Err(e) => {
@@ -563,13 +578,16 @@ pub(crate) fn add_verified(
     // the end of the data.
     let verified = body.finish().and_then(|()| {
         let checksum = body.checksum()?;
-        Ok((checksum, body.inspection()?))
+        let os_hash_value = body.os_hash_value()?;
+        Ok((checksum, os_hash_value, body.inspection()?))
     });
     match verified {
-        Ok((checksum, inspection)) => Ok(Stored {
+        Ok((checksum, os_hash_value, inspection)) => Ok(Stored {
             location,
             size: body.total(),
             checksum,
+            os_hash_algo: body.os_hash_algo(),
+            os_hash_value,
             inspection,
         }),
         Err(e) => {

@@ -1,15 +1,18 @@
 //! The one path of upload data into the stores: [`ImageBody`] wraps the request body and
 //! counts, hashes and caps every byte it hands to a backend, and checks it against the
 //! declared size. [`super::Stores::add`] builds it; no backend reads a request body any
-//! other way, so the size cap, the size check and the checksum are the same for every store.
+//! other way, so the size cap, the size check and the hashes are the same for every store.
 //!
-//! A backend takes the data in one of two ways:
+//! Every byte is hashed twice, in the one pass over the data: the MD5 `checksum` and the
+//! `os_hash_value` with the configured [`HashAlgorithm`] (SHA-512 by default). A backend
+//! takes the data in one of two ways:
 //!
 //! * [`ImageBody::copy_to`] (the file store): a few fixed-size, page-aligned buffers, with
-//!   the MD5 computed on a second thread, so memory stays flat whatever the image size;
+//!   each hash on a thread of its own, so memory stays flat whatever the image size;
 //! * [`ImageBody::part`] and [`ImageBody::fill`] (the object stores): bounded parts
-//!   (segments, multipart parts) streamed one after another straight into HTTP requests,
-//!   with the MD5 computed inline.
+//!   (segments, multipart parts) streamed one after another straight into HTTP requests.
+//!   A part is read straight into the HTTP client's buffer and both hashes run inline;
+//!   [`ImageBody::fill`] of a large buffer hashes `os_hash_value` on a second thread.
 //!
 //! The HTTP client reading a part sees only `io::Error`s. When the failure is the client's
 //! (it disconnected, sent more or fewer bytes than it declared, went past `image_size_cap`)
@@ -19,7 +22,7 @@
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
 
-use super::checksum::Md5Sum;
+use super::checksum::{HashAlgorithm, Md5Sum, OsHash};
 use crate::error::{Error, Result};
 use crate::format::{Inspection, Inspector, Rules};
 
@@ -27,8 +30,15 @@ use crate::format::{Inspection, Inspector, Rules};
 const MIN_BUFFER_SIZE: usize = 4 * 1024;
 const MAX_BUFFER_SIZE: usize = 16 * 1024 * 1024;
 
-/// Buffers of `buf_size` bytes in flight between the copying and the hashing thread.
+/// Buffers of `buf_size` bytes in flight between the copying and the hashing threads.
 const PIPELINE_BUFFERS: usize = 4;
+
+/// Smallest buffer [`ImageBody::fill`] hashes on a second thread: below it, starting the
+/// thread costs more than it saves.
+const PARALLEL_FILL_MIN: usize = 1024 * 1024;
+
+/// A filled buffer on its way through the copy pipeline, with its byte count.
+type Filled = (AlignedBuf, usize);
 
 /// Alignment of the copy buffers: a page, so that a store can hand them straight to
 /// `O_DIRECT` writes (the file store does).
@@ -66,7 +76,10 @@ impl AlignedBuf {
 /// nothing beyond a limit and nothing after a refusal is ever written.
 pub struct ImageBody<'a> {
     inner: &'a mut dyn Read,
-    hasher: Md5Sum,
+    /// The MD5 `checksum`.
+    md5: Md5Sum,
+    /// The `os_hash_value`.
+    os_hash: OsHash,
     /// Sees every byte in order, on the copying thread (it is cheap: after the first 64 KiB
     /// it only keeps the last 1.5 KiB, see [`crate::format`]).
     inspector: Inspector,
@@ -96,23 +109,32 @@ impl std::fmt::Debug for ImageBody<'_> {
 impl<'a> ImageBody<'a> {
     /// Wraps a request body. `expected` is the declared size; `cap` is `image_size_cap`.
     /// Only [`super::Stores::add`] builds one, after checking `expected` against `cap`.
-    /// The data is inspected against the formats' safety rules only; see
-    /// [`ImageBody::with_rules`].
+    /// The data is inspected against the formats' safety rules only and `os_hash_value` is
+    /// a SHA-512; see [`ImageBody::with_rules`].
     #[cfg(test)]
     pub(crate) fn new(inner: &'a mut dyn Read, expected: Option<u64>, cap: u64) -> ImageBody<'a> {
-        ImageBody::with_rules(inner, expected, cap, Rules::default())
+        ImageBody::with_rules(
+            inner,
+            expected,
+            cap,
+            Rules::default(),
+            HashAlgorithm::Sha512,
+        )
     }
 
-    /// Wraps a request body whose data must also fit `rules` (the declared formats).
+    /// Wraps a request body whose data must also fit `rules` (the declared formats), with
+    /// `os_hash_value` computed by `algorithm`.
     pub(crate) fn with_rules(
         inner: &'a mut dyn Read,
         expected: Option<u64>,
         cap: u64,
         rules: Rules,
+        algorithm: HashAlgorithm,
     ) -> ImageBody<'a> {
         ImageBody {
             inner,
-            hasher: Md5Sum::new(),
+            md5: Md5Sum::new(),
+            os_hash: OsHash::new(algorithm),
             inspector: Inspector::new(rules),
             total: 0,
             expected,
@@ -152,7 +174,17 @@ impl<'a> ImageBody<'a> {
 
     /// The MD5 of everything handed out, lower-case hex.
     pub fn checksum(&mut self) -> Result<String> {
-        self.hasher.hex()
+        self.md5.hex()
+    }
+
+    /// The algorithm of [`ImageBody::os_hash_value`].
+    pub fn os_hash_algo(&self) -> HashAlgorithm {
+        self.os_hash.algorithm()
+    }
+
+    /// The multihash of everything handed out ([`ImageBody::os_hash_algo`]), lower-case hex.
+    pub fn os_hash_value(&mut self) -> Result<String> {
+        self.os_hash.hex()
     }
 
     fn fail(&mut self, e: Error) -> io::Error {
@@ -271,10 +303,12 @@ impl<'a> ImageBody<'a> {
         }
     }
 
-    /// Reads from the body into `buf`, counting and hashing; errors are recorded.
+    /// Reads from the body into `buf`, counting and hashing (both hashes inline: the bytes
+    /// are the caller's, see [`ImageBody::part`]); errors are recorded.
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.read_counted(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.md5.update(&buf[..n]);
+        self.os_hash.update(&buf[..n]);
         Ok(n)
     }
 
@@ -315,6 +349,13 @@ impl<'a> ImageBody<'a> {
 
     /// The next part of at most `max` bytes. With `exact`, the body ending before `max`
     /// bytes is a failure (a size mismatch): the part was announced with that length.
+    ///
+    /// The part reads straight into the buffer of whoever reads it (the HTTP client), and
+    /// both hashes run inline, on that thread: the reader reuses its buffer as soon as
+    /// `read` returns, so handing the bytes to a hashing thread would mean copying every
+    /// byte once more into a buffer of ours, or starting a scoped thread for every `read`
+    /// (about 50 µs each on a busy two-core machine, some 40% of the SHA-512 of the HTTP
+    /// client's 128 KiB buffer).
     pub(crate) fn part(&mut self, max: u64, exact: bool) -> Part<'_, 'a> {
         Part {
             body: self,
@@ -326,14 +367,65 @@ impl<'a> ImageBody<'a> {
 
     /// Fills `buf` from the body as far as it goes, hashing; returns the byte count (less
     /// than `buf.len()` only at the end of the body).
+    ///
+    /// For a buffer of 1 MiB or more (an S3 part of an upload of unknown size), the
+    /// `os_hash_value` runs on a second thread over each piece as soon as it is read, while
+    /// this thread reads on and computes the MD5: the buffer is ours for the whole call, so
+    /// the hashing thread can read it in place. Smaller buffers are hashed inline.
     pub(crate) fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let n = self.fill_counted(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+        if buf.len() < PARALLEL_FILL_MIN {
+            let n = self.fill_counted(buf)?;
+            self.md5.update(&buf[..n]);
+            self.os_hash.update(&buf[..n]);
+            return Ok(n);
+        }
+        let algorithm = self.os_hash.algorithm();
+        let mut os_hash = std::mem::replace(&mut self.os_hash, OsHash::new(algorithm));
+        let (pieces, read) = mpsc::channel::<&[u8]>();
+        let (filled, os_hash) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(move || {
+                for piece in read {
+                    os_hash.update(piece);
+                }
+                os_hash
+            });
+            let filled = self.fill_pieces(buf, &pieces);
+            drop(pieces); // ends the hashing loop
+            (filled, hashing.join())
+        });
+        self.os_hash = os_hash.map_err(|_| hash_thread_died(algorithm))?;
+        filled
+    }
+
+    /// The filling half of a parallel [`ImageBody::fill`]: reads into `buf` piece by piece,
+    /// hashes each piece's MD5 here and sends it to the `os_hash_value` thread.
+    fn fill_pieces<'b>(
+        &mut self,
+        buf: &'b mut [u8],
+        to_hasher: &mpsc::Sender<&'b [u8]>,
+    ) -> Result<usize> {
+        let mut rest = buf;
+        let mut filled = 0;
+        while !rest.is_empty() {
+            let n = match self.read_counted(rest) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return Err(self.failure_or(&e)),
+            };
+            let (piece, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = tail;
+            let piece: &'b [u8] = piece;
+            self.md5.update(piece);
+            to_hasher
+                .send(piece)
+                .map_err(|_| hash_thread_died(self.os_hash.algorithm()))?;
+            filled += n;
+        }
+        Ok(filled)
     }
 
     /// Fills `buf` as [`ImageBody::fill`] does, without hashing (the copy pipeline hashes
-    /// on its own thread).
+    /// on threads of its own).
     fn fill_counted(&mut self, buf: &mut [u8]) -> Result<usize> {
         let mut filled = 0;
         while filled < buf.len() {
@@ -349,11 +441,16 @@ impl<'a> ImageBody<'a> {
     /// Copies the rest of the body to `writer` through buffers of `buf_size` bytes (clamped
     /// to 4 KiB–16 MiB); returns the bytes written.
     ///
-    /// MD5 runs on a second thread: an upload costs about as much CPU in MD5 as in copying,
-    /// and one thread doing both tops out well below a fast disk (see bench/README.md). The
-    /// copying thread fills a buffer and writes it; each filled buffer then goes to the
-    /// hasher and comes back for reuse, so memory stays at `PIPELINE_BUFFERS` (4) buffers
-    /// whatever the image size.
+    /// Each hash runs on a thread of its own: an upload costs about as much CPU in MD5, and
+    /// again in SHA-512, as in copying, and one thread doing all three tops out well below
+    /// a fast disk (see bench/README.md). The buffers go round a ring:
+    ///
+    /// ```text
+    /// copier (read, write) -> MD5 thread -> os_hash thread -> copier (reuse)
+    /// ```
+    ///
+    /// so the copier, the MD5 and the `os_hash_value` work at once on three different
+    /// buffers, and memory stays at `PIPELINE_BUFFERS` (4) buffers whatever the image size.
     ///
     /// Every write but the last is a whole buffer starting on a 4 KiB (`BUFFER_ALIGN`)
     /// boundary, so a writer can pass them to the disk without copying (`O_DIRECT`) when
@@ -364,48 +461,52 @@ impl<'a> ImageBody<'a> {
     /// errors are the store's: [`Error::Forbidden`] for permissions, else [`Error::Store`].
     pub fn copy_to<W: Write + ?Sized>(&mut self, writer: &mut W, buf_size: usize) -> Result<u64> {
         let size = buf_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE);
-        let (to_hasher, filled) = mpsc::sync_channel::<(AlignedBuf, usize)>(PIPELINE_BUFFERS);
-        let (to_copier, emptied) = mpsc::sync_channel::<AlignedBuf>(PIPELINE_BUFFERS);
-        let mut hasher = std::mem::take(&mut self.hasher);
-        let (copied, hasher) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(move || {
-                for (buf, n) in filled {
-                    hasher.update(&buf.as_slice()[..n]);
-                    // The copier may be gone (error or end): the buffer is simply dropped.
-                    let _ = to_copier.send(buf);
-                }
-                hasher
+        // Each channel can hold every buffer, so no send ever waits for long.
+        let (to_md5, md5_in) = mpsc::sync_channel::<Filled>(PIPELINE_BUFFERS);
+        let (to_os_hash, os_hash_in) = mpsc::sync_channel::<Filled>(PIPELINE_BUFFERS);
+        let (to_copier, emptied) = mpsc::sync_channel::<Filled>(PIPELINE_BUFFERS);
+        let mut md5 = std::mem::take(&mut self.md5);
+        let algorithm = self.os_hash.algorithm();
+        let mut os_hash = std::mem::replace(&mut self.os_hash, OsHash::new(algorithm));
+        let (copied, md5, os_hash) = std::thread::scope(|scope| {
+            let md5_thread = scope.spawn(move || {
+                hash_stage(md5_in, &to_os_hash, |d| md5.update(d));
+                md5
             });
-            let copied = self.copy_pipelined(writer, size, &to_hasher, &emptied);
-            drop(to_hasher); // ends the hasher's loop
-            (copied, hashing.join())
+            let os_hash_thread = scope.spawn(move || {
+                hash_stage(os_hash_in, &to_copier, |d| os_hash.update(d));
+                os_hash
+            });
+            let copied = self.copy_pipelined(writer, size, &to_md5, &emptied);
+            drop(to_md5); // ends the MD5 thread's loop, which ends the next one's
+            (copied, md5_thread.join(), os_hash_thread.join())
         });
-        // A hasher that panicked leaves a fresh one: the checksum is then wrong, so fail.
-        self.hasher =
-            hasher.map_err(|_| Error::Internal("the MD5 thread of an upload panicked".into()))?;
+        // A hasher that panicked leaves a fresh one: its hash is then wrong, so fail.
+        self.md5 = md5.map_err(|_| hash_thread_died_named("MD5"))?;
+        self.os_hash = os_hash.map_err(|_| hash_thread_died(algorithm))?;
         copied
     }
 
     /// The copying half of [`ImageBody::copy_to`]: fill, write, hand the buffer to the
-    /// hasher.
+    /// first hashing thread.
     fn copy_pipelined<W: Write + ?Sized>(
         &mut self,
         writer: &mut W,
         size: usize,
-        to_hasher: &mpsc::SyncSender<(AlignedBuf, usize)>,
-        emptied: &mpsc::Receiver<AlignedBuf>,
+        to_hasher: &mpsc::SyncSender<Filled>,
+        emptied: &mpsc::Receiver<Filled>,
     ) -> Result<u64> {
-        let hasher_gone = || Error::Internal("the MD5 thread of an upload stopped".into());
+        let hasher_gone = || Error::Internal("a hashing thread of an upload stopped".into());
         let mut unallocated = PIPELINE_BUFFERS;
         let mut written: u64 = 0;
         loop {
             let mut buf = match emptied.try_recv() {
-                Ok(buf) => buf,
+                Ok((buf, _)) => buf,
                 Err(_) if unallocated > 0 => {
                     unallocated -= 1;
                     AlignedBuf::new(size)
                 }
-                Err(_) => emptied.recv().map_err(|_| hasher_gone())?,
+                Err(_) => emptied.recv().map_err(|_| hasher_gone())?.0,
             };
             let n = self.fill_counted(buf.as_mut_slice())?;
             if n == 0 {
@@ -423,6 +524,30 @@ impl<'a> ImageBody<'a> {
         writer.flush().map_err(|e| write_error(&e))?;
         Ok(written)
     }
+}
+
+/// One hashing thread of [`ImageBody::copy_to`]: hashes each filled buffer and passes it
+/// on, until the stage before it hangs up. When the next stage is gone (it failed, or the
+/// copier stopped) the buffer is dropped and the loop goes on, so the stages before it
+/// never wait on it.
+fn hash_stage(
+    filled: mpsc::Receiver<Filled>,
+    next: &mpsc::SyncSender<Filled>,
+    mut update: impl FnMut(&[u8]),
+) {
+    for (buf, n) in filled {
+        update(&buf.as_slice()[..n]);
+        let _ = next.send((buf, n));
+    }
+}
+
+/// The error of an upload whose `algorithm` hashing thread panicked.
+fn hash_thread_died(algorithm: HashAlgorithm) -> Error {
+    hash_thread_died_named(algorithm.name())
+}
+
+fn hash_thread_died_named(what: &str) -> Error {
+    Error::Internal(format!("the {what} thread of an upload panicked"))
 }
 
 /// A bounded slice of the body, read by an HTTP client as a request body.

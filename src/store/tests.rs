@@ -13,6 +13,15 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// The SHA-512 of `data`, lower-case hex, from RustCrypto's `sha2` (independent of OpenSSL).
+pub(crate) fn sha512_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha512};
+    Sha512::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Stores `data` in `store` the way [`Stores::add`] does, without a size cap.
 pub(crate) fn add_to(
     store: &dyn Store,
@@ -34,6 +43,7 @@ pub(crate) fn add_capped(
     add_verified(
         store,
         cap,
+        HashAlgorithm::Sha512,
         &ImageId::parse(id)?,
         data,
         expected,
@@ -442,8 +452,8 @@ fn image_data_into_body() {
     }
 }
 
-/// The conformance test every store must pass: add, read back, checksum, size, duplicate,
-/// delete, and the not-found answers after delete.
+/// The conformance test every store must pass: add, read back, checksum and multihash,
+/// size, duplicate, delete, and the not-found answers after delete.
 pub(crate) fn exercise_store(store: &dyn Store) {
     let id = format!("conformance-{}", uuid::Uuid::new_v4().simple());
     // Larger than one buffer and not a multiple of it.
@@ -453,6 +463,8 @@ pub(crate) fn exercise_store(store: &dyn Store) {
     let stored = add_to(store, &id, &mut &data[..], Some(len)).expect("add succeeds");
     assert_eq!(stored.size, len);
     assert_eq!(stored.checksum, md5_hex(&data));
+    assert_eq!(stored.os_hash_algo, HashAlgorithm::Sha512);
+    assert_eq!(stored.os_hash_value, sha512_hex(&data));
 
     let loc = Location::parse(&stored.location).expect("store returns a parseable location");
     assert!(store.schemes().contains(&loc.scheme()));
@@ -474,6 +486,7 @@ pub(crate) fn exercise_store(store: &dyn Store) {
     let empty = add_to(store, &empty_id, &mut io::empty(), None).expect("add empty");
     assert_eq!(empty.size, 0);
     assert_eq!(empty.checksum, "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(empty.os_hash_value, sha512_hex(b""));
     let empty_loc = Location::parse(&empty.location).expect("location");
     assert!(read_all(store.get(&empty_loc).expect("get empty")).is_empty());
     store.delete(&empty_loc).expect("delete empty");

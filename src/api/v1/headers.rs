@@ -4,8 +4,9 @@
 //! property (key lower-cased, `-` → `_`); `-` and `_` in names are the same; an empty value
 //! means null. Response side: every field as `x-image-meta-<field>` (null → empty, booleans
 //! `True`/`False`), properties as `x-image-meta-property-<key>`, the location without
-//! credentials. `x-image-meta-virtual_size` is only ever a response header: glance computes
-//! it from the image data, so a request carrying it is refused.
+//! credentials. `x-image-meta-virtual_size`, `x-image-meta-os_hash_algo` and
+//! `x-image-meta-os_hash_value` are only ever response headers: glance computes them from
+//! the image data, so a request carrying one is refused.
 
 use crate::error::{Error, Result};
 use crate::http::Headers;
@@ -61,7 +62,9 @@ pub fn parse(headers: &Headers) -> Result<MetaHeaders> {
             "store" => meta.store = nullable,
             "is-public" => p.is_public = Some(value.eq_ignore_ascii_case("true")),
             "size" => p.size = count(&lower, value)?,
-            "virtual-size" => return Err(read_only_virtual_size()),
+            "virtual-size" => return Err(read_only("virtual_size")),
+            "os-hash-algo" => return Err(read_only("os_hash_algo")),
+            "os-hash-value" => return Err(read_only("os_hash_value")),
             "min-ram" => p.min_ram = count(&lower, value)?,
             "min-disk" => p.min_disk = count(&lower, value)?,
             "status" if !value.is_empty() => {
@@ -87,12 +90,13 @@ pub fn parse(headers: &Headers) -> Result<MetaHeaders> {
     Ok(meta)
 }
 
-/// The 400 of a request that tries to set `virtual_size`, whatever the value (even empty:
-/// there is nothing a client may say about it).
-fn read_only_virtual_size() -> Error {
-    Error::bad_request(
-        "x-image-meta-virtual_size is read-only: glance computes it from the image data",
-    )
+/// The 400 of a request that tries to set `field` (`virtual_size`, `os_hash_algo`,
+/// `os_hash_value`), whatever the value (even empty: there is nothing a client may say
+/// about it).
+fn read_only(field: &str) -> Error {
+    Error::bad_request(format!(
+        "x-image-meta-{field} is read-only: glance computes it from the image data"
+    ))
 }
 
 fn count(header: &str, value: &str) -> Result<Option<u64>> {
@@ -122,6 +126,8 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
         ("disk_format", opt(&image.disk_format)),
         ("container_format", opt(&image.container_format)),
         ("checksum", opt(&image.checksum)),
+        ("os_hash_algo", opt(&image.os_hash_algo)),
+        ("os_hash_value", opt(&image.os_hash_value)),
         ("is_public", py_bool(image.is_public)),
         (
             "location",
@@ -273,6 +279,24 @@ mod tests {
     }
 
     #[test]
+    fn os_hash_is_read_only() {
+        for (name, value, field) in [
+            ("x-image-meta-os_hash_algo", "sha512", "os_hash_algo"),
+            ("X-Image-Meta-Os-Hash-Algo", "", "os_hash_algo"),
+            ("x-image-meta-os_hash_value", "cf83", "os_hash_value"),
+            ("x_image_meta_os_hash_value", "", "os_hash_value"),
+        ] {
+            let err = parse(&headers(&[("x-image-meta-name", "n"), (name, value)]))
+                .err()
+                .map(|e| (e.status(), e.message()));
+            let want = format!(
+                "x-image-meta-{field} is read-only: glance computes it from the image data"
+            );
+            assert_eq!(err, Some((400, want)), "{name}: {value}");
+        }
+    }
+
+    #[test]
     fn property_names_that_are_not_tokens() {
         for (key, shown) in [
             ("plain_key.v1", "plain_key.v1"),
@@ -297,9 +321,16 @@ mod tests {
         assert_eq!(get("x-image-meta-is_public").as_deref(), Some("False"));
         assert_eq!(get("x-image-meta-updated_at").as_deref(), Some(""));
         assert_eq!(get("x-image-meta-virtual_size").as_deref(), Some(""));
+        assert_eq!(get("x-image-meta-os_hash_algo").as_deref(), Some(""));
+        assert_eq!(get("x-image-meta-os_hash_value").as_deref(), Some(""));
         img.virtual_size = Some(41943040);
         let known = to_headers(&img);
         assert!(known.contains(&("x-image-meta-virtual_size".into(), "41943040".into())));
+        img.os_hash_algo = Some("sha512".into());
+        img.os_hash_value = Some("cf83".into());
+        let known = to_headers(&img);
+        assert!(known.contains(&("x-image-meta-os_hash_algo".into(), "sha512".into())));
+        assert!(known.contains(&("x-image-meta-os_hash_value".into(), "cf83".into())));
         let loc = get("x-image-meta-location").unwrap_or_default();
         assert!(!loc.contains("secret"), "{loc}");
         assert_eq!(

@@ -436,6 +436,8 @@ fn upload_and_activate(
         checksum: Some(Some(stored.checksum.clone())),
         size: Some(stored.size),
         virtual_size: Some(Some(stored.inspection.virtual_size)),
+        os_hash_algo: Some(Some(stored.os_hash_algo.name().to_string())),
+        os_hash_value: Some(Some(stored.os_hash_value.clone())),
         ..ImagePatch::default()
     };
     app.registry

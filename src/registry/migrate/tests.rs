@@ -90,6 +90,32 @@ fn migration_3_adds_an_unknown_virtual_size() {
 }
 
 #[test]
+fn migration_4_adds_an_unknown_multihash() {
+    let (_dir, mut conn) = file_db();
+    assert_eq!(sync(&mut conn, Some(3)).unwrap(), (0, 3));
+    conn.execute(
+        "INSERT INTO images (id, status, checksum, created_at, virtual_size) VALUES ('a', 'active', 'd41d8cd98f00b204e9800998ecf8427e', '2011-09-21T00:00:00.000000', 7)",
+        [],
+    )
+    .unwrap();
+    assert_eq!(sync(&mut conn, Some(4)).unwrap(), (3, 4));
+    let row: (Option<String>, Option<String>, Option<String>, Option<i64>) = conn
+        .query_row(
+            "SELECT os_hash_algo, os_hash_value, checksum, virtual_size FROM images WHERE id = 'a'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let md5 = Some("d41d8cd98f00b204e9800998ecf8427e".to_string());
+    assert_eq!(row, (None, None, md5, Some(7)));
+    conn.execute(
+        "UPDATE images SET os_hash_algo = 'sha512', os_hash_value = 'cf83'",
+        [],
+    )
+    .unwrap();
+}
+
+#[test]
 fn one_step_at_a_time() {
     let (_dir, mut conn) = file_db();
     for v in 1..=LATEST {

@@ -20,6 +20,8 @@ fn meta_name() -> impl Strategy<Value = String> {
         "is_public",
         "size",
         "virtual_size",
+        "os_hash_algo",
+        "os-hash-value",
         "min_ram",
         "min-disk",
         "status",
