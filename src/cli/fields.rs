@@ -10,14 +10,22 @@ use crate::image::{ImagePatch, Properties};
 
 use super::{CliError, CliResult};
 
-/// Fields `add` cannot set (removed with a warning). glance computes `virtual_size` from
-/// the data.
-const NOT_SETTABLE: [&str; 3] = ["status", "size", "virtual_size"];
+/// Fields `add` cannot set (removed with a warning). glance computes `virtual_size` and the
+/// `os_hash_*` pair from the data.
+const NOT_SETTABLE: [&str; 5] = [
+    "status",
+    "size",
+    "virtual_size",
+    "os_hash_algo",
+    "os_hash_value",
+];
 /// Fields `update` cannot change (removed with a warning).
-const NOT_MODIFIABLE: [&str; 11] = [
+const NOT_MODIFIABLE: [&str; 13] = [
     "id",
     "size",
     "virtual_size",
+    "os_hash_algo",
+    "os_hash_value",
     "status",
     "created_at",
     "created_on",
@@ -334,6 +342,21 @@ mod tests {
                 "Found non-modifiable field virtual_size. Removing.".to_string()
             ])
         );
+    }
+
+    #[test]
+    fn computed_hashes_are_not_settable() {
+        for f in ["os_hash_algo", "os_hash_value"] {
+            let fields = || vec![(f.to_string(), "x".to_string())];
+            let mut named = fields();
+            named.push(("name".to_string(), "n".to_string()));
+            let add = add_meta(named).ok().map(|p| p.warnings);
+            let want = format!("Found non-settable field {f}. Removing.");
+            assert_eq!(add, Some(vec![want]), "{f}");
+            let up = update_meta(fields()).ok().map(|p| p.warnings);
+            let want = format!("Found non-modifiable field {f}. Removing.");
+            assert_eq!(up, Some(vec![want]), "{f}");
+        }
     }
 
     #[test]

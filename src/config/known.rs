@@ -30,6 +30,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "disk_formats",
     "filesystem_store_datadir",
     "filesystem_store_direct_io",
+    "hashing_algorithm",
     "http_connect_timeout",
     "http_request_timeout",
     "image_buffer_size",
