@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::keystone::env_or;
 use common::{Client, Reply, Server};
 use serde_json::{Value, json};
 
@@ -531,49 +532,10 @@ struct Token {
     project: String,
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
 /// The Keystone to test against, or `None` (test skipped, reason printed) when it cannot be
 /// reached and `GLANCE_TEST_REQUIRE_SERVICES` is not `1`.
 fn keystone() -> Option<Keystone> {
-    let url = env_or("KEYSTONE_URL", "http://127.0.0.1:5000");
-    let url = url
-        .trim_end_matches('/')
-        .trim_end_matches("/v3")
-        .to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .timeout_connect(Some(Duration::from_secs(3)))
-        .build()
-        .into();
-    let probe = agent
-        .get(&format!("{url}/v3"))
-        .call()
-        .map_err(|e| e.to_string())
-        .and_then(|r| {
-            if r.status() == 200 {
-                Ok(())
-            } else {
-                Err(format!("status {}", r.status()))
-            }
-        });
-    if let Err(e) = probe {
-        let why = format!(
-            "Keystone at {url} is unreachable ({e}); start it with \
-             `bash tests/services/keystone.sh` (or set KEYSTONE_URL)"
-        );
-        if std::env::var("GLANCE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} (GLANCE_TEST_REQUIRE_SERVICES=1)");
-        }
-        eprintln!("SKIPPED: {why}");
-        return None;
-    }
+    let (url, agent) = common::keystone::reach()?;
     Some(Keystone {
         url,
         service_user: env_or("KEYSTONE_SERVICE_USER", "glance"),

@@ -8,6 +8,7 @@
 
 pub mod hostile;
 pub mod images;
+pub mod keystone;
 pub mod objstore;
 pub mod proxy;
 
