@@ -38,6 +38,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "image_member_quota",
     "image_property_quota",
     "image_size_cap",
+    "image_tag_quota",
     "keepalive_timeout",
     "known_stores",
     "limit_param_default",

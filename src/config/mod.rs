@@ -1010,13 +1010,15 @@ pub struct RegistryConfig {
 /// tenants.
 pub const REGISTRY_BIND_HOST: &str = "127.0.0.1";
 
-/// Reads `image_property_quota` and `image_member_quota` (glance-api and glance-registry).
+/// Reads `image_property_quota`, `image_member_quota` and `image_tag_quota` (glance-api and
+/// glance-registry).
 fn read_quotas(ini: &Ini) -> Result<Quotas> {
     let d = ini.defaults();
     let def = Quotas::default();
     Ok(Quotas {
         properties: d.u64("image_property_quota", def.properties)?,
         members: d.u64("image_member_quota", def.members)?,
+        tags: d.u64("image_tag_quota", def.tags)?,
     })
 }
 

@@ -47,9 +47,7 @@ pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
 /// GET /images/<id>: metadata headers and the image bytes, streamed from the store.
 pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let mut image = app.registry.get(ctx, id)?;
-    if !image.status.is_downloadable() {
-        return Err(Error::not_found(format!("Image {id} is not active")));
-    }
+    check_downloadable(ctx, &image)?;
     let location = image
         .location
         .as_deref()
@@ -83,6 +81,20 @@ pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
         .with_header("Content-Type", "application/octet-stream")
         .with_header("Accept-Ranges", if known_size { "bytes" } else { "none" });
     Ok(with_image_headers(app, resp, &image, req))
+}
+
+/// Only `active` images have data to download; a `deactivated` one (images API v2) is
+/// forbidden to all but admins, as later Glance v1 answered.
+pub(crate) fn check_downloadable(ctx: &Context, image: &Image) -> Result<()> {
+    match image.status {
+        Status::Deactivated if ctx.is_admin => Ok(()),
+        Status::Deactivated => Err(Error::Forbidden(format!(
+            "Image {} is deactivated: downloading its data is forbidden",
+            image.id
+        ))),
+        st if st.is_downloadable() => Ok(()),
+        _ => Err(Error::not_found(format!("Image {} is not active", image.id))),
+    }
 }
 
 /// POST /images: reserve, then upload the body or register the location.
