@@ -5,6 +5,7 @@
 //! unknown versions get the 300 versions document, `/v1…` and `Accept:
 //! application/vnd.openstack.images-v1` reach the v1 routes in [`v1`].
 
+pub mod data;
 pub mod recovery;
 pub mod v1;
 
