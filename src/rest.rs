@@ -65,6 +65,7 @@ fn generic_sentence(status: u16) -> &'static str {
         405 => "The method is not allowed for this resource.",
         409 => "There was a conflict when trying to complete your request.",
         413 => "The request is larger than the server is willing or able to process.",
+        415 => "The request media type is not supported by this server.",
         502 => "The server received an invalid response from an upstream server.",
         504 => "The upstream server did not respond in time.",
         503 => "The server is currently unavailable. Please try again at a later time.",

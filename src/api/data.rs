@@ -167,7 +167,10 @@ pub fn check_downloadable(ctx: &Context, image: &Image) -> Result<()> {
             image.id
         ))),
         st if st.is_downloadable() => Ok(()),
-        _ => Err(Error::not_found(format!("Image {} is not active", image.id))),
+        _ => Err(Error::not_found(format!(
+            "Image {} is not active",
+            image.id
+        ))),
     }
 }
 
