@@ -2109,3 +2109,199 @@ fn an_image_made_over_v2_is_seen_and_downloaded_over_v1() {
     );
     assert_status!(t.get(&admin, &format!("/v2/images/{id}")), 404);
 }
+
+// --- 7. Auth and notifications ----------------------------------------------------------------
+
+/// The marker of the `logging` notifier's lines in the log.
+const NOTIFY_MARKER: &str = "[glance::notifier::logging_notifier] ";
+
+/// The events of the `logging` notifier in the server's log, waiting up to 10 s for
+/// `wanted` to be among them.
+fn logged_events(t: &Target, wanted: &[&str]) -> Vec<Value> {
+    let dir = t._api.as_ref().map(|s| s.dir.clone()).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(dir.join("api.log")).unwrap_or_default();
+        let events: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.split_once(NOTIFY_MARKER))
+            .filter_map(|(_, j)| serde_json::from_str(j).ok())
+            .collect();
+        let types: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|e| e["event_type"].as_str())
+            .collect();
+        if wanted.iter().all(|w| types.contains(w)) {
+            return events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events {types:?} lack some of {wanted:?}; log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn v2_actions_are_notified() {
+    let t = target_with("verbose = True\nlog_file = {dir}/api.log\nnotifier_strategy = logging\n");
+    if ours_only(&t, "v2_actions_are_notified") {
+        return;
+    }
+    let owner = Who::member("ntf");
+    let member = Who::member("ntm");
+    let id = t.image(&owner, "notified", json!({"visibility": "shared"}));
+    let op = json!([{"op": "replace", "path": "/name", "value": "renamed"}]);
+    assert_status!(t.patch(&owner, &id, PATCH_21, &op), 200);
+    assert_status!(t.upload(&owner, &id, &data(100, 14)), 204);
+    let members = format!("/v2/images/{id}/members");
+    let r = t.send_json(&owner, "POST", &members, &json!({"member": member.project}));
+    assert_status!(r, 200);
+    let mine = format!("{members}/{}", member.project);
+    let r = t.send_json(&member, "PUT", &mine, &json!({"status": "accepted"}));
+    assert_status!(r, 200);
+    assert_status!(t.call(&owner, "DELETE", &mine, &[], None), 204);
+    assert_status!(t.delete(&owner, &id), 204);
+    let wanted = [
+        "image.create",
+        "image.update",
+        "image.upload",
+        "image.activate",
+        "image.member.create",
+        "image.member.update",
+        "image.member.delete",
+        "image.delete",
+    ];
+    let events = logged_events(&t, &wanted);
+    for e in &events {
+        let ty = e["event_type"].as_str().unwrap_or("");
+        let p = &e["payload"];
+        if ty.starts_with("image.member.") {
+            // As Glance v2: the member record.
+            assert_eq!(p["image_id"], json!(id), "{e}");
+            assert_eq!(p["member_id"], json!(member.project), "{e}");
+        } else if wanted.contains(&ty) {
+            // As Glance v2: the image in its v2 form (delete included).
+            assert_eq!(p["id"], json!(id), "{e}");
+        }
+    }
+    let update = events
+        .iter()
+        .find(|e| e["event_type"] == "image.update")
+        .unwrap_or_else(|| panic!("no image.update"));
+    assert_eq!(update["payload"]["name"], "renamed", "{update}");
+    let activate = events
+        .iter()
+        .find(|e| e["event_type"] == "image.activate")
+        .unwrap_or_else(|| panic!("no image.activate"));
+    assert_eq!(activate["payload"]["status"], "active", "{activate}");
+}
+
+#[test]
+fn keystone_auth_applies_to_v2() {
+    let Some((url, agent)) = common::keystone::reach() else {
+        return;
+    };
+    let token = |user: &str, password: &str| -> (String, String) {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"project": {"name": user, "domain": {"id": "default"}}}}});
+        let mut r = agent
+            .post(&format!("{url}/v3/auth/tokens?nocatalog"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap_or_else(|e| panic!("token for {user}: {e}"));
+        assert_eq!(r.status(), 201, "token for {user}");
+        let tok = r
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+            .unwrap_or_default();
+        let project = v
+            .pointer("/token/project/id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        (tok, project)
+    };
+    let (_api, c) = match std::env::var("GLANCE_V2_KEYSTONE_TARGET_URL") {
+        Ok(u) if !u.trim().is_empty() => (None, Client::new(u.trim().trim_end_matches('/'))),
+        _ => {
+            let conf = format!(
+                "{}auth_strategy = keystone\n[keystone_authtoken]\nwww_authenticate_uri = \
+                 {url}/v3\nauth_url = {url}\nusername = {}\npassword = {}\nproject_name = {}\n",
+                common::EMBEDDED_API_CONF,
+                common::keystone::env_or("KEYSTONE_SERVICE_USER", "glance"),
+                common::keystone::env_or("KEYSTONE_SERVICE_PASSWORD", "glance"),
+                common::keystone::env_or("KEYSTONE_SERVICE_PROJECT", "service"),
+            );
+            let s = Server::start("glance-api", &conf, false);
+            let c = Client::new(&s.base);
+            (Some(s), c)
+        }
+    };
+    // No token, a bad token: 401 (identity headers sent by a client count for nothing).
+    assert_status!(c.get("/v2/images"), 401);
+    let r = c.request(
+        "GET",
+        "/v2/images",
+        &[
+            ("X-Auth-Token", "not-a-token"),
+            ("X-Identity-Status", "Confirmed"),
+            ("X-Roles", "admin"),
+        ],
+        None,
+    );
+    assert_status!(r, 401);
+    let (demo, demo_project) = token("demo", "demo");
+    let (alt, _) = token("alt_demo", "alt_demo");
+    let (admin, _) = token(
+        "admin",
+        &common::keystone::env_or("KEYSTONE_ADMIN_PASSWORD", "admin"),
+    );
+    let body = json!({"name": "ks-v2", "visibility": "private"}).to_string();
+    let post = |tok: &str, body: &str| {
+        c.request(
+            "POST",
+            "/v2/images",
+            &[("X-Auth-Token", tok), ("Content-Type", JSON)],
+            Some(body.as_bytes()),
+        )
+    };
+    let r = post(&demo, &body);
+    assert_status!(r, 201);
+    let v = r.json();
+    let id = id_of(&v);
+    assert_eq!(
+        v["owner"],
+        json!(demo_project),
+        "the owner is the token's project"
+    );
+    let get = |tok: &str| {
+        c.request(
+            "GET",
+            &format!("/v2/images/{id}"),
+            &[("X-Auth-Token", tok)],
+            None,
+        )
+        .status
+    };
+    assert_eq!(get(&demo), 200);
+    assert_eq!(get(&alt), 404);
+    assert_eq!(get(&admin), 200);
+    // Publicizing: the admin role of the token, not a header.
+    let public = json!({"name": "ks-public", "visibility": "public"}).to_string();
+    assert_status!(post(&demo, &public), 403);
+    assert_status!(post(&admin, &public), 201);
+    let r = c.request(
+        "DELETE",
+        &format!("/v2/images/{id}"),
+        &[("X-Auth-Token", demo.as_str())],
+        None,
+    );
+    assert_status!(r, 204);
+}
