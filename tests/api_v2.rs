@@ -1253,6 +1253,8 @@ fn list_filters() {
     assert_eq!(l("protected=true"), s(&[&a]));
     assert_eq!(l("protected=false"), s(&[&b, &c]));
     assert_eq!(l("os_hidden=true"), s(&[&h]));
+    // What OSC and openstacksdk send (`find_image`, `image list`).
+    assert_eq!(l("os_hidden=True"), s(&[&h]));
     assert_eq!(l("os_hidden=false"), s(&[&a, &b, &c]));
     assert_eq!(
         l("os_distro=cirros"),

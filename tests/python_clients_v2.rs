@@ -287,6 +287,26 @@ fn relay(client: TcpStream, upstream: &str, add: &[String]) -> io::Result<()> {
     if !token {
         out.push_str("X-Auth-Token: relay\r\n");
     }
+    // Development aid: `GLANCE_V2_WIRE_LOG=FILE` appends each request line and its
+    // Content-Type, to see what the clients really ask.
+    if let Some(path) = std::env::var_os("GLANCE_V2_WIRE_LOG") {
+        let ct = head
+            .iter()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+            .map(|l| l[13..].trim().to_string())
+            .unwrap_or_default();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(
+                f,
+                "{} [{ct}]",
+                head.first().map(String::as_str).unwrap_or("")
+            );
+        }
+    }
     for a in add {
         out.push_str(a);
         out.push_str("\r\n");
