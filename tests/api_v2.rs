@@ -2330,3 +2330,39 @@ fn keystone_auth_applies_to_v2() {
     );
     assert_status!(r, 204);
 }
+
+#[test]
+fn uploads_past_image_size_cap_are_413_and_leave_no_data() {
+    let t = target_with("image_size_cap = 1000\n");
+    if ours_only(&t, "uploads_past_image_size_cap_are_413_and_leave_no_data") {
+        return;
+    }
+    let who = Who::member("cap");
+    let id = t.image(&who, "big", json!({}));
+    assert_status!(t.upload(&who, &id, &data(2000, 15)), 413);
+    let v = t.show(&who, &id);
+    // Glance 33's v2 puts the image back to `queued` (a retry may follow); v1 kills it.
+    // Either way: no data, not active.
+    assert!(
+        v["status"] == "queued" || v["status"] == "killed",
+        "status after a 413: {v}"
+    );
+    assert_eq!(v["size"], Value::Null, "{v}");
+    assert_eq!(v["checksum"], Value::Null, "{v}");
+    let r = t.download(&who, &id, &[]);
+    assert!(
+        r.status == 204 || r.status == 404 || r.status == 409,
+        "{r:?}"
+    );
+    let files = t
+        ._api
+        .as_ref()
+        .map(|s| s.dir.join("images"))
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "no data left in the store");
+    // Within the cap, on a fresh image: fine.
+    let ok = t.image(&who, "small", json!({}));
+    assert_status!(t.upload(&who, &ok, &data(1000, 16)), 204);
+}
