@@ -31,7 +31,18 @@
 //! running there instead of our binary (see tests/api_v2.rs for the Glance 33 reference
 //! with the `context` pipeline, and, for Keystone, the same reference with
 //! `flavor = keystone` and a `[keystone_authtoken]` section for the test Keystone). All six
-//! journeys passed against Glance 33.0.0 so, on 2026-12-03.
+//! journeys passed against Glance 33.0.0 that way on 2026-12-03 (the test of images made over
+//! v1 needs our binary and skips itself). `GLANCE_V2_WIRE_LOG=FILE` makes the noauth relays
+//! append every request line the clients send to FILE.
+//!
+//! What the clients ask of the server, beyond the obvious (seen on the wire): version
+//! discovery on `GET /` (300) and `GET /versions` before anything else, without a token
+//! under Keystone; `GET /v2/schemas/image` and `/v2/schemas/member` (glanceclient validates
+//! every image and member against them); `Content-Type: application/octet-stream` on
+//! glanceclient's bodiless GET, DELETE and tag PUT requests; `os_hidden=True` (capital T)
+//! from openstacksdk; `GET /v2/images/<name>` (a 404, not a 400) before
+//! `GET /v2/images?name=<name>` when a name is given for an id; OSC's `image list --property`
+//! and `--sort` partly filter and sort on the client side.
 
 mod common;
 
