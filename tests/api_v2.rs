@@ -2366,3 +2366,25 @@ fn uploads_past_image_size_cap_are_413_and_leave_no_data() {
     let ok = t.image(&who, "small", json!({}));
     assert_status!(t.upload(&who, &ok, &data(1000, 16)), 204);
 }
+
+#[test]
+fn default_page_size_is_25() {
+    let t = target();
+    let who = Who::member("p25");
+    let made: BTreeSet<String> = (0..26)
+        .map(|i| t.image(&who, &format!("n{i:02}"), json!({"visibility": "private"})))
+        .collect();
+    let page = t.list_page(&who, &format!("owner={}", who.project));
+    assert_eq!(ids(&page).len(), 25, "limit_param_default");
+    let next = page["next"]
+        .as_str()
+        .unwrap_or_else(|| panic!("next: {page}"));
+    let r = t.get(&who, next);
+    assert_status!(r, 200);
+    let rest = r.json();
+    assert_eq!(ids(&rest).len(), 1);
+    assert!(rest.get("next").is_none(), "{rest}");
+    let mut all = ids(&page);
+    all.extend(ids(&rest));
+    assert_eq!(set(&all), made);
+}
