@@ -2388,3 +2388,57 @@ fn default_page_size_is_25() {
     all.extend(ids(&rest));
     assert_eq!(set(&all), made);
 }
+
+#[test]
+fn every_format_of_the_schema_is_accepted() {
+    let t = target();
+    let who = Who::member("fmt");
+    let schema = t.get(&who, "/v2/schemas/image").json();
+    let listed = |f: &str| -> BTreeSet<String> {
+        schema["properties"][f]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{f} enum"))
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let disks = listed("disk_format");
+    let containers = listed("container_format");
+    // At least what Glance 33 knows by default.
+    for d in [
+        "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+    ] {
+        assert!(
+            disks.contains(d),
+            "disk_format {d} in the schema: {disks:?}"
+        );
+    }
+    for c in [
+        "ami",
+        "ari",
+        "aki",
+        "bare",
+        "ovf",
+        "ova",
+        "docker",
+        "compressed",
+    ] {
+        assert!(
+            containers.contains(c),
+            "container_format {c} in the schema: {containers:?}"
+        );
+    }
+    let amazon = |f: &str| ["ami", "ari", "aki"].contains(&f);
+    for d in &disks {
+        let c = if amazon(d) { d.as_str() } else { "bare" };
+        let r = t.create_raw(&who, json!({"disk_format": d, "container_format": c}));
+        assert_status!(r, 201);
+        assert_eq!(r.json()["disk_format"], json!(d));
+    }
+    for c in &containers {
+        let d = if amazon(c) { c.as_str() } else { "raw" };
+        let r = t.create_raw(&who, json!({"disk_format": d, "container_format": c}));
+        assert_status!(r, 201);
+        assert_eq!(r.json()["container_format"], json!(c));
+    }
+}
