@@ -698,8 +698,8 @@ fn create_returns_201_location_and_the_image() {
     assert_eq!(tags, BTreeSet::from(["x", "y"]));
     assert_eq!(v["os_distro"], "cirros");
     assert_eq!(v["hw_disk_bus"], "virtio");
-    // GET answers the same representation.
-    assert_eq!(t.show(&who, &id), v);
+    // GET answers the same representation (tags in any order).
+    assert_eq!(sorted_tags(t.show(&who, &id)), sorted_tags(v.clone()));
 }
 
 #[test]
@@ -1119,7 +1119,10 @@ fn representation_has_exactly_the_v2_fields() {
     assert_iso_z(&v, "updated_at");
     // In a listing, the same representation.
     let page = t.list_page(&who, &format!("id=in:{id}"));
-    assert_eq!(page["images"][0], v);
+    assert_eq!(
+        sorted_tags(page["images"][0].clone()),
+        sorted_tags(v.clone())
+    );
     // Every field has the type the image schema gives it.
     let schema = t.get(&who, "/v2/schemas/image").json();
     assert_matches_schema(&v, &schema);
