@@ -30,7 +30,22 @@
 //! `GLANCE_V2_KEYSTONE_TARGET_URL` (Keystone) run the journeys against a server already
 //! running there instead of our binary (see tests/api_v2.rs for the Glance 33 reference
 //! with the `context` pipeline, and, for Keystone, the same reference with
-//! `flavor = keystone` and a `[keystone_authtoken]` section for the test Keystone). All six
+//! `flavor = keystone` and a `[keystone_authtoken]` section for the test Keystone:
+//!
+//! ```text
+//! mkdir /var/tmp/v2t-ref-ks && cp ../shared/reference/glance33/{*.sh,*.ini,*.conf} /var/tmp/v2t-ref-ks/
+//! cd /var/tmp/v2t-ref-ks && sed -i 's/^flavor =$/flavor = keystone/' glance-api.conf
+//! printf '[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:5000/v3\n%s\n' \
+//!   'auth_url = http://127.0.0.1:5000' 'auth_type = password' 'username = glance' \
+//!   'password = glance' 'project_name = service' 'user_domain_id = default' \
+//!   'project_domain_id = default' >> glance-api.conf
+//! GLANCE_PORT=19299 GLANCE_DATA=/tmp/v2t-ref-ks-data bash start.sh  # "did not come up": its
+//! # readiness probe has no token; the server is up (401 on /v2/images)
+//! GLANCE_V2_TARGET_URL=http://127.0.0.1:19298 GLANCE_V2_KEYSTONE_TARGET_URL=http://127.0.0.1:19299 \
+//!   cargo test --test python_clients_v2
+//! ```
+//!
+//! All six
 //! journeys passed against Glance 33.0.0 that way on 2026-12-03 (the test of images made over
 //! v1 needs our binary and skips itself). `GLANCE_V2_WIRE_LOG=FILE` makes the noauth relays
 //! append every request line the clients send to FILE.
