@@ -35,10 +35,17 @@
 //! ```text
 //! mkdir /var/tmp/v2t-ref-ks && cp ../shared/reference/glance33/{*.sh,*.ini,*.conf} /var/tmp/v2t-ref-ks/
 //! cd /var/tmp/v2t-ref-ks && sed -i 's/^flavor =$/flavor = keystone/' glance-api.conf
-//! printf '[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:5000/v3\n%s\n' \
-//!   'auth_url = http://127.0.0.1:5000' 'auth_type = password' 'username = glance' \
-//!   'password = glance' 'project_name = service' 'user_domain_id = default' \
-//!   'project_domain_id = default' >> glance-api.conf
+//! cat >> glance-api.conf <<EOF
+//! [keystone_authtoken]
+//! www_authenticate_uri = http://127.0.0.1:5000/v3
+//! auth_url = http://127.0.0.1:5000
+//! auth_type = password
+//! username = glance
+//! password = glance
+//! project_name = service
+//! user_domain_id = default
+//! project_domain_id = default
+//! EOF
 //! GLANCE_PORT=19299 GLANCE_DATA=/tmp/v2t-ref-ks-data bash start.sh  # "did not come up": its
 //! # readiness probe has no token; the server is up (401 on /v2/images)
 //! GLANCE_V2_TARGET_URL=http://127.0.0.1:19298 GLANCE_V2_KEYSTONE_TARGET_URL=http://127.0.0.1:19299 \
