@@ -29,6 +29,8 @@
 //! GLANCE_V2_TARGET_URL=http://127.0.0.1:19298 cargo test --test api_v2 -- --test-threads=1
 //! ```
 //!
+//! (`keystone_auth_applies_to_v2` takes `GLANCE_V2_KEYSTONE_TARGET_URL` instead: the
+//! reference with `flavor = keystone`, see tests/python_clients_v2.rs.)
 //! (One thread: the reference keeps its database in SQLite and answers 500 "database is
 //! locked" to concurrent uploads.) All the tests below passed there on 2026-12-03, except
 //! those that need our binary, which skip themselves.
