@@ -183,13 +183,23 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
-/// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` (which later Glance
-/// knows). glance-api can narrow them with its `disk_formats` option.
-pub const DISK_FORMATS: [&str; 10] = [
-    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
+/// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` and `ploop` (which
+/// current Glance knows). glance-api can narrow them with its `disk_formats` option.
+pub const DISK_FORMATS: [&str; 11] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
 ];
-/// Container formats Glance Diablo knew.
-pub const CONTAINER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "bare", "ovf"];
+/// Container formats: Glance Diablo's, plus `ova`, `docker` and `compressed` (current
+/// Glance's).
+pub const CONTAINER_FORMATS: [&str; 8] = [
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
 /// Formats that must be equal on both sides (Amazon kernel, ramdisk, machine images).
 const AMAZON_FORMATS: [&str; 3] = ["ami", "ari", "aki"];
 

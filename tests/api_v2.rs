@@ -2050,10 +2050,16 @@ fn an_image_made_over_v1_is_seen_and_downloaded_over_v2() {
     let admin = Who::admin();
     assert_eq!(t.show(&admin, &pid)["visibility"], "private");
     assert_eq!(t.show(&admin, &pid)["owner"], "tenant-a");
+    // v1 sharing needs an owner id (Diablo's rule): the owner shares it.
     let r = t.c.request(
         "PUT",
         &format!("/v1/images/{pid}/members/tenant-b"),
-        &[],
+        &[
+            ("X-Auth-Token", "v2-test-token"),
+            ("X-Identity-Status", "Confirmed"),
+            ("X-Project-Id", "tenant-a"),
+            ("X-Roles", "member"),
+        ],
         None,
     );
     assert!(

@@ -1,8 +1,8 @@
 //! The images API server (`glance-api`, spec §4–§6).
 //!
 //! [`ApiApp`] holds what every request needs (registry, stores, auth, notifier, options).
-//! Each request first goes through version negotiation ([`negotiate`]): `/versions` and
-//! unknown versions get the 300 versions document, `/v1…` and `Accept:
+//! Each request first goes through version negotiation ([`negotiate`]): `/` and unknown
+//! versions get the 300 versions document (`/versions` the same document with 200), `/v1…` and `Accept:
 //! application/vnd.openstack.images-v1` reach the v1 routes in [`v1`], `/v2…` and `Accept:
 //! application/vnd.openstack.images-v2` the v2 routes in [`v2`]. Both versions keep image
 //! data on the one path of [`data`].
@@ -94,6 +94,8 @@ pub struct ApiApp {
 pub enum Route {
     /// Answer with the versions document (300).
     Versions,
+    /// `/versions`: the versions document, 200 (as current Glance answers).
+    VersionList,
     /// Serve with the v1 routes at this path.
     V1(String),
     /// Serve with the v2 routes at this path.
@@ -108,7 +110,7 @@ pub fn negotiate(path: &str, accept: Option<&str>) -> Route {
         None => (trimmed, ""),
     };
     if first == "versions" {
-        return Route::Versions;
+        return Route::VersionList;
     }
     if let Some(version) = parse_version(first) {
         let rest = if rest.is_empty() { "/" } else { rest }.to_string();
@@ -157,7 +159,7 @@ impl ApiApp {
     /// The 300 versions document, with hrefs from [`ApiOptions::base_url`]: the v2 minor
     /// versions served, newest first and `CURRENT`, then v1.1 and v1.0 (`CURRENT` when v2
     /// is off, else `SUPPORTED`, or `DEPRECATED` with `v1_api_deprecated`).
-    fn versions(&self, req: &Request<'_>) -> Response {
+    fn versions(&self, req: &Request<'_>, status: u16) -> Response {
         let base = self.opts.base_url(req);
         let apis = &self.opts.apis;
         let entry = |id: String, status: &str, href: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": href}]});
@@ -188,7 +190,7 @@ impl ApiApp {
             };
             list.push(entry("v1.0".into(), old, &href));
         }
-        Response::json(300, &json!({ "versions": list }))
+        Response::json(status, &json!({ "versions": list }))
     }
 }
 
@@ -197,7 +199,8 @@ impl Handler for ApiApp {
         match negotiate(&req.path, req.header("accept")) {
             Route::V1(path) if self.opts.apis.v1 => v1::handle(self, req, &path),
             Route::V2(path) if self.opts.apis.v2 => v2::handle(self, req, &path),
-            _ => self.versions(req),
+            Route::VersionList => self.versions(req, 200),
+            _ => self.versions(req, 300),
         }
     }
 
@@ -215,7 +218,7 @@ fn moves_data(path: &str) -> bool {
     let (path, v2) = match negotiate(path, None) {
         Route::V1(p) => (p, false),
         Route::V2(p) => (p, true),
-        Route::Versions => return false,
+        Route::Versions | Route::VersionList => return false,
     };
     let mut parts = path.trim_matches('/').split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -272,8 +275,8 @@ mod tests {
         ] {
             assert_eq!(route(p, None), Route::Versions, "{p}");
         }
-        assert_eq!(route("/versions", None), Route::Versions);
-        assert_eq!(route("/versions/foo", None), Route::Versions);
+        assert_eq!(route("/versions", None), Route::VersionList);
+        assert_eq!(route("/versions/foo", None), Route::VersionList);
         assert_eq!(route("/", None), Route::Versions);
     }
 

@@ -869,6 +869,13 @@ fn push_filters(sql: &mut String, args: &mut Vec<Value>, query: &ListQuery) -> R
         let _ = write!(sql, " AND {column} IN ({marks})");
         args.extend(values.iter().map(|v| Value::Text(v.clone())));
     }
+    if query.v2.is_some() && (query.size_min.is_some() || query.size_max.is_some()) {
+        // v2 shows the size of an image without data as null, which no bound matches.
+        sql.push_str(
+            " AND NOT (i.status IN ('queued', 'saving', 'killed') AND i.location IS NULL \
+             AND i.size = 0)",
+        );
+    }
     if let Some(n) = query.size_min {
         sql.push_str(" AND i.size >= ?");
         args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
@@ -895,7 +902,8 @@ fn push_filters(sql: &mut String, args: &mut Vec<Value>, query: &ListQuery) -> R
     for (col, op, t) in &query.times {
         let column = match *col {
             "created_at" => "i.created_at",
-            _ => "i.updated_at",
+            // Never updated: v2 shows (and so compares) the creation time.
+            _ => "COALESCE(i.updated_at, i.created_at)",
         };
         let _ = write!(sql, " AND {column} {} ?", op.sql());
         args.push(Value::Text(t.clone()));

@@ -40,6 +40,12 @@ pub fn upload(
             image.status
         )));
     }
+    let unset = |f: &Option<String>| f.as_deref().is_none_or(str::is_empty);
+    if unset(&image.disk_format) || unset(&image.container_format) {
+        return Err(Error::bad_request(
+            "Properties disk_format, container_format must be set prior to saving data.",
+        ));
+    }
     let plan = data::plan_upload(app, req, None, None)?;
     let saving = ImagePatch {
         status: Some(Status::Saving),

@@ -26,7 +26,7 @@ pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context) -> Result<Response>
         .collect();
     let mut body = json!({
         "images": list,
-        "first": "/v2/images",
+        "first": first_link(&pairs),
         "schema": "/v2/schemas/images",
     });
     if let Some(last) = images.last()
@@ -38,13 +38,28 @@ pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context) -> Result<Response>
     Ok(Response::json(200, &body))
 }
 
-/// The `next` link: the request's own parameters with `marker` set to the page's last id.
-fn next_link(pairs: &[(String, String)], last: &str) -> String {
-    let mut params: Vec<String> = pairs
+/// The request's own parameters without `marker`, URL-encoded.
+fn params_without_marker(pairs: &[(String, String)]) -> Vec<String> {
+    pairs
         .iter()
         .filter(|(k, _)| k != "marker")
         .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect();
+        .collect()
+}
+
+/// The `first` link: the same listing from its start.
+fn first_link(pairs: &[(String, String)]) -> String {
+    let params = params_without_marker(pairs);
+    if params.is_empty() {
+        "/v2/images".to_string()
+    } else {
+        format!("/v2/images?{}", params.join("&"))
+    }
+}
+
+/// The `next` link: the request's own parameters with `marker` set to the page's last id.
+fn next_link(pairs: &[(String, String)], last: &str) -> String {
+    let mut params = params_without_marker(pairs);
     params.push(format!("marker={}", percent_encode(last)));
     format!("/v2/images?{}", params.join("&"))
 }
@@ -92,10 +107,14 @@ fn create_patch(body: &Value, ctx: &Context) -> Result<ImagePatch> {
         }
         match k {
             "id" => {
-                let id = v.as_str().ok_or_else(|| {
-                    Error::bad_request("Invalid value for 'id': must be a string")
-                })?;
-                p.id = Some(ImageId::parse(id)?.as_str().to_string());
+                // v2 ids are UUIDs, as in Glance (v1 still takes DECISIONS.md's wider ids).
+                let id = v
+                    .as_str()
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                    .ok_or_else(|| {
+                        Error::bad_request(format!("Invalid value for 'id': {v} is not a UUID"))
+                    })?;
+                p.id = Some(id.hyphenated().to_string());
             }
             "owner" => {
                 apply_base(&mut p, k, v)?;
@@ -282,11 +301,15 @@ mod tests {
     #[test]
     fn create_bodies() {
         let p = create_patch(
-            &json!({"name": "n", "disk_format": "raw", "tags": ["a"], "os_distro": "x", "id": "my-id"}),
+            &json!({"name": "n", "disk_format": "raw", "tags": ["a"], "os_distro": "x",
+                    "id": "6E5A1A2C-3D4B-4C5D-8E6F-7A8B9C0D1E2F"}),
             &tenant(),
         )
         .unwrap_or_default();
-        assert_eq!(p.id.as_deref(), Some("my-id"));
+        assert_eq!(
+            p.id.as_deref(),
+            Some("6e5a1a2c-3d4b-4c5d-8e6f-7a8b9c0d1e2f")
+        );
         assert_eq!(p.tags, Some(vec!["a".to_string()]));
         assert_eq!(
             p.properties.unwrap_or_default().get("os_distro"),
@@ -302,6 +325,7 @@ mod tests {
         assert_eq!(status(json!({"min_ram": "lots"})), Some(400));
         assert_eq!(status(json!({"visibility": "everyone"})), Some(400));
         assert_eq!(status(json!({"id": "../x"})), Some(400));
+        assert_eq!(status(json!({"id": "not-a-uuid"})), Some(400));
         assert_eq!(status(json!({"owner": "someone-else"})), Some(403));
         assert!(create_patch(&json!({"owner": "t"}), &tenant()).is_ok());
     }
@@ -313,5 +337,7 @@ mod tests {
             next_link(&pairs, "new"),
             "/v2/images?limit=2&tag=a%20b&marker=new"
         );
+        assert_eq!(first_link(&pairs), "/v2/images?limit=2&tag=a%20b");
+        assert_eq!(first_link(&[]), "/v2/images");
     }
 }

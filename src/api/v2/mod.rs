@@ -19,13 +19,21 @@ use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::image::ImageId;
-use crate::rest::{error_response, log_error};
+use crate::rest::{error_response, json_error_response, log_error};
 
-/// Answers one v2 request.
+/// Answers one v2 request. Errors are Glance's JSON error document when the client accepts
+/// JSON (`{"message", "code", "title"}`), else the text reply v1 sends.
 pub fn handle(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Response {
     route(app, req, path).unwrap_or_else(|e| {
         log_error(&e, req);
-        error_response(e)
+        let json = req
+            .header("accept")
+            .is_some_and(|a| a.contains("application/json"));
+        if json {
+            json_error_response(e)
+        } else {
+            error_response(e)
+        }
     })
 }
 
@@ -33,17 +41,14 @@ fn route(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Result<Response> {
     let trimmed = path.trim_end_matches('/');
     let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
     let method = req.method.clone();
-    // Schemas and discovery need no identity (Glance serves them to anyone who passes
-    // the auth middleware; they hold nothing of a tenant).
-    match (method.as_str(), segs.as_slice()) {
-        ("GET" | "HEAD", ["schemas", name]) => return schemas::serve(app, name),
-        ("GET" | "HEAD", ["info", "import"]) => return Ok(import_info()),
-        ("GET" | "HEAD", ["info", "stores"]) => return Ok(stores_info(app)),
-        _ => {}
-    }
+    // Everything under /v2, schemas included, needs a caller (as behind Glance's auth
+    // middleware).
     let ctx = app.auth.context(req)?;
     let image = ImageId::from_path;
     match (method.as_str(), segs.as_slice()) {
+        ("GET" | "HEAD", ["schemas", name]) => schemas::serve(app, name),
+        ("GET" | "HEAD", ["info", "import"]) => Ok(import_info()),
+        ("GET" | "HEAD", ["info", "stores"]) => Ok(stores_info(app)),
         ("GET" | "HEAD", ["images"]) => images::index(app, req, &ctx),
         ("POST", ["images"]) => images::create(app, req, &ctx),
         (_, ["images"]) => Err(not_allowed("GET, HEAD, POST")),
@@ -59,6 +64,7 @@ fn route(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Result<Response> {
         ("POST", ["images", id, "actions", action]) => {
             images::action(app, &ctx, &image(id)?, action)
         }
+        (_, ["images", _, "actions", _]) => Err(not_allowed("POST")),
         ("PUT", ["images", id, "tags", tag]) => images::add_tag(app, &ctx, &image(id)?, tag),
         ("DELETE", ["images", id, "tags", tag]) => images::remove_tag(app, &ctx, &image(id)?, tag),
         (_, ["images", _, "tags", _]) => Err(not_allowed("PUT, DELETE")),

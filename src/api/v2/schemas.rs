@@ -37,9 +37,9 @@ fn nullable_enum(values: impl IntoIterator<Item = String>) -> Value {
 }
 
 /// The schema of one image: every base attribute [`repr::image`] serves (`direct_url` and
-/// `locations` only when configured), additional properties as strings.
+/// `locations` are described always, and served only when configured), additional
+/// properties as strings.
 pub fn image_schema(app: &ApiApp) -> Value {
-    let apis = &app.opts.apis;
     let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     let ro_string =
         |desc: &str| json!({"type": ["null", "string"], "readOnly": true, "description": desc});
@@ -92,18 +92,15 @@ pub fn image_schema(app: &ApiApp) -> Value {
         "schema": {"type": "string", "readOnly": true,
                    "description": "An image schema url"},
     });
-    if apis.show_direct_url {
-        props["direct_url"] = ro_string("URL to access the image file kept in external store");
-    }
-    if apis.show_locations {
-        props["locations"] = json!({
-            "type": "array",
-            "items": {"type": "object", "required": ["url", "metadata"],
-                      "properties": {"url": {"type": "string", "maxLength": 255},
-                                     "metadata": {"type": "object"}}},
-            "description": "A set of URLs to access the image file kept in external store"
-        });
-    }
+    // Described always, as Glance does; served only when configured.
+    props["direct_url"] = ro_string("URL to access the image file kept in external store");
+    props["locations"] = json!({
+        "type": "array",
+        "items": {"type": "object", "required": ["url", "metadata"],
+                  "properties": {"url": {"type": "string", "maxLength": 255},
+                                 "metadata": {"type": "object"}}},
+        "description": "A set of URLs to access the image file kept in external store"
+    });
     debug_assert!(props.as_object().is_some_and(|p| {
         p.keys()
             .all(|k| repr::BASE_ATTRIBUTES.contains(&k.as_str()))
