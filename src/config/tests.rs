@@ -1105,7 +1105,7 @@ fn disk_formats_option() {
     assert!(
         e.contains("glance-api.conf:2: disk_formats: \"raw,floppy\"")
             && e.contains("unknown disk format 'floppy'")
-            && e.contains("known: ami, ari, aki, vhd, vhdx, vmdk, raw, qcow2, vdi, iso"),
+            && e.contains("known: ami, ari, aki, vhd, vhdx, vmdk, raw, qcow2, vdi, iso, ploop"),
         "{e}"
     );
     for empty in ["disk_formats =", "disk_formats = , ,"] {
