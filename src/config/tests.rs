@@ -1095,7 +1095,7 @@ fn disk_formats_option() {
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
     assert_eq!(
         c.disk_formats.join(","),
-        "ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso"
+        "ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso,ploop"
     );
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\ndisk_formats = raw, QCOW2,,raw ,vhdx\n")).unwrap();
     assert_eq!(c.disk_formats, ["raw", "qcow2", "vhdx"]);
