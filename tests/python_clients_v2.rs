@@ -69,171 +69,33 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::keystone::env_or;
+use common::venv::{Run, Stdin};
 use common::{Client, Reply, Server};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 // --- The venv ------------------------------------------------------------------------------
 
-/// `true` when a missing service must fail the test instead of skipping it.
-fn required() -> bool {
-    std::env::var("GLANCE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
 /// The v2 client venv, or `None` (after printing why) when the test must be skipped.
 fn venv(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("GLANCE_TEST_VENV_V2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/glance-test-venv-v2"));
-    let missing: Vec<&str> = ["bin/python", "bin/glance", "bin/openstack"]
-        .into_iter()
-        .filter(|p| !dir.join(p).exists())
-        .collect();
-    if missing.is_empty() {
-        return Some(dir);
-    }
-    let why = format!(
-        "v2 client venv {} lacks {} (run `tests/clients/setup-venv.sh v2` and export \
-         GLANCE_TEST_VENV_V2)",
-        dir.display(),
-        missing.join(", ")
-    );
-    if required() {
-        panic!("{why}");
-    }
-    let _ = writeln!(io::stderr(), "\nSKIPPED {test}: {why}");
-    None
+    common::venv::find(
+        "GLANCE_TEST_VENV_V2",
+        "/var/tmp/glance-test-venv-v2",
+        "tests/clients/setup-venv.sh v2",
+        test,
+    )
 }
 
-/// What a client program printed.
-struct Run {
-    status: std::process::ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self, what: &str) -> Run {
-        assert!(
-            self.status.success(),
-            "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn fails(self, what: &str) -> Run {
-        assert!(
-            !self.status.success(),
-            "{what} should have failed:\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
-        })
-    }
-}
-
-/// Gives the child a pseudo-terminal as stdin: glanceclient takes any non-TTY stdin for
-/// image data, and a closed one crashes it.
-const WITH_TTY: &str = "import os, pty, subprocess, sys\n\
-                        master, slave = pty.openpty()\n\
-                        sys.exit(subprocess.call(sys.argv[1:], stdin=slave))";
-
-/// How long one client invocation may take (1–5 s, more on a loaded machine).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Runs `$VENV/bin/<program> args…` with a clean environment (no `OS_*` of the caller, no
-/// proxies) plus `env`, stdin a terminal.
+/// Runs `$VENV/bin/<program> args…` with a clean environment plus `env`, stdin a terminal.
 fn run(venv: &Path, program: &str, args: &[&str], env: &[(String, String)]) -> Run {
-    let exe = venv.join("bin").join(program);
-    let mut cmd = Command::new(venv.join("bin/python"));
-    cmd.arg("-c")
-        .arg(WITH_TTY)
-        .arg(&exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("OS_") || k.to_ascii_lowercase().ends_with("_proxy") {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("PYTHONWARNINGS", "ignore")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < CLIENT_TIMEOUT => {
-                thread::sleep(Duration::from_millis(20));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{program} {} did not finish within {CLIENT_TIMEOUT:?}",
-                    args.join(" ")
-                );
-            }
-        }
-    };
-    eprintln!(
-        "[{:.1}s] {program} {}",
-        started.elapsed().as_secs_f64(),
-        args.join(" ")
-    );
-    Run {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    common::venv::run(venv, program, args, Stdin::Tty, env)
 }
 
 // --- Identity for noauth: a relay per project, and a Keystone that will not say --------------
