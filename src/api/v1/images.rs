@@ -44,7 +44,8 @@ pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
     Ok(with_image_headers(app, Response::empty(200), &image, req))
 }
 
-/// GET /images/<id>: metadata headers and the image bytes, streamed from the store.
+/// GET /images/<id>: metadata headers and the image bytes, streamed from the store, or
+/// from the image cache when it is on (see [`crate::cache::download`]).
 pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let mut image = app.registry.get(ctx, id)?;
     if !image.status.is_downloadable() {
@@ -54,7 +55,10 @@ pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
         .location
         .as_deref()
         .ok_or_else(|| Error::not_found(format!("Image {id} has no data")))?;
-    let data = app.stores.get(location)?;
+    let whole = req.header("range").is_none();
+    let data = crate::cache::download(app.stores.cache(), &image, whole, || {
+        app.stores.get(location)
+    })?;
     if let ImageData::Stream(_, Some(remote_len)) = &data {
         image.size = *remote_len; // an http(s) location reports its own length
     }
