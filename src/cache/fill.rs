@@ -42,6 +42,8 @@ pub(super) struct Fill {
     cache: Arc<ImageCache>,
     key: Key,
     file: File,
+    /// Device and inode of the locked `incomplete/` file.
+    inode: (u64, u64),
     md5: Md5Sum,
     written: u64,
     outcome: Option<Outcome>,
@@ -50,10 +52,13 @@ pub(super) struct Fill {
 impl Fill {
     /// A fill of `key` into `file` (already locked and claimed in the index).
     pub(super) fn new(cache: Arc<ImageCache>, key: Key, file: File) -> Fill {
+        use std::os::unix::fs::MetadataExt;
+        let inode = file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()));
         Fill {
             cache,
             key,
             file,
+            inode,
             md5: Md5Sum::new(),
             written: 0,
             outcome: None,
@@ -195,10 +200,14 @@ impl Fill {
     fn still_ours(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         let path = self.cache.incomplete_path(&self.key.id);
-        match (fs::metadata(path), self.file.metadata()) {
-            (Ok(p), Ok(f)) => p.dev() == f.dev() && p.ino() == f.ino(),
-            _ => false,
-        }
+        fs::metadata(path).is_ok_and(|p| (p.dev(), p.ino()) == self.inode)
+    }
+
+    /// Makes the fill write into `file` instead (tests: `/dev/full` for a full disk).
+    #[cfg(test)]
+    pub(super) fn writing_to(mut self, file: File) -> Fill {
+        self.file = file;
+        self
     }
 
     /// Moves the file to `invalid/` and records why.

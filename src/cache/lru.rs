@@ -105,7 +105,7 @@ mod tests {
             "60 filling + 40 new = the whole cache"
         );
         assert_eq!(plan_eviction(&[], 0, 0, 0).map(|v| v.len()), Some(0));
-        assert_eq!(plan_eviction(&l, u64::MAX, 1, u64::MAX), None);
+        assert_eq!(plan_eviction(&l, u64::MAX, 1, u64::MAX - 1), None);
     }
 
     #[test]
