@@ -272,7 +272,7 @@ fn the_cache_stays_within_its_maximum() {
     );
     get(&s.cache, &ia, &a);
     get(&s.cache, &ib, &b);
-    assert_eq!(get(&s.cache, &ia, &a).1, true); // b is now the least recently used
+    assert!(get(&s.cache, &ia, &a).1); // b is now the least recently used
     get(&s.cache, &ic, &c);
     let ids: Vec<String> = listed(&s.cache, Which::Cached)
         .into_iter()
@@ -294,8 +294,8 @@ fn uncacheable_images_go_to_the_store() {
     no_sum.checksum = None;
     let reserved = image("incomplete", &data);
     for img in [no_sum, reserved] {
-        assert_eq!(get(&s.cache, &img, &data).1, false);
-        assert_eq!(get(&s.cache, &img, &data).1, false);
+        assert!(!get(&s.cache, &img, &data).1);
+        assert!(!get(&s.cache, &img, &data).1);
     }
     assert!(listed(&s.cache, Which::Cached).is_empty());
 }
