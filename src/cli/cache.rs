@@ -35,8 +35,13 @@ pub fn dispatch(
 const NOT_ENABLED: &str =
     "The server has no image cache (image_cache_enabled = False in its glance-api.conf)";
 
+/// A failed cache call: a 404 is a server without the cache (exit 1, not 3: no image is
+/// missing).
 fn failed(s: &Settings, action: &str, e: client::Error) -> CliError {
-    client_error(s, action, NOT_ENABLED, e)
+    match client_error(s, action, NOT_ENABLED, e) {
+        CliError::NotFound(m) => CliError::Failed(m, None),
+        other => other,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
