@@ -698,3 +698,56 @@ fn the_glance_cache_commands() {
         "{out}"
     );
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path, bytes: usize) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        out.status.success().then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_drops_the_copy_and_still_serves_the_client() {
+    let tmp = common::tempdir();
+    let cache_dir = tmp.path().join("small");
+    let Some(_fs) = SmallFs::mount(&cache_dir, 3 * MB) else {
+        eprintln!("SKIPPED a_full_disk_drops_the_copy_and_still_serves_the_client: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let extra = format!(
+        "image_cache_datadir = {}\nimage_cache_max_size_bytes = {}\n",
+        cache_dir.display(),
+        64 * MB
+    );
+    // The later line wins: the cache lives on the 3 MiB tmpfs.
+    let e = env(&extra);
+    let big = data_of(5 * MB, 60);
+    let id = e.upload("too-big-for-the-disk", &big);
+    e.download_ok(&id, &big);
+    assert!(e.listing(None).is_empty());
+    assert!(e.listing(Some("incomplete")).is_empty());
+    let left = std::fs::read_dir(cache_dir.join("incomplete")).map(|d| d.count()).ok();
+    assert_eq!(left, Some(0));
+    assert!(e.log().contains("not cached: writing the cache file"), "{}", e.log());
+    // Something that fits is still cached.
+    let small = data_of(MB, 61);
+    let sid = e.upload("fits", &small);
+    e.download_ok(&sid, &small);
+    e.download_ok(&sid, &small);
+    assert_eq!(e.hits(&sid), Some(1));
+    drop(e);
+}

@@ -201,7 +201,8 @@ impl Index {
     /// Opens (creating) the index at `path`.
     pub fn open(path: &Path) -> Result<Index> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        // Short: the index is held under a mutex by the api, and every transaction on it is small.
+        conn.busy_timeout(Duration::from_secs(10))?;
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         // The index describes files that can be re-read; losing its last commits on power
