@@ -725,7 +725,9 @@ fn a_full_disk_drops_the_copy_and_still_serves_the_client() {
     let tmp = common::tempdir();
     let cache_dir = tmp.path().join("small");
     let Some(_fs) = SmallFs::mount(&cache_dir, 3 * MB) else {
-        eprintln!("SKIPPED a_full_disk_drops_the_copy_and_still_serves_the_client: cannot mount a tmpfs (needs root)");
+        eprintln!(
+            "SKIPPED a_full_disk_drops_the_copy_and_still_serves_the_client: cannot mount a tmpfs (needs root)"
+        );
         return;
     };
     let extra = format!(
@@ -740,9 +742,15 @@ fn a_full_disk_drops_the_copy_and_still_serves_the_client() {
     e.download_ok(&id, &big);
     assert!(e.listing(None).is_empty());
     assert!(e.listing(Some("incomplete")).is_empty());
-    let left = std::fs::read_dir(cache_dir.join("incomplete")).map(|d| d.count()).ok();
+    let left = std::fs::read_dir(cache_dir.join("incomplete"))
+        .map(|d| d.count())
+        .ok();
     assert_eq!(left, Some(0));
-    assert!(e.log().contains("not cached: writing the cache file"), "{}", e.log());
+    assert!(
+        e.log().contains("not cached: writing the cache file"),
+        "{}",
+        e.log()
+    );
     // Something that fits is still cached.
     let small = data_of(MB, 61);
     let sid = e.upload("fits", &small);

@@ -233,8 +233,13 @@ impl Fill {
     fn drop_file(&self, why: String) -> Outcome {
         let id = &self.key.id;
         if self.still_ours() {
+            // Free the space first (the file stays open until the fill is dropped): on a
+            // full disk the index needs room for its own write.
+            let _ = self.file.set_len(0);
             let _ = fs::remove_file(self.cache.incomplete_path(id));
-            let _ = self.cache.with_index(|ix| ix.remove(id, State::Incomplete));
+            if let Err(e) = self.cache.with_index(|ix| ix.remove(id, State::Incomplete)) {
+                log::warn!("image {id}: removing a dropped cache fill from the index: {e}");
+            }
         }
         Outcome::Dropped(why)
     }
