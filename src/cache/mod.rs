@@ -402,6 +402,11 @@ impl ImageCache {
             log::debug!("image {}: being cached by another download", key.id);
             return None;
         }
+        if !same_file(&path, &file) {
+            // The file was moved into place (or removed) between our open and our lock: a
+            // fill just ended; this download is served from the store.
+            return None;
+        }
         let max = self.opts.max_size;
         let claim = self.logged(|| {
             self.with_index(|ix| {
@@ -430,6 +435,7 @@ impl ImageCache {
                 None
             }
             Some(Claim::AlreadyValid) | None => {
+                // Still ours (checked under the lock above): no other fill can be there.
                 let _ = fs::remove_file(&path);
                 None
             }
@@ -505,7 +511,7 @@ impl ImageCache {
         Ok(queue
             .into_iter()
             .map(|q| Listed {
-                path: absolute(&self.incomplete_path(&q.image_id)),
+                path: absolute(&self.valid_path(&q.image_id)),
                 name: q.name.unwrap_or_else(|| "UNKNOWN".into()),
                 last_modified: shown(q.started_at.unwrap_or(q.queued_at)),
                 last_accessed: shown(q.queued_at),
@@ -769,6 +775,15 @@ impl ImageCache {
     /// Bytes held by valid entries and promised to fills in progress.
     pub fn used(&self) -> Result<u64> {
         self.with_index(|ix| ix.used())
+    }
+}
+
+/// True when `path` names the file open as `file` (same device and inode).
+fn same_file(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), file.metadata()) {
+        (Ok(p), Ok(f)) => (p.dev(), p.ino()) == (f.dev(), f.ino()),
+        _ => false,
     }
 }
 
