@@ -40,6 +40,8 @@ pub enum Error {
     ImageRefused(String),
     /// The body is larger than allowed (413).
     TooLarge(String),
+    /// 415: the body's media type is not one the route takes.
+    UnsupportedMediaType(String),
     /// The method is not allowed on this resource (405).
     MethodNotAllowed(String),
     /// A service this one depends on cannot be reached (503).
@@ -90,6 +92,7 @@ impl Error {
             Error::Unauthorized(_) | Error::AuthRequired { .. } => 401,
             Error::BadRequest(_) | Error::BadLocation(_) | Error::ImageRefused(_) => 400,
             Error::TooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
             Error::MethodNotAllowed(_) => 405,
             Error::Unavailable(_) => 503,
             Error::BadGateway(_) => 502,
@@ -113,6 +116,7 @@ impl Error {
             | Error::BadRequest(m)
             | Error::ImageRefused(m)
             | Error::TooLarge(m)
+            | Error::UnsupportedMediaType(m)
             | Error::MethodNotAllowed(m)
             | Error::Unavailable(m)
             | Error::Store(m)

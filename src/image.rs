@@ -30,17 +30,20 @@ pub enum Status {
     Deleted,
     /// Row soft-deleted, data waits for `glance-scrubber`.
     PendingDelete,
+    /// Data kept but not downloadable by non-admins (v2 `actions/deactivate`).
+    Deactivated,
 }
 
 impl Status {
     /// Every status, in spec order.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Active,
         Status::Saving,
         Status::Queued,
         Status::Killed,
         Status::PendingDelete,
         Status::Deleted,
+        Status::Deactivated,
     ];
 
     /// The wire name (`pending_delete` …).
@@ -52,6 +55,7 @@ impl Status {
             Status::Killed => "killed",
             Status::Deleted => "deleted",
             Status::PendingDelete => "pending_delete",
+            Status::Deactivated => "deactivated",
         }
     }
 
@@ -60,8 +64,8 @@ impl Status {
     /// queued → saving → active | killed on upload; queued → active when a location is
     /// registered; any live state → deleted | pending_delete on delete;
     /// deleted → pending_delete when removing the data failed on delete (left to the
-    /// scrubber); pending_delete → deleted by the scrubber. Staying in the same state is
-    /// always allowed.
+    /// scrubber); pending_delete → deleted by the scrubber; active ⇄ deactivated by an
+    /// admin. Staying in the same state is always allowed.
     pub fn can_transition_to(self, next: Status) -> bool {
         use Status::*;
         if self == next {
@@ -71,9 +75,14 @@ impl Status {
             (self, next),
             (Queued, Saving | Active | Killed)
                 | (Saving, Active | Killed)
-                | (Queued | Saving | Active | Killed, Deleted | PendingDelete)
+                | (
+                    Queued | Saving | Active | Killed | Deactivated,
+                    Deleted | PendingDelete
+                )
                 | (PendingDelete, Deleted)
                 | (Deleted, PendingDelete)
+                | (Active, Deactivated)
+                | (Deactivated, Active)
         )
     }
 
@@ -104,13 +113,93 @@ impl FromStr for Status {
     }
 }
 
-/// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` (which later Glance
-/// knows). glance-api can narrow them with its `disk_formats` option.
-pub const DISK_FORMATS: [&str; 10] = [
-    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
+/// Who may see an image (Glance's `visibility`; v1's `is_public` is `public` or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Everyone sees it and lists it.
+    Public,
+    /// Everyone may see it; listed only when asked for (`visibility=community`).
+    Community,
+    /// The owner, and the members of the image.
+    Shared,
+    /// The owner only (v1's `is_public = false` on an image without members).
+    #[default]
+    Private,
+}
+
+impl Visibility {
+    /// Every visibility.
+    pub const ALL: [Visibility; 4] = [
+        Visibility::Public,
+        Visibility::Community,
+        Visibility::Shared,
+        Visibility::Private,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Community => "community",
+            Visibility::Shared => "shared",
+            Visibility::Private => "private",
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Visibility> {
+        Visibility::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                Error::bad_request(format!(
+                    "Invalid visibility '{s}'. Valid values: public, community, shared, private"
+                ))
+            })
+    }
+}
+
+/// Longest tag, in characters (Glance's column is 255 wide).
+pub const MAX_TAG_CHARS: usize = 255;
+
+/// Checks one tag: 1–255 characters, no control characters.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let n = tag.chars().count();
+    if n == 0 || n > MAX_TAG_CHARS || tag.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "Invalid tag '{}': use 1-{MAX_TAG_CHARS} printable characters",
+            shown(tag)
+        )));
+    }
+    Ok(())
+}
+
+/// Disk formats the registry accepts: Glance Diablo's, plus `vhdx` and `ploop` (which
+/// current Glance knows). glance-api can narrow them with its `disk_formats` option.
+pub const DISK_FORMATS: [&str; 11] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
 ];
-/// Container formats Glance Diablo knew.
-pub const CONTAINER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "bare", "ovf"];
+/// Container formats: Glance Diablo's, plus `ova`, `docker` and `compressed` (current
+/// Glance's).
+pub const CONTAINER_FORMATS: [&str; 8] = [
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
 /// Formats that must be equal on both sides (Amazon kernel, ramdisk, machine images).
 const AMAZON_FORMATS: [&str; 3] = ["ami", "ari", "aki"];
 
@@ -261,8 +350,12 @@ pub struct Image {
     pub virtual_size: Option<u64>,
     /// Life-cycle state.
     pub status: Status,
-    /// Visible to everyone.
-    pub is_public: bool,
+    /// Who may see it (v1's `is_public` is [`Image::is_public`]).
+    pub visibility: Visibility,
+    /// Protected images cannot be deleted.
+    pub protected: bool,
+    /// Hidden from v2 listings unless asked for (`os_hidden=true`).
+    pub os_hidden: bool,
     /// Store URI of the data (may hold credentials: show clients `store::redact_uri` of it).
     pub location: Option<String>,
     /// MD5 of the data, lower-case hex.
@@ -290,9 +383,16 @@ pub struct Image {
     pub deleted: bool,
     /// Custom properties.
     pub properties: Properties,
+    /// Tags, sorted, without duplicates.
+    pub tags: Vec<String>,
 }
 
 impl Image {
+    /// v1's `is_public`: the image is `public`.
+    pub fn is_public(&self) -> bool {
+        self.visibility == Visibility::Public
+    }
+
     /// A fresh record with Glance's create defaults (registry default status `active`).
     pub fn new(id: String) -> Image {
         Image {
@@ -303,7 +403,9 @@ impl Image {
             size: 0,
             virtual_size: None,
             status: Status::Active,
-            is_public: false,
+            visibility: Visibility::Private,
+            protected: false,
+            os_hidden: false,
             location: None,
             checksum: None,
             os_hash_algo: None,
@@ -316,6 +418,7 @@ impl Image {
             deleted_at: None,
             deleted: false,
             properties: Properties::new(),
+            tags: Vec::new(),
         }
     }
 
@@ -340,6 +443,7 @@ impl Image {
                 "Image owner is longer than 255 characters",
             ));
         }
+        self.tags.iter().try_for_each(|t| validate_tag(t))?;
         validate_os_hash(self.os_hash_algo.as_deref(), self.os_hash_value.as_deref())
     }
 
@@ -358,7 +462,21 @@ impl Image {
         set(&mut self.size, &patch.size);
         set(&mut self.virtual_size, &patch.virtual_size);
         set(&mut self.status, &patch.status);
-        set(&mut self.is_public, &patch.is_public);
+        match (patch.visibility, patch.is_public) {
+            (Some(v), _) => self.visibility = v,
+            (None, Some(true)) => self.visibility = Visibility::Public,
+            // v1 un-publishing: a public image becomes private (the registry makes it
+            // `shared` when it has members); other visibilities are already not public.
+            (None, Some(false)) if self.visibility == Visibility::Public => {
+                self.visibility = Visibility::Private
+            }
+            _ => {}
+        }
+        set(&mut self.protected, &patch.protected);
+        set(&mut self.os_hidden, &patch.os_hidden);
+        if let Some(tags) = &patch.tags {
+            self.tags = normalise_tags(tags);
+        }
         set(&mut self.location, &patch.location);
         set(&mut self.checksum, &patch.checksum);
         set(&mut self.os_hash_algo, &patch.os_hash_algo);
@@ -387,7 +505,10 @@ impl Image {
         m.insert("size".into(), Value::from(self.size));
         m.insert("virtual_size".into(), Value::from(self.virtual_size));
         m.insert("status".into(), Value::from(self.status.as_str()));
-        m.insert("is_public".into(), Value::from(self.is_public));
+        m.insert("is_public".into(), Value::from(self.is_public()));
+        m.insert("visibility".into(), Value::from(self.visibility.as_str()));
+        m.insert("protected".into(), Value::from(self.protected));
+        m.insert("os_hidden".into(), Value::from(self.os_hidden));
         if location {
             m.insert("location".into(), opt(&self.location));
         }
@@ -410,6 +531,7 @@ impl Image {
             .map(|(k, v)| (k.clone(), opt(v)))
             .collect();
         m.insert("properties".into(), Value::Object(props));
+        m.insert("tags".into(), Value::from(self.tags.clone()));
         Value::Object(m)
     }
 
@@ -457,7 +579,15 @@ impl Image {
             size: n("size"),
             virtual_size: obj.get("virtual_size").and_then(Value::as_u64),
             status,
-            is_public: b("is_public"),
+            visibility: match s("visibility") {
+                Some(v) => v.parse().map_err(|e: Error| {
+                    Error::Internal(format!("registry reply: {}", e.message()))
+                })?,
+                None if b("is_public") => Visibility::Public,
+                None => Visibility::Private,
+            },
+            protected: b("protected"),
+            os_hidden: b("os_hidden"),
             location: s("location"),
             checksum: s("checksum"),
             os_hash_algo: s("os_hash_algo"),
@@ -472,8 +602,26 @@ impl Image {
             deleted_at: s("deleted_at").and_then(|t| timeutil::normalise(&t)),
             deleted: b("deleted"),
             properties,
+            tags: obj
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    normalise_tags(
+                        &a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .unwrap_or_default(),
         })
     }
+}
+
+/// Tags as a record keeps them: sorted, each once.
+pub fn normalise_tags(tags: &[String]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = tags.iter().collect();
+    set.into_iter().cloned().collect()
 }
 
 fn opt(v: &Option<String>) -> Value {
@@ -511,8 +659,17 @@ pub struct ImagePatch {
     pub virtual_size: Option<Option<u64>>,
     /// New status.
     pub status: Option<Status>,
-    /// New visibility.
+    /// v1's visibility: `true` makes the image `public`, `false` un-publishes it (see
+    /// [`Image::apply`]). [`ImagePatch::visibility`] wins when both are given.
     pub is_public: Option<bool>,
+    /// New visibility.
+    pub visibility: Option<Visibility>,
+    /// New `protected` flag.
+    pub protected: Option<bool>,
+    /// New `os_hidden` flag.
+    pub os_hidden: Option<bool>,
+    /// New set of tags (replaces the old one).
+    pub tags: Option<Vec<String>>,
     /// New location.
     pub location: Option<Option<String>>,
     /// New checksum.
@@ -568,6 +725,17 @@ impl ImagePatch {
                 "min_ram" => p.min_ram = json_count(key, val)?,
                 "min_disk" => p.min_disk = json_count(key, val)?,
                 "is_public" => p.is_public = Some(json_bool(key, val)?),
+                "visibility" => match val {
+                    Value::String(s) => p.visibility = Some(s.parse()?),
+                    _ => {
+                        return Err(Error::bad_request(
+                            "Invalid value for 'visibility': must be a string",
+                        ));
+                    }
+                },
+                "protected" => p.protected = Some(json_bool(key, val)?),
+                "os_hidden" => p.os_hidden = Some(json_bool(key, val)?),
+                "tags" => p.tags = Some(json_tags(val)?),
                 "status" => match val {
                     Value::String(s) => p.status = Some(s.parse()?),
                     _ => return Err(Error::bad_request("Image status is required.")),
@@ -624,6 +792,18 @@ impl ImagePatch {
         }
         if let Some(v) = self.is_public {
             put("is_public", Value::from(v));
+        }
+        if let Some(v) = self.visibility {
+            put("visibility", Value::from(v.as_str()));
+        }
+        if let Some(v) = self.protected {
+            put("protected", Value::from(v));
+        }
+        if let Some(v) = self.os_hidden {
+            put("os_hidden", Value::from(v));
+        }
+        if let Some(v) = &self.tags {
+            put("tags", Value::from(v.clone()));
         }
         if let Some(v) = &self.location {
             put("location", opt(v));
@@ -741,6 +921,22 @@ pub fn parse_count(key: &str, s: &str) -> Result<u64> {
         return Err(bad_count(key));
     }
     s.parse().map_err(|_| bad_count(key))
+}
+
+/// A list of tags, each checked with [`validate_tag`].
+fn json_tags(v: &Value) -> Result<Vec<String>> {
+    let list = v
+        .as_array()
+        .ok_or_else(|| Error::bad_request("Invalid value for 'tags': must be a list of strings"))?;
+    list.iter()
+        .map(|t| {
+            let t = t.as_str().ok_or_else(|| {
+                Error::bad_request("Invalid value for 'tags': must be a list of strings")
+            })?;
+            validate_tag(t)?;
+            Ok(t.to_string())
+        })
+        .collect()
 }
 
 fn json_bool(key: &str, v: &Value) -> Result<bool> {

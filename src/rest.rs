@@ -15,34 +15,53 @@ pub const MAX_JSON_BODY: u64 = 1024 * 1024;
 /// sentence, detail), which Glance clients search for substrings.
 pub fn error_response(e: Error) -> Response {
     let status = e.status();
-    let detail = match &e {
-        // Internal details stay in the log; the client gets a generic sentence.
-        Error::Db(_) | Error::Io(..) | Error::Internal(_) => {
-            "The server has either erred or is incapable of performing the requested operation."
-                .to_string()
-        }
-        // What a remote location said or how it failed stays in the log too.
-        Error::BadLocation(_) => LOCATION_UNUSABLE.to_string(),
-        Error::BadGateway(_) => LOCATION_BAD_ANSWER.to_string(),
-        Error::GatewayTimeout(_) => LOCATION_TIMEOUT.to_string(),
-        _ => e.message(),
-    };
     let body = format!(
         "{} {}\n\n{}\n\n {}\n",
         status,
         reason(status),
         generic_sentence(status),
-        detail
+        client_detail(&e)
     );
-    let mut resp = Response::text(status, body);
-    match &e {
-        Error::MethodNotAllowed(allow) => resp = resp.with_header("Allow", allow),
-        Error::AuthRequired { uri, .. } => {
-            resp = resp.with_header("WWW-Authenticate", &www_authenticate(uri));
+    with_error_headers(Response::text(status, body), &e)
+}
+
+/// Renders an error as the JSON document current Glance sends to clients that accept JSON
+/// (images API v2): `{"message": …, "code": "403 Forbidden", "title": "Forbidden"}`, with
+/// the same headers and the same hiding of internal details as [`error_response`].
+pub fn json_error_response(e: Error) -> Response {
+    let status = e.status();
+    let body = serde_json::json!({
+        "message": client_detail(&e),
+        "code": format!("{status} {}", reason(status)),
+        "title": reason(status),
+    });
+    with_error_headers(Response::json(status, &body), &e)
+}
+
+/// What a client is told of an error: its message, except internal details and what a
+/// remote location said, which stay in the log.
+fn client_detail(e: &Error) -> String {
+    match e {
+        Error::Db(_) | Error::Io(..) | Error::Internal(_) => {
+            "The server has either erred or is incapable of performing the requested operation."
+                .to_string()
         }
-        _ => {}
+        Error::BadLocation(_) => LOCATION_UNUSABLE.to_string(),
+        Error::BadGateway(_) => LOCATION_BAD_ANSWER.to_string(),
+        Error::GatewayTimeout(_) => LOCATION_TIMEOUT.to_string(),
+        _ => e.message(),
     }
-    resp
+}
+
+/// `Allow` on a 405, `WWW-Authenticate` on a 401 that asks for a token.
+fn with_error_headers(resp: Response, e: &Error) -> Response {
+    match e {
+        Error::MethodNotAllowed(allow) => resp.with_header("Allow", allow),
+        Error::AuthRequired { uri, .. } => {
+            resp.with_header("WWW-Authenticate", &www_authenticate(uri))
+        }
+        _ => resp,
+    }
 }
 
 /// The `WWW-Authenticate` value keystonemiddleware sends: `Keystone uri="<uri>"` (quotes and
@@ -65,6 +84,7 @@ fn generic_sentence(status: u16) -> &'static str {
         405 => "The method is not allowed for this resource.",
         409 => "There was a conflict when trying to complete your request.",
         413 => "The request is larger than the server is willing or able to process.",
+        415 => "The request media type is not supported by this server.",
         502 => "The server received an invalid response from an upstream server.",
         504 => "The upstream server did not respond in time.",
         503 => "The server is currently unavailable. Please try again at a later time.",

@@ -243,20 +243,36 @@ fn files_in(dir: &PathBuf) -> Vec<String> {
 
 fn versions_and_negotiation(mode: Mode) {
     let e = env(mode, "");
+    // The versions document lists v2 first (CURRENT), then v1.1 and v1.0 (SUPPORTED);
+    // `/versions` answers it with 200, as current Glance does.
     for path in [
         "/",
         "/versions",
         "/v1.1/images",
-        "/v2/images",
+        "/v9/images",
         "/V1/images",
         "/images",
     ] {
         let r = e.c.get(path);
-        assert_status!(r, 300);
-        assert_eq!(r.json()["versions"][0]["id"], "v1.1", "{path}");
+        assert_status!(r, if path == "/versions" { 200 } else { 300 });
+        let versions = r.json()["versions"].as_array().cloned().unwrap_or_default();
+        let ids: Vec<&str> = versions.iter().filter_map(|v| v["id"].as_str()).collect();
+        assert_eq!(ids.first(), Some(&"v2.7"), "{path}");
+        assert_eq!(
+            ids[ids.len().saturating_sub(2)..],
+            ["v1.1", "v1.0"],
+            "{path}"
+        );
     }
     let r = e.c.get("/versions");
-    let href = r.json()["versions"][1]["links"][0]["href"].clone();
+    let versions = r.json()["versions"].as_array().cloned().unwrap_or_default();
+    let v1 = versions
+        .iter()
+        .find(|v| v["id"] == "v1.0")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(v1["status"], "SUPPORTED");
+    let href = v1["links"][0]["href"].clone();
     assert_eq!(href, format!("http://127.0.0.1:{}/v1/", e.api.port()));
     for path in ["/v1/images", "/v1.0/images", "/v1/", "/v1", "/v1abc/images"] {
         let r = e.c.get(path);

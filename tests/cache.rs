@@ -759,3 +759,26 @@ fn a_full_disk_drops_the_copy_and_still_serves_the_client() {
     assert_eq!(e.hits(&sid), Some(1));
     drop(e);
 }
+
+#[test]
+fn the_v2_download_route_uses_the_same_cache() {
+    let e = env("");
+    let data = data_of(2 * MB, 70);
+    let id = e.upload("both-apis", &data);
+    // A v2 download fills the cache, a v1 download hits it, and the other way round.
+    let r = e.c.get(&format!("/v2/images/{id}/file"));
+    assert_status!(r, 200);
+    assert!(r.body == data);
+    assert_eq!(e.hits(&id), Some(0));
+    e.download_ok(&id, &data);
+    assert_eq!(e.hits(&id), Some(1));
+    let r = e.c.request(
+        "GET",
+        &format!("/v2/images/{id}/file"),
+        &[("Range", "bytes=10-19")],
+        None,
+    );
+    assert_status!(r, 206);
+    assert!(r.body == data[10..20]);
+    assert_eq!(e.hits(&id), Some(2));
+}

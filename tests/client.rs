@@ -79,7 +79,7 @@ fn upload_download_round_trip() {
 
     let head = ok(c.get_image_meta(&img.id));
     assert_eq!(head.size, data.len() as u64);
-    assert!(head.is_public);
+    assert!(head.is_public());
     assert_eq!(head.disk_format.as_deref(), Some("raw"));
     assert_eq!(
         head.properties.get("distro"),

@@ -258,7 +258,7 @@ fn open_keepalive(addr: SocketAddr, n: usize, image: &str) -> Vec<(TcpStream, In
         .map(|i| {
             let mut s = connect(addr);
             let (method, path, want) = if i % 2 == 0 {
-                ("GET", "/versions", 300)
+                ("GET", "/versions", 200)
             } else {
                 ("HEAD", head_path.as_str(), 200)
             };

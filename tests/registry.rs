@@ -492,9 +492,20 @@ fn members_routes() {
         h.push(("Content-Type", "application/json"));
         c.request("PUT", path, &h, b.as_deref().map(str::as_bytes))
     };
-    let members = || {
+    // Diablo's two fields of each membership (the registry API also carries the v2
+    // status and times, checked below).
+    let full = || {
         c.request("GET", &format!("/images/{id}/members"), &ha, None)
             .json()
+    };
+    let members = || {
+        let list: Vec<serde_json::Value> = full()["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| json!({"member_id": m["member_id"], "can_share": m["can_share"]}))
+            .collect();
+        json!({ "members": list })
     };
 
     assert_eq!(members(), json!({"members": []}));
@@ -556,6 +567,8 @@ fn members_routes() {
         204
     );
     assert_eq!(members()["members"][0]["member_id"], "t5");
+    assert_eq!(full()["members"][0]["status"], "pending");
+    assert!(full()["members"][0]["created_at"].is_string());
     assert_status!(
         put(
             &format!("/images/{id}/members"),

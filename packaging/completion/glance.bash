@@ -44,9 +44,9 @@ _glance_list() {
     filters)
         echo "name= status= disk_format= container_format= min_ram= min_disk= size_min=" \
             "size_max= is_public= property-" ;;
-    disk_formats) echo "ami ari aki vhd vhdx vmdk raw qcow2 vdi iso" ;;
-    container_formats) echo "ami ari aki bare ovf" ;;
-    statuses) echo "queued saving active killed deleted pending_delete" ;;
+    disk_formats) echo "ami ari aki vhd vhdx vmdk raw qcow2 vdi iso ploop" ;;
+    container_formats) echo "ami ari aki bare ovf ova docker compressed" ;;
+    statuses) echo "queued saving active killed deleted pending_delete deactivated" ;;
     sort_keys) echo "name status container_format disk_format size id created_at updated_at" ;;
     esac
 }

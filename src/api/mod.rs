@@ -1,12 +1,16 @@
 //! The images API server (`glance-api`, spec §4–§6).
 //!
 //! [`ApiApp`] holds what every request needs (registry, stores, auth, notifier, options).
-//! Each request first goes through version negotiation ([`negotiate`]): `/versions` and
-//! unknown versions get the 300 versions document, `/v1…` and `Accept:
-//! application/vnd.openstack.images-v1` reach the v1 routes in [`v1`].
+//! Each request first goes through version negotiation ([`negotiate`]): `/` and unknown
+//! versions get the 300 versions document (`/versions` the same document with 200), `/v1…` and `Accept:
+//! application/vnd.openstack.images-v1` reach the v1 routes in [`v1`], `/v2…` and `Accept:
+//! application/vnd.openstack.images-v2` the v2 routes in [`v2`]. Both versions keep image
+//! data on the one path of [`data`].
 
+pub mod data;
 pub mod recovery;
 pub mod v1;
+pub mod v2;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::auth::ContextSource;
+use crate::config::ApiVersions;
 use crate::format::OnMismatch;
 use crate::http::{Handler, Request, Response};
 use crate::notifier::Notifier;
@@ -41,6 +46,8 @@ pub struct ApiOptions {
     /// `image_format_mismatch`: what an upload whose data is not in its declared
     /// `disk_format` gets.
     pub format_mismatch: OnMismatch,
+    /// The APIs served (`enable_v1_api`, `enable_v2_api`) and v2's location options.
+    pub apis: ApiVersions,
 }
 
 impl ApiOptions {
@@ -87,8 +94,12 @@ pub struct ApiApp {
 pub enum Route {
     /// Answer with the versions document (300).
     Versions,
+    /// `/versions`: the versions document, 200 (as current Glance answers).
+    VersionList,
     /// Serve with the v1 routes at this path.
     V1(String),
+    /// Serve with the v2 routes at this path.
+    V2(String),
 }
 
 /// Version negotiation, spec §4: path prefix first, then the `Accept` header.
@@ -99,24 +110,30 @@ pub fn negotiate(path: &str, accept: Option<&str>) -> Route {
         None => (trimmed, ""),
     };
     if first == "versions" {
-        return Route::Versions;
+        return Route::VersionList;
     }
     if let Some(version) = parse_version(first) {
-        return if version == (1, 0) {
-            Route::V1(if rest.is_empty() { "/" } else { rest }.to_string())
-        } else {
-            Route::Versions
+        let rest = if rest.is_empty() { "/" } else { rest }.to_string();
+        return match version {
+            (1, 0) => Route::V1(rest),
+            (2, minor) if minor <= V2_NEWEST_MINOR => Route::V2(rest),
+            _ => Route::Versions,
         };
     }
     const MEDIA: &str = "application/vnd.openstack.images-";
     match accept.and_then(|a| a.strip_prefix(MEDIA)) {
         Some(v) => match parse_version(v) {
             Some((1, 0)) | None => Route::V1(path.to_string()),
+            Some((2, minor)) if minor <= V2_NEWEST_MINOR => Route::V2(path.to_string()),
             Some(_) => Route::Versions,
         },
         None => Route::Versions,
     }
 }
+
+/// The newest v2 minor version served: v2.0 … v2.7 (2.7 brought `os_hidden` and the
+/// multihash; image import, 2.6, is not served: `/v2/info/import` lists no method).
+pub const V2_NEWEST_MINOR: u64 = 7;
 
 /// Matches `^v(\d+)\.?(\d+)?` and returns (major, minor); a missing minor is 0.
 fn parse_version(s: &str) -> Option<(u64, u64)> {
@@ -139,22 +156,51 @@ fn parse_version(s: &str) -> Option<(u64, u64)> {
 }
 
 impl ApiApp {
-    /// The 300 versions document, with hrefs from [`ApiOptions::base_url`].
-    fn versions(&self, req: &Request<'_>) -> Response {
-        let href = format!("{}/v1/", self.opts.base_url(req));
-        let doc = json!({"versions": [
-            {"id": "v1.1", "status": "CURRENT", "links": [{"rel": "self", "href": href}]},
-            {"id": "v1.0", "status": "SUPPORTED", "links": [{"rel": "self", "href": href}]},
-        ]});
-        Response::json(300, &doc)
+    /// The 300 versions document, with hrefs from [`ApiOptions::base_url`]: the v2 minor
+    /// versions served, newest first and `CURRENT`, then v1.1 and v1.0 (`CURRENT` when v2
+    /// is off, else `SUPPORTED`, or `DEPRECATED` with `v1_api_deprecated`).
+    fn versions(&self, req: &Request<'_>, status: u16) -> Response {
+        let base = self.opts.base_url(req);
+        let apis = &self.opts.apis;
+        let entry = |id: String, status: &str, href: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": href}]});
+        let mut list = Vec::new();
+        if apis.v2 {
+            let href = format!("{base}/v2/");
+            for minor in (0..=V2_NEWEST_MINOR).rev() {
+                let status = if minor == V2_NEWEST_MINOR {
+                    "CURRENT"
+                } else {
+                    "SUPPORTED"
+                };
+                list.push(entry(format!("v2.{minor}"), status, &href));
+            }
+        }
+        if apis.v1 {
+            let href = format!("{base}/v1/");
+            let status = match (apis.v2, apis.v1_deprecated) {
+                (_, true) => "DEPRECATED",
+                (true, false) => "SUPPORTED",
+                (false, false) => "CURRENT",
+            };
+            list.push(entry("v1.1".into(), status, &href));
+            let old = if apis.v1_deprecated {
+                "DEPRECATED"
+            } else {
+                "SUPPORTED"
+            };
+            list.push(entry("v1.0".into(), old, &href));
+        }
+        Response::json(status, &json!({ "versions": list }))
     }
 }
 
 impl Handler for ApiApp {
     fn handle(&self, req: &mut Request<'_>) -> Response {
         match negotiate(&req.path, req.header("accept")) {
-            Route::Versions => self.versions(req),
-            Route::V1(path) => v1::handle(self, req, &path),
+            Route::V1(path) if self.opts.apis.v1 => v1::handle(self, req, &path),
+            Route::V2(path) if self.opts.apis.v2 => v2::handle(self, req, &path),
+            Route::VersionList => self.versions(req, 200),
+            _ => self.versions(req, 300),
         }
     }
 
@@ -165,18 +211,21 @@ impl Handler for ApiApp {
     }
 }
 
-/// True when a GET of `path` is an image download. The `Accept` header is not looked at:
-/// a path without a version that would reach v1 through it is rare enough to be served
-/// as light.
+/// True when a GET of `path` is an image download (v1 `/images/<id>`, v2
+/// `/images/<id>/file`). The `Accept` header is not looked at: a path without a version
+/// that would reach an API through it is rare enough to be served as light.
 fn moves_data(path: &str) -> bool {
-    let Route::V1(path) = negotiate(path, None) else {
-        return false;
+    let (path, v2) = match negotiate(path, None) {
+        Route::V1(p) => (p, false),
+        Route::V2(p) => (p, true),
+        Route::Versions | Route::VersionList => return false,
     };
     let mut parts = path.trim_matches('/').split('/');
-    matches!(
-        (parts.next(), parts.next(), parts.next()),
-        (Some("images"), Some(id), None) if id != "detail"
-    )
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("images"), Some(id), None, None) => !v2 && id != "detail",
+        (Some("images"), Some(_), Some("file"), None) => v2,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +245,11 @@ mod tests {
         assert!(!moves_data("/v1/images/abc/members"));
         assert!(!moves_data("/versions"));
         assert!(!moves_data("/images/abc"));
+        assert!(moves_data("/v2/images/abc/file"));
+        assert!(moves_data("/v2.1/images/abc/file/"));
+        assert!(!moves_data("/v2/images/abc"));
+        assert!(!moves_data("/v2/images"));
+        assert!(!moves_data("/v1/images/abc/file"));
     }
 
     #[test]
@@ -207,17 +261,22 @@ mod tests {
         assert_eq!(route("/v1abc/images", None), v1("/images"));
         assert_eq!(route("/v1", None), v1("/"));
         assert_eq!(route("/v1/", None), v1("/"));
+        let v2 = |p: &str| Route::V2(p.to_string());
+        assert_eq!(route("/v2/images", None), v2("/images"));
+        assert_eq!(route("/v2.7/images", None), v2("/images"));
+        assert_eq!(route("/v2", None), v2("/"));
         for p in [
             "/v1.1/images",
             "/v1.2/images",
-            "/v2/versions",
+            "/v2.99/images",
+            "/v3/images",
             "/V1/images",
             "/va.1/images",
         ] {
             assert_eq!(route(p, None), Route::Versions, "{p}");
         }
-        assert_eq!(route("/versions", None), Route::Versions);
-        assert_eq!(route("/versions/foo", None), Route::Versions);
+        assert_eq!(route("/versions", None), Route::VersionList);
+        assert_eq!(route("/versions/foo", None), Route::VersionList);
         assert_eq!(route("/", None), Route::Versions);
     }
 
@@ -231,6 +290,7 @@ mod tests {
             public_endpoint: public_endpoint.map(str::to_string),
             disk_formats: vec!["raw".into()],
             format_mismatch: OnMismatch::Reject,
+            apis: ApiVersions::default(),
         }
     }
 
@@ -277,6 +337,10 @@ mod tests {
         assert_eq!(
             route("/images", a("application/vnd.openstack.images-v1.1")),
             Route::Versions
+        );
+        assert_eq!(
+            route("/images", a("application/vnd.openstack.images-v2")),
+            Route::V2("/images".into())
         );
         assert_eq!(
             route(

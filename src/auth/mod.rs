@@ -11,7 +11,7 @@ pub mod keystone;
 use crate::config::AuthStrategy;
 use crate::error::{Error, Result};
 use crate::http::{Headers, Request};
-use crate::image::Image;
+use crate::image::{Image, Visibility};
 
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -193,11 +193,12 @@ impl Context {
         }
     }
 
-    /// Visible: admin, or owner null, or public, or own, or a live membership.
+    /// Visible: admin, or owner null, or public or community, or own, or a live membership
+    /// (the caller checks that memberships count: on `shared` images only).
     pub fn can_see(&self, image: &Image, is_member: bool) -> bool {
         self.is_admin
             || image.owner.is_none()
-            || image.is_public
+            || matches!(image.visibility, Visibility::Public | Visibility::Community)
             || (self.owner().is_some() && self.owner() == image.owner.as_deref())
             || is_member
     }
@@ -347,13 +348,13 @@ mod tests {
         img.owner = Some("t2".into());
         assert!(!t1.can_see(&img, false));
         assert!(t1.can_see(&img, true));
-        img.is_public = true;
+        img.visibility = Visibility::Public;
         assert!(t1.can_see(&img, false));
         assert!(!t1.can_modify(&img));
         assert!(!t1.can_share(&img, false));
         assert!(t1.can_share(&img, true));
         img.owner = None;
-        img.is_public = false;
+        img.visibility = Visibility::Private;
         assert!(t1.can_see(&img, false));
         assert!(
             !t1.can_modify(&img),

@@ -59,6 +59,7 @@ fn run(cli: &CliArgs) -> Result<()> {
             public_endpoint: cfg.public_endpoint.clone(),
             disk_formats: cfg.disk_formats.clone(),
             format_mismatch: cfg.image_format_mismatch,
+            apis: cfg.apis,
         },
     };
     let cli = cli.clone();

@@ -56,7 +56,7 @@ pub fn index_row(out: &mut dyn Write, i: &ImageSummary) -> io::Result<()> {
 pub fn show_block(out: &mut dyn Write, host: &str, i: &Image) -> io::Result<()> {
     writeln!(out, "URI: http://{host}/images/{}", i.id)?;
     writeln!(out, "Id: {}", i.id)?;
-    writeln!(out, "Public: {}", if i.is_public { "Yes" } else { "No" })?;
+    writeln!(out, "Public: {}", if i.is_public() { "Yes" } else { "No" })?;
     writeln!(out, "Name: {}", none(&i.name))?;
     writeln!(out, "Status: {}", i.status)?;
     writeln!(out, "Size: {}", i.size)?;
@@ -277,7 +277,7 @@ mod tests {
     fn show_block_format() {
         let mut i = Image::new("368".into());
         i.name = Some("CliImage".into());
-        i.is_public = true;
+        i.visibility = crate::image::Visibility::Public;
         i.size = 3;
         i.disk_format = Some("qcow2".into());
         i.container_format = Some("bare".into());
@@ -341,10 +341,12 @@ mod tests {
             Member {
                 member_id: "a".into(),
                 can_share: false,
+                ..Member::default()
             },
             Member {
                 member_id: "b".into(),
                 can_share: true,
+                ..Member::default()
             },
         ];
         assert_eq!(text(|o| members(o, &m)), "a\nb *\n\n(*: Can share image)\n");

@@ -8,7 +8,7 @@
 //! way; [`image_from_headers`] reads it back into an [`Image`].
 
 use crate::http::percent_decode;
-use crate::image::{Image, ImagePatch, Properties, Status};
+use crate::image::{Image, ImagePatch, Properties, Status, Visibility};
 use crate::timeutil;
 
 use super::error::{Error, Result};
@@ -148,7 +148,14 @@ pub fn image_from_headers<'a>(
             "disk_format" => image.disk_format = nullable,
             "container_format" => image.container_format = nullable,
             "checksum" => image.checksum = nullable,
-            "is_public" => image.is_public = flag,
+            // v1 tells public from not; a not-public image reads as private.
+            "is_public" => {
+                image.visibility = if flag {
+                    Visibility::Public
+                } else {
+                    Visibility::Private
+                }
+            }
             "location" => image.location = nullable,
             "owner" => image.owner = nullable,
             "min_ram" => image.min_ram = count(value)?,
@@ -231,7 +238,7 @@ mod tests {
     fn the_client_reads_what_the_server_sends() {
         let mut img = Image::new("abc".into());
         img.name = Some("n".into());
-        img.is_public = true;
+        img.visibility = Visibility::Public;
         img.size = 42;
         img.min_ram = 3;
         img.virtual_size = Some(1 << 30);

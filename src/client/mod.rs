@@ -631,7 +631,7 @@ impl Client {
     /// # let glance = glance_rs::client::Client::new("127.0.0.1", 9292);
     /// let public = ImagePatch { is_public: Some(true), ..ImagePatch::default() };
     /// let image = glance.update_image("3c2b5d5e-…", &public, None)?;
-    /// assert!(image.is_public);
+    /// assert!(image.is_public());
     /// # Ok::<_, glance_rs::client::Error>(())
     /// ```
     pub fn update_image(

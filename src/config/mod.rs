@@ -1011,14 +1011,65 @@ pub struct RegistryConfig {
 /// tenants.
 pub const REGISTRY_BIND_HOST: &str = "127.0.0.1";
 
-/// Reads `image_property_quota` and `image_member_quota` (glance-api and glance-registry).
+/// Reads `image_property_quota`, `image_member_quota` and `image_tag_quota` (glance-api and
+/// glance-registry).
 fn read_quotas(ini: &Ini) -> Result<Quotas> {
     let d = ini.defaults();
     let def = Quotas::default();
     Ok(Quotas {
         properties: d.u64("image_property_quota", def.properties)?,
         members: d.u64("image_member_quota", def.members)?,
+        tags: d.u64("image_tag_quota", def.tags)?,
     })
+}
+
+/// The images APIs glance-api serves beside each other, and what v2 shows of locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiVersions {
+    /// `enable_v1_api` (default True).
+    pub v1: bool,
+    /// `enable_v2_api` (default True).
+    pub v2: bool,
+    /// `v1_api_deprecated` (default False): the versions document lists v1 as `DEPRECATED`
+    /// rather than `SUPPORTED`.
+    pub v1_deprecated: bool,
+    /// `show_image_direct_url` (default False): v2 images show `direct_url`, the store
+    /// location (credentials removed).
+    pub show_direct_url: bool,
+    /// `show_multiple_locations` (default False): v2 images show `locations`.
+    pub show_locations: bool,
+}
+
+impl Default for ApiVersions {
+    fn default() -> ApiVersions {
+        ApiVersions {
+            v1: true,
+            v2: true,
+            v1_deprecated: false,
+            show_direct_url: false,
+            show_locations: false,
+        }
+    }
+}
+
+impl ApiVersions {
+    fn from_ini(ini: &Ini) -> Result<ApiVersions> {
+        let d = ini.defaults();
+        let v = ApiVersions {
+            v1: d.bool("enable_v1_api", true)?,
+            v2: d.bool("enable_v2_api", true)?,
+            v1_deprecated: d.bool("v1_api_deprecated", false)?,
+            show_direct_url: d.bool("show_image_direct_url", false)?,
+            show_locations: d.bool("show_multiple_locations", false)?,
+        };
+        if !v.v1 && !v.v2 {
+            return Err(Error::Config(
+                "enable_v1_api and enable_v2_api are both False: glance-api would serve no API"
+                    .into(),
+            ));
+        }
+        Ok(v)
+    }
 }
 
 impl RegistryConfig {
@@ -1136,6 +1187,8 @@ pub struct ApiConfig {
     pub disk_formats: Vec<String>,
     /// `image_format_mismatch` (default `reject`).
     pub image_format_mismatch: OnMismatch,
+    /// Which images APIs are served, and what v2 shows.
+    pub apis: ApiVersions,
     /// `hashing_algorithm` (default `sha512`; `sha256`, `sha384` or `sha512`, any case): the
     /// algorithm of every upload's `os_hash_value`.
     pub hashing_algorithm: HashAlgorithm,
@@ -1251,6 +1304,7 @@ impl ApiConfig {
             )?,
             filesystem_store_direct_io: d.bool("filesystem_store_direct_io", true)?,
             disk_formats: read_disk_formats(ini)?,
+            apis: ApiVersions::from_ini(ini)?,
             image_format_mismatch: OnMismatch::from_name(&d.choice(
                 "image_format_mismatch",
                 OnMismatch::default().as_str(),

@@ -1095,7 +1095,7 @@ fn disk_formats_option() {
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\n")).unwrap();
     assert_eq!(
         c.disk_formats.join(","),
-        "ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso"
+        "ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso,ploop"
     );
     let c = ApiConfig::from_ini(&ini("[DEFAULT]\ndisk_formats = raw, QCOW2,,raw ,vhdx\n")).unwrap();
     assert_eq!(c.disk_formats, ["raw", "qcow2", "vhdx"]);
@@ -1105,7 +1105,7 @@ fn disk_formats_option() {
     assert!(
         e.contains("glance-api.conf:2: disk_formats: \"raw,floppy\"")
             && e.contains("unknown disk format 'floppy'")
-            && e.contains("known: ami, ari, aki, vhd, vhdx, vmdk, raw, qcow2, vdi, iso"),
+            && e.contains("known: ami, ari, aki, vhd, vhdx, vmdk, raw, qcow2, vdi, iso, ploop"),
         "{e}"
     );
     for empty in ["disk_formats =", "disk_formats = , ,"] {

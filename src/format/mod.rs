@@ -96,7 +96,9 @@ impl Format {
     /// Whether data of this format may be declared as `disk_format`.
     pub fn fits(self, disk_format: &str) -> bool {
         match disk_format {
-            "raw" | "ami" | "ari" | "aki" => self.is_raw_family(),
+            // ploop has no inspector: its data reads as raw, and anything recognisable
+            // (a qcow2 with a backing file, say) does not fit.
+            "raw" | "ami" | "ari" | "aki" | "ploop" => self.is_raw_family(),
             "iso" => self == Format::Iso,
             "vhd" => matches!(self, Format::Vhd | Format::VhdFixed),
             other => self.name() == other,

@@ -413,6 +413,7 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",

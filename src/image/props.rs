@@ -91,6 +91,7 @@ fn patch() -> impl Strategy<Value = ImagePatch> {
                     min_disk: counts.2,
                     owner,
                     properties: props,
+                    ..ImagePatch::default()
                 }
             },
         )
@@ -149,7 +150,13 @@ fn image() -> impl Strategy<Value = Image> {
                     size: counts.0,
                     virtual_size: counts.3,
                     status: flags.0,
-                    is_public: flags.1,
+                    visibility: if flags.1 {
+                        Visibility::Public
+                    } else {
+                        Visibility::Private
+                    },
+                    protected: flags.1,
+                    os_hidden: !flags.1,
                     location: location.flatten(),
                     checksum: checksum.flatten(),
                     os_hash_algo: os_hash_algo.flatten(),
@@ -162,6 +169,7 @@ fn image() -> impl Strategy<Value = Image> {
                     deleted_at: times.2,
                     deleted: flags.2,
                     properties: props,
+                    tags: Vec::new(),
                 }
             },
         )

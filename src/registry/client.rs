@@ -15,7 +15,9 @@ use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::percent_encode;
 use crate::image::{Image, ImageId, ImagePatch, Status};
-use crate::registry::{IF_STATUS_HEADER, ListQuery, Member, MemberSpec, Registry, SharedImage};
+use crate::registry::{
+    IF_STATUS_HEADER, ListQuery, Member, MemberSpec, MemberStatus, Registry, SharedImage,
+};
 
 /// Largest registry reply read into memory (listings of 1000 detailed images fit easily).
 const MAX_REPLY: u64 = 64 * 1024 * 1024;
@@ -247,6 +249,24 @@ impl Registry for RemoteRegistry {
             "shared_images",
         )
     }
+
+    fn set_member_status(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: &str,
+        status: MemberStatus,
+    ) -> Result<Member> {
+        let path = format!(
+            "{}/members/{}/status",
+            Self::image_path(id),
+            percent_encode(member)
+        );
+        let body = json!({ "status": status.as_str() });
+        let reply = self.call(ctx, "PUT", &path, &[], Some(&body), &[])?;
+        serde_json::from_value(reply.get("member").cloned().unwrap_or(Value::Null))
+            .map_err(|e| Error::Internal(format!("registry reply: bad member: {e}")))
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +319,13 @@ mod tests {
     #[test]
     fn os_hash_over_http() {
         over_http(crate::registry::conformance::exercise_os_hash);
+    }
+
+    /// What the images API v2 needs (visibility, tags, member status, the v2 listing
+    /// query) through this client and a registry server.
+    #[test]
+    fn v2_fields_and_listings_over_http() {
+        over_http(crate::registry::conformance_v2::exercise_v2);
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub(crate) fn exercise_registry(reg: &dyn Registry) {
     upload_states_are_compare_and_set(reg);
     limits(reg);
     creating_needs_a_project(reg);
+    super::conformance_v2::exercise_v2(reg);
 }
 
 fn crud(reg: &dyn Registry) {
@@ -151,7 +152,7 @@ fn crud(reg: &dyn Registry) {
     let img = create(reg, &a, p);
     assert_eq!(img.id, "crud-1");
     assert_eq!(img.status, Status::Active, "registry default status");
-    assert!(!img.is_public && !img.deleted);
+    assert!(!img.is_public() && !img.deleted);
     assert_eq!(img.owner.as_deref(), Some("crud-a"));
     assert_eq!((img.size, img.min_ram, img.min_disk), (10, 512, 0));
     assert!(img.updated_at.is_none() && img.deleted_at.is_none());

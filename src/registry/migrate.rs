@@ -21,7 +21,7 @@ struct Migration {
 }
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
-const MIGRATIONS: [Migration; 4] = [
+const MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         sql: "
@@ -92,6 +92,34 @@ CREATE INDEX ix_image_members_member ON image_members (member);
         sql: "
 ALTER TABLE images ADD COLUMN os_hash_algo TEXT;
 ALTER TABLE images ADD COLUMN os_hash_value TEXT;
+",
+    },
+    // What the images API v2 needs: visibility (public images stay public; a private image
+    // with live members becomes `shared`, the others `private`, as Glance's own migration
+    // did), protected, os_hidden, member status and tags. `is_public` stays, kept equal to
+    // `visibility = 'public'` by every write.
+    Migration {
+        version: 5,
+        sql: "
+ALTER TABLE images ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private';
+UPDATE images SET visibility = 'public' WHERE is_public = 1;
+UPDATE images SET visibility = 'shared' WHERE is_public = 0 AND EXISTS (
+    SELECT 1 FROM image_members m WHERE m.image_id = images.id AND m.deleted = 0);
+ALTER TABLE images ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN os_hidden INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE image_members ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+CREATE TABLE image_tags (
+    id INTEGER PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    value TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    deleted_at TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (image_id, value)
+);
+CREATE INDEX ix_image_tags_value ON image_tags (value);
+CREATE INDEX ix_images_visibility ON images (visibility);
 ",
     },
 ];

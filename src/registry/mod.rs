@@ -8,7 +8,10 @@
 pub mod client;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance_v2;
 pub mod migrate;
+pub mod query;
 pub mod server;
 pub mod sqlite;
 
@@ -72,15 +75,79 @@ pub trait Registry: Send + Sync {
     fn replace_members(&self, ctx: &Context, id: &ImageId, members: &[MemberSpec]) -> Result<()>;
     /// Live memberships of `member` across live images.
     fn shared_images(&self, ctx: &Context, member: &str) -> Result<Vec<SharedImage>>;
+    /// Sets the status of a live membership: the member itself (its owner id is `member`)
+    /// or an admin may; the image must be visible to the caller. Returns the membership;
+    /// `NotFound` when there is none.
+    fn set_member_status(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: &str,
+        status: MemberStatus,
+    ) -> Result<Member>;
+}
+
+/// Whether a member took up an image shared with it (v2 members; v1 ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Not decided yet: the image is visible but not listed by default.
+    #[default]
+    Pending,
+    /// Listed in the member's image listings.
+    Accepted,
+    /// Not listed by default, still visible by id.
+    Rejected,
+}
+
+impl MemberStatus {
+    /// Every status.
+    pub const ALL: [MemberStatus; 3] = [
+        MemberStatus::Pending,
+        MemberStatus::Accepted,
+        MemberStatus::Rejected,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Pending => "pending",
+            MemberStatus::Accepted => "accepted",
+            MemberStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl std::str::FromStr for MemberStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<MemberStatus> {
+        MemberStatus::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                Error::bad_request(format!(
+                    "Invalid member status '{s}'. Valid values: pending, accepted, rejected"
+                ))
+            })
+    }
 }
 
 /// A membership as listed under an image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Member {
     /// The member's tenant (or user) id.
     pub member_id: String,
     /// Whether the member may share further.
     pub can_share: bool,
+    /// Whether the member accepted the image (v2).
+    #[serde(default)]
+    pub status: MemberStatus,
+    /// When the membership was made (stored form; empty from an old registry).
+    #[serde(default)]
+    pub created_at: String,
+    /// Its last change (stored form), if any.
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 /// A membership as listed under a member.
@@ -171,6 +238,8 @@ pub struct Quotas {
     pub properties: u64,
     /// Most live members of one image (`image_member_quota`, default 128).
     pub members: u64,
+    /// Most tags of one image (`image_tag_quota`, default 128).
+    pub tags: u64,
 }
 
 impl Default for Quotas {
@@ -178,6 +247,7 @@ impl Default for Quotas {
         Quotas {
             properties: 128,
             members: 128,
+            tags: 128,
         }
     }
 }
@@ -192,6 +262,11 @@ impl Quotas {
             before,
             after,
         )
+    }
+
+    /// Checks the tag count of an image going from `before` to `after` tags.
+    pub fn check_tags(&self, before: usize, after: usize) -> Result<()> {
+        check_quota("tags", "image_tag_quota", self.tags, before, after)
     }
 
     /// Checks the member count of an image going from `before` to `after` live members.
@@ -234,6 +309,16 @@ pub struct ListQuery {
     pub limit: u64,
     /// Id of the last item of the previous page.
     pub marker: Option<String>,
+    /// The v2 listing rules ([`query`]); `None` for v1 listings.
+    pub v2: Option<query::V2Scope>,
+    /// Tags that must all be on the image.
+    pub tags: Vec<String>,
+    /// `column IN (values)` filters (v2's `in:`). Columns are from a fixed set.
+    pub any_of: Vec<(&'static str, Vec<String>)>,
+    /// Time comparisons on `created_at` / `updated_at` (v2's `gt:` …).
+    pub times: Vec<(&'static str, query::CmpOp, String)>,
+    /// Further sort keys after `sort_key` (v2's repeated `sort_key`, `sort=`).
+    pub then_by: Vec<(&'static str, bool)>,
 }
 
 /// Query parameters copied from the API to the registry (spec §5.1); others are dropped.
@@ -349,8 +434,12 @@ impl ListQuery {
         Ok(q)
     }
 
-    /// The query as URL parameters (for the remote registry client).
+    /// The query as URL parameters (for the remote registry client): a v2 query in the v2
+    /// syntax ([`query`]), a v1 query in the v1 syntax.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
+        if let Some(scope) = &self.v2 {
+            return self.v2_pairs(scope);
+        }
         let mut v: Vec<(String, String)> = self
             .equals
             .iter()
@@ -502,6 +591,7 @@ mod tests {
         let q = Quotas {
             properties: 2,
             members: 1,
+            tags: 1,
         };
         assert!(q.check_properties(0, 2).is_ok());
         let e = q.check_properties(2, 3).err();

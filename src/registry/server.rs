@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::http::{Handler, Request, Response};
 use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::registry::{
-    IF_STATUS_HEADER, ListQuery, PageLimits, Registry, parse_can_share, parse_memberships,
+    IF_STATUS_HEADER, ListQuery, MemberStatus, PageLimits, Registry, parse_can_share,
+    parse_memberships, query,
 };
 use crate::rest::{error_response, log_error, read_json};
 use crate::store::{check_record, redact_uri};
@@ -79,6 +80,10 @@ impl RegistryApp {
                 Ok(Response::empty(204))
             }
             (_, ["images", _, "members", _]) => Err(not_allowed("PUT, DELETE")),
+            ("PUT", ["images", id, "members", member, "status"]) => {
+                self.set_member_status(req, &ctx, &image(id)?, member)
+            }
+            (_, ["images", _, "members", _, "status"]) => Err(not_allowed("PUT")),
             ("GET", ["shared-images", member]) => {
                 let shared = self.registry.shared_images(&ctx, member)?;
                 Ok(Response::json(200, &json!({ "shared_images": shared })))
@@ -95,7 +100,12 @@ impl RegistryApp {
     /// through a listing (it fetches `GET /images/<id>` first), so store credentials need
     /// not travel with every page.
     fn index(&self, req: &Request<'_>, ctx: &Context, detail: bool) -> Result<Response> {
-        let query = ListQuery::parse(&req.query_pairs(), ctx, self.limits)?;
+        let pairs = req.query_pairs();
+        let query = if query::is_v2(&pairs) {
+            ListQuery::parse_v2(&pairs, self.limits)?
+        } else {
+            ListQuery::parse(&pairs, ctx, self.limits)?
+        };
         let images = self.registry.list(ctx, &query)?;
         let list: Vec<Value> = images
             .iter()
@@ -202,6 +212,24 @@ impl RegistryApp {
         };
         self.registry.add_member(ctx, id, member, can_share)?;
         Ok(Response::empty(204))
+    }
+
+    /// `PUT /images/<id>/members/<member>/status` with `{"status": "accepted"}`.
+    fn set_member_status(
+        &self,
+        req: &mut Request<'_>,
+        ctx: &Context,
+        id: &ImageId,
+        member: &str,
+    ) -> Result<Response> {
+        let body = read_json(req)?.unwrap_or(Value::Null);
+        let status: MemberStatus = body
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::bad_request("Request body must contain a string 'status'"))?
+            .parse()?;
+        let m = self.registry.set_member_status(ctx, id, member, status)?;
+        Ok(Response::json(200, &json!({ "member": m })))
     }
 
     fn replace_members(

@@ -47,12 +47,14 @@ use rusqlite::{
     params_from_iter,
 };
 
+use super::query::{MemberStatusFilter, V2Scope, VisibilityFilter};
 use super::{
-    ListQuery, Member, MemberSpec, PageLimits, PublicFilter, Quotas, Registry, SharedImage, migrate,
+    ListQuery, Member, MemberSpec, MemberStatus, PageLimits, PublicFilter, Quotas, Registry,
+    SharedImage, migrate,
 };
 use crate::auth::Context;
 use crate::error::{Error, Result};
-use crate::image::{self, Image, ImageId, ImagePatch, Properties, Status};
+use crate::image::{self, Image, ImageId, ImagePatch, Properties, Status, Visibility};
 use crate::timeutil;
 
 /// How to open a [`SqliteRegistry`].
@@ -122,7 +124,7 @@ const MAX_IDLE: usize = 32;
 const COLUMNS: &str = "i.id, i.name, i.disk_format, i.container_format, i.size, i.status, \
                        i.is_public, i.location, i.checksum, i.min_ram, i.min_disk, i.owner, \
                        i.created_at, i.updated_at, i.deleted_at, i.deleted, i.virtual_size, \
-                       i.os_hash_algo, i.os_hash_value";
+                       i.os_hash_algo, i.os_hash_value, i.visibility, i.protected, i.os_hidden";
 
 /// Where connections come from.
 #[derive(Debug)]
@@ -498,13 +500,14 @@ fn opt_i64(field: &str, v: Option<u64>) -> Result<Option<i64>> {
 /// the properties the patch sets (properties already stored are left alone, so that rows
 /// from before a limit existed do not block unrelated updates), and the property quota,
 /// counted on the result (after a merge) against `before` properties.
-fn validate(img: &Image, patch: &ImagePatch, quotas: &Quotas, before: usize) -> Result<()> {
+fn validate(img: &Image, patch: &ImagePatch, quotas: &Quotas, before: &Image) -> Result<()> {
     img.validate()?;
     for (name, value) in patch.properties.iter().flatten() {
         image::validate_property_key(name)?;
         image::validate_property_value(name, value.as_deref())?;
     }
-    quotas.check_properties(before, img.properties.len())
+    quotas.check_tags(before.tags.len(), img.tags.len())?;
+    quotas.check_properties(before.properties.len(), img.properties.len())
 }
 
 /// Largest members or shared-images listing (neither is paged in API v1): the member quota,
@@ -532,6 +535,10 @@ fn row_to_image(row: &Row<'_>) -> rusqlite::Result<Image> {
     let status = status
         .parse::<Status>()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
+    let visibility: String = row.get(19)?;
+    let visibility = visibility
+        .parse::<Visibility>()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(19, Type::Text, Box::new(e)))?;
     Ok(Image {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -540,7 +547,9 @@ fn row_to_image(row: &Row<'_>) -> rusqlite::Result<Image> {
         size: count(row, 4)?,
         virtual_size: opt_count(row, 16)?,
         status,
-        is_public: row.get(6)?,
+        visibility,
+        protected: row.get(20)?,
+        os_hidden: row.get(21)?,
         location: row.get(7)?,
         checksum: row.get(8)?,
         os_hash_algo: row.get(17)?,
@@ -553,6 +562,7 @@ fn row_to_image(row: &Row<'_>) -> rusqlite::Result<Image> {
         deleted_at: row.get(14)?,
         deleted: row.get(15)?,
         properties: Properties::new(),
+        tags: Vec::new(),
     })
 }
 
@@ -578,8 +588,55 @@ fn load(conn: &Connection, id: &str, include_deleted: bool, props: bool) -> Resu
     };
     if props {
         img.properties = load_properties(conn, &[id])?.remove(id).unwrap_or_default();
+        img.tags = load_tags(conn, &[id])?.remove(id).unwrap_or_default();
     }
     Ok(Some(img))
+}
+
+/// Live tags of several images, by image id, each list sorted.
+fn load_tags(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, Vec<String>>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT image_id, value FROM image_tags \
+             WHERE deleted = 0 AND image_id IN ({placeholders}) ORDER BY value"
+        );
+        let mut st = conn.prepare_cached(&sql)?;
+        let mut rows = st.query(params_from_iter(chunk.iter()))?;
+        while let Some(row) = rows.next()? {
+            let image_id: String = row.get(0)?;
+            out.entry(image_id).or_default().push(row.get(1)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the live tags of an image exactly `tags` (soft-deleting the others).
+fn sync_tags(
+    conn: &Connection,
+    image_id: &str,
+    old: &[String],
+    tags: &[String],
+    now: &str,
+) -> Result<()> {
+    for gone in old.iter().filter(|t| !tags.contains(t)) {
+        conn.execute(
+            "UPDATE image_tags SET deleted = 1, deleted_at = ?3, updated_at = ?3 \
+             WHERE image_id = ?1 AND value = ?2 AND deleted = 0",
+            params![image_id, gone, now],
+        )?;
+    }
+    for new in tags.iter().filter(|t| !old.contains(t)) {
+        conn.execute(
+            "INSERT INTO image_tags (image_id, value, created_at, deleted) \
+             VALUES (?1, ?2, ?3, 0) \
+             ON CONFLICT (image_id, value) DO UPDATE SET \
+               deleted = 0, deleted_at = NULL, updated_at = ?3",
+            params![image_id, new, now],
+        )?;
+    }
+    Ok(())
 }
 
 /// Live properties of several images, by image id.
@@ -632,12 +689,13 @@ fn caller_membership(conn: &Connection, ctx: &Context, image_id: &str) -> Result
     }
 }
 
-/// Whether the caller may see an image (spec §7.3), looking up its membership if needed.
+/// Whether the caller may see an image (spec §7.3), looking up its membership if needed:
+/// memberships count on `shared` images only.
 fn visible(conn: &Connection, ctx: &Context, img: &Image) -> Result<bool> {
     if ctx.can_see(img, false) {
         return Ok(true);
     }
-    Ok(caller_membership(conn, ctx, &img.id)?.is_some())
+    Ok(img.visibility == Visibility::Shared && caller_membership(conn, ctx, &img.id)?.is_some())
 }
 
 /// A live image the caller can see, with properties, else `NotFound`.
@@ -659,10 +717,17 @@ fn sort_expr(key: &str) -> Result<&'static str> {
         "id" => "i.id",
         "created_at" => "i.created_at",
         "updated_at" => "COALESCE(i.updated_at, '')",
+        "virtual_size" => "COALESCE(i.virtual_size, 0)",
+        "min_disk" => "i.min_disk",
+        "min_ram" => "i.min_ram",
+        "owner" => "COALESCE(i.owner, '')",
+        "visibility" => "i.visibility",
+        "protected" => "i.protected",
+        "os_hidden" => "i.os_hidden",
         other => {
             return Err(Error::bad_request(format!(
                 "Unsupported sort_key '{other}'. Acceptable values: {}",
-                super::SORT_KEYS.join(", ")
+                super::query::V2_SORT_KEYS.join(", ")
             )));
         }
     })
@@ -676,6 +741,12 @@ fn equals_filter(col: &str, value: &str) -> Result<(&'static str, Value)> {
         "status" => text("i.status"),
         "container_format" => text("i.container_format"),
         "disk_format" => text("i.disk_format"),
+        "owner" => text("i.owner"),
+        "id" => text("i.id"),
+        "protected" => Ok((
+            "i.protected",
+            Value::Integer(i64::from(value.eq_ignore_ascii_case("true"))),
+        )),
         "min_ram" | "min_disk" => {
             let n = image::parse_count(col, value)?;
             let column = if col == "min_ram" {
@@ -687,6 +758,35 @@ fn equals_filter(col: &str, value: &str) -> Result<(&'static str, Value)> {
         }
         other => Err(Error::bad_request(format!("Unsupported filter '{other}'"))),
     }
+}
+
+/// The columns [`row_to_member`] reads.
+const MEMBER_COLUMNS: &str = "member, can_share, status, created_at, updated_at";
+
+/// Reads one membership row selected with [`MEMBER_COLUMNS`].
+fn row_to_member(r: &Row<'_>) -> rusqlite::Result<Member> {
+    let status: String = r.get(2)?;
+    Ok(Member {
+        member_id: r.get(0)?,
+        can_share: r.get(1)?,
+        status: status
+            .parse::<MemberStatus>()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e)))?,
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
+/// A v1 client sharing a `private` image makes it `shared` (v1 has no visibility of its
+/// own: a private image with members is what v2 calls shared).
+fn share_if_private(conn: &Connection, img: &Image, now: &str) -> Result<()> {
+    if img.visibility == Visibility::Private {
+        conn.execute(
+            "UPDATE images SET visibility = 'shared', updated_at = ?2 WHERE id = ?1",
+            params![img.id, now],
+        )?;
+    }
+    Ok(())
 }
 
 /// Inserts or revives a membership; `can_share` None keeps an existing row's flag (a new
@@ -706,6 +806,8 @@ fn upsert_member(
          VALUES (?1, ?2, COALESCE(?3, 0), ?4, 0) \
          ON CONFLICT (image_id, member) DO UPDATE SET \
            can_share = COALESCE(?3, image_members.can_share), \
+           status = CASE WHEN image_members.deleted = 1 THEN 'pending' \
+                         ELSE image_members.status END, \
            deleted = 0, deleted_at = NULL, updated_at = ?4",
         params![image_id, member, can_share, now],
     )?;
@@ -753,6 +855,162 @@ fn check_sharable(conn: &Connection, ctx: &Context, id: &str) -> Result<Image> {
     Ok(img)
 }
 
+/// The column filters of a listing (both APIs): equality, `in:`, sizes, properties, tags,
+/// times and `changes-since`.
+fn push_filters(sql: &mut String, args: &mut Vec<Value>, query: &ListQuery) -> Result<()> {
+    for (col, value) in &query.equals {
+        let (column, v) = equals_filter(col, value)?;
+        let _ = write!(sql, " AND {column} = ?");
+        args.push(v);
+    }
+    for (col, values) in &query.any_of {
+        let (column, _) = equals_filter(col, "")?;
+        let marks = vec!["?"; values.len()].join(", ");
+        let _ = write!(sql, " AND {column} IN ({marks})");
+        args.extend(values.iter().map(|v| Value::Text(v.clone())));
+    }
+    if query.v2.is_some() && (query.size_min.is_some() || query.size_max.is_some()) {
+        // v2 shows the size of an image without data as null, which no bound matches.
+        sql.push_str(
+            " AND NOT (i.status IN ('queued', 'saving', 'killed') AND i.location IS NULL \
+             AND i.size = 0)",
+        );
+    }
+    if let Some(n) = query.size_min {
+        sql.push_str(" AND i.size >= ?");
+        args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+    if let Some(n) = query.size_max {
+        sql.push_str(" AND i.size <= ?");
+        args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+    for (name, value) in &query.properties {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = i.id \
+             AND p.deleted = 0 AND p.name = ? AND p.value = ?)",
+        );
+        args.push(Value::Text(name.clone()));
+        args.push(Value::Text(value.clone()));
+    }
+    for tag in &query.tags {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = i.id \
+             AND t.deleted = 0 AND t.value = ?)",
+        );
+        args.push(Value::Text(tag.clone()));
+    }
+    for (col, op, t) in &query.times {
+        let column = match *col {
+            "created_at" => "i.created_at",
+            // Never updated: v2 shows (and so compares) the creation time.
+            _ => "COALESCE(i.updated_at, i.created_at)",
+        };
+        let _ = write!(sql, " AND {column} {} ?", op.sql());
+        args.push(Value::Text(t.clone()));
+    }
+    if let Some(t) = &query.changes_since {
+        sql.push_str(" AND (i.created_at >= ? OR i.updated_at >= ? OR i.deleted_at >= ?)");
+        for _ in 0..3 {
+            args.push(Value::Text(t.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The v1 visibility rules (spec §5.1): public, own, or a member of a shared image;
+/// `is_public` is an admin-only parameter, whoever built the query.
+fn push_v1_scope(sql: &mut String, args: &mut Vec<Value>, ctx: &Context, public: PublicFilter) {
+    let public = if ctx.is_admin {
+        public
+    } else {
+        PublicFilter::VisibleToCaller
+    };
+    match public {
+        PublicFilter::VisibleToCaller => match ctx.owner() {
+            Some(me) => {
+                sql.push_str(
+                    " AND (i.visibility = 'public' OR i.owner = ? OR (i.visibility = 'shared' \
+                     AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = i.id \
+                     AND m.member = ? AND m.deleted = 0)))",
+                );
+                args.push(Value::Text(me.to_string()));
+                args.push(Value::Text(me.to_string()));
+            }
+            None => sql.push_str(" AND i.visibility = 'public'"),
+        },
+        PublicFilter::Private => sql.push_str(" AND i.visibility <> 'public'"),
+        PublicFilter::Any => {}
+    }
+}
+
+/// The v2 visibility rules ([`V2Scope`]).
+fn push_v2_scope(sql: &mut String, args: &mut Vec<Value>, ctx: &Context, scope: &V2Scope) {
+    let _ = write!(sql, " AND i.os_hidden = {}", i64::from(scope.os_hidden));
+    if !ctx.is_admin {
+        let community = matches!(
+            scope.visibility,
+            Some(VisibilityFilter::All | VisibilityFilter::Only(Visibility::Community))
+        );
+        let mut any = vec!["i.visibility = 'public'".to_string()];
+        if community {
+            any.push("i.visibility = 'community'".into());
+        }
+        if let Some(me) = ctx.owner() {
+            any.push("i.owner = ?".into());
+            args.push(Value::Text(me.to_string()));
+            let status = match scope.member_status {
+                MemberStatusFilter::All => String::new(),
+                MemberStatusFilter::Only(st) => {
+                    args.push(Value::Text(me.to_string()));
+                    args.push(Value::Text(st.as_str().to_string()));
+                    " AND m.status = ?".into()
+                }
+            };
+            if status.is_empty() {
+                args.push(Value::Text(me.to_string()));
+            }
+            any.push(format!(
+                "(i.visibility = 'shared' AND EXISTS (SELECT 1 FROM image_members m \
+                 WHERE m.image_id = i.id AND m.member = ? AND m.deleted = 0{status}))"
+            ));
+        }
+        let _ = write!(sql, " AND ({})", any.join(" OR "));
+    }
+    if let Some(VisibilityFilter::Only(v)) = scope.visibility {
+        let _ = write!(sql, " AND i.visibility = '{}'", v.as_str());
+    }
+}
+
+/// Keyset paging: rows strictly after the marker in `order` (the last key is the id).
+fn push_after_marker(
+    tx: &Transaction<'_>,
+    sql: &mut String,
+    args: &mut Vec<Value>,
+    order: &[(&str, bool)],
+    marker: &str,
+) -> Result<()> {
+    let exprs: Vec<&str> = order.iter().map(|(e, _)| *e).collect();
+    let values: Vec<Value> = tx.query_row(
+        &format!("SELECT {} FROM images i WHERE i.id = ?1", exprs.join(", ")),
+        [marker],
+        |r| (0..exprs.len()).map(|n| r.get(n)).collect(),
+    )?;
+    // (k1 > m1) OR (k1 = m1 AND k2 > m2) OR … for each key's own direction.
+    let mut any = Vec::new();
+    for (n, (expr, asc)) in order.iter().enumerate() {
+        let mut all: Vec<String> = Vec::new();
+        for (e, v) in exprs[..n].iter().zip(&values) {
+            all.push(format!("{e} = ?"));
+            args.push(v.clone());
+        }
+        all.push(format!("{expr} {} ?", if *asc { ">" } else { "<" }));
+        args.push(values[n].clone());
+        any.push(format!("({})", all.join(" AND ")));
+    }
+    let _ = write!(sql, " AND ({})", any.join(" OR "));
+    Ok(())
+}
+
 impl SqliteRegistry {
     /// [`Registry::update`], and [`Registry::update_if`] with `expected`: the status check
     /// and the update run in one `IMMEDIATE` transaction, so of two racing requests exactly
@@ -791,13 +1049,22 @@ impl SqliteRegistry {
             }
             let mut img = old.clone();
             img.apply(&patch, purge_props);
-            validate(&img, &patch, &self.quotas, old.properties.len())?;
+            // v1 un-publishing an image that has members makes it `shared`, not `private`.
+            if patch.visibility.is_none()
+                && img.visibility == Visibility::Private
+                && old.visibility != Visibility::Private
+                && !live_members(tx, id)?.is_empty()
+            {
+                img.visibility = Visibility::Shared;
+            }
+            validate(&img, &patch, &self.quotas, &old)?;
             let now = timeutil::now();
             tx.execute(
                 "UPDATE images SET name = ?2, disk_format = ?3, container_format = ?4, \
                  size = ?5, status = ?6, is_public = ?7, location = ?8, checksum = ?9, \
                  min_ram = ?10, min_disk = ?11, owner = ?12, updated_at = ?13, \
-                 virtual_size = ?14, os_hash_algo = ?15, os_hash_value = ?16 WHERE id = ?1",
+                 virtual_size = ?14, os_hash_algo = ?15, os_hash_value = ?16, \
+                 visibility = ?17, protected = ?18, os_hidden = ?19 WHERE id = ?1",
                 params![
                     id,
                     img.name,
@@ -805,7 +1072,7 @@ impl SqliteRegistry {
                     img.container_format,
                     to_i64("size", img.size)?,
                     img.status.as_str(),
-                    img.is_public,
+                    img.is_public(),
                     img.location,
                     img.checksum,
                     to_i64("min_ram", img.min_ram)?,
@@ -815,8 +1082,12 @@ impl SqliteRegistry {
                     opt_i64("virtual_size", img.virtual_size)?,
                     img.os_hash_algo,
                     img.os_hash_value,
+                    img.visibility.as_str(),
+                    img.protected,
+                    img.os_hidden,
                 ],
             )?;
+            sync_tags(tx, id, &old.tags, &img.tags, &now)?;
             for name in old.properties.keys() {
                 if !img.properties.contains_key(name) {
                     tx.execute(
@@ -838,68 +1109,28 @@ impl SqliteRegistry {
 
 impl Registry for SqliteRegistry {
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>> {
-        let key = sort_expr(query.sort_key)?;
-        let (dir, cmp) = if query.sort_asc {
-            ("ASC", ">")
-        } else {
-            ("DESC", "<")
-        };
+        let mut order = vec![(sort_expr(query.sort_key)?, query.sort_asc)];
+        for (key, asc) in &query.then_by {
+            order.push((sort_expr(key)?, *asc));
+        }
+        // The id breaks ties, in the direction of the first key.
+        order.push(("i.id", query.sort_asc));
         let limit = query.limit.min(self.limits.max);
         let with_deleted = query.changes_since.is_some();
         self.read(|tx| {
-            let mut sql = format!("SELECT {COLUMNS} FROM images i WHERE i.status != 'killed'");
+            let mut sql = format!("SELECT {COLUMNS} FROM images i WHERE 1 = 1");
             let mut args: Vec<Value> = Vec::new();
+            // v1 never lists killed images; v2 lists every live one.
+            if query.v2.is_none() {
+                sql.push_str(" AND i.status != 'killed'");
+            }
             if !with_deleted {
                 sql.push_str(" AND i.deleted = 0");
             }
-            for (col, value) in &query.equals {
-                let (column, v) = equals_filter(col, value)?;
-                let _ = write!(sql, " AND {column} = ?");
-                args.push(v);
-            }
-            if let Some(n) = query.size_min {
-                sql.push_str(" AND i.size >= ?");
-                args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
-            }
-            if let Some(n) = query.size_max {
-                sql.push_str(" AND i.size <= ?");
-                args.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
-            }
-            for (name, value) in &query.properties {
-                sql.push_str(
-                    " AND EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = i.id \
-                     AND p.deleted = 0 AND p.name = ? AND p.value = ?)",
-                );
-                args.push(Value::Text(name.clone()));
-                args.push(Value::Text(value.clone()));
-            }
-            if let Some(t) = &query.changes_since {
-                sql.push_str(" AND (i.created_at >= ? OR i.updated_at >= ? OR i.deleted_at >= ?)");
-                for _ in 0..3 {
-                    args.push(Value::Text(t.clone()));
-                }
-            }
-            // `is_public` is an admin-only parameter (spec §5.1), whoever built the query.
-            let public = if ctx.is_admin {
-                query.public
-            } else {
-                PublicFilter::VisibleToCaller
-            };
-            match public {
-                PublicFilter::VisibleToCaller => match ctx.owner() {
-                    Some(me) => {
-                        sql.push_str(
-                            " AND (i.is_public = 1 OR i.owner = ? OR EXISTS (SELECT 1 FROM \
-                             image_members m WHERE m.image_id = i.id AND m.member = ? \
-                             AND m.deleted = 0))",
-                        );
-                        args.push(Value::Text(me.to_string()));
-                        args.push(Value::Text(me.to_string()));
-                    }
-                    None => sql.push_str(" AND i.is_public = 1"),
-                },
-                PublicFilter::Private => sql.push_str(" AND i.is_public = 0"),
-                PublicFilter::Any => {}
+            push_filters(&mut sql, &mut args, query)?;
+            match &query.v2 {
+                Some(scope) => push_v2_scope(&mut sql, &mut args, ctx, scope),
+                None => push_v1_scope(&mut sql, &mut args, ctx, query.public),
             }
             if let Some(marker) = &query.marker {
                 let found = match load(tx, marker, with_deleted, false)? {
@@ -911,17 +1142,13 @@ impl Registry for SqliteRegistry {
                         "Invalid marker. Image could not be found.",
                     ));
                 }
-                let mval: Value = tx.query_row(
-                    &format!("SELECT {key} FROM images i WHERE i.id = ?1"),
-                    [marker],
-                    |r| r.get(0),
-                )?;
-                let _ = write!(sql, " AND ({key} {cmp} ? OR ({key} = ? AND i.id {cmp} ?))");
-                args.push(mval.clone());
-                args.push(mval);
-                args.push(Value::Text(marker.clone()));
+                push_after_marker(tx, &mut sql, &mut args, &order, marker)?;
             }
-            let _ = write!(sql, " ORDER BY {key} {dir}, i.id {dir} LIMIT ?");
+            let by: Vec<String> = order
+                .iter()
+                .map(|(e, asc)| format!("{e} {}", if *asc { "ASC" } else { "DESC" }))
+                .collect();
+            let _ = write!(sql, " ORDER BY {} LIMIT ?", by.join(", "));
             args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
 
             let mut st = tx.prepare(&sql)?;
@@ -930,8 +1157,10 @@ impl Registry for SqliteRegistry {
                 .collect::<rusqlite::Result<Vec<Image>>>()?;
             let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
             let mut props = load_properties(tx, &ids)?;
+            let mut tags = load_tags(tx, &ids)?;
             for img in &mut images {
                 img.properties = props.remove(&img.id).unwrap_or_default();
+                img.tags = tags.remove(&img.id).unwrap_or_default();
             }
             Ok(images)
         })
@@ -964,7 +1193,7 @@ impl Registry for SqliteRegistry {
         };
         img.created_at = timeutil::now();
         img.updated_at = None;
-        validate(&img, patch, &self.quotas, 0)?;
+        validate(&img, patch, &self.quotas, &Image::new(String::new()))?;
         let size = to_i64("size", img.size)?;
         let min_ram = to_i64("min_ram", img.min_ram)?;
         let min_disk = to_i64("min_disk", img.min_disk)?;
@@ -983,9 +1212,10 @@ impl Registry for SqliteRegistry {
             tx.execute(
                 "INSERT INTO images (id, name, disk_format, container_format, size, status, \
                  is_public, location, checksum, min_ram, min_disk, owner, created_at, \
-                 updated_at, deleted_at, deleted, virtual_size, os_hash_algo, os_hash_value) \
+                 updated_at, deleted_at, deleted, virtual_size, os_hash_algo, os_hash_value, \
+                 visibility, protected, os_hidden) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL, 0, \
-                 ?14, ?15, ?16)",
+                 ?14, ?15, ?16, ?17, ?18, ?19)",
                 params![
                     img.id,
                     img.name,
@@ -993,7 +1223,7 @@ impl Registry for SqliteRegistry {
                     img.container_format,
                     size,
                     img.status.as_str(),
-                    img.is_public,
+                    img.is_public(),
                     img.location,
                     img.checksum,
                     min_ram,
@@ -1003,8 +1233,12 @@ impl Registry for SqliteRegistry {
                     virtual_size,
                     img.os_hash_algo,
                     img.os_hash_value,
+                    img.visibility.as_str(),
+                    img.protected,
+                    img.os_hidden,
                 ],
             )?;
+            sync_tags(tx, &img.id, &[], &img.tags, &img.created_at)?;
             for (name, value) in &img.properties {
                 upsert_property(tx, &img.id, name, value.as_deref(), &img.created_at)?;
             }
@@ -1041,12 +1275,17 @@ impl Registry for SqliteRegistry {
                 Some(img) if ctx.can_modify(&img) => img,
                 _ => return Err(not_found(id)),
             };
+            if old.protected {
+                return Err(Error::Forbidden(format!(
+                    "Image {id} is protected and cannot be deleted"
+                )));
+            }
             let now = timeutil::now();
             tx.execute(
                 "UPDATE images SET deleted = 1, deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
                 params![id, now],
             )?;
-            for table in ["image_properties", "image_members"] {
+            for table in ["image_properties", "image_members", "image_tags"] {
                 tx.execute(
                     &format!(
                         "UPDATE {table} SET deleted = 1, deleted_at = ?2, updated_at = ?2 \
@@ -1057,6 +1296,7 @@ impl Registry for SqliteRegistry {
             }
             let mut img = load(tx, id, true, false)?.ok_or_else(|| not_found(id))?;
             img.properties = old.properties;
+            img.tags = old.tags;
             Ok(img)
         })
     }
@@ -1065,18 +1305,13 @@ impl Registry for SqliteRegistry {
         let id = id.as_str();
         self.read(|tx| {
             load_visible(tx, ctx, id)?;
-            let mut st = tx.prepare(
-                "SELECT member, can_share FROM image_members \
-                 WHERE image_id = ?1 AND deleted = 0 ORDER BY member LIMIT ?2",
-            )?;
+            let mut st = tx.prepare(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM image_members \
+                 WHERE image_id = ?1 AND deleted = 0 ORDER BY member LIMIT ?2"
+            ))?;
             let cap = membership_listing_cap(&self.quotas, &self.limits);
             let members = st
-                .query_map(params![id, cap], |r| {
-                    Ok(Member {
-                        member_id: r.get(0)?,
-                        can_share: r.get(1)?,
-                    })
-                })?
+                .query_map(params![id, cap], row_to_member)?
                 .collect::<rusqlite::Result<Vec<Member>>>()?;
             Ok(members)
         })
@@ -1091,7 +1326,7 @@ impl Registry for SqliteRegistry {
     ) -> Result<()> {
         let id = id.as_str();
         self.write(|tx| {
-            check_sharable(tx, ctx, id)?;
+            let img = check_sharable(tx, ctx, id)?;
             if membership(tx, id, member)?.is_none() {
                 let live: i64 = tx.query_row(
                     "SELECT COUNT(*) FROM image_members WHERE image_id = ?1 AND deleted = 0",
@@ -1101,7 +1336,9 @@ impl Registry for SqliteRegistry {
                 let live = usize::try_from(live).unwrap_or(usize::MAX);
                 self.quotas.check_members(live, live.saturating_add(1))?;
             }
-            upsert_member(tx, id, member, can_share, &timeutil::now())
+            let now = timeutil::now();
+            share_if_private(tx, &img, &now)?;
+            upsert_member(tx, id, member, can_share, &now)
         })
     }
 
@@ -1121,8 +1358,11 @@ impl Registry for SqliteRegistry {
     fn replace_members(&self, ctx: &Context, id: &ImageId, members: &[MemberSpec]) -> Result<()> {
         let id = id.as_str();
         self.write(|tx| {
-            check_sharable(tx, ctx, id)?;
+            let img = check_sharable(tx, ctx, id)?;
             let now = timeutil::now();
+            if !members.is_empty() {
+                share_if_private(tx, &img, &now)?;
+            }
             let keep: BTreeMap<&str, Option<bool>> = members
                 .iter()
                 .map(|m| (m.member_id.as_str(), m.can_share))
@@ -1167,6 +1407,44 @@ impl Registry for SqliteRegistry {
                 })?
                 .collect::<rusqlite::Result<Vec<SharedImage>>>()?;
             Ok(shared)
+        })
+    }
+
+    fn set_member_status(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: &str,
+        status: MemberStatus,
+    ) -> Result<Member> {
+        let id = id.as_str();
+        check_writable(ctx)?;
+        if !ctx.is_admin && ctx.owner() != Some(member) {
+            return Err(Error::Forbidden(
+                "Only the member itself may change the status of its membership".into(),
+            ));
+        }
+        self.write(|tx| {
+            load_visible(tx, ctx, id)?;
+            let n = tx.execute(
+                "UPDATE image_members SET status = ?3, updated_at = ?4 \
+                 WHERE image_id = ?1 AND member = ?2 AND deleted = 0",
+                params![id, member, status.as_str(), timeutil::now()],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!(
+                    "Member {member} of image {id} not found"
+                )));
+            }
+            let m = tx.query_row(
+                &format!(
+                    "SELECT {MEMBER_COLUMNS} FROM image_members \
+                     WHERE image_id = ?1 AND member = ?2 AND deleted = 0"
+                ),
+                params![id, member],
+                row_to_member,
+            )?;
+            Ok(m)
         })
     }
 }

@@ -541,6 +541,15 @@ impl Stores {
         self.default_store
     }
 
+    /// The names of the stores uploads may go to, in registration order.
+    pub fn writable_stores(&self) -> Vec<&'static str> {
+        self.stores
+            .iter()
+            .filter(|s| s.writable())
+            .map(|s| s.name())
+            .collect()
+    }
+
     /// Finds a registered store by store name or by one of its schemes.
     fn by_name(&self, name: &str) -> Option<&dyn Store> {
         let lower = name.to_ascii_lowercase();

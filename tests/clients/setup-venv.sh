@@ -5,15 +5,33 @@
 #
 #   VENV=$(bash tests/clients/setup-venv.sh) && export GLANCE_TEST_VENV=$VENV
 #
-# Idempotent: the venv lives at ${GLANCE_TEST_VENV:-/var/tmp/glance-test-venv}; it is built
-# from scratch when missing, broken, or made from another requirements.txt or Python (a hash
-# of both is kept in the venv), and left alone otherwise. Progress goes to stderr; the only
-# line on stdout is the venv path.
+# With the argument `v2`, the same for the current clients of the images API v2 that
+# tests/python_clients_v2.rs drives, pinned in v2/requirements.txt, in a venv of its own:
+#
+#   VENV=$(bash tests/clients/setup-venv.sh v2) && export GLANCE_TEST_VENV_V2=$VENV
+#
+# Idempotent: the venv lives at ${GLANCE_TEST_VENV:-/var/tmp/glance-test-venv} (v2:
+# ${GLANCE_TEST_VENV_V2:-/var/tmp/glance-test-venv-v2}); it is built from scratch when
+# missing, broken, or made from another requirements.txt or Python (a hash of both is kept
+# in the venv), and left alone otherwise. Progress goes to stderr; the only line on stdout
+# is the venv path.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-req="$here/requirements.txt"
-venv="${GLANCE_TEST_VENV:-/var/tmp/glance-test-venv}"
+case "${1:-v1}" in
+    v1)
+        req="$here/requirements.txt"
+        venv="${GLANCE_TEST_VENV:-/var/tmp/glance-test-venv}"
+        ;;
+    v2)
+        req="$here/v2/requirements.txt"
+        venv="${GLANCE_TEST_VENV_V2:-/var/tmp/glance-test-venv-v2}"
+        ;;
+    *)
+        echo "usage: $0 [v1|v2]" >&2
+        exit 2
+        ;;
+esac
 python="${GLANCE_TEST_PYTHON:-python3}"
 stamp="$venv/.glance-test-requirements.sha256"
 
@@ -43,7 +61,7 @@ if [ -e "$venv" ]; then
         log "removing stale venv $venv"
         rm -rf "$venv"
     else
-        echo "ERROR: $venv exists and is not a venv; set GLANCE_TEST_VENV elsewhere" >&2
+        echo "ERROR: $venv exists and is not a venv; set GLANCE_TEST_VENV(_V2) elsewhere" >&2
         exit 1
     fi
 fi
@@ -54,7 +72,8 @@ if ! "$python" -m venv "$venv" >&2 2>/dev/null; then
     apt_install python3-venv
     "$python" -m venv "$venv" >&2
 fi
-# netifaces (an openstacksdk dependency) has no wheel for recent Pythons: it is compiled.
+# netifaces (a dependency of the v1 set's openstacksdk) has no wheel for recent Pythons: it
+# is compiled.
 command -v cc >/dev/null || apt_install gcc libc6-dev python3-dev
 
 log "installing $req"

@@ -128,7 +128,7 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
         ("checksum", opt(&image.checksum)),
         ("os_hash_algo", opt(&image.os_hash_algo)),
         ("os_hash_value", opt(&image.os_hash_value)),
-        ("is_public", py_bool(image.is_public)),
+        ("is_public", py_bool(image.is_public())),
         (
             "location",
             image

@@ -5,16 +5,15 @@
 
 use serde_json::{Value, json};
 
-use crate::api::ApiApp;
-use crate::api::v1::headers::{self, MetaHeaders};
+use crate::api::v1::headers;
+use crate::api::{ApiApp, data};
 use crate::auth::Context;
 use crate::error::{Error, Result};
-use crate::format::Rules;
-use crate::http::{ByteRange, Request, Response};
+use crate::http::{Request, Response};
 use crate::image::{Image, ImageId, ImagePatch, Status};
 use crate::notifier::image_payload;
 use crate::registry::{LIST_PARAMS, ListQuery};
-use crate::store::{ImageData, Location, redact_uri};
+use crate::store::{Location, redact_uri};
 
 /// GET /images and /images/detail.
 pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Result<Response> {
@@ -44,48 +43,11 @@ pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
     Ok(with_image_headers(app, Response::empty(200), &image, req))
 }
 
-/// GET /images/<id>: metadata headers and the image bytes, streamed from the store, or
-/// from the image cache when it is on (see [`crate::cache::download`]).
+/// GET /images/<id>: metadata headers and the image bytes (see [`data::data_response`]).
 pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let mut image = app.registry.get(ctx, id)?;
-    if !image.status.is_downloadable() {
-        return Err(Error::not_found(format!("Image {id} is not active")));
-    }
-    let location = image
-        .location
-        .as_deref()
-        .ok_or_else(|| Error::not_found(format!("Image {id} has no data")))?;
-    let whole = req.header("range").is_none();
-    let data = crate::cache::download(app.stores.cache(), &image, whole, || {
-        app.stores.get(location)
-    })?;
-    if let ImageData::Stream(_, Some(remote_len)) = &data {
-        image.size = *remote_len; // an http(s) location reports its own length
-    }
-    let known_size = data.len().is_some();
-    let range = match known_size {
-        true => ByteRange::parse(req.header("range"), image.size),
-        false => ByteRange::Whole, // a stream of unknown length is sent whole
-    };
-    let resp = match range {
-        ByteRange::Whole => Response::empty(200).with_body(data.into_body()),
-        ByteRange::Part { start, len } => Response::empty(206)
-            .with_body(data.range(start, len)?.into_body())
-            .with_header("Content-Range", &range.content_range(image.size)),
-        ByteRange::Unsatisfiable => {
-            return Ok(Response::text(
-                416,
-                format!(
-                    "416 Range Not Satisfiable\n\nThe image has {} bytes.\n",
-                    image.size
-                ),
-            )
-            .with_header("Content-Range", &range.content_range(image.size)));
-        }
-    };
-    let resp = resp
-        .with_header("Content-Type", "application/octet-stream")
-        .with_header("Accept-Ranges", if known_size { "bytes" } else { "none" });
+    data::check_downloadable(ctx, &image)?;
+    let resp = data::data_response(app, req, &mut image)?;
     Ok(with_image_headers(app, resp, &image, req))
 }
 
@@ -104,7 +66,7 @@ pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Resp
                 "Supply either image data or x-image-meta-location, not both",
             ));
         }
-        Some(prepare_upload(app, req, &meta)?)
+        Some(plan_upload(app, req, &meta)?)
     } else {
         None
     };
@@ -182,7 +144,7 @@ pub fn update(
     }
     let upload = if has_body {
         patch.status = Some(Status::Saving);
-        Some(prepare_upload(app, req, &meta)?)
+        Some(plan_upload(app, req, &meta)?)
     } else {
         None
     };
@@ -209,40 +171,9 @@ pub fn update(
 /// DELETE /images/<id>: remove the data (or leave it to the scrubber) and soft-delete.
 pub fn delete(app: &ApiApp, ctx: &Context, id: &ImageId) -> Result<Response> {
     check_writable(ctx)?;
-    let image = app.registry.get(ctx, id)?;
-    if !ctx.can_modify(&image) {
-        return Err(Error::not_found(format!("Image {id} not found")));
-    }
-    if let Some(location) = &image.location {
-        if app.opts.delayed_delete {
-            set_status(app, ctx, id, Status::PendingDelete)?;
-        } else {
-            set_status(app, ctx, id, Status::Deleted)?;
-            if let Err(e) = delete_data(app, location) {
-                // Leave the data to glance-scrubber rather than fail half-way.
-                log::error!(
-                    "deleting data of image {id} at {}: {e}; left for glance-scrubber",
-                    redact_uri(location)
-                );
-                set_status(app, ctx, id, Status::PendingDelete)?;
-            }
-        }
-    }
-    app.registry.delete(ctx, id)?;
+    data::delete_image(app, ctx, id)?;
     app.notifier.info("image.delete", Value::from(id.as_str()));
     Ok(Response::json(200, &Value::Null))
-}
-
-/// Deletes image data from its store; missing data is not an error (already gone).
-pub fn delete_data(app: &ApiApp, location: &str) -> Result<()> {
-    match app.stores.delete(location) {
-        Ok(()) => Ok(()),
-        Err(Error::NotFound(m)) => {
-            log::warn!("data at {} already gone: {m}", redact_uri(location));
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
 }
 
 fn check_writable(ctx: &Context) -> Result<()> {
@@ -334,27 +265,37 @@ fn update_error(app: &ApiApp, e: Error) -> Error {
     }
 }
 
-/// The store and expected size of an upload, checked before anything is reserved.
-struct UploadPlan {
-    store: &'static str,
-    expected: Option<u64>,
+/// The store and size of an upload, from the `x-image-meta-store` and `x-image-meta-size`
+/// headers.
+fn plan_upload(
+    app: &ApiApp,
+    req: &Request<'_>,
+    meta: &headers::MetaHeaders,
+) -> Result<data::UploadPlan> {
+    data::plan_upload(app, req, meta.store.as_deref(), meta.patch.size)
 }
 
-fn prepare_upload(app: &ApiApp, req: &Request<'_>, meta: &MetaHeaders) -> Result<UploadPlan> {
-    let length = req
-        .content_length()
-        .filter(|_| req.header("transfer-encoding").is_none());
-    let declared = meta.patch.size;
-    if let (Some(len), Some(size)) = (length, declared)
-        && len != size
-    {
-        return Err(Error::bad_request(format!(
-            "x-image-meta-size ({size}) does not match the Content-Length ({len})"
-        )));
+/// v1's upload: the body must be `application/octet-stream`, else the image is killed
+/// first (spec §5.6); then the shared path of [`data::upload_and_activate`].
+fn upload_and_activate(
+    app: &ApiApp,
+    req: &mut Request<'_>,
+    ctx: &Context,
+    id: &ImageId,
+    image: Image,
+    plan: data::UploadPlan,
+) -> Result<Image> {
+    let content_type_ok = req
+        .header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
+    if !content_type_ok {
+        data::kill(app, ctx, id);
+        return Err(Error::bad_request(
+            "Content-Type must be application/octet-stream",
+        ));
     }
-    let expected = length.or(declared);
-    let store = app.stores.check_upload(meta.store.as_deref(), expected)?;
-    Ok(UploadPlan { store, expected })
+    data::upload_and_activate(app, req, ctx, id, image, plan)
 }
 
 /// The reply when the compare-and-set out of `queued` fails: another request took the image
@@ -367,138 +308,6 @@ fn claim_error(app: &ApiApp, e: Error) -> Error {
         )),
         other => update_error(app, other),
     }
-}
-
-/// Streams the body of an image this request holds in `saving` into the store and
-/// activates it; on any failure the image is killed (only while this upload still holds
-/// it), partial data removed, and an `image.upload` error notification sent.
-fn upload_and_activate(
-    app: &ApiApp,
-    req: &mut Request<'_>,
-    ctx: &Context,
-    id: &ImageId,
-    image: Image,
-    plan: UploadPlan,
-) -> Result<Image> {
-    let content_type_ok = req
-        .header("content-type")
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
-    if !content_type_ok {
-        // Spec §5.6: the image is killed first.
-        kill(app, ctx, id);
-        return Err(Error::bad_request(
-            "Content-Type must be application/octet-stream",
-        ));
-    }
-    let rules = Rules {
-        disk_format: image.disk_format.clone(),
-        container_format: image.container_format.clone(),
-        on_mismatch: app.opts.format_mismatch,
-    };
-    let stored = match app
-        .stores
-        .add(Some(plan.store), id, req.body(), plan.expected, rules)
-    {
-        Ok(stored) => stored,
-        Err(e) => {
-            if let Error::ImageRefused(why) = &e {
-                log::warn!(
-                    "refused the upload of image {id} (owner {}): {why}",
-                    image.owner.as_deref().unwrap_or("-")
-                );
-            }
-            return Err(upload_failed(app, ctx, id, None, upload_error(e)));
-        }
-    };
-    if let Some(warning) = &stored.inspection.warning {
-        log::warn!(
-            "image {id} (owner {}) accepted under image_format_mismatch = warn: {warning}",
-            image.owner.as_deref().unwrap_or("-")
-        );
-    }
-    if let Some(want) = &image.checksum
-        && !want.eq_ignore_ascii_case(&stored.checksum)
-    {
-        let e = Error::bad_request(format!(
-            "Checksum verification failed: x-image-meta-checksum is {want}, the data received \
-             has MD5 {}",
-            stored.checksum
-        ));
-        return Err(upload_failed(app, ctx, id, Some(&stored.location), e));
-    }
-    // Spec §10: the payload is the image as it was before the upload, i.e. `queued` (this
-    // request took it from there).
-    let before = Image {
-        status: Status::Queued,
-        ..image.clone()
-    };
-    app.notifier.info("image.upload", image_payload(&before));
-    let activate = ImagePatch {
-        status: Some(Status::Active),
-        location: Some(Some(stored.location.clone())),
-        checksum: Some(Some(stored.checksum.clone())),
-        size: Some(stored.size),
-        virtual_size: Some(Some(stored.inspection.virtual_size)),
-        os_hash_algo: Some(Some(stored.os_hash_algo.name().to_string())),
-        os_hash_value: Some(Some(stored.os_hash_value.clone())),
-        ..ImagePatch::default()
-    };
-    app.registry
-        .update_if(ctx, id, Status::Saving, &activate, false)
-        .map_err(|e| upload_failed(app, ctx, id, Some(&stored.location), e))
-}
-
-/// Maps a store failure to the reply of spec §5.6.
-fn upload_error(e: Error) -> Error {
-    match e {
-        Error::Duplicate(m) => Error::Duplicate(format!("Attempt to upload duplicate image: {m}")),
-        Error::Forbidden(m) => Error::Forbidden(format!("Unauthorized upload attempt: {m}")),
-        Error::BadRequest(m) => Error::BadRequest(format!("Error uploading image: {m}")),
-        Error::Store(m) => Error::Store(format!("Error uploading image: {m}")),
-        other => other,
-    }
-}
-
-/// Cleans up after a failed upload and returns the error to answer with.
-fn upload_failed(
-    app: &ApiApp,
-    ctx: &Context,
-    id: &ImageId,
-    stored_at: Option<&str>,
-    e: Error,
-) -> Error {
-    if let Some(location) = stored_at
-        && let Err(de) = delete_data(app, location)
-    {
-        log::error!("removing data of failed upload {id}: {de}");
-    }
-    kill(app, ctx, id);
-    app.notifier.error("image.upload", Value::from(e.message()));
-    e
-}
-
-/// `_safe_kill`: marks the image `killed` if this upload still holds it in `saving`,
-/// logging (not raising) a failure to do so.
-fn kill(app: &ApiApp, ctx: &Context, id: &ImageId) {
-    let patch = ImagePatch {
-        status: Some(Status::Killed),
-        ..ImagePatch::default()
-    };
-    if let Err(e) = app
-        .registry
-        .update_if(ctx, id, Status::Saving, &patch, false)
-    {
-        log::error!("could not mark image {id} killed: {e}");
-    }
-}
-
-fn set_status(app: &ApiApp, ctx: &Context, id: &ImageId, status: Status) -> Result<Image> {
-    let patch = ImagePatch {
-        status: Some(status),
-        ..ImagePatch::default()
-    };
-    app.registry.update(ctx, id, &patch, false)
 }
 
 /// `{"image": …}` with the location's credentials removed, plus `Location` and `ETag`.

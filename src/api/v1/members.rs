@@ -16,7 +16,13 @@ use crate::rest::read_json;
 
 /// GET /images/<id>/members.
 pub fn list(app: &ApiApp, ctx: &Context, id: &ImageId) -> Result<Response> {
-    let members = app.registry.members(ctx, id)?;
+    // v1 shows Diablo's two fields; the v2 status and times stay out.
+    let members: Vec<serde_json::Value> = app
+        .registry
+        .members(ctx, id)?
+        .iter()
+        .map(|m| json!({"member_id": m.member_id, "can_share": m.can_share}))
+        .collect();
     Ok(Response::json(200, &json!({ "members": members })))
 }
 

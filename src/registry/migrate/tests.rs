@@ -32,7 +32,7 @@ fn fresh_to_latest() {
     assert_eq!(version(&conn).unwrap(), LATEST);
     assert_eq!(
         tables(&conn),
-        vec!["image_members", "image_properties", "images"]
+        vec!["image_members", "image_properties", "image_tags", "images"]
     );
     // Idempotent.
     assert_eq!(sync(&mut conn, None).unwrap(), (LATEST, LATEST));
@@ -154,4 +154,51 @@ fn failed_migration_rolls_back() {
     assert!(matches!(err, Error::Db(_)), "{err}");
     assert_eq!(version(&conn).unwrap(), 0);
     assert_eq!(tables(&conn), vec!["image_properties"]);
+}
+
+#[test]
+fn migration_5_derives_visibility_and_keeps_members() {
+    let (_dir, mut conn) = file_db();
+    assert_eq!(sync(&mut conn, Some(4)).unwrap(), (0, 4));
+    let t = "'2011-09-21T00:00:00.000000'";
+    for (id, public) in [("pub", 1), ("priv", 0), ("shared", 0), ("was-shared", 0)] {
+        conn.execute(
+            &format!(
+                "INSERT INTO images (id, status, is_public, created_at) \
+                 VALUES ('{id}', 'active', {public}, {t})"
+            ),
+            [],
+        )
+        .unwrap();
+    }
+    for (image, deleted) in [("shared", 0), ("was-shared", 1)] {
+        conn.execute(
+            &format!(
+                "INSERT INTO image_members (image_id, member, created_at, deleted) \
+                 VALUES ('{image}', 'm', {t}, {deleted})"
+            ),
+            [],
+        )
+        .unwrap();
+    }
+    assert_eq!(sync(&mut conn, None).unwrap(), (4, LATEST));
+    let vis = |id: &str| -> String {
+        conn.query_row("SELECT visibility FROM images WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(vis("pub"), "public");
+    assert_eq!(vis("priv"), "private");
+    assert_eq!(vis("shared"), "shared");
+    assert_eq!(vis("was-shared"), "private");
+    let (protected, hidden, status): (i64, i64, String) = conn
+        .query_row(
+            "SELECT i.protected, i.os_hidden, m.status FROM images i \
+             JOIN image_members m ON m.image_id = i.id WHERE i.id = 'shared'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((protected, hidden, status.as_str()), (0, 0, "pending"));
 }

@@ -402,7 +402,7 @@ fn public_filter_is_admin_only_and_delete_keeps_properties() {
 fn unsupported_sort_key_and_filter_are_bad_requests() {
     let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
     let q = ListQuery {
-        sort_key: "owner",
+        sort_key: "location",
         ..ListQuery::default()
     };
     assert!(matches!(reg.list(&admin(), &q), Err(Error::BadRequest(_))));
