@@ -83,7 +83,8 @@ if [ "$glanceclient" = yes ]; then
     check "python3-glanceclient's glance at /usr/bin/glance.glanceclient" \
         grep -q glanceclient /usr/bin/glance.glanceclient
 fi
-for u in glance-api.service glance-registry.service glance-scrubber.timer; do
+for u in glance-api.service glance-registry.service glance-scrubber.timer \
+    glance-cache-prefetcher.timer glance-cache-pruner.timer glance-cache-reaper.timer; do
     check "$u enabled" test "$(systemctl is-enabled "$u")" = enabled
     check "$u not started by the installation" test "$(systemctl is-active "$u")" = inactive
 done
@@ -117,6 +118,11 @@ check "glance-scrubber.service pass" systemctl start glance-scrubber.service
 check "scrubber result success" test "$(prop glance-scrubber Result)" = success
 check "glance-scrubber.timer starts" systemctl start glance-scrubber.timer
 check "timer waiting" test "$(prop glance-scrubber.timer SubState)" = waiting
+for p in glance-cache-prefetcher glance-cache-pruner glance-cache-reaper; do
+    # image_cache_enabled = False in the packaged glance-api.conf: a pass that does nothing.
+    check "$p.service pass" systemctl start "$p.service"
+    check "$p result success" test "$(prop "$p" Result)" = success
+done
 check "systemctl stop glance-api (SIGTERM, exit 0)" systemctl stop glance-api.service
 check "glance-api stopped cleanly" test "$(prop glance-api Result)" = success
 systemctl start glance-api.service
@@ -128,12 +134,13 @@ check "upgrade restarted the running glance-api" sh -c \
 check "serving after the upgrade" curl -sf -o /dev/null http://127.0.0.1:9292/v1/images
 echo "--- systemd-analyze security"
 systemd-analyze security --no-pager glance-api.service glance-registry.service \
-    glance-scrubber.service | tail -n 4
+    glance-scrubber.service glance-cache-prefetcher.service glance-cache-pruner.service \
+    glance-cache-reaper.service | tail -n 4
 echo "--- journal (warnings and errors of the units)"
 journalctl --no-pager -o cat -p warning \
-    -u glance-api -u glance-registry -u glance-scrubber | tail -n 20
+    -u glance-api -u glance-registry -u glance-scrubber -u 'glance-cache-*' | tail -n 20
 check "no seccomp or namespace failure in the journal" sh -c \
-    '! journalctl --no-pager -u glance-api -u glance-registry -u glance-scrubber |
+    '! journalctl --no-pager -u glance-api -u glance-registry -u glance-scrubber -u "glance-cache-*" |
        grep -E "Operation not permitted|status=(31|226)|SIGSYS"'
 check "dpkg -r stops the services" dpkg -r glance-rs
 check "glance-api inactive after removal" test "$(systemctl is-active glance-api)" = inactive
@@ -160,7 +167,8 @@ if [ -f /test/glance-rs.rpm ]; then
     done
     check "%post migrated the database" test "$(runuser -u glance -- glance-manage \
         --config-file /etc/glance/glance-registry.conf db_version)" -gt 0
-    for u in glance-api.service glance-registry.service glance-scrubber.timer; do
+    for u in glance-api.service glance-registry.service glance-scrubber.timer \
+    glance-cache-prefetcher.timer glance-cache-pruner.timer glance-cache-reaper.timer; do
         check "$u enabled by %post" test "$(systemctl is-enabled "$u")" = enabled
         check "$u not started by %post" test "$(systemctl is-active "$u")" = inactive
     done

@@ -99,6 +99,7 @@ for page in man/*.[1-9]; do
     ok "$page ($lines lines)"
 done
 for page in glance.1 glance-api.8 glance-registry.8 glance-manage.8 glance-scrubber.8 \
+    glance-cache-prefetcher.8 glance-cache-pruner.8 glance-cache-reaper.8 \
     glance-api.conf.5 glance-registry.conf.5; do
     [ -f "man/$page" ] || fail "man/$page is missing"
 done
@@ -118,11 +119,14 @@ for f in "$target_dir/generate-rpm/$PKG-$version-1."*.rpm; do rpm_file=$f; done
 rpm_file=$(realpath "$rpm_file")
 ls -l "$deb" "$rpm_file"
 
-bins="glance-api glance-registry glance-manage glance-scrubber glance"
+cache_programs="glance-cache-prefetcher glance-cache-pruner glance-cache-reaper"
+bins="glance-api glance-registry glance-manage glance-scrubber $cache_programs glance"
 units="glance-api.service glance-registry.service glance-scrubber.service glance-scrubber.timer"
+for p in $cache_programs; do units="$units $p.service $p.timer"; done
 confs="glance-api.conf glance-registry.conf glance-scrubber.conf"
 pages="man1/glance.1 man5/glance-api.conf.5 man5/glance-registry.conf.5 man8/glance-api.8
-       man8/glance-registry.8 man8/glance-manage.8 man8/glance-scrubber.8"
+       man8/glance-registry.8 man8/glance-manage.8 man8/glance-scrubber.8
+       man8/glance-cache-prefetcher.8 man8/glance-cache-pruner.8 man8/glance-cache-reaper.8"
 # bash-completion loads it on the first TAB after `glance`; zsh's _glance goes through it.
 bash_completion=usr/share/bash-completion/completions/glance
 # python3-glanceclient's /usr/bin/glance, diverted by the .deb's preinst, restored by its postrm.
@@ -164,7 +168,8 @@ for s in preinst postinst prerm postrm; do
 done
 pi="$work/control/postinst"
 grep -q 'glance-manage' "$pi" && grep -q 'db_sync' "$pi" || fail "postinst does not run db_sync"
-for u in glance-api.service glance-registry.service glance-scrubber.timer; do
+for u in glance-api.service glance-registry.service glance-scrubber.timer \
+    glance-cache-prefetcher.timer glance-cache-pruner.timer glance-cache-reaper.timer; do
     grep -q "deb-systemd-helper enable $u" "$pi" || fail "postinst does not enable $u"
 done
 # Enabled, not started: the only invoke is the try-restart of an upgrade.
@@ -173,8 +178,9 @@ if grep -E 'deb-systemd-invoke +(start|\$_dh_action)' "$pi"; then
 fi
 grep -q 'deb-systemd-invoke try-restart' "$pi" || fail "postinst does not restart on upgrade"
 # The snippets come once each, after the user and the database exist.
-[ "$(grep -c '^# Automatically added by cargo-deb' "$pi")" -eq 6 ] ||
-    fail "postinst: expected 6 debhelper snippets"
+# Two per unit-name of systemd-units in Cargo.toml (six of them).
+[ "$(grep -c '^# Automatically added by cargo-deb' "$pi")" -eq 12 ] ||
+    fail "postinst: expected 12 debhelper snippets"
 first_snippet=$(grep -n '^# Automatically added by cargo-deb' "$pi" | head -1 | cut -d: -f1)
 [ "$(grep -n 'glance-manage' "$pi" | tail -1 | cut -d: -f1)" -lt "$first_snippet" ] ||
     fail "postinst: the unit snippets run before db_sync"
@@ -339,10 +345,12 @@ schema=$(setpriv --reuid=glance --regid=glance --init-groups -- \
 [ "$schema" -gt 0 ] || fail "schema version $schema after installation"
 ok "database migrated by postinst: $db at schema version $schema"
 for link in multi-user.target.wants/glance-api.service \
-    multi-user.target.wants/glance-registry.service timers.target.wants/glance-scrubber.timer; do
+    multi-user.target.wants/glance-registry.service timers.target.wants/glance-scrubber.timer \
+    timers.target.wants/glance-cache-prefetcher.timer timers.target.wants/glance-cache-pruner.timer \
+    timers.target.wants/glance-cache-reaper.timer; do
     [ -L "/etc/systemd/system/$link" ] || fail "/etc/systemd/system/$link: not enabled"
 done
-ok "glance-api.service, glance-registry.service, glance-scrubber.timer enabled"
+ok "glance-api.service, glance-registry.service, glance-scrubber.timer, the cache timers enabled"
 if pgrep -u glance >/dev/null; then fail "a glance process runs after installation"; fi
 ok "nothing started"
 
@@ -397,7 +405,9 @@ step "systemd-analyze verify (installed units, programs and man pages)"
 (cd / && systemd-analyze verify /usr/lib/systemd/system/glance-api.service \
     /usr/lib/systemd/system/glance-registry.service \
     /usr/lib/systemd/system/glance-scrubber.service \
-    /usr/lib/systemd/system/glance-scrubber.timer) > "$work/verify" 2>&1 ||
+    /usr/lib/systemd/system/glance-scrubber.timer \
+    /usr/lib/systemd/system/glance-cache-{prefetcher,pruner,reaper}.{service,timer}) \
+    > "$work/verify" 2>&1 ||
     { cat "$work/verify"; fail "systemd-analyze verify failed"; }
 # It prints nothing on success; anything about our units is a finding.
 if grep -v '^+' "$work/verify" | grep -i 'glance'; then fail "systemd-analyze verify complained"; fi
@@ -503,6 +513,12 @@ setpriv --reuid=glance --regid=glance --init-groups -- \
     glance-scrubber --config-file /etc/glance/glance-scrubber.conf ||
     fail "glance-scrubber one pass failed"
 ok "glance-scrubber: one pass, exit 0"
+for p in $cache_programs; do
+    # The packaged glance-api.conf has image_cache_enabled = False: nothing to do, exit 0.
+    setpriv --reuid=glance --regid=glance --init-groups -- \
+        "$p" --config-file /etc/glance/glance-api.conf || fail "$p failed"
+done
+ok "glance-cache-prefetcher, -pruner, -reaper: one pass each, exit 0"
 
 # --- Remove, then purge ---------------------------------------------------------------------
 step "remove"
@@ -526,7 +542,8 @@ apt_get purge "$PKG"
 we_installed=no
 for f in /etc/glance /var/lib/glance /var/log/glance /etc/logrotate.d/glance-rs \
     /etc/systemd/system/multi-user.target.wants/glance-api.service \
-    /etc/systemd/system/timers.target.wants/glance-scrubber.timer; do
+    /etc/systemd/system/timers.target.wants/glance-scrubber.timer \
+    /etc/systemd/system/timers.target.wants/glance-cache-prefetcher.timer; do
     [ ! -e "$f" ] && [ ! -L "$f" ] || fail "$f remains after purge"
 done
 if dpkg-query -W "$PKG" >/dev/null 2>&1; then fail "dpkg still knows $PKG"; fi

@@ -6,6 +6,7 @@
 #   bench/run.sh                  # full run: 1 GiB image, 3 repeats
 #   bench/run.sh --size-mib 64    # quick run
 #   bench/run.sh --store file,swift,s3   # also Swift and S3 (tests/services/swift-s3.sh)
+#   bench/run.sh --cache          # also the image cache: Swift downloads, miss and hit
 #   bench/run.sh --help
 #
 # All traffic goes to 127.0.0.1. Every server and client this script starts is stopped on exit.
@@ -33,6 +34,7 @@ RESULTS="$SCRIPT_DIR/results/latest.json"
 BUILD=1
 INSTALL=1
 KEEP=0
+CACHE=0                 # --cache: downloads from the Swift store through the image cache
 
 # Targets (issue 3, item 10).
 DOWNLOAD_TARGET=0.80    # glance download >= 80% of nginx sendfile
@@ -41,6 +43,7 @@ SLOWEST_TARGET=0.80     # glance upload   >= 80% of the slowest of dd conv=fsync
                         # multihash on one core (issue 14, item 6)
 INSPECT_TARGET_PCT=2    # format inspection < 2% of an upload's time
 RSS_TARGET_MIB=64       # peak RSS during CONCURRENCY concurrent downloads < 64 MiB
+CACHE_HIT_TARGET=0.95   # a cache hit >= 95% of the file store's download (issue 17, item 5)
 
 usage() {
     cat <<EOF
@@ -63,6 +66,10 @@ Usage: bench/run.sh [options]
   --results FILE        JSON results (default bench/results/latest.json)
   --no-build            do not run cargo build --release --bins
   --no-install          do not apt-get install missing nginx/wrk (fall back instead)
+  --cache               also measure the image cache: a glance-api on the Swift store with
+                        image_cache_enabled, each round a first download (miss: from Swift,
+                        filling the cache) and a second (hit: from the cache), beside the file
+                        store's download and nginx of the same round; implies swift in --store
   --keep                keep the run's glance data directory and logs
   -h, --help            this help
 
@@ -97,6 +104,7 @@ while (( $# )); do
         --no-build) BUILD=0 ;;
         --no-install) INSTALL=0 ;;
         --keep) KEEP=1 ;;
+        --cache) CACHE=1 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option '$1'" ;;
     esac
@@ -134,6 +142,7 @@ for s in "${store_list[@]}"; do
         *) die "--store: unknown store '$s' (file, swift, s3, or a comma list of them)" ;;
     esac
 done
+if (( CACHE )) && [[ " ${OBJ_STORES[*]} " != *" swift "* ]]; then OBJ_STORES+=(swift); fi
 STORE_NAMES=$(IFS=,; echo "file${OBJ_STORES[*]:+,${OBJ_STORES[*]}}")
 
 # The local Swift (proxy with tempauth and s3api) of tests/services/swift-s3.sh.
@@ -203,6 +212,7 @@ OBJ_IDS=()
 CONTAINERS=()           # Swift containers (S3 buckets) this run may have created
 CLIENT_PIDS=()
 CREATED_POLICY_RC=0
+API_EXTRA=""            # more glance-api.conf lines for the next start_api
 
 # swift_auth: sets SWIFT_URL and SWIFT_TOKEN (tempauth v1.0) for the Swift API.
 swift_auth() {
@@ -312,6 +322,7 @@ start_api() {
             on) printf 'filesystem_store_direct_io = True\n' ;;
             off) printf 'filesystem_store_direct_io = False\n' ;;
         esac
+        printf '%s' "$API_EXTRA"
     } > "$dir/glance-api.conf"
     "$API_BIN" --config-file "$dir/glance-api.conf" \
         > "$dir/api.stdout" 2> "$dir/api.stderr" &
@@ -667,6 +678,47 @@ for st in "${OBJ_STORES[@]}"; do
     R_DL[$st]=$(median "${S_DL[@]}") R_DLS[$st]=$(json_array "${S_DL[@]}")
     R_DLR[$st]=$(median3 "${S_DLR[@]}") R_DLRS[$st]=$(json_array "${S_DLR[@]}")
 done
+
+# ---- image cache -------------------------------------------------------------------------
+# A glance-api on the Swift store with the image cache on: one image uploaded, then per round
+# its cached copy purged (DELETE /v1/cached_images/<id>), a first download (the miss: from
+# Swift, written into the cache on the way) and a second (the hit: from the cache file, sent
+# as file-store downloads are), then the file store's download and nginx, so that the hit is
+# set against ceilings of the same moment.
+CACHE_MISS=() CACHE_HIT=() CACHE_FILE=() CACHE_NG=() CACHE_HIT_FILE=() CACHE_HIT_NG=()
+if (( CACHE )); then
+    API_EXTRA=$(printf 'image_cache_enabled = True\nimage_cache_datadir = %s\nimage_cache_max_size_bytes = %s\n' \
+        "$RUN_DIR/cache/image-cache" "$(( BYTES * 2 ))")
+    start_api swift "$RUN_DIR/cache"
+    API_EXTRA=""
+    OBJ_API=$API
+    upload "bench-cache"
+    OBJ_IDS+=("$UPLOAD_ID")
+    CACHE_ID=$UPLOAD_ID
+    log "cache: $REPEAT x (purge, glance GET miss, glance GET hit, file store GET${NGINX:+, nginx})"
+    for (( r = 1; r <= REPEAT; r++ )); do
+        code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$API/v1/cached_images/$CACHE_ID")
+        [[ $code == 200 ]] || die "cache: DELETE /v1/cached_images/$CACHE_ID: status $code"
+        curl_get "$API/v1/images/$CACHE_ID"; CACHE_MISS+=("$GET_MBPS")
+        curl -sS "$API/v1/cached_images" | grep -q "\"$CACHE_ID\"" \
+            || die "cache: the first download did not fill the cache"
+        curl_get "$API/v1/images/$CACHE_ID"; CACHE_HIT+=("$GET_MBPS")
+        curl -sS "$API/v1/cached_images" | grep -q '"hits": *1[,}]' \
+            || die "cache: the second download was not a hit"
+        curl_get "$FILE_API/v1/images/$IMAGE_ID"; CACHE_FILE+=("$GET_MBPS")
+        CACHE_HIT_FILE+=("$(calc "${CACHE_HIT[-1]} / ${CACHE_FILE[-1]}" 3)")
+        if [[ -n $NGINX ]]; then
+            curl_get "$NGINX_URL"; CACHE_NG+=("$GET_MBPS")
+            CACHE_HIT_NG+=("$(calc "${CACHE_HIT[-1]} / ${CACHE_NG[-1]}" 3)")
+        fi
+        log "  #$r miss ${CACHE_MISS[-1]} MB/s, hit ${CACHE_HIT[-1]} MB/s, file store ${CACHE_FILE[-1]} MB/s${NGINX:+, nginx ${CACHE_NG[-1]} MB/s}"
+    done
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$API/v1/images/$CACHE_ID")
+    [[ $code == 200 ]] || die "cache: DELETE /v1/images/$CACHE_ID: status $code"
+    OBJ_IDS=()
+    stop_pid "$API_PID"
+    API=$FILE_API API_PID=$FILE_API_PID OBJ_API=""
+fi
 LOAD_AFTER=$(loadavg)
 
 # ---- inspection cost ---------------------------------------------------------------------
@@ -801,6 +853,29 @@ if (( ${#OBJ_STORES[@]} )); then
     done
 fi
 
+CACHE_PASS="skipped"
+if (( CACHE )); then
+    CACHE_MISS_MED=$(median "${CACHE_MISS[@]}") CACHE_HIT_MED=$(median "${CACHE_HIT[@]}")
+    CACHE_FILE_MED=$(median "${CACHE_FILE[@]}")
+    CACHE_RATIO=$(median3 "${CACHE_HIT_FILE[@]}")
+    CACHE_NG_MED="" CACHE_NG_RATIO=""
+    if (( ${#CACHE_NG[@]} )); then
+        CACHE_NG_MED=$(median "${CACHE_NG[@]}") CACHE_NG_RATIO=$(median3 "${CACHE_HIT_NG[@]}")
+    fi
+    CACHE_PASS=$(pass "$CACHE_RATIO >= $CACHE_HIT_TARGET")
+    echo
+    echo "image cache: the same $SIZE_MIB MiB image from the Swift store, first download (miss,"
+    echo "filling the cache) and second (hit), beside the file store and nginx in each round;"
+    echo "MB/s: medians; ratio: median of the per-round ratios"
+    echo
+    row "measure" "value" "ceiling" "ratio" "target" "result"
+    row "cache miss MB/s (swift)" "$CACHE_MISS_MED" "file store $CACHE_FILE_MED" "$(calc "$CACHE_MISS_MED / $CACHE_FILE_MED" 3)" "-" "info"
+    row "cache hit MB/s" "$CACHE_HIT_MED" "file store $CACHE_FILE_MED" "$CACHE_RATIO" ">= $CACHE_HIT_TARGET" "$CACHE_PASS"
+    row "cache hit MB/s vs nginx" "$CACHE_HIT_MED" "${CACHE_NG_MED:+nginx sendfile $CACHE_NG_MED}" "${CACHE_NG_RATIO:--}" "-" "info"
+    echo "  samples: miss ${CACHE_MISS[*]}; hit ${CACHE_HIT[*]}; file store ${CACHE_FILE[*]}${NGINX:+; nginx ${CACHE_NG[*]}}"
+    echo "  per-round ratios: hit/file store ${CACHE_HIT_FILE[*]}${NGINX:+; hit/nginx ${CACHE_HIT_NG[*]}}"
+fi
+
 q() { printf '"%s"' "$1"; }
 num_or_null() { [[ -n $1 ]] && printf '%s' "$1" || printf 'null'; }
 bool() { [[ $1 == PASS ]] && echo true || echo false; }
@@ -828,6 +903,19 @@ stores_json() {
 for p in "$UP_PASS" "$DL_PASS" "$RSS_PASS"; do [[ $p == PASS ]] || ALL_PASS=false; done
 [[ $INSPECT_PASS != FAIL ]] || ALL_PASS=false
 [[ $SLOWEST_PASS != FAIL ]] || ALL_PASS=false
+[[ $CACHE_PASS != FAIL ]] || ALL_PASS=false
+# cache_json: the "cache" object (null without --cache).
+cache_json() {
+    (( CACHE )) || { printf 'null'; return; }
+    printf '{"store": "swift", "miss_mbps": %s, "miss_samples": %s, "hit_mbps": %s, "hit_samples": %s,' \
+        "$CACHE_MISS_MED" "$(json_array "${CACHE_MISS[@]}")" "$CACHE_HIT_MED" "$(json_array "${CACHE_HIT[@]}")"
+    printf ' "file_store_mbps": %s, "file_store_samples": %s, "hit_ratio_to_file_store": %s,' \
+        "$CACHE_FILE_MED" "$(json_array "${CACHE_FILE[@]}")" "$CACHE_RATIO"
+    printf ' "hit_paired_ratios": %s, "nginx_mbps": %s, "nginx_samples": %s, "hit_ratio_to_nginx": %s,' \
+        "$(json_array "${CACHE_HIT_FILE[@]}")" "$(num_or_null "$CACHE_NG_MED")" \
+        "$(json_array "${CACHE_NG[@]:-}")" "$(num_or_null "$CACHE_NG_RATIO")"
+    printf ' "target": %s, "pass": %s}' "$CACHE_HIT_TARGET" "$(bool "$CACHE_PASS")"
+}
 cat > "$RESULTS" <<EOF
 {
   "date": $(q "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
@@ -836,7 +924,7 @@ cat > "$RESULTS" <<EOF
   "params": {"size_mib": $SIZE_MIB, "store": $(q "$STORE"), "repeat": $REPEAT,
              "statistic": "values: median; ratio: median of per-round ratios",
              "concurrency": $CONCURRENCY, "workers": $WORKERS, "image_buffer_size": $(num_or_null "$BUFFER_SIZE"), "direct_io": "${DIRECT_IO:-default}",
-             "hashing_algorithm": $(q "$HASHING_ALGORITHM"),
+             "hashing_algorithm": $(q "$HASHING_ALGORITHM"), "cache": $( (( CACHE )) && echo true || echo false ),
              "stores": $(q "$STORE_NAMES"), "head_tool": $(q "$HEAD_TOOL")},
   "units": {"throughput": "MB/s (10^6 bytes/s)", "rss": "KiB"},
   "upload": {"mbps": $UP_MED, "samples": $(json_array "${UP[@]}"), "ceiling": "dd bs=1M conv=fsync",
@@ -868,6 +956,7 @@ cat > "$RESULTS" <<EOF
   "inspection": {"inspector_mbps": $(num_or_null "$INSPECT_MBPS"), "share_of_upload_pct": $(num_or_null "$INSPECT_SHARE"),
                  "target_pct": $INSPECT_TARGET_PCT, "pass": $( [[ $INSPECT_PASS == FAIL ]] && echo false || echo true )},
   "stores": $(stores_json),
+  "cache": $(cache_json),
   "all_targets_pass": $ALL_PASS
 }
 EOF

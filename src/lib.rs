@@ -7,6 +7,7 @@
 //!
 //! - [`image`]: the image model (statuses, formats, ids, records and patches);
 //! - [`registry`]: the metadata store (SQLite, or a remote `glance-registry`) and its API;
+//! - [`cache`]: the image cache of glance-api and its maintenance programs;
 //! - [`http`]: our small HTTP/1.1 server layer;
 //! - [`config`]: Glance-style INI configuration;
 //! - [`auth`]: request contexts and the visibility rules;
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;

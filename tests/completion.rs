@@ -112,7 +112,11 @@ fn commands_and_options() {
         complete("glance member-"),
         ["member-images", "member-add", "member-delete"]
     );
-    assert_eq!(complete("glance ").len(), 15);
+    assert_eq!(complete("glance ").len(), 24);
+    assert_eq!(
+        complete("glance cache-re"),
+        ["cache-reap-invalid", "cache-reap-stalled"]
+    );
     // Options come first or anywhere, their values are skipped when finding the command.
     assert_eq!(
         complete("glance -H 127.0.0.1 --limit 5 de"),

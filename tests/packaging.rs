@@ -28,6 +28,9 @@ fn bin(name: &str) -> PathBuf {
         "glance-registry" => PathBuf::from(env!("CARGO_BIN_EXE_glance-registry")),
         "glance-manage" => PathBuf::from(env!("CARGO_BIN_EXE_glance-manage")),
         "glance-scrubber" => PathBuf::from(env!("CARGO_BIN_EXE_glance-scrubber")),
+        "glance-cache-prefetcher" => PathBuf::from(env!("CARGO_BIN_EXE_glance-cache-prefetcher")),
+        "glance-cache-pruner" => PathBuf::from(env!("CARGO_BIN_EXE_glance-cache-pruner")),
+        "glance-cache-reaper" => PathBuf::from(env!("CARGO_BIN_EXE_glance-cache-reaper")),
         other => panic!("unknown binary {other}"),
     }
 }
@@ -60,6 +63,9 @@ fn man_pages_list_every_command_line_option() {
         "glance-registry",
         "glance-manage",
         "glance-scrubber",
+        "glance-cache-prefetcher",
+        "glance-cache-pruner",
+        "glance-cache-reaper",
     ] {
         let page = read(&format!("man/{program}.8"));
         let options = long_options(program);
@@ -183,7 +189,7 @@ fn expected_contents() -> (Vec<String>, Vec<String>, Vec<String>) {
             )
         })
         .collect();
-    assert_eq!(bins.len(), 5, "{bins:?}");
+    assert_eq!(bins.len(), 8, "{bins:?}");
     assert!(bins.iter().any(|b| b == "glance"), "{bins:?}");
     (units, pages, bins)
 }
@@ -206,6 +212,12 @@ fn packages_ship_every_binary_page_and_unit() {
         units,
         [
             "glance-api.service",
+            "glance-cache-prefetcher.service",
+            "glance-cache-prefetcher.timer",
+            "glance-cache-pruner.service",
+            "glance-cache-pruner.timer",
+            "glance-cache-reaper.service",
+            "glance-cache-reaper.timer",
             "glance-registry.service",
             "glance-scrubber.service",
             "glance-scrubber.timer"
@@ -390,12 +402,21 @@ fn units_run_the_packaged_programs() {
         ("glance-api.service", "glance-api"),
         ("glance-registry.service", "glance-registry"),
         ("glance-scrubber.service", "glance-scrubber"),
+        ("glance-cache-prefetcher.service", "glance-cache-prefetcher"),
+        ("glance-cache-pruner.service", "glance-cache-pruner"),
+        ("glance-cache-reaper.service", "glance-cache-reaper"),
     ] {
         let text = read(&format!("packaging/systemd/{unit}"));
         let has = |line: &str| text.lines().any(|l| l == line);
+        // The cache programs read glance-api's file: the cache is configured once.
+        let conf = if program.starts_with("glance-cache-") {
+            "glance-api"
+        } else {
+            program
+        };
         assert!(
             has(&format!(
-                "ExecStart=/usr/bin/{program} --config-file /etc/glance/{program}.conf"
+                "ExecStart=/usr/bin/{program} --config-file /etc/glance/{conf}.conf"
             )),
             "{unit}: ExecStart"
         );
@@ -409,8 +430,13 @@ fn units_run_the_packaged_programs() {
         ] {
             assert!(has(line), "{unit}: missing {line}");
         }
-        if program == "glance-scrubber" {
+        if program == "glance-scrubber" || program.starts_with("glance-cache-") {
             assert!(has("Type=oneshot"), "{unit}");
+            let timer = read(&format!("packaging/systemd/{program}.timer"));
+            assert!(
+                timer.lines().any(|l| l == "WantedBy=timers.target"),
+                "{program}.timer"
+            );
         } else {
             for line in [
                 "Type=notify",

@@ -8,9 +8,10 @@
 # Completes the commands, the long options, the FIELD=VALUE names of add, update, index
 # and details with the known values of is_public, disk_format, container_format and status,
 # the values of --sort_key, --sort_dir and --file, and image IDs (show, update, delete,
-# download, the member commands, --marker) by running `glance index` against the server of
-# the command line (-H, -p, -A, --tenant, --roles, else the environment), for at most 2
-# seconds, so that a slow or absent server never hangs the shell.
+# download, the member commands, cache-prefetch, cache-purge, --marker) by running
+# `glance index` against the server of the command line (-H, -p, -A, --tenant, --roles,
+# else the environment), for at most 2 seconds, so that a slow or absent server never hangs
+# the shell.
 #
 # The lists below follow glance's own tables; tests/completion.rs checks them against the
 # code (commands, options, formats, statuses, sort keys).
@@ -21,7 +22,9 @@ _glance_list() {
     case $1 in
     commands)
         echo "help add update delete index details show download image-download clear" \
-            "image-members member-images member-add member-delete members-replace" ;;
+            "image-members member-images member-add member-delete members-replace" \
+            "cache-index cache-invalid cache-incomplete cache-prefetching cache-prefetch" \
+            "cache-purge cache-clear cache-reap-invalid cache-reap-stalled" ;;
     options)
         echo "--host --port --auth_token --tenant --roles --verbose --debug --limit --marker" \
             "--sort_key --sort_dir --force --dry-run --can-share --file --progress --help" \
@@ -31,7 +34,7 @@ _glance_list() {
             "--sort_key --sort_dir --file --os-cloud --os-image-url" ;;
     id_commands)
         echo "show update delete download image-download image-members member-add" \
-            "member-delete members-replace" ;;
+            "member-delete members-replace cache-prefetch cache-purge" ;;
     add_fields)
         echo "name= id= is_public= disk_format= container_format= min_ram= min_disk= owner=" \
             "checksum= location=" ;;

@@ -14,6 +14,6 @@ if [ -d /run/systemd/system ]; then
 fi
 if [ "$1" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
     systemctl --no-reload enable glance-api.service glance-registry.service \
-        glance-scrubber.timer >/dev/null 2>&1 || :
+        glance-scrubber.timer glance-cache-prefetcher.timer glance-cache-pruner.timer glance-cache-reaper.timer >/dev/null 2>&1 || :
 fi
 exit 0

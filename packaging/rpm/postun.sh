@@ -6,7 +6,7 @@ if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
     if [ "$1" -ge 1 ]; then
         systemctl try-restart glance-api.service glance-registry.service \
-            glance-scrubber.timer >/dev/null 2>&1 || :
+            glance-scrubber.timer glance-cache-prefetcher.timer glance-cache-pruner.timer glance-cache-reaper.timer >/dev/null 2>&1 || :
     fi
 fi
 if [ "$1" -eq 0 ]; then

@@ -175,14 +175,18 @@ pub fn check_downloadable(ctx: &Context, image: &Image) -> Result<()> {
 }
 
 /// The data of a downloadable image as a 200, a 206 for a satisfiable `Range`, or a 416,
-/// streamed from its store. An http(s) location reports its own length, which replaces
+/// streamed from its store, or from the image cache when it is on (see
+/// [`crate::cache::download`]). An http(s) location reports its own length, which replaces
 /// `image.size`.
 pub fn data_response(app: &ApiApp, req: &Request<'_>, image: &mut Image) -> Result<Response> {
     let location = image
         .location
         .as_deref()
         .ok_or_else(|| Error::not_found(format!("Image {} has no data", image.id)))?;
-    let data = app.stores.get(location)?;
+    let whole = req.header("range").is_none();
+    let data = crate::cache::download(app.stores.cache(), image, whole, || {
+        app.stores.get(location)
+    })?;
     if let ImageData::Stream(_, Some(remote_len)) = &data {
         image.size = *remote_len;
     }

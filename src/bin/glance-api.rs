@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use glance_rs::api::recovery::reconcile_interrupted_uploads;
 use glance_rs::api::{ApiApp, ApiOptions};
+use glance_rs::cache::ImageCache;
 use glance_rs::config::{self, ApiConfig, CliArgs};
 use glance_rs::registry::client::RemoteRegistry;
 use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry, UploadLock};
@@ -26,7 +27,13 @@ fn run(cli: &CliArgs) -> Result<()> {
         default: cfg.limit_param_default,
         max: cfg.api_limit_max,
     };
-    let stores = Stores::new(&cfg.store_options())?;
+    let mut stores = Stores::new(&cfg.store_options())?;
+    if cfg.cache.enabled {
+        let cache = ImageCache::open(&cfg.cache)?;
+        cache.recover()?;
+        log::info!("image cache in {}", cfg.cache.datadir.display());
+        stores.set_cache(cache);
+    }
     // Held until the process ends: while it is, no other glance-api reconciles this
     // database under our running uploads.
     let (registry, _upload_lock) = open_registry(&cfg, limits, &stores)?;

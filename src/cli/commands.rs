@@ -53,12 +53,17 @@ pub fn dispatch(s: &Settings, command: &str, args: &[String], out: &mut dyn Writ
         "member-add" => member_add(s, args, out),
         "member-delete" => member_delete(s, args, out),
         "members-replace" => members_replace(s, args, out),
-        other => Err(unknown_command(other)),
+        other => super::cache::dispatch(s, other, args, out)
+            .unwrap_or_else(|| Err(unknown_command(other))),
     }
 }
 
 /// Exactly `names.len()` positional arguments, else a usage error naming the command.
-fn positional<'a>(command: &str, args: &'a [String], names: &[&str]) -> CliResult<Vec<&'a str>> {
+pub(super) fn positional<'a>(
+    command: &str,
+    args: &'a [String],
+    names: &[&str],
+) -> CliResult<Vec<&'a str>> {
     if args.len() != names.len() {
         let what = if args.len() < names.len() {
             format!("missing {}", names[args.len()..].join(" "))
@@ -75,7 +80,12 @@ fn positional<'a>(command: &str, args: &'a [String], names: &[&str]) -> CliResul
 
 /// Maps a client error: 404 → `not_found`; connection failures, credentials and
 /// everything else → `Failed to <action>: …`.
-fn client_error(s: &Settings, action: &str, not_found: &str, e: client::Error) -> CliError {
+pub(super) fn client_error(
+    s: &Settings,
+    action: &str,
+    not_found: &str,
+    e: client::Error,
+) -> CliError {
     let debug = Some(format!("{e:?}"));
     match e {
         client::Error::NotFound(_) => CliError::NotFound(not_found.to_string()),
@@ -103,11 +113,11 @@ fn client_error(s: &Settings, action: &str, not_found: &str, e: client::Error) -
 
 /// An image id given on the command line, parsed once here: one that cannot be valid names
 /// no image (exit 3, as the server's 404 for it).
-fn image_id(arg: &str) -> CliResult<ImageId> {
+pub(super) fn image_id(arg: &str) -> CliResult<ImageId> {
     ImageId::parse(arg).map_err(|_| CliError::NotFound(no_image(arg)))
 }
 
-fn no_image(id: &str) -> String {
+pub(super) fn no_image(id: &str) -> String {
     format!("No image with ID {id} was found")
 }
 
@@ -117,7 +127,7 @@ fn warn(messages: &[String]) {
     }
 }
 
-fn dry_run_header(out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn dry_run_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "Dry run. We would have done the following:")
 }
 
@@ -252,7 +262,7 @@ pub fn update(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
 }
 
 /// Asks for confirmation unless `--force`; refuses when nobody can answer.
-fn confirm(s: &Settings, question: &str, refusal: &str) -> CliResult {
+pub(super) fn confirm(s: &Settings, question: &str, refusal: &str) -> CliResult {
     if s.force {
         return Ok(());
     }

@@ -89,7 +89,7 @@ pub fn command(name: &str) -> Option<String> {
         "member-add" => MEMBER_ADD,
         "member-delete" => MEMBER_DELETE,
         "members-replace" => MEMBERS_REPLACE,
-        _ => "",
+        other => super::cache::help(other).unwrap_or(""),
     };
     Some(format!(
         "Usage: glance {} {}\n\n{}\n\nOptions: see 'glance help'.\n",

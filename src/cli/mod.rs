@@ -10,6 +10,7 @@
 //! The option and command tables ([`OPTIONS`], [`COMMANDS`]) are the single source of the
 //! getopts definition and the help texts; a test checks that the man page covers them.
 
+mod cache;
 mod commands;
 mod fields;
 mod help;
@@ -260,6 +261,52 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "members-replace",
         args: "ID MEMBER [--can-share]",
         summary: "make MEMBER the only member of an image",
+    },
+    // The image cache (admins, servers with image_cache_enabled): cli/cache.rs.
+    CommandSpec {
+        name: "cache-index",
+        args: "",
+        summary: "list the images in the server's image cache",
+    },
+    CommandSpec {
+        name: "cache-invalid",
+        args: "",
+        summary: "list cache entries that failed verification",
+    },
+    CommandSpec {
+        name: "cache-incomplete",
+        args: "",
+        summary: "list images being written into the cache",
+    },
+    CommandSpec {
+        name: "cache-prefetching",
+        args: "",
+        summary: "list images queued or being prefetched into the cache",
+    },
+    CommandSpec {
+        name: "cache-prefetch",
+        args: "ID...",
+        summary: "queue images for prefetching into the cache",
+    },
+    CommandSpec {
+        name: "cache-purge",
+        args: "ID",
+        summary: "remove an image from the cache",
+    },
+    CommandSpec {
+        name: "cache-clear",
+        args: "",
+        summary: "remove every image from the cache",
+    },
+    CommandSpec {
+        name: "cache-reap-invalid",
+        args: "",
+        summary: "remove the invalid cache entries now",
+    },
+    CommandSpec {
+        name: "cache-reap-stalled",
+        args: "",
+        summary: "remove stalled incomplete cache entries",
     },
 ];
 

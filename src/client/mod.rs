@@ -44,6 +44,7 @@
 //! Keystone with the credentials of an openrc or a clouds.yaml
 //! ([`credentials::Credentials::discover`]).
 
+mod cache;
 pub mod credentials;
 pub(crate) mod error;
 pub mod headers;
@@ -59,6 +60,7 @@ use serde_json::{Value, json};
 use ureq::Agent;
 use ureq::http::Request;
 
+pub use self::cache::CachedImage;
 pub use self::error::{Error, Result};
 pub use self::tls::CaBundle;
 use crate::http::percent_encode;

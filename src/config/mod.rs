@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cache::CacheOptions;
 use crate::error::{Error, Result};
 use crate::format::OnMismatch;
 use crate::image::DISK_FORMATS;
@@ -1205,8 +1206,38 @@ pub struct ApiConfig {
     pub known_stores: Option<Vec<String>>,
     /// `location_allowed_hosts`: special addresses client-supplied locations may reach.
     pub location_allowed_hosts: Arc<AddressPolicy>,
+    /// The `image_cache_*` options (glance-api and the cache programs).
+    pub cache: CacheOptions,
     /// Messages to log once logging is up (unknown options, unsupported settings).
     pub warnings: Vec<String>,
+}
+
+/// Reads the `image_cache_*` options: `image_cache_percent_extra_to_free` is a fraction
+/// from 0 to 1, as in Diablo's sample (0.20 = 20 %).
+fn read_cache(ini: &Ini) -> Result<CacheOptions> {
+    let d = ini.defaults();
+    let extra_key = "image_cache_percent_extra_to_free";
+    let extra_to_free = match d.get(extra_key) {
+        None => crate::cache::DEFAULT_EXTRA_TO_FREE,
+        Some(v) => match v.text.trim().parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => f,
+            _ => return Err(v.error(extra_key, "is not a fraction from 0 to 1 (0.05 = 5%)")),
+        },
+    };
+    Ok(CacheOptions {
+        enabled: d.bool("image_cache_enabled", false)?,
+        datadir: d.path("image_cache_datadir", crate::cache::DEFAULT_DATADIR),
+        max_size: d.u64("image_cache_max_size_bytes", crate::cache::DEFAULT_MAX_SIZE)?,
+        extra_to_free,
+        stall_timeout: d.seconds(
+            "image_cache_stall_timeout",
+            crate::cache::DEFAULT_STALL_TIMEOUT,
+        )?,
+        invalid_grace_period: d.seconds(
+            "image_cache_invalid_entry_grace_period",
+            crate::cache::DEFAULT_INVALID_GRACE,
+        )?,
+    })
 }
 
 impl ApiConfig {
@@ -1295,6 +1326,7 @@ impl ApiConfig {
             s3,
             known_stores,
             location_allowed_hosts,
+            cache: read_cache(ini)?,
             warnings: finish_warnings(ini, warnings),
         })
     }

@@ -1156,3 +1156,38 @@ fn hashing_algorithm_option() {
         );
     }
 }
+
+/// The image cache options: Diablo's names and defaults; the extra fraction from 0 to 1.
+#[test]
+fn image_cache_options() {
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\n"))
+        .map(|c| c.cache)
+        .ok();
+    assert_eq!(c, Some(crate::cache::CacheOptions::default()));
+    let c = ApiConfig::from_ini(&ini("[DEFAULT]\nimage_cache_enabled = True\n\
+         image_cache_datadir = /srv/cache\nimage_cache_max_size_bytes = 2048\n\
+         image_cache_percent_extra_to_free = 0.20\nimage_cache_stall_timeout = 60\n\
+         image_cache_invalid_entry_grace_period = 5\n"))
+    .map(|c| c.cache)
+    .ok();
+    let c = c.unwrap_or_default();
+    assert!(c.enabled);
+    assert_eq!(c.datadir, Path::new("/srv/cache"));
+    assert_eq!((c.max_size, c.extra_to_free), (2048, 0.20));
+    assert_eq!(c.stall_timeout, Duration::from_secs(60));
+    assert_eq!(c.invalid_grace_period, Duration::from_secs(5));
+    for bad in ["1.5", "-0.1", "20%", "x"] {
+        let e = err(ApiConfig::from_ini(&ini(&format!(
+            "[DEFAULT]\nimage_cache_percent_extra_to_free = {bad}\n"
+        ))));
+        assert!(e.contains("image_cache_percent_extra_to_free"), "{e}");
+        assert!(
+            e.ends_with("is not a fraction from 0 to 1 (0.05 = 5%)"),
+            "{e}"
+        );
+    }
+    let e = err(ApiConfig::from_ini(&ini(
+        "[DEFAULT]\nimage_cache_max_size_bytes = lots\n",
+    )));
+    assert!(e.contains("image_cache_max_size_bytes"), "{e}");
+}

@@ -58,6 +58,7 @@ use location::{lookup_scheme, parse_stored};
 pub(crate) use pipeline::BUFFER_ALIGN;
 pub use pipeline::ImageBody;
 
+use crate::cache::ImageCache;
 use crate::error::{Error, Result};
 use crate::format::{Inspection, Rules};
 use crate::image::ImageId;
@@ -309,6 +310,7 @@ pub struct Stores {
     size_cap: u64,
     hashing_algorithm: HashAlgorithm,
     policy: LocationPolicy,
+    cache: Option<Arc<ImageCache>>,
 }
 
 impl fmt::Debug for Stores {
@@ -364,6 +366,7 @@ impl Stores {
             size_cap: opts.size_cap,
             hashing_algorithm: opts.hashing_algorithm,
             policy: LocationPolicy::new(opts),
+            cache: None,
         };
         let default = s
             .by_name(opts.default_store.store_name())
@@ -378,6 +381,16 @@ impl Stores {
             })?;
         s.default_store = default;
         Ok(s)
+    }
+
+    /// Puts the image cache in front of downloads (glance-api with `image_cache_enabled`).
+    pub fn set_cache(&mut self, cache: Arc<ImageCache>) {
+        self.cache = Some(cache);
+    }
+
+    /// The image cache, when downloads have one: pass it to [`crate::cache::download`].
+    pub fn cache(&self) -> Option<&Arc<ImageCache>> {
+        self.cache.as_ref()
     }
 
     /// Checks an upload before anything is reserved: the store (`requested`, from

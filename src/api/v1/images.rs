@@ -43,7 +43,7 @@ pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
     Ok(with_image_headers(app, Response::empty(200), &image, req))
 }
 
-/// GET /images/<id>: metadata headers and the image bytes, streamed from the store.
+/// GET /images/<id>: metadata headers and the image bytes (see [`data::data_response`]).
 pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let mut image = app.registry.get(ctx, id)?;
     data::check_downloadable(ctx, &image)?;

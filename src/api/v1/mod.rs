@@ -2,7 +2,10 @@
 //!
 //! Paths arrive with the version prefix already stripped. Unknown method/path combinations
 //! are 404, as in Glance Diablo, except on `/shared-images/<member>`: 405 with `Allow`.
+//! `/cached_images` (spec §5.9) exists only while the image cache is on, as Diablo's
+//! `imagecache` filter; its routes are in `cached_images.rs`.
 
+mod cached_images;
 pub mod headers;
 mod images;
 mod members;
@@ -45,6 +48,9 @@ fn route(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Result<Response> {
             members::remove(app, &ctx, &image(id)?, member)
         }
         ("GET" | "HEAD", ["shared-images", member]) => members::shared_images(app, &ctx, member),
+        (_, ["cached_images", ..]) if app.stores.cache().is_some() => {
+            cached_images::route(app, req, &ctx, &segs[1..])
+        }
         // A listing only (Diablo answered any method with it); HEAD is GET without a body.
         (_, ["shared-images", _]) => Err(Error::MethodNotAllowed("GET, HEAD".into())),
         _ => Err(Error::not_found(format!(
