@@ -49,6 +49,7 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use common::{Client, Reply, Server};
@@ -82,6 +83,8 @@ pub const DIFFERS: &[&str] = &[
 /// The server under test: our glance-api, or (`GLANCE_V2_TARGET_URL`) an external one.
 struct Target {
     _api: Option<Server>,
+    /// The glance-registry behind `_api` when the test runs over a remote registry.
+    _registry: Option<Server>,
     c: Client,
     /// The server is not our binary (the reference Glance).
     external: bool,
@@ -104,23 +107,95 @@ fn target_with(extra: &str) -> Target {
     if let Some(url) = external_url() {
         return Target {
             _api: None,
+            _registry: None,
             c: Client::new(&url),
             external: true,
             tag,
         };
     }
+    let remote = REMOTE_REGISTRY.with(Cell::get);
+    let (registry, registry_lines) = common::registry_for_api(remote, "");
+    // The embedded config without its own database lines, then where the registry is.
+    let base: String = common::EMBEDDED_API_CONF
+        .lines()
+        .filter(|l| !l.starts_with("sql_connection") && !l.starts_with("db_auto_create"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let api = Server::start(
         "glance-api",
-        &format!("{}{extra}", common::EMBEDDED_API_CONF),
+        &format!("{base}{registry_lines}{extra}"),
         false,
     );
     let c = Client::new(&api.base);
     Target {
         _api: Some(api),
+        _registry: registry,
         c,
         external: false,
         tag,
     }
+}
+
+thread_local! {
+    /// Set by [`over_remote_registry`] for the test running on this thread.
+    static REMOTE_REGISTRY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a test against a glance-api whose registry is a glance-registry (the v2 fields,
+/// listings and members over the registry API), instead of the embedded one.
+fn over_remote_registry(test: fn()) {
+    REMOTE_REGISTRY.with(|r| r.set(true));
+    test();
+}
+
+#[test]
+fn remote_registry_list_filters() {
+    over_remote_registry(list_filters);
+}
+
+#[test]
+fn remote_registry_list_sorts() {
+    over_remote_registry(list_sorts_with_sort_key_sort_dir_and_sort);
+}
+
+#[test]
+fn remote_registry_list_pages() {
+    over_remote_registry(list_pages_with_limit_marker_next_and_first);
+}
+
+#[test]
+fn remote_registry_default_visibility_rules() {
+    over_remote_registry(default_visibility_rules_across_projects);
+}
+
+#[test]
+fn remote_registry_members() {
+    over_remote_registry(members_of_shared_images);
+}
+
+#[test]
+fn remote_registry_tags() {
+    over_remote_registry(tags_put_and_delete);
+}
+
+#[test]
+fn remote_registry_deactivate() {
+    over_remote_registry(deactivate_and_reactivate);
+}
+
+#[test]
+fn remote_registry_patch() {
+    over_remote_registry(patch_add_remove_replace_on_base_fields_and_properties);
+}
+
+#[test]
+fn remote_registry_upload_download() {
+    over_remote_registry(upload_then_download_the_same_bytes);
+}
+
+#[test]
+fn remote_registry_protected() {
+    over_remote_registry(protected_images_cannot_be_deleted);
 }
 
 fn target() -> Target {
