@@ -2310,30 +2310,11 @@ fn keystone_auth_applies_to_v2() {
         return;
     };
     let token = |user: &str, password: &str| -> (String, String) {
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": user, "domain": {"id": "default"}}}}});
-        let mut r = agent
-            .post(&format!("{url}/v3/auth/tokens?nocatalog"))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap_or_else(|e| panic!("token for {user}: {e}"));
-        assert_eq!(r.status(), 201, "token for {user}");
-        let tok = r
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
-            .unwrap_or_default();
-        let project = v
-            .pointer("/token/project/id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        (tok, project)
+        let (tok, body) = common::keystone::password_token(&url, &agent, user, password, user);
+        (
+            tok,
+            common::keystone::token_field(&body, "/token/project/id"),
+        )
     };
     let (_api, c) = match std::env::var("GLANCE_V2_KEYSTONE_TARGET_URL") {
         Ok(u) if !u.trim().is_empty() => (None, Client::new(u.trim().trim_end_matches('/'))),

@@ -60,31 +60,9 @@ struct Token {
 
 impl Keystone {
     fn token(&self, user: &str, password: &str, project: &str) -> Token {
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
-        let mut r = self
-            .agent
-            .post(&format!("{}/v3/auth/tokens?nocatalog", self.url))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap_or_else(|e| panic!("token for {user}: {e}"));
-        assert_eq!(r.status(), 201, "token for {user}");
-        let token = r
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
-            .unwrap_or_default();
-        let s = |p: &str| {
-            v.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let (token, v) =
+            common::keystone::password_token(&self.url, &self.agent, user, password, project);
+        let s = |p: &str| common::keystone::token_field(&v, p);
         Token {
             token,
             user_id: s("/token/user/id"),

@@ -301,30 +301,11 @@ fn keystone_lock() -> MutexGuard<'static, ()> {
 
 /// A project-scoped token: (token, project id).
 fn keystone_token(url: &str, agent: &ureq::Agent, user: &str, password: &str) -> (String, String) {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": user, "domain": {"id": "default"}}}}});
-    let mut r = agent
-        .post(&format!("{url}/v3/auth/tokens?nocatalog"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap_or_else(|e| panic!("token for {user}: {e}"));
-    assert_eq!(r.status(), 201, "token for {user}");
-    let token = r
-        .headers()
-        .get("x-subject-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
-        .unwrap_or_default();
-    let project = v
-        .pointer("/token/project/id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    (token, project)
+    let (token, body) = common::keystone::password_token(url, agent, user, password, user);
+    (
+        token,
+        common::keystone::token_field(&body, "/token/project/id"),
+    )
 }
 
 // --- The cloud: a server and three identities ----------------------------------------------------

@@ -43,3 +43,42 @@ pub fn reach() -> Option<(String, ureq::Agent)> {
     }
     Some((url, agent))
 }
+
+/// A project-scoped token for `user` (domain `default`) by password: the token and the
+/// token body Keystone returned (`/token/project/id`, `/token/user/id` …). Panics unless
+/// Keystone answers 201.
+pub fn password_token(
+    url: &str,
+    agent: &ureq::Agent,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> (String, serde_json::Value) {
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+    let mut r = agent
+        .post(&format!("{url}/v3/auth/tokens?nocatalog"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap_or_else(|e| panic!("token for {user}: {e}"));
+    assert_eq!(r.status(), 201, "token for {user}");
+    let token = r
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let v = serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+        .unwrap_or_default();
+    (token, v)
+}
+
+/// A string at a JSON pointer of a token body, or "".
+pub fn token_field(body: &serde_json::Value, pointer: &str) -> String {
+    body.pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
