@@ -103,14 +103,26 @@ fn percent_done(e: &CachedImage) -> String {
     }
 }
 
-/// The listing's first line, or the empty message; false when there is nothing to list.
-fn found(out: &mut dyn Write, n: usize, none: &str, found: &str) -> io::Result<bool> {
-    if n == 0 {
+/// Prints a listing of cache entries in Diablo's form: `none` when there are none, else
+/// `Found N <what>...`, the header and one row per entry (`values` of each, per column).
+fn listing<const N: usize>(
+    out: &mut dyn Write,
+    entries: &[CachedImage],
+    none: &str,
+    what: &str,
+    cols: &[Column; N],
+    values: impl Fn(&CachedImage) -> [String; N],
+) -> CliResult {
+    if entries.is_empty() {
         writeln!(out, "{none}")?;
-        return Ok(false);
+        return Ok(());
     }
-    writeln!(out, "Found {n} {found}...")?;
-    Ok(true)
+    writeln!(out, "Found {} {what}...", entries.len())?;
+    header(out, cols)?;
+    for e in entries {
+        row(out, cols, &values(e))?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -123,23 +135,23 @@ pub fn index(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult {
         .client()
         .get_cached_images()
         .map_err(|e| failed(s, "show cached images", e))?;
-    if !found(out, images.len(), "No cached images.", "cached images")? {
-        return Ok(());
-    }
     let cols = [ID, NAME, ACCESSED, SIZE, (10, "Hits", true)];
-    header(out, &cols)?;
-    for e in &images {
-        let hits = e.hits.map_or_else(|| "UNKNOWN".into(), |h| h.to_string());
-        let values = [
-            e.id.clone(),
-            or_none(&e.name),
-            or_none(&e.last_accessed),
-            e.size.to_string(),
-            hits,
-        ];
-        row(out, &cols, &values)?;
-    }
-    Ok(())
+    listing(
+        out,
+        &images,
+        "No cached images.",
+        "cached images",
+        &cols,
+        |e| {
+            [
+                e.id.clone(),
+                or_none(&e.name),
+                or_none(&e.last_accessed),
+                e.size.to_string(),
+                e.hits.map_or_else(|| "UNKNOWN".into(), |h| h.to_string()),
+            ]
+        },
+    )
 }
 
 /// `glance cache-invalid` (Diablo printed the last access under "Last Modified"; this
@@ -150,10 +162,6 @@ pub fn invalid(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult 
         .client()
         .get_invalid_cached_images()
         .map_err(|e| failed(s, "show invalid cache images", e))?;
-    let none = "No invalid cached images.";
-    if !found(out, images.len(), none, "invalid cached images")? {
-        return Ok(());
-    }
     let cols = [
         ID,
         NAME,
@@ -163,9 +171,9 @@ pub fn invalid(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult 
         EXPECTED,
         DONE,
     ];
-    header(out, &cols)?;
-    for e in &images {
-        let values = [
+    let none = "No invalid cached images.";
+    listing(out, &images, none, "invalid cached images", &cols, |e| {
+        [
             e.id.clone(),
             or_none(&e.name),
             or_none(&e.error),
@@ -173,10 +181,8 @@ pub fn invalid(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResult 
             e.size.to_string(),
             expected(e),
             percent_done(e),
-        ];
-        row(out, &cols, &values)?;
-    }
-    Ok(())
+        ]
+    })
 }
 
 /// `glance cache-incomplete`.
@@ -186,24 +192,18 @@ pub fn incomplete(s: &Settings, args: &[String], out: &mut dyn Write) -> CliResu
         .client()
         .get_incomplete_cached_images()
         .map_err(|e| failed(s, "show incomplete cache images", e))?;
-    let none = "No incomplete cached images.";
-    if !found(out, images.len(), none, "incomplete cached images")? {
-        return Ok(());
-    }
     let cols = [ID, NAME, MODIFIED, SIZE, EXPECTED, DONE];
-    header(out, &cols)?;
-    for e in &images {
-        let values = [
+    let none = "No incomplete cached images.";
+    listing(out, &images, none, "incomplete cached images", &cols, |e| {
+        [
             e.id.clone(),
             or_none(&e.name),
             or_none(&e.last_modified),
             e.size.to_string(),
             expected(e),
             percent_done(e),
-        ];
-        row(out, &cols, &values)?;
-    }
-    Ok(())
+        ]
+    })
 }
 
 /// `glance cache-prefetching`.
@@ -213,22 +213,16 @@ pub fn prefetching(s: &Settings, args: &[String], out: &mut dyn Write) -> CliRes
         .client()
         .get_prefetching_cache_images()
         .map_err(|e| failed(s, "show prefetching images", e))?;
-    let none = "No images being prefetched.";
-    if !found(out, images.len(), none, "images being prefetched")? {
-        return Ok(());
-    }
     let cols = [ID, NAME, ACCESSED, (10, "Status", true)];
-    header(out, &cols)?;
-    for e in &images {
-        let values = [
+    let none = "No images being prefetched.";
+    listing(out, &images, none, "images being prefetched", &cols, |e| {
+        [
             e.id.clone(),
             or_none(&e.name),
             or_none(&e.last_accessed),
             or_none(&e.status),
-        ];
-        row(out, &cols, &values)?;
-    }
-    Ok(())
+        ]
+    })
 }
 
 /// `glance cache-prefetch ID...`: each image is queued; a missing one is reported and the
