@@ -44,6 +44,14 @@ pub fn plan_upload(
     Ok(UploadPlan { store, expected })
 }
 
+/// Whether the request body is declared `application/octet-stream` (parameters ignored):
+/// what both APIs require of image data.
+pub fn is_octet_stream(req: &Request<'_>) -> bool {
+    req.header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"))
+}
+
 /// Streams the body of an image this request holds in `saving` into the store and
 /// activates it; on any failure the image is killed (only while this upload still holds
 /// it), partial data removed, and an `image.upload` error notification sent.

@@ -203,6 +203,14 @@ impl Context {
             || is_member
     }
 
+    /// 403 for a read-only (anonymous) caller, before any write of either images API.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Forbidden("Read-only access".into()));
+        }
+        Ok(())
+    }
+
     /// Mutable: admin, or both owners set and equal. Read-only contexts never mutate.
     pub fn can_modify(&self, image: &Image) -> bool {
         if self.read_only {

@@ -53,7 +53,7 @@ pub fn show(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Res
 
 /// POST /images: reserve, then upload the body or register the location.
 pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     ctx.check_can_create()?;
     let meta = headers::parse(&req.headers)?;
     check_disk_format(&app.opts.disk_formats, &meta.patch)?;
@@ -110,7 +110,7 @@ pub fn update(
     ctx: &Context,
     id: &ImageId,
 ) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = app.registry.get(ctx, id)?;
     let has_body = req.has_body();
     if has_body && !image.status.accepts_upload() {
@@ -170,17 +170,10 @@ pub fn update(
 
 /// DELETE /images/<id>: remove the data (or leave it to the scrubber) and soft-delete.
 pub fn delete(app: &ApiApp, ctx: &Context, id: &ImageId) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     data::delete_image(app, ctx, id)?;
     app.notifier.info("image.delete", Value::from(id.as_str()));
     Ok(Response::json(200, &Value::Null))
-}
-
-fn check_writable(ctx: &Context) -> Result<()> {
-    if ctx.read_only {
-        return Err(Error::Forbidden("Read-only access".into()));
-    }
-    Ok(())
 }
 
 /// A declared `disk_format` must be one of the configured `disk_formats` (a narrower set
@@ -285,11 +278,7 @@ fn upload_and_activate(
     image: Image,
     plan: data::UploadPlan,
 ) -> Result<Image> {
-    let content_type_ok = req
-        .header("content-type")
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
-    if !content_type_ok {
+    if !data::is_octet_stream(req) {
         data::kill(app, ctx, id);
         return Err(Error::bad_request(
             "Content-Type must be application/octet-stream",

@@ -8,8 +8,6 @@ use crate::http::{Request, Response};
 use crate::image::{ImageId, ImagePatch, Status};
 use crate::notifier::image_payload;
 
-use super::check_writable;
-
 /// `PUT /v2/images/<id>/file`: 204 once the image is `active`; 409 unless it is `queued`;
 /// 415 unless the body is `application/octet-stream`.
 pub fn upload(
@@ -18,18 +16,14 @@ pub fn upload(
     ctx: &Context,
     id: &ImageId,
 ) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = app.registry.get(ctx, id)?;
     if !ctx.can_modify(&image) {
         return Err(Error::Forbidden(format!(
             "You are not permitted to upload data to image {id}."
         )));
     }
-    let octets = req
-        .header("content-type")
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/octet-stream"));
-    if !octets {
+    if !data::is_octet_stream(req) {
         return Err(Error::UnsupportedMediaType(
             "Image data must be sent as Content-Type: application/octet-stream".into(),
         ));

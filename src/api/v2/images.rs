@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use super::check_writable;
 use super::patch::{self, apply_base};
 use super::repr::{self, READ_ONLY, RESERVED};
 use crate::api::{ApiApp, data};
@@ -73,7 +72,7 @@ pub fn show(app: &ApiApp, _req: &Request<'_>, ctx: &Context, id: &ImageId) -> Re
 /// `POST /v2/images`: a `queued` image (default visibility `shared`, as Glance), 201 with
 /// `Location`.
 pub fn create(app: &ApiApp, req: &mut Request<'_>, ctx: &Context) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     ctx.check_can_create()?;
     let body = read_json(req)?.unwrap_or(Value::Null);
     let mut p = create_patch(&body, ctx)?;
@@ -172,7 +171,7 @@ fn check_disk_format(app: &ApiApp, p: &ImagePatch) -> Result<()> {
 /// The image, when the caller may change it: 404 when it cannot see it, 403 when it can
 /// see but not change it.
 fn modifiable(app: &ApiApp, ctx: &Context, id: &ImageId) -> Result<Image> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = app.registry.get(ctx, id)?;
     if !ctx.can_modify(&image) {
         return Err(Error::Forbidden(format!(
@@ -223,7 +222,7 @@ pub fn action(app: &ApiApp, ctx: &Context, id: &ImageId, action: &str) -> Result
             )));
         }
     };
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = app.registry.get(ctx, id)?;
     if !ctx.is_admin {
         return Err(Error::Forbidden(format!(

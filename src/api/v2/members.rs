@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{check_writable, repr};
+use super::repr;
 use crate::api::ApiApp;
 use crate::auth::Context;
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ pub fn create(
     ctx: &Context,
     id: &ImageId,
 ) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = shared_image(app, ctx, id)?;
     if !ctx.can_modify(&image) {
         return Err(Error::Forbidden(format!(
@@ -113,7 +113,7 @@ pub fn update(
     id: &ImageId,
     member: &str,
 ) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = shared_image(app, ctx, id)?;
     if !may_see(ctx, &image, member) {
         return Err(Error::not_found(format!(
@@ -139,7 +139,7 @@ pub fn update(
 
 /// `DELETE /v2/images/<id>/members/<member>`: the owner (or an admin) only; 204.
 pub fn delete(app: &ApiApp, ctx: &Context, id: &ImageId, member: &str) -> Result<Response> {
-    check_writable(ctx)?;
+    ctx.check_writable()?;
     let image = shared_image(app, ctx, id)?;
     if !ctx.can_modify(&image) {
         return Err(Error::Forbidden(format!(

@@ -15,7 +15,6 @@ pub mod schemas;
 use serde_json::json;
 
 use crate::api::ApiApp;
-use crate::auth::Context;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::image::ImageId;
@@ -90,14 +89,6 @@ fn route(app: &ApiApp, req: &mut Request<'_>, path: &str) -> Result<Response> {
 
 fn not_allowed(allow: &str) -> Error {
     Error::MethodNotAllowed(allow.to_string())
-}
-
-/// Read-only callers (anonymous access) may not change anything.
-fn check_writable(ctx: &Context) -> Result<()> {
-    if ctx.read_only {
-        return Err(Error::Forbidden("Read-only access".into()));
-    }
-    Ok(())
 }
 
 /// `/v2/info/import`: the import methods served. glance-rs has no image import (data is
