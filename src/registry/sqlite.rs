@@ -958,17 +958,14 @@ fn push_v2_scope(sql: &mut String, args: &mut Vec<Value>, ctx: &Context, scope: 
         if let Some(me) = ctx.owner() {
             any.push("i.owner = ?".into());
             args.push(Value::Text(me.to_string()));
+            args.push(Value::Text(me.to_string()));
             let status = match scope.member_status {
-                MemberStatusFilter::All => String::new(),
+                MemberStatusFilter::All => "",
                 MemberStatusFilter::Only(st) => {
-                    args.push(Value::Text(me.to_string()));
                     args.push(Value::Text(st.as_str().to_string()));
-                    " AND m.status = ?".into()
+                    " AND m.status = ?"
                 }
             };
-            if status.is_empty() {
-                args.push(Value::Text(me.to_string()));
-            }
             any.push(format!(
                 "(i.visibility = 'shared' AND EXISTS (SELECT 1 FROM image_members m \
                  WHERE m.image_id = i.id AND m.member = ? AND m.deleted = 0{status}))"
