@@ -13,6 +13,7 @@ pub(crate) mod conformance_v2;
 pub mod migrate;
 pub mod query;
 pub mod server;
+pub mod sql;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,34 @@
+//! The MySQL backend of [`super::Conn`].
+
+use super::url::ServerUrl;
+use super::{Conn, ConnectOptions, Dialect, Row, Value};
+use crate::error::{Error, Result};
+
+/// A connection to a MySQL registry database.
+pub struct MysqlConn {}
+
+impl MysqlConn {
+    /// Connects to the database.
+    pub fn connect(server: &ServerUrl, opts: ConnectOptions) -> Result<MysqlConn> {
+        let _ = (server, opts);
+        Err(Error::Unavailable("MySQL is not supported yet".into()))
+    }
+}
+
+impl Conn for MysqlConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+    fn query(&mut self, _sql: &str, _args: &[Value]) -> Result<Vec<Row>> {
+        Err(Error::Unavailable("MySQL is not supported yet".into()))
+    }
+    fn execute(&mut self, _sql: &str, _args: &[Value]) -> Result<u64> {
+        Err(Error::Unavailable("MySQL is not supported yet".into()))
+    }
+    fn batch(&mut self, _sql: &str) -> Result<()> {
+        Err(Error::Unavailable("MySQL is not supported yet".into()))
+    }
+    fn is_usable(&self) -> bool {
+        false
+    }
+}
