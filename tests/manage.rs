@@ -10,7 +10,7 @@ use common::{Client, EMBEDDED_API_CONF, REGISTRY_CONF, Server, bin, tempdir, wri
 use glance_rs::auth::{AuthOptions, Context};
 use glance_rs::image::{ImageId, ImagePatch, Status};
 use glance_rs::registry::Registry;
-use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use glance_rs::registry::db::{DbOptions, SqlRegistry};
 
 fn run(program: &str, args: &[&str], dir: &std::path::Path) -> Output {
     Command::new(bin(program))
@@ -358,7 +358,7 @@ fn sighup_rereads_logging_options_and_reopens_the_log() {
 /// Registers an image straight in the database, as images were stored before uploads were
 /// inspected: `active`, with a `file://` location in `<dir>/images` (the data is whatever
 /// the caller put there, or nothing).
-fn register(reg: &SqliteRegistry, dir: &Path, id: &str, disk_format: &str) -> PathBuf {
+fn register(reg: &SqlRegistry, dir: &Path, id: &str, disk_format: &str) -> PathBuf {
     let data = dir.join("images").join(id);
     let patch = ImagePatch {
         id: Some(id.into()),
@@ -409,8 +409,11 @@ fn inspect_checks_images_stored_before_inspection() {
     let conf = write_config(dir, "glance-api", EMBEDDED_API_CONF);
     let conf = conf.to_string_lossy().into_owned();
     std::fs::create_dir_all(dir.join("images")).unwrap_or_else(|e| panic!("datadir: {e}"));
-    let reg = SqliteRegistry::open(&dir.join("api.sqlite"), SqliteOptions::default())
-        .unwrap_or_else(|e| panic!("registry: {e}"));
+    let reg = SqlRegistry::open(
+        &glance_rs::registry::sql::DbUrl::Sqlite(dir.join("api.sqlite")),
+        DbOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("registry: {e}"));
 
     // Ids of 36 characters, like the UUIDs glance-api gives, named after what they hold.
     let id = |name: &str| format!("{name:-<36}");
@@ -605,7 +608,13 @@ fn inspect_checks_images_stored_before_inspection() {
 
     // --sql-connection names another database (here: an empty one, so nothing to inspect).
     let other = dir.join("other.sqlite");
-    drop(SqliteRegistry::open(&other, SqliteOptions::default()).unwrap_or_else(|e| panic!("{e}")));
+    drop(
+        SqlRegistry::open(
+            &glance_rs::registry::sql::DbUrl::Sqlite(other.clone()),
+            DbOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
     let url = format!("sqlite:///{}", other.display());
     let out = run(
         "glance-manage",

@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::image::ImageId;
-use crate::registry::sqlite::{SqliteRegistry, UploadLock};
+use crate::registry::db::{SqlRegistry, UploadLock};
 use crate::store::Stores;
 
 /// Kills the images that interrupted uploads left `saving` and removes their partial data.
@@ -14,7 +14,7 @@ use crate::store::Stores;
 /// holds it (then nothing is touched: its uploads may be running) or the database is in
 /// memory.
 pub fn reconcile_interrupted_uploads(
-    registry: &SqliteRegistry,
+    registry: &SqlRegistry,
     stores: &Stores,
 ) -> Result<Option<UploadLock>> {
     let Some(path) = registry.path() else {

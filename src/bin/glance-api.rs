@@ -9,7 +9,7 @@ use glance_rs::api::{ApiApp, ApiOptions};
 use glance_rs::cache::ImageCache;
 use glance_rs::config::{self, ApiConfig, CliArgs};
 use glance_rs::registry::client::RemoteRegistry;
-use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry, UploadLock};
+use glance_rs::registry::db::{DbOptions, SqlRegistry, UploadLock};
 use glance_rs::registry::{PageLimits, Registry};
 use glance_rs::store::Stores;
 use glance_rs::{Result, auth, log as glance_log, notifier, service};
@@ -79,11 +79,11 @@ fn open_registry(
         let remote = RemoteRegistry::new(host, cfg.registry_port, cfg.registry_client_timeout);
         return Ok((Arc::new(remote), None));
     }
-    let registry = SqliteRegistry::open(
-        &cfg.db.sqlite_path,
-        SqliteOptions {
+    let registry = SqlRegistry::open(
+        &cfg.db.url,
+        DbOptions {
             quotas: cfg.quotas,
-            ..SqliteOptions::from_config(&cfg.db, limits)
+            ..DbOptions::from_config(&cfg.db, limits)
         },
     )?;
     let lock = reconcile_interrupted_uploads(&registry, stores)?;

@@ -16,14 +16,15 @@
 //! an image is unsafe or could not be read.
 
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use glance_rs::config::{self, CliArgs};
 use glance_rs::format::{Format, Inspector, OnMismatch, Rules};
 use glance_rs::image::Image;
-use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
-use glance_rs::registry::{migrate, sqlite};
+use glance_rs::registry::db;
+use glance_rs::registry::db::{DbOptions, SqlRegistry};
+use glance_rs::registry::migrate;
+use glance_rs::registry::sql::DbUrl;
 use glance_rs::store::{ImageData, Stores};
 use glance_rs::{Error, Result, log as glance_log};
 
@@ -120,7 +121,7 @@ fn database_command(cli: &CliArgs, command: &[String]) -> Result<()> {
     let name = command.first().map_or("", String::as_str);
     let cfg = config::load_registry(cli)?;
     glance_log::init_with_warnings(&cfg.common, PROGRAM, &cfg.warnings)?;
-    let db = cfg.db.sqlite_path.as_path();
+    let db = &cfg.db.url;
     let version_arg = || -> Result<Option<u32>> {
         command
             .get(1)
@@ -136,18 +137,14 @@ fn database_command(cli: &CliArgs, command: &[String]) -> Result<()> {
     };
     match name {
         "db_version" => {
-            println!("{}", sqlite::db_version(db)?);
+            println!("{}", db::db_version(db)?);
             Ok(())
         }
         "db_sync" | "upgrade" => sync(db, version_arg()?),
         "version_control" => {
-            if db.exists() && sqlite::db_version(db)? > 0 {
-                return Err(Error::Config(format!(
-                    "database '{}' is already under migration control",
-                    db.display()
-                )));
-            }
-            sync(db, Some(0))
+            db::db_version_control(db)?;
+            println!("database {} is at schema version 0", db::display_name(db));
+            Ok(())
         }
         "downgrade" => match version_arg()? {
             None => Err(Error::Config(
@@ -161,15 +158,13 @@ fn database_command(cli: &CliArgs, command: &[String]) -> Result<()> {
     }
 }
 
-fn sync(db: &Path, target: Option<u32>) -> Result<()> {
-    let (from, to) = sqlite::db_sync(db, target)?;
+fn sync(db: &DbUrl, target: Option<u32>) -> Result<()> {
+    let (from, to) = db::db_sync(db, target)?;
+    let name = db::display_name(db);
     if from == to {
-        println!("database {} is at schema version {to}", db.display());
+        println!("database {name} is at schema version {to}");
     } else {
-        println!(
-            "database {} migrated from schema version {from} to {to}",
-            db.display()
-        );
+        println!("database {name} migrated from schema version {from} to {to}");
     }
     Ok(())
 }
@@ -331,12 +326,12 @@ fn inspect(
             cfg.common.config_path.display()
         )));
     }
-    let registry = SqliteRegistry::open(
-        &cfg.db.sqlite_path,
-        SqliteOptions {
+    let registry = SqlRegistry::open(
+        &cfg.db.url,
+        DbOptions {
             busy_timeout: cfg.db.sql_timeout,
             auto_migrate: false,
-            ..SqliteOptions::default()
+            ..DbOptions::default()
         },
     )?;
     // The stores glance-api builds from the same file: reads go through the very code that

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use glance_rs::config::{self, CliArgs};
 use glance_rs::registry::PageLimits;
+use glance_rs::registry::db::{DbOptions, SqlRegistry};
 use glance_rs::registry::server::RegistryApp;
-use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
 use glance_rs::{Result, auth, log as glance_log, service};
 
 const PROGRAM: &str = "glance-registry";
@@ -22,11 +22,11 @@ fn run(cli: &CliArgs) -> Result<()> {
         default: cfg.limit_param_default,
         max: cfg.api_limit_max,
     };
-    let registry = SqliteRegistry::open(
-        &cfg.db.sqlite_path,
-        SqliteOptions {
+    let registry = SqlRegistry::open(
+        &cfg.db.url,
+        DbOptions {
             quotas: cfg.quotas,
-            ..SqliteOptions::from_config(&cfg.db, limits)
+            ..DbOptions::from_config(&cfg.db, limits)
         },
     )?;
     let app = RegistryApp::new(

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use glance_rs::config::{self, CliArgs, ScrubberConfig};
-use glance_rs::image::Status;
-use glance_rs::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use glance_rs::registry::db::{DbOptions, SqlRegistry, lease_holder};
 use glance_rs::store::{Backend, StoreOptions, Stores};
 use glance_rs::{Error, Result, log as glance_log, timeutil};
 
@@ -57,12 +56,12 @@ fn parse(args: &[String]) -> Result<Option<CliArgs>> {
 fn run(cli: &CliArgs) -> Result<()> {
     let cfg = config::load_scrubber(cli)?;
     glance_log::init_with_warnings(&cfg.common, PROGRAM, &cfg.warnings)?;
-    let registry = SqliteRegistry::open(
-        &cfg.db.sqlite_path,
-        SqliteOptions {
+    let registry = SqlRegistry::open(
+        &cfg.db.url,
+        DbOptions {
             busy_timeout: cfg.db.sql_timeout,
             auto_migrate: false,
-            ..SqliteOptions::default()
+            ..DbOptions::default()
         },
     )?;
     let stores = Stores::new(&StoreOptions {
@@ -97,28 +96,54 @@ fn run(cli: &CliArgs) -> Result<()> {
     Ok(())
 }
 
-/// One pass: delete the data of every due `pending_delete` image, then mark it `deleted`.
-/// Data already gone counts as deleted; other failures leave the image for the next pass.
-fn scrub(cfg: &ScrubberConfig, registry: &SqliteRegistry, stores: &Stores) -> Result<usize> {
+/// How long a scrubber holds the images it claimed before another may take them over (it
+/// died, or its store is unreachable): long enough for one batch's deletions.
+const CLAIM_LEASE: Duration = Duration::from_secs(600);
+
+/// Images claimed at a time.
+const BATCH: u32 = 100;
+
+/// One pass: claim the due `pending_delete` images a batch at a time (so that scrubbers on
+/// several nodes never delete the same image twice), delete the data of each, then mark it
+/// `deleted`. Data already gone counts as deleted; on other failures the image stays
+/// claimed until the pass ends (so the pass does not take it again), then is released for
+/// the next pass.
+fn scrub(cfg: &ScrubberConfig, registry: &SqlRegistry, stores: &Stores) -> Result<usize> {
     let due = SystemTime::now()
         .checked_sub(cfg.scrub_time)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let images = registry.pending_deletes(&timeutil::format_stored(due))?;
-    log::info!("deleting {} images", images.len());
+    let due = timeutil::format_stored(due);
+    let me = lease_holder(PROGRAM);
     let mut done = 0;
-    for image in images {
-        let outcome = match &image.location {
-            None => Ok(()),
-            Some(uri) => stores.delete(uri),
-        };
-        match outcome {
-            Ok(()) | Err(Error::NotFound(_)) => {
-                registry.set_status_raw(&image.id, Status::Deleted)?;
-                log::info!("image {} scrubbed", image.id);
-                done += 1;
-            }
-            Err(e) => log::error!("image {}: {e}; will retry", image.id),
+    let mut failed = Vec::new();
+    loop {
+        let images = registry.claim_pending_deletes(&due, &me, CLAIM_LEASE, BATCH)?;
+        if images.is_empty() {
+            break;
         }
+        log::info!("deleting {} images", images.len());
+        for image in images {
+            let outcome = match &image.location {
+                None => Ok(()),
+                Some(uri) => stores.delete(uri),
+            };
+            match outcome {
+                Ok(()) | Err(Error::NotFound(_)) => match registry.finish_scrub(&image.id, &me) {
+                    Ok(()) => {
+                        log::info!("image {} scrubbed", image.id);
+                        done += 1;
+                    }
+                    Err(e) => log::warn!("image {}: {e}", image.id),
+                },
+                Err(e) => {
+                    log::error!("image {}: {e}; will retry", image.id);
+                    failed.push(image.id);
+                }
+            }
+        }
+    }
+    for id in failed {
+        registry.release_scrub(&id, &me)?;
     }
     Ok(done)
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::image::{ImageId, Status};
 use crate::registry::Registry;
 use crate::registry::client::RemoteRegistry;
-use crate::registry::sqlite::{SqliteOptions, SqliteRegistry};
+use crate::registry::db::{DbOptions, SqlRegistry};
 use crate::store::Stores;
 use crate::{log as glance_log, service};
 
@@ -77,12 +77,12 @@ fn open_registry(cfg: &ApiConfig) -> Result<Arc<dyn Registry>> {
         let remote = RemoteRegistry::new(host, cfg.registry_port, cfg.registry_client_timeout);
         return Ok(Arc::new(remote));
     }
-    let registry = SqliteRegistry::open(
-        &cfg.db.sqlite_path,
-        SqliteOptions {
+    let registry = SqlRegistry::open(
+        &cfg.db.url,
+        DbOptions {
             busy_timeout: cfg.db.sql_timeout,
             auto_migrate: false,
-            ..SqliteOptions::default()
+            ..DbOptions::default()
         },
     )?;
     Ok(Arc::new(registry))

@@ -756,6 +756,8 @@ pub struct DatabaseOptions {
     /// `sqlite_synchronous`: `FULL` (default; every commit on disk before it returns) or
     /// `NORMAL` (faster writes; the last commits may be lost on power loss).
     pub sqlite_synchronous_full: bool,
+    /// The parsed `sql_connection`.
+    pub url: crate::registry::sql::DbUrl,
 }
 
 impl DatabaseOptions {
@@ -774,6 +776,7 @@ impl DatabaseOptions {
             }
         };
         Ok(DatabaseOptions {
+            url: crate::registry::sql::DbUrl::Sqlite(sqlite_path.clone()),
             sql_connection,
             sqlite_path,
             sql_timeout: d.seconds("sql_timeout", 30)?,
@@ -783,6 +786,24 @@ impl DatabaseOptions {
                 .choice("sqlite_synchronous", "FULL", &["FULL", "NORMAL"])?
                 .eq_ignore_ascii_case("FULL"),
         })
+    }
+}
+
+impl DatabaseOptions {
+    /// The connection pool's options.
+    pub fn pool_options(&self) -> crate::registry::sql::pool::PoolOptions {
+        crate::registry::sql::pool::PoolOptions {
+            idle_timeout: self.sql_idle_timeout,
+            ..Default::default()
+        }
+    }
+
+    /// How server connections are opened.
+    pub fn connect_options(&self) -> crate::registry::sql::ConnectOptions {
+        crate::registry::sql::ConnectOptions {
+            statement_timeout: self.sql_timeout,
+            ..Default::default()
+        }
     }
 }
 

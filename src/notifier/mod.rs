@@ -134,8 +134,8 @@ pub fn from_strategy(
     }
 }
 
-/// The machine's host name (`publisher_id`), read from the kernel.
-fn hostname() -> String {
+/// The machine's host name (`publisher_id`, lease holders), read from the kernel.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

@@ -290,11 +290,11 @@ mod tests {
         use crate::auth::{AuthOptions, NoAuth};
         use crate::http::server::{Server, ServerConfig};
         use crate::registry::PageLimits;
+        use crate::registry::db::{DbOptions, SqlRegistry};
         use crate::registry::server::RegistryApp;
-        use crate::registry::sqlite::{SqliteOptions, SqliteRegistry};
         use std::sync::Arc;
 
-        let sqlite = SqliteRegistry::open_in_memory(SqliteOptions::default());
+        let sqlite = SqlRegistry::open_in_memory(DbOptions::default());
         let sqlite = sqlite.unwrap_or_else(|e| panic!("{e}"));
         let auth = Arc::new(NoAuth(AuthOptions::default()));
         let app = RegistryApp::new(Arc::new(sqlite), auth, PageLimits::default());

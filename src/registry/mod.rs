@@ -1,6 +1,6 @@
 //! The image registry: where image metadata lives.
 //!
-//! [`Registry`] is the one interface; [`sqlite::SqliteRegistry`] keeps the records in an
+//! [`Registry`] is the one interface; [`db::SqlRegistry`] keeps the records in a SQL
 //! embedded SQLite database (the default), and [`client::RemoteRegistry`] talks to a
 //! `glance-registry` over HTTP. [`server`] is the registry's own JSON API. The listing
 //! parameters of spec §5.1 are parsed once, here, into [`ListQuery`].
@@ -10,11 +10,11 @@ pub mod client;
 pub(crate) mod conformance;
 #[cfg(test)]
 pub(crate) mod conformance_v2;
+pub mod db;
 pub mod migrate;
 pub mod query;
 pub mod server;
 pub mod sql;
-pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,7 +1,9 @@
 use super::*;
+use crate::registry::sql::sqlite::{SqliteConn, SqliteSettings};
 
-fn tables(conn: &Connection) -> Vec<String> {
+fn tables(conn: &SqliteConn) -> Vec<String> {
     let mut st = conn
+        .raw()
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap();
     st.query_map([], |r| r.get(0))
@@ -10,15 +12,20 @@ fn tables(conn: &Connection) -> Vec<String> {
         .unwrap()
 }
 
-fn file_db() -> (tempfile::TempDir, Connection) {
+fn file_db() -> (tempfile::TempDir, SqliteConn) {
     let dir = tempfile::tempdir().unwrap();
-    let conn = Connection::open(dir.path().join("registry.db")).unwrap();
+    let conn = SqliteConn::open(
+        &dir.path().join("registry.db"),
+        true,
+        SqliteSettings::default(),
+    )
+    .unwrap();
     (dir, conn)
 }
 
 #[test]
 fn versions_are_consecutive() {
-    for (i, m) in MIGRATIONS.iter().enumerate() {
+    for (i, m) in sqlite::MIGRATIONS.iter().enumerate() {
         assert_eq!(m.version as usize, i + 1);
     }
     const { assert!(LATEST >= 2) };
@@ -27,9 +34,9 @@ fn versions_are_consecutive() {
 #[test]
 fn fresh_to_latest() {
     let (_dir, mut conn) = file_db();
-    assert_eq!(version(&conn).unwrap(), 0);
+    assert_eq!(version(&mut conn).unwrap(), 0);
     assert_eq!(sync(&mut conn, None).unwrap(), (0, LATEST));
-    assert_eq!(version(&conn).unwrap(), LATEST);
+    assert_eq!(version(&mut conn).unwrap(), LATEST);
     assert_eq!(
         tables(&conn),
         vec!["image_members", "image_properties", "image_tags", "images"]
@@ -42,19 +49,20 @@ fn fresh_to_latest() {
 fn previous_to_latest_keeps_data() {
     let (_dir, mut conn) = file_db();
     assert_eq!(sync(&mut conn, Some(LATEST - 1)).unwrap(), (0, LATEST - 1));
-    assert_eq!(version(&conn).unwrap(), LATEST - 1);
-    conn.execute(
+    assert_eq!(version(&mut conn).unwrap(), LATEST - 1);
+    conn.raw().execute(
         "INSERT INTO images (id, status, created_at) VALUES ('a', 'active', '2011-09-21T00:00:00.000000')",
         [],
     )
     .unwrap();
-    conn.execute(
+    conn.raw().execute(
         "INSERT INTO image_properties (image_id, name, value, created_at) VALUES ('a', 'os', 'linux', '2011-09-21T00:00:00.000000')",
         [],
     )
     .unwrap();
     assert_eq!(sync(&mut conn, None).unwrap(), (LATEST - 1, LATEST));
     let n: i64 = conn
+        .raw()
         .query_row(
             "SELECT count(*) FROM images i JOIN image_properties p ON p.image_id = i.id",
             [],
@@ -62,7 +70,7 @@ fn previous_to_latest_keeps_data() {
         )
         .unwrap();
     assert_eq!(n, 1);
-    conn.execute(
+    conn.raw().execute(
         "INSERT INTO image_members (image_id, member, created_at) VALUES ('a', 't', '2011-09-21T00:00:00.000000')",
         [],
     )
@@ -73,19 +81,21 @@ fn previous_to_latest_keeps_data() {
 fn migration_3_adds_an_unknown_virtual_size() {
     let (_dir, mut conn) = file_db();
     assert_eq!(sync(&mut conn, Some(2)).unwrap(), (0, 2));
-    conn.execute(
+    conn.raw().execute(
         "INSERT INTO images (id, status, created_at) VALUES ('a', 'active', '2011-09-21T00:00:00.000000')",
         [],
     )
     .unwrap();
     assert_eq!(sync(&mut conn, Some(3)).unwrap(), (2, 3));
     let v: Option<i64> = conn
+        .raw()
         .query_row("SELECT virtual_size FROM images WHERE id = 'a'", [], |r| {
             r.get(0)
         })
         .unwrap();
     assert_eq!(v, None);
-    conn.execute("UPDATE images SET virtual_size = 1073741824", [])
+    conn.raw()
+        .execute("UPDATE images SET virtual_size = 1073741824", [])
         .unwrap();
 }
 
@@ -93,13 +103,14 @@ fn migration_3_adds_an_unknown_virtual_size() {
 fn migration_4_adds_an_unknown_multihash() {
     let (_dir, mut conn) = file_db();
     assert_eq!(sync(&mut conn, Some(3)).unwrap(), (0, 3));
-    conn.execute(
+    conn.raw().execute(
         "INSERT INTO images (id, status, checksum, created_at, virtual_size) VALUES ('a', 'active', 'd41d8cd98f00b204e9800998ecf8427e', '2011-09-21T00:00:00.000000', 7)",
         [],
     )
     .unwrap();
     assert_eq!(sync(&mut conn, Some(4)).unwrap(), (3, 4));
     let row: (Option<String>, Option<String>, Option<String>, Option<i64>) = conn
+        .raw()
         .query_row(
             "SELECT os_hash_algo, os_hash_value, checksum, virtual_size FROM images WHERE id = 'a'",
             [],
@@ -108,11 +119,12 @@ fn migration_4_adds_an_unknown_multihash() {
         .unwrap();
     let md5 = Some("d41d8cd98f00b204e9800998ecf8427e".to_string());
     assert_eq!(row, (None, None, md5, Some(7)));
-    conn.execute(
-        "UPDATE images SET os_hash_algo = 'sha512', os_hash_value = 'cf83'",
-        [],
-    )
-    .unwrap();
+    conn.raw()
+        .execute(
+            "UPDATE images SET os_hash_algo = 'sha512', os_hash_value = 'cf83'",
+            [],
+        )
+        .unwrap();
 }
 
 #[test]
@@ -128,17 +140,18 @@ fn refuses_unknown_target_and_downgrade() {
     let (_dir, mut conn) = file_db();
     let err = sync(&mut conn, Some(LATEST + 1)).unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
-    assert_eq!(version(&conn).unwrap(), 0);
+    assert_eq!(version(&mut conn).unwrap(), 0);
     sync(&mut conn, None).unwrap();
     let err = sync(&mut conn, Some(1)).unwrap_err();
     assert!(err.message().contains("not supported"), "{err}");
-    assert_eq!(version(&conn).unwrap(), LATEST);
+    assert_eq!(version(&mut conn).unwrap(), LATEST);
 }
 
 #[test]
 fn refuses_newer_database() {
     let (_dir, mut conn) = file_db();
-    conn.pragma_update(None, "user_version", LATEST + 1)
+    conn.raw()
+        .pragma_update(None, "user_version", LATEST + 1)
         .unwrap();
     let err = sync(&mut conn, None).unwrap_err();
     assert!(err.message().contains("newer"), "{err}");
@@ -148,11 +161,12 @@ fn refuses_newer_database() {
 fn failed_migration_rolls_back() {
     let (_dir, mut conn) = file_db();
     // A clashing table makes migration 1 fail half-way (after `images` is created).
-    conn.execute_batch("CREATE TABLE image_properties (x INTEGER)")
+    conn.raw()
+        .execute_batch("CREATE TABLE image_properties (x INTEGER)")
         .unwrap();
     let err = sync(&mut conn, None).unwrap_err();
     assert!(matches!(err, Error::Db(_)), "{err}");
-    assert_eq!(version(&conn).unwrap(), 0);
+    assert_eq!(version(&mut conn).unwrap(), 0);
     assert_eq!(tables(&conn), vec!["image_properties"]);
 }
 
@@ -162,37 +176,41 @@ fn migration_5_derives_visibility_and_keeps_members() {
     assert_eq!(sync(&mut conn, Some(4)).unwrap(), (0, 4));
     let t = "'2011-09-21T00:00:00.000000'";
     for (id, public) in [("pub", 1), ("priv", 0), ("shared", 0), ("was-shared", 0)] {
-        conn.execute(
-            &format!(
-                "INSERT INTO images (id, status, is_public, created_at) \
+        conn.raw()
+            .execute(
+                &format!(
+                    "INSERT INTO images (id, status, is_public, created_at) \
                  VALUES ('{id}', 'active', {public}, {t})"
-            ),
-            [],
-        )
-        .unwrap();
+                ),
+                [],
+            )
+            .unwrap();
     }
     for (image, deleted) in [("shared", 0), ("was-shared", 1)] {
-        conn.execute(
-            &format!(
-                "INSERT INTO image_members (image_id, member, created_at, deleted) \
+        conn.raw()
+            .execute(
+                &format!(
+                    "INSERT INTO image_members (image_id, member, created_at, deleted) \
                  VALUES ('{image}', 'm', {t}, {deleted})"
-            ),
-            [],
-        )
-        .unwrap();
+                ),
+                [],
+            )
+            .unwrap();
     }
     assert_eq!(sync(&mut conn, None).unwrap(), (4, LATEST));
     let vis = |id: &str| -> String {
-        conn.query_row("SELECT visibility FROM images WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .unwrap()
+        conn.raw()
+            .query_row("SELECT visibility FROM images WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
     };
     assert_eq!(vis("pub"), "public");
     assert_eq!(vis("priv"), "private");
     assert_eq!(vis("shared"), "shared");
     assert_eq!(vis("was-shared"), "private");
     let (protected, hidden, status): (i64, i64, String) = conn
+        .raw()
         .query_row(
             "SELECT i.protected, i.os_hidden, m.status FROM images i \
              JOIN image_members m ON m.image_id = i.id WHERE i.id = 'shared'",

@@ -81,7 +81,8 @@ pub struct Pooled<'a> {
 }
 
 impl Pooled<'_> {
-    fn conn(&mut self) -> Result<&mut dyn Conn> {
+    /// The connection.
+    pub fn conn(&mut self) -> Result<&mut dyn Conn> {
         match self.conn.as_mut() {
             Some(c) => Ok(c.as_mut()),
             None => Err(Error::Internal("pooled connection already returned".into())),
@@ -125,6 +126,11 @@ impl Pool {
             state: Mutex::new(state),
             returned: Condvar::new(),
         }
+    }
+
+    /// Idle connections in the pool.
+    pub fn idle_count(&self) -> usize {
+        self.lock().idle.len()
     }
 
     /// The SQL the pool's connections speak.

@@ -87,18 +87,10 @@ impl SqliteConn {
             .map(PathBuf::from)
     }
 
-    /// The schema version kept in `PRAGMA user_version`.
-    pub fn user_version(&self) -> Result<u32> {
-        let v: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        u32::try_from(v).map_err(|_| Error::Db(format!("invalid schema version {v} in database")))
-    }
-
-    /// Records the schema version (inside the migration's transaction).
-    pub fn set_user_version(&self, v: u32) -> Result<()> {
-        self.conn.pragma_update(None, "user_version", v)?;
-        Ok(())
+    /// The rusqlite connection (tests that set up old schemas by hand).
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> &Connection {
+        &self.conn
     }
 }
 

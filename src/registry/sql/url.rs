@@ -56,6 +56,11 @@ impl DbUrl {
         Err("not implemented".into())
     }
 
+    /// The URL for messages, the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        format!("{self:?}")
+    }
+
     /// Which SQL the database speaks.
     pub fn dialect(&self) -> Dialect {
         match self {

@@ -1,36 +1,40 @@
 use super::*;
 use crate::registry::conformance::{admin, exercise_registry, iid, tenant};
 
+fn url(p: &Path) -> DbUrl {
+    DbUrl::Sqlite(p.to_path_buf())
+}
+
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub").join("registry.db");
     (dir, path)
 }
 
-fn no_migrate() -> SqliteOptions {
-    SqliteOptions {
+fn no_migrate() -> DbOptions {
+    DbOptions {
         auto_migrate: false,
-        ..SqliteOptions::default()
+        ..DbOptions::default()
     }
 }
 
 #[test]
 fn conformance_file() {
     let (_dir, path) = temp_db();
-    let reg = SqliteRegistry::open(&path, SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
     exercise_registry(&reg);
 }
 
 #[test]
 fn conformance_memory() {
-    let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open_in_memory(DbOptions::default()).unwrap();
     exercise_registry(&reg);
 }
 
 #[test]
 fn refuses_missing_and_unmigrated_databases() {
     let (_dir, path) = temp_db();
-    let err = SqliteRegistry::open(&path, no_migrate()).unwrap_err();
+    let err = SqlRegistry::open(&url(&path), no_migrate()).unwrap_err();
     let msg = err.message();
     assert!(matches!(err, Error::Config(_)), "{msg}");
     assert!(
@@ -43,9 +47,9 @@ fn refuses_missing_and_unmigrated_databases() {
     assert!(!path.exists(), "nothing created without auto_migrate");
 
     // An older schema is refused too, and then migrated by db_sync.
-    assert_eq!(db_sync(&path, Some(1)).unwrap(), (0, 1));
-    assert_eq!(db_version(&path).unwrap(), 1);
-    let msg = SqliteRegistry::open(&path, no_migrate())
+    assert_eq!(db_sync(&url(&path), Some(1)).unwrap(), (0, 1));
+    assert_eq!(db_version(&url(&path)).unwrap(), 1);
+    let msg = SqlRegistry::open(&url(&path), no_migrate())
         .unwrap_err()
         .message();
     assert!(
@@ -55,12 +59,12 @@ fn refuses_missing_and_unmigrated_databases() {
         )),
         "{msg}"
     );
-    assert_eq!(db_sync(&path, None).unwrap(), (1, migrate::LATEST));
+    assert_eq!(db_sync(&url(&path), None).unwrap(), (1, migrate::LATEST));
     assert_eq!(
-        db_sync(&path, None).unwrap(),
+        db_sync(&url(&path), None).unwrap(),
         (migrate::LATEST, migrate::LATEST)
     );
-    let reg = SqliteRegistry::open(&path, no_migrate()).unwrap();
+    let reg = SqlRegistry::open(&url(&path), no_migrate()).unwrap();
     let q = ListQuery {
         sort_key: "created_at",
         limit: 10,
@@ -72,87 +76,96 @@ fn refuses_missing_and_unmigrated_databases() {
 #[test]
 fn refuses_newer_database() {
     let (_dir, path) = temp_db();
-    db_sync(&path, None).unwrap();
-    Connection::open(&path)
+    db_sync(&url(&path), None).unwrap();
+    rusqlite::Connection::open(&path)
         .unwrap()
         .pragma_update(None, "user_version", migrate::LATEST + 1)
         .unwrap();
-    for opts in [no_migrate(), SqliteOptions::default()] {
-        let err = SqliteRegistry::open(&path, opts).unwrap_err();
+    for opts in [no_migrate(), DbOptions::default()] {
+        let err = SqlRegistry::open(&url(&path), opts).unwrap_err();
         assert!(matches!(err, Error::Config(_)));
         assert!(err.message().contains("newer than this program"), "{err}");
     }
-    assert!(db_sync(&path, None).is_err());
+    assert!(db_sync(&url(&path), None).is_err());
 }
 
 #[test]
 fn auto_migrate_creates_and_upgrades() {
     let (_dir, path) = temp_db();
-    SqliteRegistry::open(&path, SqliteOptions::default()).unwrap();
-    assert_eq!(db_version(&path).unwrap(), migrate::LATEST);
+    SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
+    assert_eq!(db_version(&url(&path)).unwrap(), migrate::LATEST);
 
     let (_dir2, old) = temp_db();
-    db_sync(&old, Some(migrate::LATEST - 1)).unwrap();
-    SqliteRegistry::open(&old, SqliteOptions::default()).unwrap();
-    assert_eq!(db_version(&old).unwrap(), migrate::LATEST);
+    db_sync(&url(&old), Some(migrate::LATEST - 1)).unwrap();
+    SqlRegistry::open(&url(&old), DbOptions::default()).unwrap();
+    assert_eq!(db_version(&url(&old)).unwrap(), migrate::LATEST);
 }
 
 #[test]
 fn manage_helpers_report_errors() {
     let (dir, path) = temp_db();
-    assert!(matches!(db_version(&path), Err(Error::Config(_))));
+    assert!(matches!(db_version(&url(&path)), Err(Error::Config(_))));
     assert!(!path.exists(), "db_version creates nothing");
     assert!(matches!(
-        db_sync(&path, Some(migrate::LATEST + 1)),
+        db_sync(&url(&path), Some(migrate::LATEST + 1)),
         Err(Error::Config(_))
     ));
     // A parent that is a file cannot become a directory.
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
-    let err = db_sync(&blocker.join("registry.db"), None).unwrap_err();
+    let err = db_sync(&url(&blocker.join("registry.db")), None).unwrap_err();
     assert!(err.message().contains("cannot open database"), "{err}");
     assert!(err.message().contains("registry.db"), "{err}");
     // A directory that cannot be created is named.
-    let err = db_sync(&blocker.join("sub").join("registry.db"), None).unwrap_err();
+    let err = db_sync(&url(&blocker.join("sub").join("registry.db")), None).unwrap_err();
     assert!(err.message().contains("database directory"), "{err}");
     // Downgrade refused.
-    db_sync(&path, None).unwrap();
-    let err = db_sync(&path, Some(1)).unwrap_err();
+    db_sync(&url(&path), None).unwrap();
+    let err = db_sync(&url(&path), Some(1)).unwrap_err();
     assert!(err.message().contains("not supported"), "{err}");
 }
 
 #[test]
 fn settings_applied_to_pooled_connections() {
     let (_dir, path) = temp_db();
-    let reg = SqliteRegistry::open(&path, SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
     // Two connections checked out at once: the second is opened on demand.
-    reg.with_conn(|c1| {
-        reg.with_conn(|c2| {
-            for c in [&*c1, &*c2] {
-                let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-                let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
-                let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-                assert_eq!((mode.as_str(), fk, sync), ("wal", 1, 2));
-            }
-            Ok(())
-        })
-    })
-    .unwrap();
-    assert_eq!(reg.idle.lock().unwrap().len(), 2);
+    let mut held = vec![reg.pool.get().unwrap(), reg.pool.get().unwrap()];
+    for p in &mut held {
+        let c = p.conn().unwrap();
+        let mode = c
+            .query_one("PRAGMA journal_mode", &[])
+            .unwrap()
+            .text(0)
+            .unwrap();
+        let fk = c
+            .query_one("PRAGMA foreign_keys", &[])
+            .unwrap()
+            .int(0)
+            .unwrap();
+        let sync = c
+            .query_one("PRAGMA synchronous", &[])
+            .unwrap()
+            .int(0)
+            .unwrap();
+        assert_eq!((mode.as_str(), fk, sync), ("wal", 1, 2));
+    }
+    drop(held);
+    assert_eq!(reg.pool.idle_count(), 2);
 }
 
 #[test]
 fn failed_writes_roll_back() {
-    let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open_in_memory(DbOptions::default()).unwrap();
     // A trigger makes the property insert fail after the image row was written.
-    reg.with_conn(|c| {
-        c.execute_batch(
-            "CREATE TRIGGER boom BEFORE INSERT ON image_properties \
-             WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END;",
-        )?;
-        Ok(())
-    })
-    .unwrap();
+    reg.pool
+        .with_conn(|c| {
+            c.batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON image_properties \
+                 WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+            )
+        })
+        .unwrap();
     let t = tenant("rb");
     let mut p = ImagePatch {
         id: Some("rb-1".into()),
@@ -171,8 +184,12 @@ fn failed_writes_roll_back() {
         reg.get(&admin(), &iid("rb-1")),
         Err(Error::NotFound(_))
     ));
-    let rows: i64 = reg
-        .with_conn(|c| Ok(c.query_row("SELECT count(*) FROM image_properties", [], |r| r.get(0))?))
+    let rows = reg
+        .pool
+        .read(|c| {
+            c.query_one("SELECT count(*) FROM image_properties", &[])?
+                .int(0)
+        })
         .unwrap();
     assert_eq!(rows, 0);
 
@@ -194,12 +211,19 @@ fn failed_writes_roll_back() {
 }
 
 #[test]
-fn scrubber_helpers() {
-    let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
+fn scrubber_claims() {
+    exercise_scrubber_claims(&SqlRegistry::open_in_memory(DbOptions::default()).unwrap());
+}
+
+/// Scrubbers on several nodes: each due image is claimed by one, finished only by its
+/// holder, released for a retry, and taken over once a claim lapses.
+pub(crate) fn exercise_scrubber_claims(reg: &SqlRegistry) {
     let t = tenant("scrub");
-    for id in ["s-1", "s-2", "s-3"] {
+    let id = |n: &str| format!("{n}-{}", uuid_tail());
+    let (s1, s2, s3) = (id("s-1"), id("s-2"), id("s-3"));
+    for id in [&s1, &s2, &s3] {
         let p = ImagePatch {
-            id: Some(id.into()),
+            id: Some(id.clone()),
             location: Some(Some(format!("file:///var/lib/glance/images/{id}"))),
             ..ImagePatch::default()
         };
@@ -210,24 +234,63 @@ fn scrubber_helpers() {
         status: Some(Status::PendingDelete),
         ..ImagePatch::default()
     };
-    for id in ["s-1", "s-2"] {
+    for id in [&s1, &s2] {
         reg.update(&t, &iid(id), &pending, false).unwrap();
         reg.delete(&t, &iid(id)).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
-    reg.delete(&t, &iid("s-3")).unwrap();
-    let now = timeutil::now();
-    let due = reg.pending_deletes(&now).unwrap();
-    assert_eq!(ids(&due), vec!["s-2", "s-1"]);
-    assert!(due.iter().all(|i| i.deleted && i.location.is_some()));
+    reg.delete(&t, &iid(&s3)).unwrap();
+    let mine = |v: Vec<Image>| -> Vec<String> {
+        v.into_iter()
+            .map(|i| i.id)
+            .filter(|i| [&s1, &s2, &s3].contains(&i))
+            .collect()
+    };
+    let lease = Duration::from_secs(600);
     assert!(
-        reg.pending_deletes("2000-01-01T00:00:00.000000")
-            .unwrap()
-            .is_empty()
+        mine(
+            reg.claim_pending_deletes("2000-01-01T00:00:00.000000", "n1", lease, 100)
+                .unwrap()
+        )
+        .is_empty()
     );
-
-    reg.set_status_raw("s-2", Status::Deleted).unwrap();
-    assert_eq!(ids(&reg.pending_deletes(&now).unwrap()), vec!["s-1"]);
+    let now = timeutil::now();
+    let due = reg.claim_pending_deletes(&now, "n1", lease, 100).unwrap();
+    assert!(due.iter().all(|i| i.deleted && i.location.is_some()));
+    assert_eq!(mine(due), vec![s2.clone(), s1.clone()]);
+    // Another node finds them taken.
+    assert!(mine(reg.claim_pending_deletes(&now, "n2", lease, 100).unwrap()).is_empty());
+    assert!(matches!(
+        reg.finish_scrub(&s2, "n2"),
+        Err(Error::Conflict(_))
+    ));
+    reg.finish_scrub(&s2, "n1").unwrap();
+    assert_eq!(reg.find_any(&s2).unwrap().unwrap().status, Status::Deleted);
+    assert!(matches!(
+        reg.finish_scrub(&s2, "n1"),
+        Err(Error::Conflict(_))
+    ));
+    // Released: the next pass of any scrubber retries it.
+    reg.release_scrub(&s1, "n1").unwrap();
+    assert_eq!(
+        mine(
+            reg.claim_pending_deletes(&now, "n2", Duration::ZERO, 100)
+                .unwrap()
+        ),
+        vec![s1.clone()]
+    );
+    // n2's claim lapsed at once: n1 takes it over, and n2 can no longer finish it.
+    std::thread::sleep(Duration::from_millis(5));
+    let later = timeutil::now();
+    assert_eq!(
+        mine(reg.claim_pending_deletes(&later, "n1", lease, 100).unwrap()),
+        vec![s1.clone()]
+    );
+    assert!(matches!(
+        reg.finish_scrub(&s1, "n2"),
+        Err(Error::Conflict(_))
+    ));
+    reg.finish_scrub(&s1, "n1").unwrap();
     assert!(matches!(
         reg.set_status_raw("nope", Status::Deleted),
         Err(Error::NotFound(_))
@@ -235,8 +298,96 @@ fn scrubber_helpers() {
 }
 
 #[test]
+fn upload_leases() {
+    exercise_upload_leases(&SqlRegistry::open_in_memory(DbOptions::default()).unwrap());
+}
+
+/// Upload leases: renewed by their holder only, ended by a status change, and a lapsed one
+/// kills its image exactly once.
+pub(crate) fn exercise_upload_leases(reg: &SqlRegistry) {
+    let t = tenant("lease");
+    let make = |name: &str| {
+        let id = format!("{name}-{}", uuid_tail());
+        reg.create(
+            &t,
+            &ImagePatch {
+                id: Some(id.clone()),
+                status: Some(Status::Queued),
+                ..ImagePatch::default()
+            },
+        )
+        .unwrap();
+        id
+    };
+    let saving = ImagePatch {
+        status: Some(Status::Saving),
+        ..ImagePatch::default()
+    };
+    let (a, b) = (make("up-a"), make("up-b"));
+    // Not saving yet: no lease.
+    assert!(matches!(
+        reg.renew_upload_lease(&a, "n1", Duration::from_secs(60)),
+        Err(Error::Conflict(_))
+    ));
+    for id in [&a, &b] {
+        reg.update_if(&t, &iid(id), Status::Queued, &saving, false)
+            .unwrap();
+    }
+    reg.renew_upload_lease(&a, "n1", Duration::from_secs(60))
+        .unwrap();
+    reg.renew_upload_lease(&a, "n1", Duration::from_secs(60))
+        .unwrap();
+    assert!(matches!(
+        reg.renew_upload_lease(&a, "n2", Duration::from_secs(60)),
+        Err(Error::Conflict(_))
+    ));
+    reg.renew_upload_lease(&b, "n2", Duration::ZERO).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let expired: Vec<String> = reg
+        .expire_upload_leases()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .filter(|i| *i == a || *i == b)
+        .collect();
+    assert_eq!(expired, vec![b.clone()]);
+    assert_eq!(reg.find_any(&b).unwrap().unwrap().status, Status::Killed);
+    assert!(
+        reg.expire_upload_leases()
+            .unwrap()
+            .iter()
+            .all(|i| i.id != b)
+    );
+    // The holder of a killed upload cannot renew it, nor activate it.
+    assert!(matches!(
+        reg.renew_upload_lease(&b, "n2", Duration::from_secs(60)),
+        Err(Error::Conflict(_))
+    ));
+    let active = ImagePatch {
+        status: Some(Status::Active),
+        ..ImagePatch::default()
+    };
+    assert!(matches!(
+        reg.update_if(&t, &iid(&b), Status::Saving, &active, false),
+        Err(Error::Conflict(_))
+    ));
+    // A live upload ends normally and its lease with it.
+    reg.update_if(&t, &iid(&a), Status::Saving, &active, false)
+        .unwrap();
+    assert!(matches!(
+        reg.renew_upload_lease(&a, "n1", Duration::from_secs(60)),
+        Err(Error::Conflict(_))
+    ));
+}
+
+/// A suffix that keeps ids of one test run apart from another's on a shared database.
+fn uuid_tail() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+#[test]
 fn inspect_helpers() {
-    let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open_in_memory(DbOptions::default()).unwrap();
     let a = admin();
     // (id, created_at, status, location): the statuses and rows --all must skip, and a
     // created_at tie broken by id.
@@ -283,14 +434,14 @@ fn inspect_helpers() {
         };
         reg.create(&a, &p).unwrap();
         reg.set_status_raw(id, status).unwrap();
-        reg.write(|tx| {
-            tx.execute(
-                "UPDATE images SET created_at = ?2 WHERE id = ?1",
-                params![id, created],
-            )?;
-            Ok(())
-        })
-        .unwrap();
+        reg.pool
+            .write(|c| {
+                c.execute(
+                    "UPDATE images SET created_at = ? WHERE id = ?",
+                    &crate::sql_args![created, id],
+                )
+            })
+            .unwrap();
     }
     reg.delete(&a, &iid("x-deleted")).unwrap();
 
@@ -324,7 +475,7 @@ fn ids(v: &[Image]) -> Vec<&str> {
 #[test]
 fn concurrent_creates_and_lists() {
     let (_dir, path) = temp_db();
-    let reg = SqliteRegistry::open(&path, SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
     std::thread::scope(|s| {
         for w in 0..4 {
             let reg = &reg;
@@ -373,7 +524,7 @@ fn concurrent_creates_and_lists() {
 
 #[test]
 fn public_filter_is_admin_only_and_delete_keeps_properties() {
-    let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open_in_memory(DbOptions::default()).unwrap();
     let other = tenant("other");
     let p = ImagePatch {
         id: Some("hidden".into()),
@@ -400,7 +551,7 @@ fn public_filter_is_admin_only_and_delete_keeps_properties() {
 
 #[test]
 fn unsupported_sort_key_and_filter_are_bad_requests() {
-    let reg = SqliteRegistry::open_in_memory(SqliteOptions::default()).unwrap();
+    let reg = SqlRegistry::open_in_memory(DbOptions::default()).unwrap();
     let q = ListQuery {
         sort_key: "location",
         ..ListQuery::default()
