@@ -68,10 +68,20 @@ pub fn upload_and_activate(
         container_format: image.container_format.clone(),
         on_mismatch: app.opts.format_mismatch,
     };
-    let stored = match app
-        .stores
-        .add(Some(plan.store), id, req.body(), plan.expected, rules)
-    {
+    let added = match app.leases.as_deref() {
+        Some(leases) => match leases.renew(id) {
+            Ok(()) => {
+                let mut body = leases.reader(id, req.body());
+                app.stores
+                    .add(Some(plan.store), id, &mut body, plan.expected, rules)
+            }
+            Err(e) => Err(e),
+        },
+        None => app
+            .stores
+            .add(Some(plan.store), id, req.body(), plan.expected, rules),
+    };
+    let stored = match added {
         Ok(stored) => stored,
         Err(e) => {
             if let Error::ImageRefused(why) = &e {

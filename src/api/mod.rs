@@ -87,6 +87,8 @@ pub struct ApiApp {
     pub notifier: Arc<dyn Notifier>,
     /// Options.
     pub opts: ApiOptions,
+    /// Upload leases, with a database of our own (not a remote registry).
+    pub leases: Option<Arc<recovery::UploadLeases>>,
 }
 
 /// Where version negotiation sends a request.

@@ -73,6 +73,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "rabbit_userid",
     "rabbit_virtual_host",
     "registry_client_timeout",
+    "upload_lease_timeout",
     "registry_host",
     "registry_port",
     "s3_store_access_key",

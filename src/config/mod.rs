@@ -1176,6 +1176,10 @@ pub struct ApiConfig {
     pub registry_port: u16,
     /// `registry_client_timeout` (default 600 s).
     pub registry_client_timeout: Duration,
+    /// `upload_lease_timeout` (default 300 s, 3 s to a day): how long an upload's node may
+    /// go without renewing its lease (every third of it while data streams) before any
+    /// node sharing the database marks the image `killed` and removes its partial data.
+    pub upload_lease_timeout: Duration,
     /// Database of the embedded registry.
     pub db: DatabaseOptions,
     /// Largest page (`api_limit_max`, default 1000).
@@ -1295,6 +1299,7 @@ impl ApiConfig {
             registry_host: d.opt_string("registry_host"),
             registry_port: d.port("registry_port", 9191)?,
             registry_client_timeout: d.seconds("registry_client_timeout", 600)?,
+            upload_lease_timeout: d.seconds_in("upload_lease_timeout", 300, 3..=86_400)?,
             db,
             api_limit_max: d.u64_in("api_limit_max", 1000, 1..=u64::MAX)?,
             limit_param_default: d.u64_in("limit_param_default", 25, 1..=u64::MAX)?,
