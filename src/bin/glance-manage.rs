@@ -35,6 +35,9 @@ const COMMANDS: &str = "Commands:
     db_sync [VERSION]   create or migrate the database to VERSION (default: latest)
     upgrade [VERSION]   the same as db_sync
     version_control     put a new database under version control (schema version 0)
+    db_copy SOURCE_URL  copy every image record from the registry database at
+                        SOURCE_URL (e.g. the old sqlite:////var/lib/glance/glance.sqlite)
+                        into this one (sql_connection), which must hold no image
     downgrade VERSION   not supported: restore a backup instead
     inspect ID...       check the stored data of these images as an upload is checked
     inspect --all       the same for every image with stored data (not deleted)
@@ -144,6 +147,28 @@ fn database_command(cli: &CliArgs, command: &[String]) -> Result<()> {
         "version_control" => {
             db::db_version_control(db)?;
             println!("database {} is at schema version 0", db::display_name(db));
+            Ok(())
+        }
+        "db_copy" => {
+            let Some(source) = command.get(1) else {
+                return Err(Error::Config(
+                    "db_copy needs the source database URL".into(),
+                ));
+            };
+            let from = DbUrl::parse(source).map_err(|why| {
+                Error::Config(format!(
+                    "db_copy source {}: {why}",
+                    glance_rs::config::redact_url(source)
+                ))
+            })?;
+            let counts = db::db_copy(&from, db)?;
+            let summary: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            println!(
+                "copied {} into {}: {}",
+                db::display_name(&from),
+                db::display_name(db),
+                summary.join(", ")
+            );
             Ok(())
         }
         "downgrade" => match version_arg()? {

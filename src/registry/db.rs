@@ -219,6 +219,113 @@ pub fn db_version_control(url: &DbUrl) -> Result<()> {
     migrate::version_control(conn.as_mut()).map_err(|e| with_name(e, url))
 }
 
+/// The tables `db_copy` moves, parents first, with their columns (child tables without
+/// their generated `id`: the target numbers its rows itself) and the column that orders
+/// them for paging.
+const COPY_TABLES: [(&str, &str, &str); 4] = [
+    (
+        "images",
+        "id, name, disk_format, container_format, size, status, is_public, location, \
+         checksum, min_ram, min_disk, owner, created_at, updated_at, deleted_at, deleted, \
+         virtual_size, os_hash_algo, os_hash_value, visibility, protected, os_hidden, \
+         lease_owner, lease_expires_at",
+        "id",
+    ),
+    (
+        "image_properties",
+        "image_id, name, value, created_at, updated_at, deleted_at, deleted",
+        "id",
+    ),
+    (
+        "image_members",
+        "image_id, member, can_share, created_at, updated_at, deleted_at, deleted, status",
+        "id",
+    ),
+    (
+        "image_tags",
+        "image_id, value, created_at, updated_at, deleted_at, deleted",
+        "id",
+    ),
+];
+
+/// Rows read from the source at a time.
+const COPY_PAGE: i64 = 1000;
+
+/// Copies every row of the registry at `from` into the registry at `to` (`glance-manage
+/// db_copy`: moving an embedded SQLite registry to PostgreSQL or MySQL). Both must be at
+/// [`migrate::LATEST`] (the target is migrated first) and the target must hold no image.
+/// The copy is one transaction on the target: it lands whole or not at all. Returns the
+/// rows copied per table.
+pub fn db_copy(from: &DbUrl, to: &DbUrl) -> Result<Vec<(&'static str, u64)>> {
+    let mut src: Box<dyn Conn> = match from {
+        DbUrl::Sqlite(path) if !path.exists() => {
+            return Err(Error::Config(format!(
+                "database {} does not exist",
+                path.display()
+            )));
+        }
+        DbUrl::Sqlite(path) => Box::new(SqliteConn::open_read_only(path)?),
+        server => sql::connect_server(server, ConnectOptions::default())?,
+    };
+    let v = migrate::version(src.as_mut()).map_err(|e| with_name(e, from))?;
+    if v != migrate::LATEST {
+        return Err(version_error(&display_name(from), v));
+    }
+    let mut dst = open_conn(to, &DbOptions::default(), true)?;
+    migrate::sync(dst.as_mut(), None).map_err(|e| with_name(e, to))?;
+    if dst.query_opt("SELECT 1 FROM images", &[])?.is_some() {
+        return Err(Error::Config(format!(
+            "database {} already holds images: copy into an empty database",
+            display_name(to)
+        )));
+    }
+    dst.batch(dst.dialect().begin_write())?;
+    let copied = copy_tables(src.as_mut(), dst.as_mut());
+    match copied {
+        Ok(counts) => {
+            dst.batch("COMMIT")?;
+            Ok(counts)
+        }
+        Err(e) => {
+            let _ = dst.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The rows of every table, a page at a time.
+fn copy_tables(src: &mut dyn Conn, dst: &mut dyn Conn) -> Result<Vec<(&'static str, u64)>> {
+    let mut counts = Vec::new();
+    for (table, columns, key) in COPY_TABLES {
+        let width = columns.split(',').count();
+        let insert = format!("INSERT INTO {table} ({columns}) VALUES ({})", marks(width));
+        // Images page by their text id, the others by their integer id.
+        let mut after = if table == "images" {
+            Value::Text(String::new())
+        } else {
+            Value::Int(-1)
+        };
+        let mut n = 0u64;
+        loop {
+            let rows = src.query(
+                &format!(
+                    "SELECT {columns}, {key} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"
+                ),
+                &[after.clone(), Value::Int(COPY_PAGE)],
+            )?;
+            let Some(last) = rows.last() else { break };
+            after = last.0[width].clone();
+            for mut row in rows {
+                row.0.truncate(width);
+                dst.execute(&insert, &row.0)?;
+                n += 1;
+            }
+        }
+        counts.push((table, n));
+    }
+    Ok(counts)
+}
+
 /// Prefixes a migration error with the database's name.
 fn with_name(e: Error, url: &DbUrl) -> Error {
     let name = display_name(url);

@@ -570,3 +570,82 @@ fn unsupported_sort_key_and_filter_are_bad_requests() {
     };
     assert!(reg.list(&admin(), &q).unwrap().is_empty());
 }
+
+#[test]
+fn db_copy_moves_every_record() {
+    let (_dir, path) = temp_db();
+    let (_dir2, target) = temp_db();
+    let src = SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
+    exercise_db_copy(&src, &url(&path), &url(&target));
+}
+
+/// Fills `src` (the registry at `from`), copies it to `to` and compares every listing.
+pub(crate) fn exercise_db_copy(src: &SqlRegistry, from: &DbUrl, to: &DbUrl) {
+    let t = tenant("copy");
+    for i in 0..2500 {
+        let p = ImagePatch {
+            name: Some(Some(format!("img-{i}"))),
+            properties: Some(
+                [("n".to_string(), Some(i.to_string()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            tags: (i % 100 == 0).then(|| vec!["hundred".to_string()]),
+            ..ImagePatch::default()
+        };
+        let img = src.create(&t, &p).unwrap();
+        if i % 500 == 0 {
+            src.add_member(&t, &iid(&img.id), "friend", Some(true))
+                .unwrap();
+        }
+        if i % 1000 == 1 {
+            src.delete(&t, &iid(&img.id)).unwrap();
+        }
+    }
+    let counts = db_copy(from, to).unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("images", 2500),
+            ("image_properties", 2500),
+            ("image_members", 5),
+            ("image_tags", 25)
+        ]
+    );
+    let dst = SqlRegistry::open(to, DbOptions::default().no_migrate()).unwrap();
+    let all = |reg: &SqlRegistry| {
+        let mut out: Vec<Image> = Vec::new();
+        loop {
+            let q = ListQuery {
+                sort_key: "id",
+                limit: 1000,
+                public: PublicFilter::Any,
+                marker: out.last().map(|i| i.id.clone()),
+                ..ListQuery::default()
+            };
+            let page = reg.list(&admin(), &q).unwrap();
+            if page.is_empty() {
+                return out;
+            }
+            out.extend(page);
+        }
+    };
+    let (a, b) = (all(src), all(&dst));
+    assert_eq!(a.len(), 2497);
+    assert_eq!(a, b);
+    let shared = |reg: &SqlRegistry| reg.shared_images(&tenant("friend"), "friend").unwrap();
+    assert_eq!(shared(src), shared(&dst));
+    // Into a database that holds images: refused, nothing added.
+    let err = db_copy(from, to).unwrap_err();
+    assert!(err.message().contains("already holds images"), "{err}");
+    assert_eq!(all(&dst).len(), 2497);
+    // The target numbers new rows after the copied ones.
+    dst.create(
+        &t,
+        &ImagePatch {
+            properties: Some([("x".to_string(), None)].into_iter().collect()),
+            ..ImagePatch::default()
+        },
+    )
+    .unwrap();
+}
