@@ -14,6 +14,9 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
+mod mysql;
+mod postgres;
+
 /// One migration: the version it produces and the SQL that gets there from the one before.
 struct Migration {
     version: u32,
