@@ -979,6 +979,9 @@ fn share_if_private(c: &mut dyn Conn, img: &Image, now: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest member id (a tenant or user id; the servers' column holds 255 bytes).
+const MAX_MEMBER_BYTES: usize = 255;
+
 /// Inserts or revives a membership; `can_share` None keeps an existing row's flag (a new
 /// row gets false). The image row is locked by the caller, so no other transaction adds
 /// the same membership in between.
@@ -989,8 +992,10 @@ fn upsert_member(
     can_share: Option<bool>,
     now: &str,
 ) -> Result<()> {
-    if member.is_empty() {
-        return Err(Error::bad_request("Invalid member: must not be empty"));
+    if member.is_empty() || member.len() > MAX_MEMBER_BYTES {
+        return Err(Error::bad_request(format!(
+            "Invalid member: must be 1-{MAX_MEMBER_BYTES} bytes"
+        )));
     }
     // `status` before `deleted`: MySQL assigns left to right and would see the new value.
     let mut sql = String::from(
@@ -1701,4 +1706,6 @@ impl UploadLock {
 }
 
 #[cfg(test)]
-mod tests;
+mod servers;
+#[cfg(test)]
+pub(crate) mod tests;
