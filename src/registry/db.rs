@@ -61,7 +61,7 @@ use crate::timeutil;
 /// How to open a [`SqlRegistry`].
 #[derive(Debug, Clone, Copy)]
 pub struct DbOptions {
-    /// How long one statement may wait for a lock or run (`sql_timeout`): SQLite's busy
+    /// How long one statement may wait for a lock or run (`sql_statement_timeout`): SQLite's busy
     /// timeout, the servers' statement and lock timeouts.
     pub busy_timeout: Duration,
     /// Create or migrate the schema on open (`db_auto_create`); otherwise a database that is
@@ -82,11 +82,11 @@ pub struct DbOptions {
 }
 
 impl DbOptions {
-    /// The options of a server's database settings (`sql_timeout`, `db_auto_create`, the
+    /// The options of a server's database settings (`sql_statement_timeout`, `db_auto_create`, the
     /// pool options).
     pub fn from_config(db: &crate::config::DatabaseOptions, limits: PageLimits) -> DbOptions {
         DbOptions {
-            busy_timeout: db.sql_timeout,
+            busy_timeout: db.sql_statement_timeout,
             auto_migrate: db.db_auto_create,
             limits,
             quotas: Quotas::default(),

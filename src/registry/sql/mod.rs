@@ -256,7 +256,7 @@ pub trait Conn: Send {
 pub struct ConnectOptions {
     /// The longest a connection attempt may take before the database counts as unavailable.
     pub connect_timeout: std::time::Duration,
-    /// The longest one statement may run or wait for a lock (`sql_timeout`); past it the
+    /// The longest one statement may run or wait for a lock (`sql_statement_timeout`); past it the
     /// statement fails and the request answers 503.
     pub statement_timeout: std::time::Duration,
 }
