@@ -14,6 +14,8 @@
 //! connection is marked unusable so the [`pool::Pool`] drops it), everything else
 //! [`Error::Db`]. Messages never carry the connection password.
 
+#[cfg(test)]
+mod conn_tests;
 pub mod mysql;
 pub mod pool;
 pub mod postgres;
