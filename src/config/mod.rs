@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::format::OnMismatch;
 use crate::image::DISK_FORMATS;
 use crate::registry::Quotas;
+use crate::registry::sql::DbUrl;
 use crate::store::netguard::AddressPolicy;
 use crate::store::{
     Backend, BucketUrlFormat, HashAlgorithm, MB, S3Options, StoreOptions, SwiftAuthVersion,
@@ -741,125 +742,102 @@ impl KeystoneOptions {
 /// `sql_connection` and friends.
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {
-    /// Raw `sql_connection` value (only SQLite is accepted, so it holds no password).
+    /// `sql_connection` as given, with its password replaced by `***` (for messages; the
+    /// password is only in [`DatabaseOptions::url`], whose `Debug` hides it too).
     pub sql_connection: String,
-    /// SQLite database path parsed from it, made absolute against the current directory.
+    /// The parsed `sql_connection`: a SQLite file, or a PostgreSQL or MySQL server.
+    pub url: DbUrl,
+    /// The SQLite database path (absolute), or empty for a server database.
     pub sqlite_path: PathBuf,
-    /// Busy timeout (`sql_timeout`, default 30 s).
+    /// How long one statement may run or wait for a lock (`sql_timeout`, default 30 s):
+    /// SQLite's busy timeout, the servers' statement and lock timeouts.
     pub sql_timeout: Duration,
-    /// `sql_idle_timeout` (default 3600 s): Glance's pool recycle time; accepted, unused
-    /// with SQLite.
+    /// Pooled connections idle longer than this are closed rather than reused
+    /// (`sql_idle_timeout`, default 3600 s; Glance's pool recycle time).
     pub sql_idle_timeout: Duration,
+    /// Connections kept open in the pool (`sql_max_pool_size`, default 16, at least 1).
+    pub sql_max_pool_size: usize,
+    /// Extra connections opened under load (`sql_max_overflow`, default 16).
+    pub sql_max_overflow: usize,
+    /// How long a request waits for a free connection before a 503 (`sql_pool_timeout`,
+    /// default 30 s).
+    pub sql_pool_timeout: Duration,
+    /// How long opening a server connection may take before the database counts as
+    /// unavailable (`sql_connect_timeout`, default 5 s; a `connect_timeout` in the URL wins).
+    pub sql_connect_timeout: Duration,
     /// Apply migrations at start-up (`db_auto_create = True`) instead of refusing a
     /// database whose schema is not the latest.
     pub db_auto_create: bool,
     /// `sqlite_synchronous`: `FULL` (default; every commit on disk before it returns) or
     /// `NORMAL` (faster writes; the last commits may be lost on power loss).
     pub sqlite_synchronous_full: bool,
-    /// The parsed `sql_connection`.
-    pub url: crate::registry::sql::DbUrl,
 }
 
 impl DatabaseOptions {
     /// Reads the database options, with `default_connection` when `sql_connection` is unset.
     fn from_ini(ini: &Ini, default_connection: &str) -> Result<DatabaseOptions> {
         let d = ini.defaults();
-        let (sql_connection, sqlite_path) = match d.get("sql_connection") {
-            Some(v) => (
-                v.text.to_string(),
-                sqlite_path(v.text)
-                    .map_err(|p| v.error_showing("sql_connection", &redact_url(v.text), &p))?,
-            ),
-            None => {
-                let p = sqlite_path(default_connection).map_err(Error::Config)?;
-                (default_connection.to_string(), p)
+        let (sql_connection, url) = match d.get("sql_connection") {
+            Some(v) => {
+                let shown = redact_url(v.text);
+                let url = DbUrl::parse(v.text)
+                    .map_err(|p| v.error_showing("sql_connection", &shown, &p))?;
+                (shown, url)
             }
+            None => (
+                redact_url(default_connection),
+                DbUrl::parse(default_connection).map_err(Error::Config)?,
+            ),
         };
+        let sqlite_path = url.sqlite_path().map(Path::to_path_buf).unwrap_or_default();
+        // Bounded so that deadlines computed from them cannot overflow an Instant.
+        const DAY: u64 = 86_400;
         Ok(DatabaseOptions {
-            url: crate::registry::sql::DbUrl::Sqlite(sqlite_path.clone()),
             sql_connection,
+            url,
             sqlite_path,
-            sql_timeout: d.seconds("sql_timeout", 30)?,
-            sql_idle_timeout: d.seconds("sql_idle_timeout", 3600)?,
+            sql_timeout: d.seconds_in("sql_timeout", 30, 0..=DAY)?,
+            sql_idle_timeout: d.seconds_in("sql_idle_timeout", 3600, 0..=365 * DAY)?,
+            sql_max_pool_size: d.usize_in("sql_max_pool_size", 16, 1..=10_000)?,
+            sql_max_overflow: d.usize_in("sql_max_overflow", 16, 0..=10_000)?,
+            sql_pool_timeout: d.seconds_in("sql_pool_timeout", 30, 0..=DAY)?,
+            sql_connect_timeout: d.seconds_in("sql_connect_timeout", 5, 1..=3600)?,
             db_auto_create: d.bool("db_auto_create", false)?,
             sqlite_synchronous_full: d
                 .choice("sqlite_synchronous", "FULL", &["FULL", "NORMAL"])?
                 .eq_ignore_ascii_case("FULL"),
         })
     }
-}
 
-impl DatabaseOptions {
-    /// The connection pool's options.
+    /// The connection pool's sizes and timeouts.
     pub fn pool_options(&self) -> crate::registry::sql::pool::PoolOptions {
         crate::registry::sql::pool::PoolOptions {
+            max_size: self.sql_max_pool_size,
+            max_overflow: self.sql_max_overflow,
             idle_timeout: self.sql_idle_timeout,
-            ..Default::default()
+            checkout_timeout: self.sql_pool_timeout,
         }
     }
 
-    /// How server connections are opened.
+    /// How server connections are opened: `sql_connect_timeout` (or the URL's
+    /// `connect_timeout`), and `sql_timeout` as the statement and lock timeout.
     pub fn connect_options(&self) -> crate::registry::sql::ConnectOptions {
+        let url_timeout = match &self.url {
+            DbUrl::Postgres(s) | DbUrl::Mysql(s) => s.connect_timeout(),
+            DbUrl::Sqlite(_) => None,
+        };
         crate::registry::sql::ConnectOptions {
+            connect_timeout: url_timeout.unwrap_or(self.sql_connect_timeout),
             statement_timeout: self.sql_timeout,
-            ..Default::default()
         }
     }
-}
-
-/// Parses an SQLAlchemy URL the way SQLAlchemy reads SQLite ones: `sqlite:////abs/path` is
-/// `/abs/path`, `sqlite:///rel/path` is relative to the current directory; a string
-/// without `://` is taken as a plain path. The error is a problem description (the caller
-/// adds the redacted value).
-fn sqlite_path(url: &str) -> std::result::Result<PathBuf, String> {
-    let path = match url.split_once("://") {
-        None => url,
-        Some((scheme, rest)) => {
-            let driver = scheme.split('+').next().unwrap_or(scheme);
-            if !driver.eq_ignore_ascii_case("sqlite") {
-                return Err(format!(
-                    "uses database '{driver}', which is not supported yet (only sqlite)"
-                ));
-            }
-            if rest.contains('?') {
-                return Err("has query parameters, which are not supported".to_string());
-            }
-            // sqlite://<host>/<path>: the host part must be empty.
-            match rest.strip_prefix('/') {
-                Some(p) => p,
-                None => {
-                    return Err(
-                        "must be sqlite:////absolute/path or sqlite:///relative/path".to_string(),
-                    );
-                }
-            }
-        }
-    };
-    if path.is_empty() || path == ":memory:" {
-        return Err(
-            "names an in-memory database, which each connection would see empty; \
-             give a file path"
-                .to_string(),
-        );
-    }
-    std::path::absolute(path).map_err(|e| format!("cannot be made absolute: {e}"))
 }
 
 /// The URL with the password of its user-info replaced by `***`
-/// (`mysql://glance:***@db/glance`), so that it can appear in messages.
+/// (`mysql://glance:***@db/glance`), so that it can appear in messages. The user-info is
+/// found as `sql_connection` is parsed (see [`crate::registry::sql::url::redact`]).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
+    crate::registry::sql::url::redact(url)
 }
 
 /// Collects the warnings of a loaded file: parse warnings, then unknown options. An option

@@ -131,6 +131,9 @@ fn api_defaults_from_an_empty_file() {
     assert_eq!(c.db.sql_timeout, Duration::from_secs(30));
     assert!(c.db.sqlite_synchronous_full);
     assert_eq!(c.db.sql_idle_timeout, Duration::from_secs(3600));
+    assert_eq!((c.db.sql_max_pool_size, c.db.sql_max_overflow), (16, 16));
+    assert_eq!(c.db.sql_pool_timeout, Duration::from_secs(30));
+    assert_eq!(c.db.sql_connect_timeout, Duration::from_secs(5));
     assert!(!c.db.db_auto_create);
     assert_eq!((c.api_limit_max, c.limit_param_default), (1000, 25));
     assert_eq!(c.default_store, Backend::File);
@@ -251,19 +254,35 @@ fn sql_connection_forms() {
     );
     assert_eq!(db("reg.db").unwrap().sqlite_path, cwd.join("reg.db"));
 
-    let e = err(db("postgresql://glance:s3cret@db.example.com:5432/glance"));
+    // Server databases parse; the password stays out of sql_connection and Debug.
+    let pg = db("postgresql://glance:s3cret@db.example.com:5432/glance").unwrap();
+    assert_eq!(pg.url.dialect(), crate::registry::sql::Dialect::Postgres);
+    assert_eq!(pg.sqlite_path, PathBuf::new());
+    assert_eq!(
+        pg.sql_connection,
+        "postgresql://glance:***@db.example.com:5432/glance"
+    );
+    assert!(!format!("{pg:?}").contains("s3cret"));
+    let my = db("mysql+mysqldb://root:pw@localhost/glance?charset=utf8").unwrap();
+    assert_eq!(my.url.dialect(), crate::registry::sql::Dialect::Mysql);
+    assert_eq!(my.sqlite_path, PathBuf::new());
+    assert_eq!(
+        my.url.redacted(),
+        "mysql://root:***@localhost/glance?charset=utf8"
+    );
+    let e = err(db("mysql+foo://root:pw@localhost/glance"));
     assert_eq!(
         e,
-        "glance-api.conf:2: sql_connection: \"postgresql://glance:***@db.example.com:5432/glance\" \
-         uses database 'postgresql', which is not supported yet (only sqlite)"
+        "glance-api.conf:2: sql_connection: \"mysql+foo://root:***@localhost/glance\" uses the \
+         driver 'foo' for mysql, which is not supported (supported: mysql://, mysql+mysqldb://, \
+         mysql+pymysql://)"
     );
-    assert!(!e.contains("s3cret"));
-    let e = err(db("mysql+mysqldb://root:pw@localhost/glance"));
-    assert!(
-        e.contains("'mysql', which is not supported yet (only sqlite)"),
-        "{e}"
-    );
-    assert!(!e.contains("pw@"), "{e}");
+    let e = err(db("oracle://scott:tiger@h/orcl"));
+    assert!(e.contains("'oracle', which is not supported"), "{e}");
+    assert!(!e.contains("tiger"), "{e}");
+    let e = err(db("postgresql://glance:s3cret@h/glance?application_name=x"));
+    assert!(e.contains("'application_name'"), "{e}");
+    assert!(!e.contains("s3cret"), "{e}");
     let e = err(db("sqlite://"));
     assert!(e.contains("sqlite:////absolute/path"), "{e}");
     let e = err(db("sqlite:///:memory:"));
@@ -274,6 +293,51 @@ fn sql_connection_forms() {
     assert_eq!(redact_url("mysql://u@h/db"), "mysql://u:***@h/db");
     assert_eq!(redact_url("mysql://h/db"), "mysql://h/db");
     assert_eq!(redact_url("a:b@c"), "a:b@c");
+}
+
+#[test]
+fn pool_and_connect_options() {
+    let db = |text: &str| DatabaseOptions::from_ini(&ini(text), DEFAULT_SQL_CONNECTION);
+    let o = db("[DEFAULT]\n\
+                sql_connection = mysql://u:pw@h/g\n\
+                sql_max_pool_size = 4\n\
+                sql_max_overflow = 0\n\
+                sql_pool_timeout = 7\n\
+                sql_connect_timeout = 2\n\
+                sql_idle_timeout = 60\n\
+                sql_timeout = 9\n")
+    .unwrap();
+    let p = o.pool_options();
+    assert_eq!((p.max_size, p.max_overflow), (4, 0));
+    assert_eq!(p.checkout_timeout, Duration::from_secs(7));
+    assert_eq!(p.idle_timeout, Duration::from_secs(60));
+    let c = o.connect_options();
+    assert_eq!(c.connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.statement_timeout, Duration::from_secs(9));
+
+    // The URL's connect_timeout wins over sql_connect_timeout.
+    let o = db("[DEFAULT]\nsql_connection = postgresql://h/g?connect_timeout=11\n").unwrap();
+    assert_eq!(o.connect_options().connect_timeout, Duration::from_secs(11));
+
+    let e = err(db("[DEFAULT]\nsql_max_pool_size = 0\n"));
+    assert!(
+        e.contains("sql_max_pool_size: \"0\" must be between 1 and"),
+        "{e}"
+    );
+    let e = err(db("[DEFAULT]\nsql_connect_timeout = 0\n"));
+    assert!(e.contains("sql_connect_timeout"), "{e}");
+    let e = err(db("[DEFAULT]\nsql_pool_timeout = soon\n"));
+    assert!(e.contains("whole number of seconds"), "{e}");
+
+    // None of them warns as unknown, in any program's file.
+    for key in [
+        "sql_max_pool_size",
+        "sql_max_overflow",
+        "sql_pool_timeout",
+        "sql_connect_timeout",
+    ] {
+        assert!(known::is_known(key), "{key}");
+    }
 }
 
 #[test]
@@ -413,13 +477,14 @@ fn cli_overrides_the_file() {
 
     // A bad override names the flag.
     let mut args = cli(&["--config-file", conf.to_str().unwrap()]);
-    args.set("sql_connection", "mysql://u:pw@h/g", "--sql-connection");
+    args.set("sql_connection", "mysql://u:pw@h/g?x=1", "--sql-connection");
     let (i, _) = open(REGISTRY_APP, &args, &nowhere).unwrap();
     let e = err(RegistryConfig::from_ini(&i));
     assert_eq!(
         e,
-        "command line (--sql-connection): sql_connection: \"mysql://u:***@h/g\" uses database \
-         'mysql', which is not supported yet (only sqlite)"
+        "command line (--sql-connection): sql_connection: \"mysql://u:***@h/g?x=1\" has the \
+         query parameter 'x', which is not supported for MySQL (supported: charset, \
+         connect_timeout, unix_socket, use_unicode)"
     );
 
     // A positional argument that is not a file, with the file found on the search path.

@@ -18,6 +18,8 @@ pub mod mysql;
 pub mod pool;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testdb;
 pub mod url;
 
 use crate::error::{Error, Result};
