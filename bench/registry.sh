@@ -101,6 +101,7 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
+trap 'echo "registry.sh: line $LINENO: a command failed (status $?)" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -226,6 +227,12 @@ prepare_backend() {
             fi ;;
     esac
     SEED_SECONDS=$(calc "$EPOCHREALTIME - $t0" 1)
+    # The settings that decide what a commit costs.
+    case $b in
+        sqlite) SETTINGS+=("sqlite: the file under $WORK (journal WAL), sqlite_synchronous = FULL (the default)") ;;
+        postgresql) SETTINGS+=("postgresql: $(pg_admin "SELECT split_part(version(), ' ', 2) || ', synchronous_commit = ' || current_setting('synchronous_commit') || ', fsync = ' || current_setting('fsync') || ', shared_buffers = ' || current_setting('shared_buffers') || ', max_connections = ' || current_setting('max_connections')")") ;;
+        mysql) SETTINGS+=("mysql: $(my_admin "SELECT CONCAT(VERSION(), ', innodb_flush_log_at_trx_commit = ', @@innodb_flush_log_at_trx_commit, ', sync_binlog = ', @@sync_binlog, ', innodb_buffer_pool_size = ', @@innodb_buffer_pool_size, ', max_connections = ', @@max_connections)")") ;;
+    esac
 }
 
 # ---- glance-api ----------------------------------------------------------------------------
@@ -303,7 +310,7 @@ latency() {
 cpu_snap() {
     local nodes=" ${NODE_PIDS[*]} " children
     children=$(sed -n 2p "$1")
-    { head -n 1 /proc/stat; cat /proc/[0-9]*/stat 2>/dev/null; } | awk -v nodes="$nodes" -v ch="$children" '
+    { head -n 1 /proc/stat; cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v nodes="$nodes" -v ch="$children" '
         $1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8 + $9; next }
         {
             pid = $1; comm = $0; sub(/^[^(]*\(/, "", comm); sub(/\).*$/, "", comm)
@@ -393,6 +400,7 @@ walk() {
 ROWS=()         # "backend|measure|value|detail|target|result"
 NOTES=()
 SKIPPED=()
+SETTINGS=()
 MISSED=0
 # row BACKEND MEASURE VALUE DETAIL TARGET (e.g. "<= 2", ">= 1000", or "-")
 row() {
@@ -545,6 +553,7 @@ for line in "${ROWS[@]}"; do
     printf '%-11s %-42s %10s  %-34s %-9s %s\n' "$b" "$m" "$v" "$d" "$t" "$res"
 done
 for s in "${SKIPPED[@]}"; do echo "skipped $s"; done
+for s in "${SETTINGS[@]}"; do echo "server $s"; done
 for n in "${NOTES[@]}"; do echo "note: $n"; done
 echo "samples:"
 for s in "${SAMPLES[@]}"; do echo "  $s"; done
