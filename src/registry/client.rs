@@ -270,7 +270,7 @@ impl Registry for RemoteRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -287,17 +287,24 @@ mod tests {
     /// Runs `check` through this client against a registry server (on an in-memory SQLite
     /// registry) on loopback.
     fn over_http(check: fn(&dyn Registry)) {
+        use crate::registry::db::{DbOptions, SqlRegistry};
+        let sqlite = SqlRegistry::open_in_memory(DbOptions::default());
+        over_http_on(
+            std::sync::Arc::new(sqlite.unwrap_or_else(|e| panic!("{e}"))),
+            check,
+        );
+    }
+
+    /// Runs `check` through this client against a registry server on `registry`.
+    pub(crate) fn over_http_on(registry: std::sync::Arc<dyn Registry>, check: fn(&dyn Registry)) {
         use crate::auth::{AuthOptions, NoAuth};
         use crate::http::server::{Server, ServerConfig};
         use crate::registry::PageLimits;
-        use crate::registry::db::{DbOptions, SqlRegistry};
         use crate::registry::server::RegistryApp;
         use std::sync::Arc;
 
-        let sqlite = SqlRegistry::open_in_memory(DbOptions::default());
-        let sqlite = sqlite.unwrap_or_else(|e| panic!("{e}"));
         let auth = Arc::new(NoAuth(AuthOptions::default()));
-        let app = RegistryApp::new(Arc::new(sqlite), auth, PageLimits::default());
+        let app = RegistryApp::new(registry, auth, PageLimits::default());
         let server = Server::bind("127.0.0.1:0", ServerConfig::default());
         let server = server.unwrap_or_else(|e| panic!("{e}"));
         let port = server.local_addr().map(|a| a.port()).unwrap_or(0);

@@ -149,6 +149,52 @@ const COLUMNS: &str = "i.id, i.name, i.disk_format, i.container_format, i.size, 
                        i.created_at, i.updated_at, i.deleted_at, i.deleted, i.virtual_size, \
                        i.os_hash_algo, i.os_hash_value, i.visibility, i.protected, i.os_hidden";
 
+/// The image columns a create or an update writes from the record, in the order of
+/// [`record_args`].
+const RECORD_COLUMNS: [&str; 17] = [
+    "name",
+    "disk_format",
+    "container_format",
+    "size",
+    "status",
+    "is_public",
+    "location",
+    "checksum",
+    "min_ram",
+    "min_disk",
+    "owner",
+    "virtual_size",
+    "os_hash_algo",
+    "os_hash_value",
+    "visibility",
+    "protected",
+    "os_hidden",
+];
+
+/// The values of [`RECORD_COLUMNS`] for an image.
+fn record_args(img: &Image) -> Result<Vec<Value>> {
+    Ok(sql_args![
+        &img.name,
+        &img.disk_format,
+        &img.container_format,
+        to_i64("size", img.size)?,
+        img.status.as_str(),
+        img.is_public(),
+        &img.location,
+        &img.checksum,
+        to_i64("min_ram", img.min_ram)?,
+        to_i64("min_disk", img.min_disk)?,
+        &img.owner,
+        opt_i64("virtual_size", img.virtual_size)?,
+        &img.os_hash_algo,
+        &img.os_hash_value,
+        img.visibility.as_str(),
+        img.protected,
+        img.os_hidden,
+    ]
+    .to_vec())
+}
+
 /// A registry whose records live in a SQL database.
 #[derive(Debug)]
 pub struct SqlRegistry {
@@ -979,6 +1025,9 @@ fn share_if_private(c: &mut dyn Conn, img: &Image, now: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest member id (a tenant or user id; the servers' column holds 255 bytes).
+const MAX_MEMBER_BYTES: usize = 255;
+
 /// Inserts or revives a membership; `can_share` None keeps an existing row's flag (a new
 /// row gets false). The image row is locked by the caller, so no other transaction adds
 /// the same membership in between.
@@ -989,8 +1038,10 @@ fn upsert_member(
     can_share: Option<bool>,
     now: &str,
 ) -> Result<()> {
-    if member.is_empty() {
-        return Err(Error::bad_request("Invalid member: must not be empty"));
+    if member.is_empty() || member.len() > MAX_MEMBER_BYTES {
+        return Err(Error::bad_request(format!(
+            "Invalid member: must be 1-{MAX_MEMBER_BYTES} bytes"
+        )));
     }
     // `status` before `deleted`: MySQL assigns left to right and would see the new value.
     let mut sql = String::from(
@@ -1263,35 +1314,15 @@ impl SqlRegistry {
             } else {
                 ""
             };
+            let sets: Vec<String> = RECORD_COLUMNS.iter().map(|c| format!("{c} = ?")).collect();
+            let mut args = record_args(&img)?;
+            args.extend(sql_args![now.as_str(), id]);
             c.execute(
                 &format!(
-                    "UPDATE images SET name = ?, disk_format = ?, container_format = ?, \
-                     size = ?, status = ?, is_public = ?, location = ?, checksum = ?, \
-                     min_ram = ?, min_disk = ?, owner = ?, updated_at = ?, \
-                     virtual_size = ?, os_hash_algo = ?, os_hash_value = ?, \
-                     visibility = ?, protected = ?, os_hidden = ?{lease} WHERE id = ?"
+                    "UPDATE images SET {}, updated_at = ?{lease} WHERE id = ?",
+                    sets.join(", ")
                 ),
-                &sql_args![
-                    &img.name,
-                    &img.disk_format,
-                    &img.container_format,
-                    to_i64("size", img.size)?,
-                    img.status.as_str(),
-                    img.is_public(),
-                    &img.location,
-                    &img.checksum,
-                    to_i64("min_ram", img.min_ram)?,
-                    to_i64("min_disk", img.min_disk)?,
-                    &img.owner,
-                    now.as_str(),
-                    opt_i64("virtual_size", img.virtual_size)?,
-                    &img.os_hash_algo,
-                    &img.os_hash_value,
-                    img.visibility.as_str(),
-                    img.protected,
-                    img.os_hidden,
-                    id,
-                ],
+                &args,
             )?;
             sync_tags(c, id, &old.tags, &img.tags, &now)?;
             for name in old.properties.keys() {
@@ -1401,27 +1432,8 @@ impl Registry for SqlRegistry {
         img.created_at = timeutil::now();
         img.updated_at = None;
         validate(&img, patch, &self.quotas, &Image::new(String::new()))?;
-        let args = sql_args![
-            img.id.as_str(),
-            &img.name,
-            &img.disk_format,
-            &img.container_format,
-            to_i64("size", img.size)?,
-            img.status.as_str(),
-            img.is_public(),
-            &img.location,
-            &img.checksum,
-            to_i64("min_ram", img.min_ram)?,
-            to_i64("min_disk", img.min_disk)?,
-            &img.owner,
-            img.created_at.as_str(),
-            opt_i64("virtual_size", img.virtual_size)?,
-            &img.os_hash_algo,
-            &img.os_hash_value,
-            img.visibility.as_str(),
-            img.protected,
-            img.os_hidden,
-        ];
+        let mut args = sql_args![img.id.as_str(), img.created_at.as_str()].to_vec();
+        args.extend(record_args(&img)?);
         let duplicate = || {
             Error::Duplicate(format!(
                 "An image with identifier {} already exists",
@@ -1438,12 +1450,11 @@ impl Registry for SqlRegistry {
                 return Err(duplicate());
             }
             c.execute(
-                "INSERT INTO images (id, name, disk_format, container_format, size, status, \
-                 is_public, location, checksum, min_ram, min_disk, owner, created_at, \
-                 updated_at, deleted_at, deleted, virtual_size, os_hash_algo, os_hash_value, \
-                 visibility, protected, os_hidden) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, \
-                 ?, ?, ?, ?, ?, ?)",
+                &format!(
+                    "INSERT INTO images (id, created_at, deleted, {}) VALUES (?, ?, 0, {})",
+                    RECORD_COLUMNS.join(", "),
+                    marks(RECORD_COLUMNS.len())
+                ),
                 &args,
             )?;
             sync_tags(c, &img.id, &[], &img.tags, &img.created_at)?;
@@ -1701,4 +1712,6 @@ impl UploadLock {
 }
 
 #[cfg(test)]
-mod tests;
+mod servers;
+#[cfg(test)]
+pub(crate) mod tests;

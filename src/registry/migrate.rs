@@ -199,7 +199,7 @@ fn step_in_transaction(conn: &mut dyn Conn, m: &Migration) -> Result<()> {
     conn.batch(conn.dialect().begin_write())?;
     let out = (|| {
         if conn.dialect() == Dialect::Postgres {
-            conn.query("SELECT pg_advisory_xact_lock(?)", &sql_args![PG_LOCK_KEY])?;
+            conn.execute("SELECT pg_advisory_xact_lock(?)", &sql_args![PG_LOCK_KEY])?;
             ensure_version_table(conn)?;
         }
         if version(conn)? >= m.version {

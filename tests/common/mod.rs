@@ -11,6 +11,7 @@ pub mod images;
 pub mod keystone;
 pub mod objstore;
 pub mod proxy;
+pub mod sqldb;
 pub mod venv;
 
 use std::io::{BufRead, BufReader, Read};

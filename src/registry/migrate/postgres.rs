@@ -26,7 +26,6 @@
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
 // Read by the tests only until migrate.rs runs the server migrations.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) const MIGRATIONS: [super::Migration; 6] = [
     super::Migration {
         version: 1,

@@ -187,7 +187,12 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "BEGIN DEFERRED",
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ",
-            Dialect::Mysql => "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+            // Sessions run in READ COMMITTED (narrow row locks for writes), under which a
+            // consistent snapshot is not one: a read transaction asks for REPEATABLE READ.
+            Dialect::Mysql => {
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+                 START TRANSACTION WITH CONSISTENT SNAPSHOT"
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use crate::sql_args;
 /// The SQLite schema at its latest version: (table, column) pairs and index names.
 fn sqlite_schema() -> (BTreeSet<(String, String)>, BTreeSet<String>) {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
-    for m in &super::super::MIGRATIONS {
+    for m in &super::super::sqlite::MIGRATIONS {
         conn.execute_batch(m.sql).unwrap();
     }
     let mut st = conn
@@ -34,9 +34,6 @@ fn sqlite_schema() -> (BTreeSet<(String, String)>, BTreeSet<String>) {
         .unwrap();
     (columns, indexes)
 }
-
-/// Columns version 6 adds, which SQLite lacks until its own version 6.
-const V6_COLUMNS: [&str; 2] = ["lease_owner", "lease_expires_at"];
 
 fn apply(conn: &mut dyn Conn, versions: std::ops::RangeInclusive<u32>) {
     for m in MIGRATIONS.iter().filter(|m| versions.contains(&m.version)) {
@@ -69,7 +66,7 @@ fn all_versions_apply_and_mirror_sqlite() {
     let mut c = db.connect();
     apply(c.as_mut(), 1..=6);
 
-    // The same tables and columns as SQLite (plus version 6's).
+    // The same tables and columns as SQLite.
     let rows = c
         .query(
             "SELECT table_name, column_name, data_type, collation_name \
@@ -83,13 +80,7 @@ fn all_versions_apply_and_mirror_sqlite() {
         .collect();
     let (sqlite_columns, sqlite_indexes) = sqlite_schema();
     let extra: Vec<_> = columns.difference(&sqlite_columns).collect();
-    assert!(
-        extra
-            .iter()
-            .all(|(t, col)| t == "images" && V6_COLUMNS.contains(&col.as_str())),
-        "{extra:?}"
-    );
-    assert_eq!(extra.len(), 2, "{extra:?}");
+    assert!(extra.is_empty(), "{extra:?}");
     let missing: Vec<_> = sqlite_columns.difference(&columns).collect();
     assert!(missing.is_empty(), "{missing:?}");
     // Text compares byte-wise; flags are TINYINT; timestamps text.
