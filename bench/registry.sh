@@ -54,6 +54,7 @@ log() { echo "[registry $(date +%H:%M:%S)] $*" >&2; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 sum() { local t=0 x; for x in "$@"; do t=$(( t + x )); done; echo "$t"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+imedian() { median "$@" | awk '{ printf "%.0f", $1 }'; }
 need_uint() { [[ $2 =~ ^[0-9]+$ ]] && (( $2 >= ${3:-1} )) || die "$1: expected a whole number >= ${3:-1}, got '$2'"; }
 opt() { (( $# >= 2 )) || die "$1 needs a value"; printf '%s' "$2"; }
 
@@ -460,7 +461,7 @@ run_backend() {
         row "$b" "creates/s, 1 client" "$(median ${S[c1]})" "errors $(sum ${S[c1e]})" -
         local ct=- cpu
         [[ $b == postgresql ]] && ct=">= $CREATE_TARGET_PG"
-        cpu=$(median $(for x in ${S[c16cpu]}; do echo "${x%%/*}"; done))
+        cpu=$(imedian $(for x in ${S[c16cpu]}; do echo "${x%%/*}"; done))
         row "$b" "creates/s, 16 clients" "$(median ${S[c16]})" "cpu busy ${cpu}%, errors $(sum ${S[c16e]})" "$ct"
         if [[ $LAST_RESULT == MISS ]] && (( cpu >= 90 )); then
             NOTES+=("$b creates: all $NCPU cores were ${cpu}% busy (glance-api, the database server and wrk on the same machine; cpu % busy/glance/db/wrk/other: ${S[c16cpu]})")
@@ -468,7 +469,7 @@ run_backend() {
         row "$b" "first page of 100, ms (median; p99)" "$(median ${S[p50]})" "p99 $(median ${S[p99]})" "<= $target"
         row "$b" "  with property filter (1 in $FILTER_EVERY)" "$(median ${S[fp50]})" "p99 $(median ${S[fp99]})" -
         row "$b" "walk $IMAGES in pages of 1000, s" "$(median ${S[walk]})" "$(( IMAGES / 1000 + 1 )) requests" -
-        cpu=$(median $(for x in ${S[headcpu]}; do echo "${x%%/*}"; done))
+        cpu=$(imedian $(for x in ${S[headcpu]}; do echo "${x%%/*}"; done))
         row "$b" "HEAD req/s, 16 clients" "$(median ${S[head]})" "cpu busy ${cpu}%" -
     }
     SAMPLES+=("$b: page p50 ${S[p50]}| p99 ${S[p99]}| filtered p50 ${S[fp50]}| p99 ${S[fp99]}| walk ${S[walk]}| HEAD ${S[head]}| creates c1 ${S[c1]}| c16 ${S[c16]}")
@@ -509,13 +510,13 @@ two_nodes() {
     # shellcheck disable=SC2086
     {
         local cpu
-        cpu=$(median $(for x in ${T[head2cpu]}; do echo "${x%%/*}"; done))
+        cpu=$(imedian $(for x in ${T[head2cpu]}; do echo "${x%%/*}"; done))
         row "$b" "two nodes / one node, HEAD req/s" "$(median ${T[headr]})" \
             "$(median ${T[head2]}) / $(median ${T[head1]}), cpu busy ${cpu}%" ">= $TWO_NODE_TARGET"
         if [[ $LAST_RESULT == MISS ]] && (( cpu >= 90 )); then
             NOTES+=("$b two nodes: all $NCPU cores were ${cpu}% busy during the two-node HEAD rounds (two glance-api, wrk and the database server on $NCPU cores; cpu % busy/glance/db/wrk/other: ${T[head2cpu]}): the machine, not the nodes, bounds the ratio")
         fi
-        cpu=$(median $(for x in ${T[create2cpu]}; do echo "${x%%/*}"; done))
+        cpu=$(imedian $(for x in ${T[create2cpu]}; do echo "${x%%/*}"; done))
         row "$b" "two nodes / one node, creates/s" "$(median ${T[creater]})" \
             "$(median ${T[create2]}) / $(median ${T[create1]}), cpu busy ${cpu}%" -
         (( ERR_SUM == 0 )) || NOTES+=("$b two nodes: $ERR_SUM requests failed (non-2xx or timeouts)")
