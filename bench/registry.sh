@@ -13,7 +13,7 @@
 #
 # Usage: bash bench/registry.sh [--images N] [--seconds N] [--repeat N]
 #            [--backends sqlite,postgresql,mysql] [--two-nodes postgresql] [--workers N]
-#            [--filter-every N] [--no-build] [--no-install] [--keep]
+#            [--filter-every N] [--pg-sslmode MODE] [--no-build] [--no-install] [--keep]
 # Each backend's database is made for the run (SQLite: a file; PostgreSQL and MySQL: a
 # database glance_bench_<pid> on 127.0.0.1, dropped at the end); a backend whose server does
 # not answer, or that this build of glance-api cannot use, is skipped with a note. Needs wrk
@@ -40,6 +40,7 @@ KEEP=0
 CREATED_POLICY_RC=0
 # The database servers (loopback only; trust auth / no password, as on the dev machine).
 PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
+PG_SSLMODE=""       # --pg-sslmode: appended to the PostgreSQL URL (default: none, i.e. prefer)
 MY_HOST=127.0.0.1 MY_PORT=3306 MY_USER=root
 DB_NAME=glance_bench_$$
 
@@ -55,6 +56,7 @@ calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 sum() { local t=0 x; for x in "$@"; do t=$(( t + x )); done; echo "$t"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 imedian() { median "$@" | awk '{ printf "%.0f", $1 }'; }
+m3() { median "$@" | awk '{ printf "%.3f", $1 }'; }
 need_uint() { [[ $2 =~ ^[0-9]+$ ]] && (( $2 >= ${3:-1} )) || die "$1: expected a whole number >= ${3:-1}, got '$2'"; }
 opt() { (( $# >= 2 )) || die "$1 needs a value"; printf '%s' "$2"; }
 
@@ -66,11 +68,12 @@ while (( $# )); do
         --backends) BACKENDS=$(opt "$@"); shift ;;
         --two-nodes) TWO_NODES=$(opt "$@"); shift ;;
         --workers) WORKERS=$(opt "$@"); shift ;;
+        --pg-sslmode) PG_SSLMODE=$(opt "$@"); shift ;;
         --filter-every) FILTER_EVERY=$(opt "$@"); shift ;;
         --no-build) BUILD=0 ;;
         --no-install) INSTALL=0 ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (--help lists them)" ;;
     esac
     shift
@@ -80,6 +83,10 @@ need_uint --seconds "$SECONDS_PER_ROUND"
 need_uint --repeat "$REPEAT"
 need_uint --workers "$WORKERS"
 need_uint --filter-every "$FILTER_EVERY" 2
+case $PG_SSLMODE in
+    ''|disable|allow|prefer|require) ;;
+    *) die "--pg-sslmode: expected disable, allow, prefer or require, got '$PG_SSLMODE'" ;;
+esac
 IFS=, read -r -a BACKEND_LIST <<< "$BACKENDS"
 for b in "${BACKEND_LIST[@]}"; do
     case $b in sqlite|postgresql|mysql) ;; *) die "--backends: unknown backend '$b' (sqlite, postgresql, mysql)" ;; esac
@@ -205,7 +212,7 @@ prepare_backend() {
             drop_db "$b" "$DB_NAME" >/dev/null 2>&1 || true
             if [[ $b == postgresql ]]; then
                 pg_admin "CREATE DATABASE $DB_NAME TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
-                SQL_URL="postgresql://$PG_USER@$PG_HOST:$PG_PORT/$DB_NAME"
+                SQL_URL="postgresql://$PG_USER@$PG_HOST:$PG_PORT/$DB_NAME${PG_SSLMODE:+?sslmode=$PG_SSLMODE}"
             else
                 my_admin "CREATE DATABASE $DB_NAME CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
                 SQL_URL="mysql://$MY_USER@$MY_HOST:$MY_PORT/$DB_NAME"
@@ -231,7 +238,7 @@ prepare_backend() {
     # The settings that decide what a commit costs.
     case $b in
         sqlite) SETTINGS+=("sqlite: the file under $WORK (journal WAL), sqlite_synchronous = FULL (the default)") ;;
-        postgresql) SETTINGS+=("postgresql: $(pg_admin "SELECT split_part(version(), ' ', 2) || ', synchronous_commit = ' || current_setting('synchronous_commit') || ', fsync = ' || current_setting('fsync') || ', shared_buffers = ' || current_setting('shared_buffers') || ', max_connections = ' || current_setting('max_connections')")") ;;
+        postgresql) SETTINGS+=("postgresql: sslmode ${PG_SSLMODE:-not set (prefer)}, $(pg_admin "SELECT 'ssl = ' || current_setting('ssl') || ', ' || split_part(version(), ' ', 2) || ', synchronous_commit = ' || current_setting('synchronous_commit') || ', fsync = ' || current_setting('fsync') || ', shared_buffers = ' || current_setting('shared_buffers') || ', max_connections = ' || current_setting('max_connections')")") ;;
         mysql) SETTINGS+=("mysql: $(my_admin "SELECT CONCAT(VERSION(), ', innodb_flush_log_at_trx_commit = ', @@innodb_flush_log_at_trx_commit, ', sync_binlog = ', @@sync_binlog, ', innodb_buffer_pool_size = ', @@innodb_buffer_pool_size, ', max_connections = ', @@max_connections)")") ;;
     esac
 }
@@ -336,9 +343,10 @@ cpu_share() {
 
 # rate LUA CONNS URL...: CONNS keep-alive connections split evenly over the URLs, one wrk per
 # URL, all at once (one thread per wrk when there are several, two for one); sets RATE (the
-# sum of requests/s), ERRS, and CPU ("busy glance db wrk other", % of the cores, over the run).
+# sum of requests/s), ERRS, CPU ("busy glance db wrk other", % of the cores, over the run)
+# and CPU_US (CPU microseconds of glance-api and the database server per request).
 rate() {
-    local lua=$1 conns=$2 i=0 url pids=() per threads t0 c0 c1 f
+    local lua=$1 conns=$2 i=0 url pids=() per threads t0 c0 c1 f n
     shift 2
     local urls=("$@")
     per=$(( conns / $# )) threads=1
@@ -355,14 +363,17 @@ rate() {
     times > "$WORK/times"
     c1=$(cpu_snap "$WORK/times")
     CPU=$(cpu_share "$c0" "$c1" "$(calc "$EPOCHREALTIME - $t0" 3)")
-    RATE=0 ERRS=0
+    RATE=0 ERRS=0 n=0
     for (( i = 1; i <= ${#pids[@]}; i++ )); do
         f=$WORK/wrk.$i.out
         grep -q '^BENCH ' "$f" || die "wrk against ${urls[i - 1]}: $(tail -n 3 "$f")"
-        read -r RATE ERRS <<< "$(awk -v r="$RATE" -v e="$ERRS" '$1 == "BENCH" {
-            printf "%.1f %d\n", r + $2 / ($3 / 1e6), e + $4 }' "$f")"
+        read -r RATE ERRS n <<< "$(awk -v r="$RATE" -v e="$ERRS" -v n="$n" '$1 == "BENCH" {
+            printf "%.1f %d %d\n", r + $2 / ($3 / 1e6), e + $4, n + $2 }' "$f")"
     done
     ERR_SUM=$(( ERR_SUM + ERRS ))
+    # CPU time of glance-api and the database server per request, in microseconds.
+    CPU_US=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%.0f", (n > 0) ? (y[2] - x[2] + y[3] - x[3]) / n * 1e6 : 0 }')
 }
 
 # walk URL: every image in pages of 1000 by marker; sets WALK (seconds), checks the count.
@@ -443,14 +454,14 @@ run_backend() {
         walk "$base"; S[walk]+="$WALK "
         rate head.lua 16 "$base/v1/images/$id"
         (( ERRS == 0 )) || die "$b: HEAD: $ERRS errors"
-        S[head]+="$RATE " S[headcpu]+="${CPU// /\/} "
+        S[head]+="$RATE " S[headcpu]+="${CPU// /\/} " S[headus]+="$CPU_US "
         log "  #$r $b: page p50 $p50 ms; filtered p50 $P50 ms; walk $WALK s ($WALK_NOTE); HEAD $RATE/s (cpu % busy/glance/db/wrk/other $CPU)"
     done
     # Creates last: they add images (newest first in the listing).
     for (( r = 1; r <= REPEAT; r++ )); do
         rate create.lua 1 "$base/v1/images"; S[c1]+="$RATE " S[c1e]+="$ERRS "
         local c1=$RATE
-        rate create.lua 16 "$base/v1/images"; S[c16]+="$RATE " S[c16e]+="$ERRS " S[c16cpu]+="${CPU// /\/} "
+        rate create.lua 16 "$base/v1/images"; S[c16]+="$RATE " S[c16e]+="$ERRS " S[c16cpu]+="${CPU// /\/} " S[c16us]+="$CPU_US "
         log "  #$r $b: creates/s 1 client $c1, 16 clients $RATE (cpu % busy/glance/db/wrk/other $CPU)"
     done
 
@@ -462,15 +473,15 @@ run_backend() {
         local ct=- cpu
         [[ $b == postgresql ]] && ct=">= $CREATE_TARGET_PG"
         cpu=$(imedian $(for x in ${S[c16cpu]}; do echo "${x%%/*}"; done))
-        row "$b" "creates/s, 16 clients" "$(median ${S[c16]})" "cpu busy ${cpu}%, errors $(sum ${S[c16e]})" "$ct"
+        row "$b" "creates/s, 16 clients" "$(median ${S[c16]})" "cpu busy ${cpu}%, $(imedian ${S[c16us]}) us/req, errors $(sum ${S[c16e]})" "$ct"
         if [[ $LAST_RESULT == MISS ]] && (( cpu >= 90 )); then
             NOTES+=("$b creates: all $NCPU cores were ${cpu}% busy (glance-api, the database server and wrk on the same machine; cpu % busy/glance/db/wrk/other: ${S[c16cpu]})")
         fi
-        row "$b" "first page of 100, ms (median; p99)" "$(median ${S[p50]})" "p99 $(median ${S[p99]})" "<= $target"
-        row "$b" "  with property filter (1 in $FILTER_EVERY)" "$(median ${S[fp50]})" "p99 $(median ${S[fp99]})" -
+        row "$b" "first page of 100, ms (median; p99)" "$(median ${S[p50]})" "p99 $(m3 ${S[p99]})" "<= $target"
+        row "$b" "  with property filter (1 in $FILTER_EVERY)" "$(median ${S[fp50]})" "p99 $(m3 ${S[fp99]})" -
         row "$b" "walk $IMAGES in pages of 1000, s" "$(median ${S[walk]})" "$(( IMAGES / 1000 + 1 )) requests" -
         cpu=$(imedian $(for x in ${S[headcpu]}; do echo "${x%%/*}"; done))
-        row "$b" "HEAD req/s, 16 clients" "$(median ${S[head]})" "cpu busy ${cpu}%" -
+        row "$b" "HEAD req/s, 16 clients" "$(median ${S[head]})" "cpu busy ${cpu}%, $(imedian ${S[headus]}) us/req" -
     }
     SAMPLES+=("$b: page p50 ${S[p50]}| p99 ${S[p99]}| filtered p50 ${S[fp50]}| p99 ${S[fp99]}| walk ${S[walk]}| HEAD ${S[head]}| creates c1 ${S[c1]}| c16 ${S[c16]}")
 
@@ -483,7 +494,7 @@ run_backend() {
 # two_nodes BACKEND ID: a second glance-api on the same database; in alternating order each
 # round, one node with 16 connections, then both with 8 each at the same time.
 two_nodes() {
-    local b=$1 id=$2 r one two pair
+    local b=$1 id=$2 r one two pair us1 us2
     declare -A T=()
     start_node "$b-b"
     ERR_SUM=0
@@ -496,15 +507,15 @@ two_nodes() {
             done
             # Alternating order: one node first in odd rounds, both first in even ones.
             if (( r % 2 )); then
-                rate "$kind.lua" 16 "${urls[0]}"; one=$RATE
-                rate "$kind.lua" 16 "${urls[@]}"; two=$RATE pair=$CPU
+                rate "$kind.lua" 16 "${urls[0]}"; one=$RATE us1=$CPU_US
+                rate "$kind.lua" 16 "${urls[@]}"; two=$RATE pair=$CPU us2=$CPU_US
             else
-                rate "$kind.lua" 16 "${urls[@]}"; two=$RATE pair=$CPU
-                rate "$kind.lua" 16 "${urls[0]}"; one=$RATE
+                rate "$kind.lua" 16 "${urls[@]}"; two=$RATE pair=$CPU us2=$CPU_US
+                rate "$kind.lua" 16 "${urls[0]}"; one=$RATE us1=$CPU_US
             fi
-            T[${kind}2cpu]+="${pair// /\/} "
+            T[${kind}2cpu]+="${pair// /\/} " T[${kind}us1]+="$us1 " T[${kind}us2]+="$us2 "
             T[${kind}1]+="$one " T[${kind}2]+="$two " T[${kind}r]+="$(calc "$two / $one" 3) "
-            log "  #$r $b $kind: one node $one/s, two nodes $two/s, ratio $(calc "$two / $one" 3)"
+            log "  #$r $b $kind: one node $one/s ($us1 us/req), two nodes $two/s ($us2 us/req; cpu % busy/glance/db/wrk/other $pair), ratio $(calc "$two / $one" 3)"
         done
     done
     # shellcheck disable=SC2086
@@ -512,13 +523,13 @@ two_nodes() {
         local cpu
         cpu=$(imedian $(for x in ${T[head2cpu]}; do echo "${x%%/*}"; done))
         row "$b" "two nodes / one node, HEAD req/s" "$(median ${T[headr]})" \
-            "$(median ${T[head2]}) / $(median ${T[head1]}), cpu busy ${cpu}%" ">= $TWO_NODE_TARGET"
+            "$(imedian ${T[head2]}) / $(imedian ${T[head1]}), cpu busy ${cpu}%, us/req $(imedian ${T[headus2]}) / $(imedian ${T[headus1]})" ">= $TWO_NODE_TARGET"
         if [[ $LAST_RESULT == MISS ]] && (( cpu >= 90 )); then
-            NOTES+=("$b two nodes: all $NCPU cores were ${cpu}% busy during the two-node HEAD rounds (two glance-api, wrk and the database server on $NCPU cores; cpu % busy/glance/db/wrk/other: ${T[head2cpu]}): the machine, not the nodes, bounds the ratio")
+            NOTES+=("$b two nodes: all $NCPU cores were ${cpu}% busy during the two-node HEAD rounds (two glance-api, wrk and the database server on $NCPU cores; cpu % busy/glance/db/wrk/other: ${T[head2cpu]}), and glance-api plus the database spent $(imedian ${T[headus2]}) us of CPU per request with two nodes against $(imedian ${T[headus1]}) with one: the cores, not contention between the nodes, bound the ratio; it needs a machine with cores to spare")
         fi
         cpu=$(imedian $(for x in ${T[create2cpu]}; do echo "${x%%/*}"; done))
         row "$b" "two nodes / one node, creates/s" "$(median ${T[creater]})" \
-            "$(median ${T[create2]}) / $(median ${T[create1]}), cpu busy ${cpu}%" -
+            "$(imedian ${T[create2]}) / $(imedian ${T[create1]}), cpu busy ${cpu}%, us/req $(imedian ${T[createus2]}) / $(imedian ${T[createus1]})" -
         (( ERR_SUM == 0 )) || NOTES+=("$b two nodes: $ERR_SUM requests failed (non-2xx or timeouts)")
     }
     SAMPLES+=("$b two nodes: HEAD one ${T[head1]}| two ${T[head2]}| creates one ${T[create1]}| two ${T[create2]}")
@@ -548,10 +559,10 @@ echo "glance-rs registry benchmark: $IMAGES images, ${SECONDS_PER_ROUND}s per me
 echo "values: medians of the rounds; latency with 1 connection; rates with 16 keep-alive connections (wrk)"
 echo "load average before: $LOAD_BEFORE; after: $(loadavg) ($NCPU cores; cpu: % of all of them)"
 echo
-printf '%-11s %-42s %10s  %-34s %-9s %s\n' backend measure value detail target result
+printf '%-11s %-42s %10s  %-50s %-9s %s\n' backend measure value detail target result
 for line in "${ROWS[@]}"; do
     IFS='|' read -r b m v d t res <<< "$line"
-    printf '%-11s %-42s %10s  %-34s %-9s %s\n' "$b" "$m" "$v" "$d" "$t" "$res"
+    printf '%-11s %-42s %10s  %-50s %-9s %s\n' "$b" "$m" "$v" "$d" "$t" "$res"
 done
 for s in "${SKIPPED[@]}"; do echo "skipped $s"; done
 for s in "${SETTINGS[@]}"; do echo "server $s"; done
