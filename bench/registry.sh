@@ -381,14 +381,14 @@ cat > "$WORK/walk.py" <<'PY'
 import http.client, json, sys, time, urllib.parse
 url = urllib.parse.urlparse(sys.argv[1]); expect = int(sys.argv[2]); limit = 1000
 c = http.client.HTTPConnection(url.hostname, url.port)
-seen, marker, pages, waited = 0, None, 0, 0.0
+seen, marker, pages, waited, each = 0, None, 0, 0.0, []
 t0 = time.perf_counter()
 while True:
     path = f"/v1/images/detail?limit={limit}" + (f"&marker={marker}" if marker else "")
     t = time.perf_counter()
     c.request("GET", path)
     r = c.getresponse(); body = r.read()
-    waited += time.perf_counter() - t
+    each.append(time.perf_counter() - t); waited += each[-1]
     if r.status != 200:
         sys.exit(f"{path}: {r.status} {body[:200]!r}")
     images = json.loads(body)["images"]
@@ -399,13 +399,17 @@ while True:
 total = time.perf_counter() - t0
 if seen != expect:
     sys.exit(f"walk saw {seen} images, expected {expect}")
-print(f"{total:.3f} {pages} {waited:.3f}")
+full = each[:-1] or each   # the last request answers the short (or empty) page
+slow = max(range(len(full)), key=full.__getitem__)
+print(f"{total:.3f} {pages} {waited:.3f} {1000 * full[0]:.1f} {1000 * sorted(full)[len(full) // 2]:.1f} "
+      f"{1000 * full[slow]:.1f} {slow + 1}")
 PY
 walk() {
-    local out pages waited
+    local out pages waited first mid slow at
     out=$(python3 "$WORK/walk.py" "$1" "$IMAGES") || die "walk failed"
-    read -r WALK pages waited <<< "$out"
-    WALK_NOTE="$pages requests, $waited s waiting for responses"
+    read -r WALK pages waited first mid slow at <<< "$out"
+    WALK_NOTE="$pages requests, $waited s waiting for responses; page ms: first $first, median $mid, slowest $slow (#$at)"
+    WALK_PAGE="$mid $slow"
 }
 
 # ---- results -------------------------------------------------------------------------------
@@ -451,7 +455,7 @@ run_backend() {
     for (( r = 1; r <= REPEAT; r++ )); do
         latency "$page"; S[p50]+="$P50 " S[p99]+="$P99 " p50=$P50
         latency "$filtered"; S[fp50]+="$P50 " S[fp99]+="$P99 "
-        walk "$base"; S[walk]+="$WALK "
+        walk "$base"; S[walk]+="$WALK " S[wmid]+="${WALK_PAGE% *} " S[wslow]+="${WALK_PAGE#* } "
         rate head.lua 16 "$base/v1/images/$id"
         (( ERRS == 0 )) || die "$b: HEAD: $ERRS errors"
         S[head]+="$RATE " S[headcpu]+="${CPU// /\/} " S[headus]+="$CPU_US "
@@ -479,7 +483,7 @@ run_backend() {
         fi
         row "$b" "first page of 100, ms (median; p99)" "$(median ${S[p50]})" "p99 $(m3 ${S[p99]})" "<= $target"
         row "$b" "  with property filter (1 in $FILTER_EVERY)" "$(median ${S[fp50]})" "p99 $(m3 ${S[fp99]})" -
-        row "$b" "walk $IMAGES in pages of 1000, s" "$(median ${S[walk]})" "$(( IMAGES / 1000 + 1 )) requests" -
+        row "$b" "walk $IMAGES in pages of 1000, s" "$(median ${S[walk]})" "$(( IMAGES / 1000 + 1 )) requests; page ms median $(calc "$(median ${S[wmid]})" 1), slowest $(calc "$(median ${S[wslow]})" 1)" -
         cpu=$(imedian $(for x in ${S[headcpu]}; do echo "${x%%/*}"; done))
         row "$b" "HEAD req/s, 16 clients" "$(median ${S[head]})" "cpu busy ${cpu}%, $(imedian ${S[headus]}) us/req" -
     }
