@@ -642,3 +642,75 @@ fn inspect_checks_images_stored_before_inspection() {
         "{help}"
     );
 }
+
+/// `glance-manage db_copy`: an embedded SQLite registry moved into another database through
+/// the real program; its refusals (no source, a bad URL, a target holding images).
+#[test]
+fn db_copy_moves_a_registry() {
+    let dir = tempdir();
+    let d = dir.path();
+    let old = d.join("old.sqlite");
+    let src = SqlRegistry::open(
+        &glance_rs::registry::sql::DbUrl::Sqlite(old.clone()),
+        DbOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = Context::noauth_admin(&AuthOptions::default());
+    for i in 0..30 {
+        let p = ImagePatch {
+            name: Some(Some(format!("image-{i}"))),
+            ..ImagePatch::default()
+        };
+        src.create(&ctx, &p).unwrap_or_else(|e| panic!("{e}"));
+    }
+    drop(src);
+    let conf = write_config(d, "glance-registry", REGISTRY_CONF);
+    let conf = conf.to_string_lossy().into_owned();
+    let old_url = format!("sqlite:///{}", old.display());
+    let copy = |source: &str| {
+        run(
+            "glance-manage",
+            &["--config-file", &conf, "db_copy", source],
+            d,
+        )
+    };
+
+    let out = copy(&old_url);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("into") && said.contains("30 images, 0 image_properties"),
+        "{said}"
+    );
+    let out = run("glance-manage", &["--config-file", &conf, "db_version"], d);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        glance_rs::registry::migrate::LATEST.to_string()
+    );
+
+    // Again: the target holds images now.
+    let out = copy(&old_url);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already holds images"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A missing source, a database we do not speak, no argument: clear errors, exit 1.
+    let missing = format!("sqlite:///{}", d.join("nope.sqlite").display());
+    let out = copy(&missing);
+    assert!(
+        text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = copy("oracle://scott:tiger@db/orcl");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("db_copy source") && !err.contains("tiger"),
+        "{err}"
+    );
+    let out = run("glance-manage", &["--config-file", &conf, "db_copy"], d);
+    assert!(text(&out.stderr).contains("needs the source database URL"));
+}

@@ -37,7 +37,7 @@ fn node_conf(url: &str, store: &str, extra: &str) -> String {
          filesystem_store_datadir = {{dir}}/images\n\
          upload_lease_timeout = 3\n\
          sql_connect_timeout = 2\n\
-         sql_timeout = 5\n\
+         sql_statement_timeout = 5\n\
          log_file = {{dir}}/api.log\n\
          debug = True\n\
          {store}{extra}"

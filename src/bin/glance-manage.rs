@@ -354,7 +354,7 @@ fn inspect(
     let registry = SqlRegistry::open(
         &cfg.db.url,
         DbOptions {
-            busy_timeout: cfg.db.sql_timeout,
+            busy_timeout: cfg.db.sql_statement_timeout,
             auto_migrate: false,
             ..DbOptions::default()
         },

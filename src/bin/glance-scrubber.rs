@@ -59,7 +59,7 @@ fn run(cli: &CliArgs) -> Result<()> {
     let registry = SqlRegistry::open(
         &cfg.db.url,
         DbOptions {
-            busy_timeout: cfg.db.sql_timeout,
+            busy_timeout: cfg.db.sql_statement_timeout,
             auto_migrate: false,
             ..DbOptions::default()
         },

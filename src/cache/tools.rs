@@ -80,7 +80,7 @@ fn open_registry(cfg: &ApiConfig) -> Result<Arc<dyn Registry>> {
     let registry = SqlRegistry::open(
         &cfg.db.url,
         DbOptions {
-            busy_timeout: cfg.db.sql_timeout,
+            busy_timeout: cfg.db.sql_statement_timeout,
             auto_migrate: false,
             ..DbOptions::default()
         },

@@ -749,11 +749,13 @@ pub struct DatabaseOptions {
     pub url: DbUrl,
     /// The SQLite database path (absolute), or empty for a server database.
     pub sqlite_path: PathBuf,
-    /// How long one statement may run or wait for a lock (`sql_timeout`, default 30 s):
+    /// How long one statement may run or wait for a lock (`sql_statement_timeout`, default
+    /// 30 s):
     /// SQLite's busy timeout, the servers' statement and lock timeouts.
-    pub sql_timeout: Duration,
+    pub sql_statement_timeout: Duration,
     /// Pooled connections idle longer than this are closed rather than reused
-    /// (`sql_idle_timeout`, default 3600 s; Glance's pool recycle time).
+    /// (`sql_idle_timeout`, default 3600 s; Glance's pool recycle time; Diablo's
+    /// `sql_timeout` is its old name).
     pub sql_idle_timeout: Duration,
     /// Connections kept open in the pool (`sql_max_pool_size`, default 16, at least 1).
     pub sql_max_pool_size: usize,
@@ -796,8 +798,12 @@ impl DatabaseOptions {
             sql_connection,
             url,
             sqlite_path,
-            sql_timeout: d.seconds_in("sql_timeout", 30, 0..=DAY)?,
-            sql_idle_timeout: d.seconds_in("sql_idle_timeout", 3600, 0..=365 * DAY)?,
+            sql_statement_timeout: d.seconds_in("sql_statement_timeout", 30, 0..=DAY)?,
+            // Diablo's `sql_timeout` is the old name of `sql_idle_timeout`.
+            sql_idle_timeout: match (d.get("sql_timeout"), d.get("sql_idle_timeout")) {
+                (Some(_), None) => d.seconds_in("sql_timeout", 3600, 0..=365 * DAY)?,
+                _ => d.seconds_in("sql_idle_timeout", 3600, 0..=365 * DAY)?,
+            },
             sql_max_pool_size: d.usize_in("sql_max_pool_size", 16, 1..=10_000)?,
             sql_max_overflow: d.usize_in("sql_max_overflow", 16, 0..=10_000)?,
             sql_pool_timeout: d.seconds_in("sql_pool_timeout", 30, 0..=DAY)?,
@@ -820,7 +826,7 @@ impl DatabaseOptions {
     }
 
     /// How server connections are opened: `sql_connect_timeout` (or the URL's
-    /// `connect_timeout`), and `sql_timeout` as the statement and lock timeout.
+    /// `connect_timeout`), and `sql_statement_timeout` as the statement and lock timeout.
     pub fn connect_options(&self) -> crate::registry::sql::ConnectOptions {
         let url_timeout = match &self.url {
             DbUrl::Postgres(s) | DbUrl::Mysql(s) => s.connect_timeout(),
@@ -828,7 +834,7 @@ impl DatabaseOptions {
         };
         crate::registry::sql::ConnectOptions {
             connect_timeout: url_timeout.unwrap_or(self.sql_connect_timeout),
-            statement_timeout: self.sql_timeout,
+            statement_timeout: self.sql_statement_timeout,
         }
     }
 }

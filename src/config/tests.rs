@@ -128,7 +128,7 @@ fn api_defaults_from_an_empty_file() {
     assert_eq!(c.registry_client_timeout, Duration::from_secs(600));
     assert_eq!(c.db.sql_connection, DEFAULT_SQL_CONNECTION);
     assert_eq!(c.db.sqlite_path, Path::new("/var/lib/glance/glance.sqlite"));
-    assert_eq!(c.db.sql_timeout, Duration::from_secs(30));
+    assert_eq!(c.db.sql_statement_timeout, Duration::from_secs(30));
     assert!(c.db.sqlite_synchronous_full);
     assert_eq!(c.db.sql_idle_timeout, Duration::from_secs(3600));
     assert_eq!((c.db.sql_max_pool_size, c.db.sql_max_overflow), (16, 16));
@@ -305,7 +305,8 @@ fn pool_and_connect_options() {
                 sql_pool_timeout = 7\n\
                 sql_connect_timeout = 2\n\
                 sql_idle_timeout = 60\n\
-                sql_timeout = 9\n")
+                sql_timeout = 8\n\
+                sql_statement_timeout = 9\n")
     .unwrap();
     let p = o.pool_options();
     assert_eq!((p.max_size, p.max_overflow), (4, 0));
@@ -314,6 +315,14 @@ fn pool_and_connect_options() {
     let c = o.connect_options();
     assert_eq!(c.connect_timeout, Duration::from_secs(2));
     assert_eq!(c.statement_timeout, Duration::from_secs(9));
+
+    // Diablo's sql_timeout is the old name of sql_idle_timeout (the new name wins).
+    let o = db("[DEFAULT]\nsql_timeout = 120\n").unwrap();
+    assert_eq!(o.pool_options().idle_timeout, Duration::from_secs(120));
+    assert_eq!(
+        o.connect_options().statement_timeout,
+        Duration::from_secs(30)
+    );
 
     // The URL's connect_timeout wins over sql_connect_timeout.
     let o = db("[DEFAULT]\nsql_connection = postgresql://h/g?connect_timeout=11\n").unwrap();

@@ -255,4 +255,6 @@ fn ensure_version_table(conn: &mut dyn Conn) -> Result<()> {
 }
 
 #[cfg(test)]
+mod server_tests;
+#[cfg(test)]
 mod tests;

@@ -14,6 +14,8 @@
 //! connection is marked unusable so the [`pool::Pool`] drops it), everything else
 //! [`Error::Db`]. Messages never carry the connection password.
 
+#[cfg(test)]
+mod conn_tests;
 pub mod mysql;
 pub mod pool;
 pub mod postgres;
@@ -256,7 +258,7 @@ pub trait Conn: Send {
 pub struct ConnectOptions {
     /// The longest a connection attempt may take before the database counts as unavailable.
     pub connect_timeout: std::time::Duration,
-    /// The longest one statement may run or wait for a lock (`sql_timeout`); past it the
+    /// The longest one statement may run or wait for a lock (`sql_statement_timeout`); past it the
     /// statement fails and the request answers 503.
     pub statement_timeout: std::time::Duration,
 }

@@ -14,7 +14,7 @@
 //!   REPEATABLE READ would add gap locks that make concurrent inserts wait or deadlock;
 //! - the client flag `CLIENT_FOUND_ROWS`, so that an `UPDATE` reports the rows it matched,
 //!   changed or not, like the other databases;
-//! - `sql_timeout` as `innodb_lock_wait_timeout` and as the statement time limit
+//! - `sql_statement_timeout` as `innodb_lock_wait_timeout` and as the statement time limit
 //!   (`max_statement_time` on MariaDB, `max_execution_time` for MySQL's SELECTs). The
 //!   socket's read timeout is a few seconds longer, a last resort for a server that stopped
 //!   answering: the server's own timeouts fail the statement and keep the session.
@@ -44,7 +44,7 @@ const SOCKETS: [&str; 3] = [
     "/tmp/mysql.sock",
 ];
 
-/// How much longer than `sql_timeout` the client waits for an answer before it gives the
+/// How much longer than `sql_statement_timeout` the client waits for an answer before it gives the
 /// connection up: the server's own statement and lock timeouts should answer first.
 const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 

@@ -256,6 +256,23 @@ impl Pool {
         self.transaction(self.dialect.begin_write(), f)
     }
 
+    /// Runs `f`, which only reads, outside a transaction: each statement sees the database
+    /// as of its own start. For a read that is one statement (an image with its properties
+    /// and tags) that is one snapshot, without the round trips of `BEGIN` and `COMMIT`.
+    /// Retried once on a new connection when a reused one turns out to be dead.
+    pub fn read_autocommit<T>(&self, f: impl Fn(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        let mut pooled = self.get()?;
+        match f(pooled.conn()?) {
+            Err(Error::Unavailable(_)) if pooled.reused => {
+                drop(pooled);
+                self.close_idle();
+                let mut fresh = self.get()?;
+                f(fresh.conn()?)
+            }
+            other => other,
+        }
+    }
+
     /// Runs `f` on a connection outside any transaction (schema migrations manage their
     /// own).
     pub fn with_conn<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {

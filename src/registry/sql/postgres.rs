@@ -6,7 +6,7 @@
 //! parameter types the server inferred ([`Arg`]), so one [`Value::Int`] binds to a
 //! SMALLINT flag, an INTEGER or a BIGINT size alike.
 //!
-//! Each session runs with `statement_timeout` and `lock_timeout` set to `sql_timeout`, so a
+//! Each session runs with `statement_timeout` and `lock_timeout` set to `sql_statement_timeout`, so a
 //! stuck statement or a lock held too long fails (503) instead of holding a request and a
 //! pooled connection. TLS follows libpq's `sslmode` (default `prefer`): `disable`; `allow`
 //! and `prefer` (TLS when the server offers it, certificate not checked, as libpq does);

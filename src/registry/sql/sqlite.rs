@@ -1,6 +1,6 @@
 //! The SQLite backend of [`super::Conn`]: an embedded database file (rusqlite, bundled).
 //!
-//! Every connection runs in WAL mode with a busy timeout (`sql_timeout`),
+//! Every connection runs in WAL mode with a busy timeout (`sql_statement_timeout`),
 //! `foreign_keys = ON` and `synchronous = FULL` (or `NORMAL` when asked). Statements are
 //! prepared once per connection and cached: an image lookup runs on every HEAD and GET, and
 //! preparing its statements anew cost about as much as running them.

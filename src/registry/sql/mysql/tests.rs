@@ -1,18 +1,11 @@
 //! Against the real MySQL/MariaDB test server (see [`crate::registry::sql::testdb`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 use crate::registry::sql::testdb::{self, DEFAULT_MYSQL_URL};
-use crate::registry::sql::{DbUrl, connect_server};
+use crate::registry::sql::{DbUrl, conn_tests};
 use crate::sql_args;
-
-fn my(url: &DbUrl, opts: ConnectOptions) -> Result<MysqlConn> {
-    match url {
-        DbUrl::Mysql(s) => MysqlConn::connect(s, opts),
-        other => panic!("not MySQL: {other}"),
-    }
-}
 
 /// The session's isolation level (`transaction_isolation` on MySQL 8 and MariaDB 11.1+,
 /// `tx_isolation` before).
@@ -69,33 +62,20 @@ fn values_round_trip_and_session_settings() {
     .unwrap();
     let big = i64::MAX - 1;
     let long = "x".repeat(65_536);
-    let n = c
-        .execute(
-            "INSERT INTO t (f, i, b, u, v, x, m, d) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            &sql_args![
-                true,
-                -7i64,
-                big,
-                5i64,
-                "2024-01-02T03:04:05.000006",
-                "h\u{e9}llo \u{1f600}",
-                long.as_str(),
-                "12"
-            ],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    c.execute(
-        "INSERT INTO t (f, i, b, u, v, x, m, d) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        &vec![Value::Null; 8],
-    )
-    .unwrap();
-    let rows = c
-        .query("SELECT f, i, b, u, v, x, m, d FROM t ORDER BY id", &[])
-        .unwrap();
-    assert_eq!(
-        rows[0].0,
-        [
+    conn_tests::values_round_trip(
+        c.as_mut(),
+        "f, i, b, u, v, x, m, d",
+        &sql_args![
+            true,
+            -7i64,
+            big,
+            5i64,
+            "2024-01-02T03:04:05.000006",
+            "h\u{e9}llo \u{1f600}",
+            long.as_str(),
+            "12"
+        ],
+        &[
             Value::Int(1),
             Value::Int(-7),
             Value::Int(big),
@@ -104,9 +84,8 @@ fn values_round_trip_and_session_settings() {
             Value::Text("h\u{e9}llo \u{1f600}".into()),
             Value::Text(long.clone()),
             Value::Int(12),
-        ]
+        ],
     );
-    assert_eq!(rows[1].0, vec![Value::Null; 8]);
     let r = c
         .query_one(
             "SELECT COUNT(*), SUM(b), SUM(i) FROM t WHERE f = ? LIMIT ?",
@@ -114,10 +93,6 @@ fn values_round_trip_and_session_settings() {
         )
         .unwrap();
     assert_eq!(r.0, [Value::Int(1), Value::Int(big), Value::Int(-7)]);
-    let r = c
-        .query_one("SELECT ?, ?", &sql_args!["x", Value::Null])
-        .unwrap();
-    assert_eq!(r.0, [Value::Text("x".into()), Value::Null]);
 
     // Strict mode: a value that does not fit is an error, not truncated.
     let e = c
@@ -148,18 +123,7 @@ fn placeholders_inside_literals() {
     let Some(db) = testdb::mysql("mysql::placeholders_inside_literals") else {
         return;
     };
-    let mut c = db.connect();
-    let r = c
-        .query_one("SELECT '?' || ?, 'it''s ?', ? || '?'", &sql_args!["a", "b"])
-        .unwrap();
-    assert_eq!(
-        r.0,
-        [
-            Value::Text("?a".into()),
-            Value::Text("it's ?".into()),
-            Value::Text("b?".into())
-        ]
-    );
+    conn_tests::placeholders_inside_literals(db.connect().as_mut());
 }
 
 #[test]
@@ -175,16 +139,7 @@ fn execute_counts_matched_rows_even_when_nothing_changes() {
          INSERT INTO t VALUES (2, 'same');\n",
     )
     .unwrap();
-    assert_eq!(
-        c.execute("UPDATE t SET v = ? WHERE id < ?", &sql_args!["same", 2i64])
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        c.execute("DELETE FROM t WHERE id = ?", &sql_args![99i64])
-            .unwrap(),
-        0
-    );
+    conn_tests::execute_counts_matched_rows(c.as_mut());
     // A failing statement in a script stops it.
     let e = c
         .batch("INSERT INTO t VALUES (3, 'x'); INSERT INTO nope VALUES (1); INSERT INTO t VALUES (4, 'x')")
@@ -199,45 +154,22 @@ fn unique_violation_is_duplicate() {
     let Some(db) = testdb::mysql("mysql::unique_violation_is_duplicate") else {
         return;
     };
-    let mut c = db.connect();
-    c.batch("CREATE TABLE t (id VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB")
-        .unwrap();
-    c.execute("INSERT INTO t (id) VALUES (?)", &sql_args!["a"])
-        .unwrap();
-    let e = c
-        .execute("INSERT INTO t (id) VALUES (?)", &sql_args!["a"])
-        .unwrap_err();
-    assert!(matches!(e, Error::Duplicate(_)), "{e}");
-    assert!(c.is_usable());
-    let e = c.query("SELEC 1", &[]).unwrap_err();
-    assert!(matches!(e, Error::Db(_)), "{e}");
-    assert!(c.is_usable());
+    conn_tests::unique_violation_is_duplicate(
+        db.connect().as_mut(),
+        "CREATE TABLE t (id VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB",
+    );
 }
 
 #[test]
 fn refused_connections_are_unavailable_without_the_password() {
-    let url = DbUrl::parse("mysql://glance:s3cret-pw@127.0.0.1:1/glance").unwrap();
-    let t0 = Instant::now();
-    let e = connect_server(&url, testdb::test_options()).err().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    let msg = e.to_string();
-    assert!(matches!(e, Error::Unavailable(_)), "{msg}");
-    assert!(msg.contains("127.0.0.1:1"), "{msg}");
-    assert!(!msg.contains("s3cret-pw"), "{msg}");
+    // Nothing listens on port 1.
+    conn_tests::refused_connection_is_unavailable("mysql://glance:s3cret-pw@127.0.0.1:1/glance");
 
     // A wrong password, refused by the real server.
     let Some(db) = testdb::mysql("mysql::refused_login") else {
         return;
     };
-    let mut s = db.server().clone();
-    s.password = Some("s3cret-pw".into());
-    let e = MysqlConn::connect(&s, testdb::test_options())
-        .err()
-        .unwrap();
-    let msg = e.to_string();
-    assert!(matches!(e, Error::Unavailable(_)), "{msg}");
-    assert!(msg.contains("Access denied"), "{msg}");
-    assert!(!msg.contains("s3cret-pw"), "{msg}");
+    conn_tests::refused_login_is_unavailable(db.server(), MysqlConn::connect, "Access denied");
 }
 
 #[test]
@@ -245,16 +177,14 @@ fn killed_connection_is_unavailable_and_unusable() {
     let Some(db) = testdb::mysql("mysql::killed_connection") else {
         return;
     };
-    let mut victim = my(db.url(), testdb::test_options()).unwrap();
+    let mut victim = MysqlConn::connect(db.server(), testdb::test_options()).unwrap();
     let id = i64::from(victim.connection_id());
     let r = victim.query_one("SELECT CONNECTION_ID()", &[]).unwrap();
     assert_eq!(r.0, [Value::Int(id)]);
     let mut killer = db.connect();
     killer.batch(&format!("KILL {id}")).unwrap();
-    let e = victim.query("SELECT 1", &[]).unwrap_err();
-    assert!(matches!(e, Error::Unavailable(_)), "{e}");
-    assert!(!victim.is_usable());
-    assert!(killer.is_usable());
+    // The very next statement fails.
+    conn_tests::killed_session_is_unavailable(&mut victim, killer.as_mut(), Duration::ZERO);
 }
 
 #[test]
@@ -262,21 +192,9 @@ fn statement_timeout_is_unavailable_and_keeps_the_session() {
     let Some(db) = testdb::mysql("mysql::statement_timeout") else {
         return;
     };
-    let opts = ConnectOptions {
-        statement_timeout: Duration::from_millis(300),
-        ..testdb::test_options()
-    };
-    let mut c = my(db.url(), opts).unwrap();
-    let t0 = Instant::now();
-    let e = c.query("SELECT SLEEP(5)", &[]).unwrap_err();
-    let took = t0.elapsed();
-    assert!(matches!(e, Error::Unavailable(_)), "{e}");
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
-    assert!(c.is_usable());
-    assert_eq!(c.query_one("SELECT 1", &[]).unwrap().0, [Value::Int(1)]);
+    let opts = conn_tests::statement_timeout(Duration::from_millis(300));
+    let mut c = MysqlConn::connect(db.server(), opts).unwrap();
+    conn_tests::statement_timeout_keeps_the_session(&mut c, "SELECT SLEEP(5)");
 }
 
 #[test]
@@ -287,49 +205,15 @@ fn lock_wait_is_unavailable_and_deadlock_is_conflict() {
     let mut a = db.connect();
     a.batch("CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; INSERT INTO t VALUES (1, 0), (2, 0)")
         .unwrap();
-    let opts = ConnectOptions {
-        statement_timeout: Duration::from_secs(1),
-        ..testdb::test_options()
-    };
-    let mut b = my(db.url(), opts).unwrap();
+    let opts = conn_tests::statement_timeout(Duration::from_secs(1));
+    let mut b = MysqlConn::connect(db.server(), opts).unwrap();
 
     // B waits for A's row lock past innodb_lock_wait_timeout.
-    a.batch("START TRANSACTION").unwrap();
-    a.query("SELECT v FROM t WHERE id = ? FOR UPDATE", &sql_args![1i64])
-        .unwrap();
-    b.batch("START TRANSACTION").unwrap();
-    let t0 = Instant::now();
-    let e = b
-        .query("SELECT v FROM t WHERE id = ? FOR UPDATE", &sql_args![1i64])
-        .unwrap_err();
-    assert!(matches!(e, Error::Unavailable(_)), "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
-    assert!(b.is_usable());
-    b.batch("ROLLBACK").unwrap();
-    a.batch("ROLLBACK").unwrap();
+    let waited = conn_tests::lock_wait_is_unavailable(a.as_mut(), &mut b);
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
 
     // A deadlock: one of the two is told to try again.
-    let mut b = db.connect();
-    a.batch("START TRANSACTION").unwrap();
-    b.batch("START TRANSACTION").unwrap();
-    a.execute("UPDATE t SET v = 1 WHERE id = ?", &sql_args![1i64])
-        .unwrap();
-    b.execute("UPDATE t SET v = 1 WHERE id = ?", &sql_args![2i64])
-        .unwrap();
-    let other = std::thread::spawn(move || {
-        let r = b.execute("UPDATE t SET v = 2 WHERE id = ?", &sql_args![1i64]);
-        let _ = b.batch("ROLLBACK");
-        r
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let mine = a.execute("UPDATE t SET v = 2 WHERE id = ?", &sql_args![2i64]);
-    let _ = a.batch("ROLLBACK");
-    let theirs = other.join().unwrap();
-    let conflicts = [&mine, &theirs]
-        .iter()
-        .filter(|r| matches!(r, Err(Error::Conflict(m)) if m.contains("try again")))
-        .count();
-    assert_eq!(conflicts, 1, "{mine:?} {theirs:?}");
+    conn_tests::deadlock_is_conflict(a.as_mut(), db.connect());
 }
 
 /// Under the session's READ COMMITTED, `START TRANSACTION WITH CONSISTENT SNAPSHOT` alone

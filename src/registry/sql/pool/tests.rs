@@ -130,3 +130,19 @@ fn idle_connections_past_the_idle_timeout_are_replaced() {
     assert_eq!(opened.load(Ordering::SeqCst), 2);
     assert_eq!(pool.lock().open, 1);
 }
+
+#[test]
+fn autocommit_reads_retry_once_after_an_outage() {
+    let (pool, down, opened) = pool(PoolOptions::default());
+    let held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    down.store(true, Ordering::SeqCst);
+    let err = pool
+        .read_autocommit(|c| c.query("SELECT 1", &[]))
+        .unwrap_err();
+    assert_eq!(err.status(), 503);
+    down.store(false, Ordering::SeqCst);
+    // The stale connections are dropped and the read succeeds at once.
+    pool.read_autocommit(|c| c.query("SELECT 1", &[])).unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 4);
+}

@@ -1,18 +1,11 @@
 //! Against the real PostgreSQL test server (see [`crate::registry::sql::testdb`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 use crate::registry::sql::testdb::{self, DEFAULT_PG_URL};
-use crate::registry::sql::{DbUrl, connect_server};
+use crate::registry::sql::{DbUrl, conn_tests};
 use crate::sql_args;
-
-fn pg(url: &DbUrl, opts: ConnectOptions) -> Result<PgConn> {
-    match url {
-        DbUrl::Postgres(s) => PgConn::connect(s, opts),
-        other => panic!("not PostgreSQL: {other}"),
-    }
-}
 
 #[test]
 fn placeholders_are_numbered_outside_literals() {
@@ -57,40 +50,19 @@ fn values_round_trip() {
     )
     .unwrap();
     let big = i64::MAX - 1;
-    let n = c
-        .execute(
-            "INSERT INTO t (s, i, b, f, x, v, ch) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            &sql_args![
-                1i64,
-                -7i64,
-                big,
-                true,
-                "h\u{e9}llo \u{1f600}",
-                "2024-01-02T03:04:05.000006",
-                "abc"
-            ],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    c.execute(
-        "INSERT INTO t (s, i, b, f, x, v, ch) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        &[
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
+    let rows = conn_tests::values_round_trip(
+        c.as_mut(),
+        "s, i, b, f, x, v, ch",
+        &sql_args![
+            1i64,
+            -7i64,
+            big,
+            true,
+            "h\u{e9}llo \u{1f600}",
+            "2024-01-02T03:04:05.000006",
+            "abc"
         ],
-    )
-    .unwrap();
-    let rows = c
-        .query("SELECT s, i, b, f, x, v, ch FROM t ORDER BY id", &[])
-        .unwrap();
-    assert_eq!(
-        rows[0].0,
-        [
+        &[
             Value::Int(1),
             Value::Int(-7),
             Value::Int(big),
@@ -98,12 +70,11 @@ fn values_round_trip() {
             Value::Text("h\u{e9}llo \u{1f600}".into()),
             Value::Text("2024-01-02T03:04:05.000006".into()),
             Value::Text("abc".into()),
-        ]
+        ],
     );
-    assert_eq!(rows[1].0, vec![Value::Null; 7]);
     assert!(rows[0].flag(3).unwrap());
 
-    // A flag compared with 0/1, a LIMIT, an untyped parameter, COUNT and SUM (NUMERIC).
+    // A flag compared with 0/1, a LIMIT, COUNT and SUM (NUMERIC).
     let r = c
         .query_one(
             "SELECT COUNT(*), SUM(b) FROM t WHERE s = ? LIMIT ?",
@@ -111,10 +82,6 @@ fn values_round_trip() {
         )
         .unwrap();
     assert_eq!(r.0, [Value::Int(1), Value::Int(big)]);
-    let r = c
-        .query_one("SELECT ?, ?", &sql_args!["x", Value::Null])
-        .unwrap();
-    assert_eq!(r.0, [Value::Text("x".into()), Value::Null]);
     assert_eq!(
         c.query_opt("SELECT id FROM t WHERE x = ?", &sql_args!["nope"])
             .unwrap(),
@@ -143,18 +110,7 @@ fn placeholders_inside_literals() {
     let Some(db) = testdb::postgres("postgres::placeholders_inside_literals") else {
         return;
     };
-    let mut c = db.connect();
-    let r = c
-        .query_one("SELECT '?' || ?, 'it''s ?', ? || '?'", &sql_args!["a", "b"])
-        .unwrap();
-    assert_eq!(
-        r.0,
-        [
-            Value::Text("?a".into()),
-            Value::Text("it's ?".into()),
-            Value::Text("b?".into())
-        ]
-    );
+    conn_tests::placeholders_inside_literals(db.connect().as_mut());
 }
 
 #[test]
@@ -162,24 +118,14 @@ fn execute_counts_matched_rows_and_statements_are_cached() {
     let Some(db) = testdb::postgres("postgres::execute_counts") else {
         return;
     };
-    let mut c = pg(db.url(), testdb::test_options()).unwrap();
+    let mut c = PgConn::connect(db.server(), testdb::test_options()).unwrap();
     c.batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
     for i in 0..3i64 {
         c.execute("INSERT INTO t (id, v) VALUES (?, ?)", &sql_args![i, "same"])
             .unwrap();
     }
-    // Nothing changes, yet both rows count (as on every backend).
-    assert_eq!(
-        c.execute("UPDATE t SET v = ? WHERE id < ?", &sql_args!["same", 2i64])
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        c.execute("DELETE FROM t WHERE id = ?", &sql_args![99i64])
-            .unwrap(),
-        0
-    );
+    conn_tests::execute_counts_matched_rows(&mut c);
     assert!(c.statements.contains_key("UPDATE t SET v = ? WHERE id < ?"));
     // A schema change starts the cache over; transaction control does not.
     c.batch("BEGIN").unwrap();
@@ -195,32 +141,18 @@ fn unique_violation_is_duplicate() {
     let Some(db) = testdb::postgres("postgres::unique_violation_is_duplicate") else {
         return;
     };
-    let mut c = db.connect();
-    c.batch("CREATE TABLE t (id VARCHAR(64) PRIMARY KEY)")
-        .unwrap();
-    c.execute("INSERT INTO t (id) VALUES (?)", &sql_args!["a"])
-        .unwrap();
-    let e = c
-        .execute("INSERT INTO t (id) VALUES (?)", &sql_args!["a"])
-        .unwrap_err();
-    assert!(matches!(e, Error::Duplicate(_)), "{e}");
-    assert!(c.is_usable());
-    let e = c.query("SELEC 1", &[]).unwrap_err();
-    assert!(matches!(e, Error::Db(_)), "{e}");
-    assert!(c.is_usable());
+    conn_tests::unique_violation_is_duplicate(
+        db.connect().as_mut(),
+        "CREATE TABLE t (id VARCHAR(64) PRIMARY KEY)",
+    );
 }
 
 #[test]
 fn refused_connections_are_unavailable_without_the_password() {
     // Nothing listens on port 1.
-    let url = DbUrl::parse("postgresql://glance:s3cret-pw@127.0.0.1:1/glance").unwrap();
-    let t0 = Instant::now();
-    let e = connect_server(&url, testdb::test_options()).err().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    let msg = e.to_string();
-    assert!(matches!(e, Error::Unavailable(_)), "{msg}");
-    assert!(msg.contains("127.0.0.1:1"), "{msg}");
-    assert!(!msg.contains("s3cret-pw"), "{msg}");
+    conn_tests::refused_connection_is_unavailable(
+        "postgresql://glance:s3cret-pw@127.0.0.1:1/glance",
+    );
 
     // A login the server refuses (no such role), on the real server.
     let Some(db) = testdb::postgres("postgres::refused_login") else {
@@ -228,12 +160,7 @@ fn refused_connections_are_unavailable_without_the_password() {
     };
     let mut s = db.server().clone();
     s.user = Some("glance_no_such_role".into());
-    s.password = Some("s3cret-pw".into());
-    let e = PgConn::connect(&s, testdb::test_options()).err().unwrap();
-    let msg = e.to_string();
-    assert!(matches!(e, Error::Unavailable(_)), "{msg}");
-    assert!(msg.contains("glance_no_such_role"), "{msg}");
-    assert!(!msg.contains("s3cret-pw"), "{msg}");
+    conn_tests::refused_login_is_unavailable(&s, PgConn::connect, "glance_no_such_role");
 }
 
 #[test]
@@ -253,17 +180,11 @@ fn killed_connection_is_unavailable_and_unusable() {
         .unwrap();
     assert_eq!(r.0, [Value::Int(1)]);
     // The backend takes a moment to go.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let e = loop {
-        match victim.query("SELECT 1", &[]) {
-            Err(e) => break e,
-            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Ok(_) => panic!("the terminated session still answers"),
-        }
-    };
-    assert!(matches!(e, Error::Unavailable(_)), "{e}");
-    assert!(!victim.is_usable());
-    assert!(killer.is_usable());
+    conn_tests::killed_session_is_unavailable(
+        victim.as_mut(),
+        killer.as_mut(),
+        Duration::from_secs(10),
+    );
 }
 
 #[test]
@@ -271,24 +192,13 @@ fn statement_timeout_is_unavailable_and_keeps_the_session() {
     let Some(db) = testdb::postgres("postgres::statement_timeout") else {
         return;
     };
-    let opts = ConnectOptions {
-        statement_timeout: Duration::from_millis(300),
-        ..testdb::test_options()
-    };
-    let mut c = pg(db.url(), opts).unwrap();
-    let t0 = Instant::now();
-    let e = c.query("SELECT pg_sleep(5)", &[]).unwrap_err();
-    let took = t0.elapsed();
+    let opts = conn_tests::statement_timeout(Duration::from_millis(300));
+    let mut c = PgConn::connect(db.server(), opts).unwrap();
+    let e = conn_tests::statement_timeout_keeps_the_session(&mut c, "SELECT pg_sleep(5)");
     assert!(
         matches!(&e, Error::Unavailable(m) if m.contains("statement timeout")),
         "{e}"
     );
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
-    assert!(c.is_usable());
-    assert_eq!(c.query_one("SELECT 1", &[]).unwrap().0, [Value::Int(1)]);
 }
 
 #[test]
@@ -300,47 +210,14 @@ fn lock_wait_is_unavailable_and_deadlock_is_conflict() {
     a.batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
         .unwrap();
     a.batch("INSERT INTO t VALUES (1, 0), (2, 0)").unwrap();
-    let opts = ConnectOptions {
-        statement_timeout: Duration::from_millis(500),
-        ..testdb::test_options()
-    };
-    let mut b = pg(db.url(), opts).unwrap();
+    let opts = conn_tests::statement_timeout(Duration::from_millis(500));
+    let mut b = PgConn::connect(db.server(), opts).unwrap();
 
     // B waits for A's row lock past lock_timeout.
-    a.batch("BEGIN").unwrap();
-    a.query("SELECT v FROM t WHERE id = ? FOR UPDATE", &sql_args![1i64])
-        .unwrap();
-    b.batch("BEGIN").unwrap();
-    let e = b
-        .query("SELECT v FROM t WHERE id = ? FOR UPDATE", &sql_args![1i64])
-        .unwrap_err();
-    assert!(matches!(e, Error::Unavailable(_)), "{e}");
-    assert!(b.is_usable());
-    b.batch("ROLLBACK").unwrap();
-    a.batch("ROLLBACK").unwrap();
+    conn_tests::lock_wait_is_unavailable(a.as_mut(), &mut b);
 
     // A deadlock: one of the two is told to try again.
-    let mut b = db.connect();
-    a.batch("BEGIN").unwrap();
-    b.batch("BEGIN").unwrap();
-    a.execute("UPDATE t SET v = 1 WHERE id = ?", &sql_args![1i64])
-        .unwrap();
-    b.execute("UPDATE t SET v = 1 WHERE id = ?", &sql_args![2i64])
-        .unwrap();
-    let other = std::thread::spawn(move || {
-        let r = b.execute("UPDATE t SET v = 2 WHERE id = ?", &sql_args![1i64]);
-        let _ = b.batch("ROLLBACK");
-        r
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let mine = a.execute("UPDATE t SET v = 2 WHERE id = ?", &sql_args![2i64]);
-    let _ = a.batch("ROLLBACK");
-    let theirs = other.join().unwrap();
-    let conflicts = [&mine, &theirs]
-        .iter()
-        .filter(|r| matches!(r, Err(Error::Conflict(m)) if m.contains("try again")))
-        .count();
-    assert_eq!(conflicts, 1, "{mine:?} {theirs:?}");
+    conn_tests::deadlock_is_conflict(a.as_mut(), db.connect());
 }
 
 #[test]
