@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::tests::{exercise_db_copy, exercise_scrubber_claims, exercise_upload_leases};
+use super::tests::{exercise_db_copy, exercise_scrubber_claims, exercise_upload_leases, to_status};
 use super::*;
 use crate::registry::client::tests::over_http_on;
 use crate::registry::conformance::{
@@ -23,19 +23,8 @@ fn open(db: &ScratchDb) -> SqlRegistry {
 fn racing_upload_claims(reg: &SqlRegistry) {
     let t = tenant("race");
     for _ in 0..10 {
-        let img = reg
-            .create(
-                &t,
-                &ImagePatch {
-                    status: Some(Status::Queued),
-                    ..ImagePatch::default()
-                },
-            )
-            .unwrap();
-        let saving = ImagePatch {
-            status: Some(Status::Saving),
-            ..ImagePatch::default()
-        };
+        let img = reg.create(&t, &to_status(Status::Queued)).unwrap();
+        let saving = to_status(Status::Saving);
         let wins = std::thread::scope(|s| {
             let racers: Vec<_> = (0..8)
                 .map(|_| {

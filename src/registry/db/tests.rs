@@ -230,10 +230,7 @@ pub(crate) fn exercise_scrubber_claims(reg: &SqlRegistry) {
         reg.create(&t, &p).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
-    let pending = ImagePatch {
-        status: Some(Status::PendingDelete),
-        ..ImagePatch::default()
-    };
+    let pending = to_status(Status::PendingDelete);
     for id in [&s1, &s2] {
         reg.update(&t, &iid(id), &pending, false).unwrap();
         reg.delete(&t, &iid(id)).unwrap();
@@ -319,10 +316,7 @@ pub(crate) fn exercise_upload_leases(reg: &SqlRegistry) {
         .unwrap();
         id
     };
-    let saving = ImagePatch {
-        status: Some(Status::Saving),
-        ..ImagePatch::default()
-    };
+    let saving = to_status(Status::Saving);
     let (a, b) = (make("up-a"), make("up-b"));
     // Not saving yet: no lease.
     assert!(matches!(
@@ -363,10 +357,7 @@ pub(crate) fn exercise_upload_leases(reg: &SqlRegistry) {
         reg.renew_upload_lease(&b, "n2", Duration::from_secs(60)),
         Err(Error::Conflict(_))
     ));
-    let active = ImagePatch {
-        status: Some(Status::Active),
-        ..ImagePatch::default()
-    };
+    let active = to_status(Status::Active);
     assert!(matches!(
         reg.update_if(&t, &iid(&b), Status::Saving, &active, false),
         Err(Error::Conflict(_))
@@ -378,6 +369,14 @@ pub(crate) fn exercise_upload_leases(reg: &SqlRegistry) {
         reg.renew_upload_lease(&a, "n1", Duration::from_secs(60)),
         Err(Error::Conflict(_))
     ));
+}
+
+/// A patch that only sets the status.
+pub(crate) fn to_status(status: Status) -> ImagePatch {
+    ImagePatch {
+        status: Some(status),
+        ..ImagePatch::default()
+    }
 }
 
 /// A suffix that keeps ids of one test run apart from another's on a shared database.
