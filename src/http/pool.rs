@@ -196,6 +196,11 @@ impl WorkQueue {
         }
     }
 
+    /// True when a light job waits for a worker.
+    pub(super) fn light_waiting(&self) -> bool {
+        !self.lock().light.is_empty()
+    }
+
     /// No more jobs: workers finish what is queued, then `take` returns `None`.
     pub(super) fn close(&self) {
         self.lock().closed = true;

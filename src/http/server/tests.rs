@@ -615,3 +615,33 @@ fn transfers_block_at_most_one_rate_window() {
     assert_eq!(within_window(s(60), 0, s(30)), s(60));
     assert_eq!(within_window(s(60), 1024, s(0)), s(60));
 }
+
+#[test]
+fn a_worker_waits_only_briefly_for_a_clients_next_request() {
+    // One worker: if it held a keep-alive connection, nobody else would be served.
+    let srv = TestServer::start(ServerConfig {
+        workers: 1,
+        metadata_workers: 0,
+        ..config()
+    });
+    let mut a = srv.connect();
+    assert_eq!(a.get("/hello").status, 200);
+    // A's connection stays open and quiet: B is served at once all the same.
+    let started = Instant::now();
+    let mut b = srv.connect();
+    assert_eq!(b.get("/hello").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // A's next request, sent at once after its answer, then in two pieces with a pause
+    // longer than the wait: the first half goes to the poller, which completes it.
+    assert_eq!(a.get("/hello").status, 200);
+    a.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n");
+    thread::sleep(Duration::from_millis(50));
+    a.send(b"\r\n");
+    let r = a.reply();
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    srv.stop();
+}
