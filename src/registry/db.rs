@@ -44,6 +44,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::memo::{self, Memo};
 use super::query::{MemberStatusFilter, V2Scope, VisibilityFilter};
 use super::sql::pool::{Connector, Pool, PoolOptions};
 use super::sql::sqlite::{SqliteConn, SqliteSettings};
@@ -205,6 +206,8 @@ pub struct SqlRegistry {
     limits: PageLimits,
     quotas: Quotas,
     pool: Pool,
+    /// Images read lately, for an embedded (SQLite) database only.
+    memo: Option<Memo>,
 }
 
 /// Opens one connection to the database, creating a SQLite file (and its directory) when
@@ -433,6 +436,7 @@ impl SqlRegistry {
             path,
             limits: opts.limits,
             quotas: opts.quotas,
+            memo: (url.dialect() == Dialect::Sqlite).then(Memo::default),
             pool: Pool::new(url.dialect(), opts.pool, connect, Some(first)),
         })
     }
@@ -458,6 +462,7 @@ impl SqlRegistry {
             path: None,
             limits: opts.limits,
             quotas: opts.quotas,
+            memo: Some(Memo::default()),
             pool: Pool::new(Dialect::Sqlite, pool, connect, Some(Box::new(conn))),
         })
     }
@@ -986,6 +991,26 @@ fn load_visible(c: &mut dyn Conn, ctx: &Context, id: &str, how: Load) -> Result<
     }
 }
 
+/// [`load_visible`] of a live image with properties, through the memo: the change counter
+/// first, then the image kept under it or read (see [`super::memo`] for why this order is
+/// safe without a transaction).
+fn load_remembered(c: &mut dyn Conn, memo: &Memo, ctx: &Context, id: &str) -> Result<Image> {
+    let counter = c.query_one(memo::COUNTER_SQL, &[])?.int(0)?;
+    let img = match memo.get(counter, id) {
+        Some(img) => img,
+        None => {
+            let img = load(c, id, Load::LIVE)?.ok_or_else(|| not_found(id))?;
+            memo.put(counter, &img);
+            img
+        }
+    };
+    if visible(c, ctx, &img)? {
+        Ok(img)
+    } else {
+        Err(not_found(id))
+    }
+}
+
 /// The SQL sort expression of a sort key (NULLs as `''` or 0), from a fixed table.
 fn sort_expr(key: &str) -> Result<&'static str> {
     Ok(match key {
@@ -1445,9 +1470,12 @@ impl Registry for SqlRegistry {
 
     fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
         let id = id.as_str();
-        // One statement (two for a shared image): no transaction needed.
-        self.pool
-            .read_autocommit(|c| load_visible(c, ctx, id, Load::LIVE))
+        // One statement (two for a shared image, one more on a SQLite memo miss): no
+        // transaction needed.
+        self.pool.read_autocommit(|c| match &self.memo {
+            Some(memo) => load_remembered(c, memo, ctx, id),
+            None => load_visible(c, ctx, id, Load::LIVE),
+        })
     }
 
     fn create(&self, ctx: &Context, patch: &ImagePatch) -> Result<Image> {

@@ -11,6 +11,7 @@ pub(crate) mod conformance;
 #[cfg(test)]
 pub(crate) mod conformance_v2;
 pub mod db;
+mod memo;
 pub mod migrate;
 pub mod query;
 pub mod server;

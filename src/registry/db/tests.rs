@@ -648,3 +648,48 @@ pub(crate) fn exercise_db_copy(src: &SqlRegistry, from: &DbUrl, to: &DbUrl) {
     )
     .unwrap();
 }
+
+/// Another program writing the database (here a plain SQLite connection, as an operator's
+/// `sqlite3` would) moves the change counter: the images this registry kept are read again.
+#[test]
+fn images_kept_in_memory_follow_writes_of_other_programs() {
+    let (_dir, path) = temp_db();
+    let reg = SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
+    let owner = tenant("t1");
+    let p = ImagePatch {
+        id: Some("kept".into()),
+        name: Some(Some("first".into())),
+        properties: Some([("os".to_string(), Some("linux".to_string()))].into()),
+        ..ImagePatch::default()
+    };
+    reg.create(&owner, &p).unwrap();
+    let get = || reg.get(&owner, &iid("kept"));
+    assert_eq!(get().unwrap().name.as_deref(), Some("first"));
+    assert_eq!(
+        get().unwrap().name.as_deref(),
+        Some("first"),
+        "served from memory"
+    );
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let exec = |sql: &str| other.execute(sql, []).unwrap();
+    exec("UPDATE images SET name = 'second' WHERE id = 'kept'");
+    assert_eq!(get().unwrap().name.as_deref(), Some("second"));
+    exec("UPDATE image_properties SET value = 'bsd' WHERE image_id = 'kept'");
+    let props = get().unwrap().properties;
+    assert_eq!(props.get("os"), Some(&Some("bsd".to_string())));
+    exec(
+        "INSERT INTO image_tags (image_id, value, created_at) \
+         VALUES ('kept', 'gold', '2026-01-01T00:00:00.000000')",
+    );
+    assert_eq!(get().unwrap().tags, vec!["gold".to_string()]);
+    exec("DELETE FROM image_tags");
+    assert!(get().unwrap().tags.is_empty());
+    // Whether a caller may see the image is decided each time, not kept.
+    assert!(matches!(
+        reg.get(&tenant("t2"), &iid("kept")),
+        Err(Error::NotFound(_))
+    ));
+    exec("UPDATE images SET deleted = 1 WHERE id = 'kept'");
+    assert!(matches!(get(), Err(Error::NotFound(_))));
+}

@@ -26,7 +26,7 @@
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
 // Read by the tests only until migrate.rs runs the server migrations.
-pub(super) const MIGRATIONS: [super::Migration; 6] = [
+pub(super) const MIGRATIONS: [super::Migration; 7] = [
     super::Migration {
         version: 1,
         sql: "
@@ -134,6 +134,12 @@ ALTER TABLE images ADD COLUMN lease_owner VARCHAR(255);
 ALTER TABLE images ADD COLUMN lease_expires_at VARCHAR(32);
 CREATE INDEX ix_images_status_lease ON images (status, lease_expires_at);
 ",
+    },
+    // Nothing: version 7 adds SQLite's change counter, which only an embedded database
+    // needs (`registry::memo`); nodes sharing a database server read it each time.
+    super::Migration {
+        version: 7,
+        sql: "",
     },
 ];
 

@@ -1,7 +1,7 @@
 //! The SQLite schema, version by version. Timestamps are text, flags 0/1 integers.
 
 /// Every migration, in order; `MIGRATIONS[i].version == i + 1`.
-pub(super) const MIGRATIONS: [super::Migration; 6] = [
+pub(super) const MIGRATIONS: [super::Migration; 7] = [
     super::Migration {
         version: 1,
         sql: "
@@ -114,6 +114,28 @@ CREATE INDEX ix_images_deleted_created_at_id ON images (deleted, created_at, id)
 ALTER TABLE images ADD COLUMN lease_owner TEXT;
 ALTER TABLE images ADD COLUMN lease_expires_at TEXT;
 CREATE INDEX ix_images_status_lease ON images (status, lease_expires_at);
+",
+    },
+    // A change counter that every write to an image, its properties or its tags moves, in
+    // the writer's own transaction (triggers, so writes of any program count): a process
+    // may keep images it has read while the counter stands still (`registry::memo`).
+    super::Migration {
+        version: 7,
+        sql: "
+CREATE TABLE registry_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+INSERT INTO registry_changes (id, n) VALUES (1, 0);
+CREATE TRIGGER images_insert_counted AFTER INSERT ON images BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER images_update_counted AFTER UPDATE ON images BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER images_delete_counted AFTER DELETE ON images BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER image_properties_insert_counted AFTER INSERT ON image_properties BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER image_properties_update_counted AFTER UPDATE ON image_properties BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER image_properties_delete_counted AFTER DELETE ON image_properties BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER image_tags_insert_counted AFTER INSERT ON image_tags BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER image_tags_update_counted AFTER UPDATE ON image_tags BEGIN UPDATE registry_changes SET n = n + 1; END;
+CREATE TRIGGER image_tags_delete_counted AFTER DELETE ON image_tags BEGIN UPDATE registry_changes SET n = n + 1; END;
 ",
     },
 ];

@@ -39,7 +39,13 @@ fn fresh_to_latest() {
     assert_eq!(version(&mut conn).unwrap(), LATEST);
     assert_eq!(
         tables(&conn),
-        vec!["image_members", "image_properties", "image_tags", "images"]
+        vec![
+            "image_members",
+            "image_properties",
+            "image_tags",
+            "images",
+            "registry_changes"
+        ]
     );
     // Idempotent.
     assert_eq!(sync(&mut conn, None).unwrap(), (LATEST, LATEST));

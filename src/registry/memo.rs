@@ -1,0 +1,126 @@
+//! Images recently read from an embedded (SQLite) registry, kept in memory while the
+//! database does not change.
+//!
+//! A HEAD or GET of an image is the commonest request (compute hosts poll images, clients
+//! check them before use), and on SQLite most of its cost is the database: two statements,
+//! each taking and dropping the file's shared lock. The memo replaces them with one tiny
+//! statement, `SELECT n FROM registry_changes`: a counter that triggers move in the same
+//! transaction as every write to an image, its properties or its tags, whichever program
+//! writes (glance-api, glance-registry, the scrubber, `glance-manage`, an operator's
+//! `sqlite3`). An image kept under the counter's current value is what the database holds.
+//!
+//! Why the counter is read first: an image loaded after reading value `n` is at least as
+//! new as `n`, so keeping it under `n` can only keep something newer than needed, never
+//! older; the next read sees the counter moved and starts over. Whether the caller may see
+//! the image is decided on every request (members are read each time for a shared image),
+//! so the memo holds no decision about callers.
+//!
+//! Bounded: at most [`CAPACITY`] images; when full, the memo starts over. A database
+//! server (several nodes) is read every time: there is no memo for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::image::Image;
+
+/// Most images kept.
+pub const CAPACITY: usize = 1024;
+
+/// The statement that reads the change counter.
+pub const COUNTER_SQL: &str = "SELECT n FROM registry_changes WHERE id = 1";
+
+/// Images by id, valid for one value of the change counter.
+#[derive(Debug, Default)]
+pub struct Memo {
+    inner: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    counter: i64,
+    images: HashMap<String, Arc<Image>>,
+}
+
+impl Memo {
+    fn lock(&self) -> MutexGuard<'_, Kept> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The image kept under `counter`, the counter's value just read. A different value
+    /// drops everything kept.
+    pub fn get(&self, counter: i64, id: &str) -> Option<Image> {
+        let found = {
+            let mut kept = self.lock();
+            if kept.counter != counter {
+                kept.counter = counter;
+                kept.images.clear();
+                return None;
+            }
+            kept.images.get(id).cloned()
+        };
+        // Copied outside the lock: the other workers wait only for the lookup.
+        found.map(|image| Image::clone(&image))
+    }
+
+    /// Keeps `image`, loaded after the counter read `counter`; ignored when another
+    /// request has seen the counter move since.
+    pub fn put(&self, counter: i64, image: &Image) {
+        let mut kept = self.lock();
+        if kept.counter != counter {
+            return;
+        }
+        if kept.images.len() >= CAPACITY {
+            kept.images.clear();
+        }
+        kept.images
+            .insert(image.id.clone(), Arc::new(image.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(id: &str, name: &str) -> Image {
+        let mut img = Image::new(id.to_string());
+        img.name = Some(name.to_string());
+        img
+    }
+
+    #[test]
+    fn kept_only_while_the_counter_stands() {
+        let memo = Memo::default();
+        assert!(memo.get(0, "a").is_none());
+        memo.put(0, &image("a", "one"));
+        assert_eq!(
+            memo.get(0, "a").and_then(|i| i.name).as_deref(),
+            Some("one")
+        );
+        // A write moved the counter: nothing kept is served.
+        assert!(memo.get(1, "a").is_none());
+        assert!(memo.get(0, "a").is_none());
+    }
+
+    #[test]
+    fn an_image_read_before_the_counter_moved_is_not_kept() {
+        let memo = Memo::default();
+        assert!(memo.get(3, "a").is_none());
+        // Another request saw the counter at 4 while this one loaded under 3.
+        assert!(memo.get(4, "b").is_none());
+        memo.put(3, &image("a", "old"));
+        assert!(memo.get(4, "a").is_none());
+    }
+
+    #[test]
+    fn bounded() {
+        let memo = Memo::default();
+        assert!(memo.get(0, "x").is_none());
+        for i in 0..=CAPACITY {
+            memo.put(0, &image(&format!("id-{i}"), "n"));
+        }
+        let kept = (0..=CAPACITY)
+            .filter(|i| memo.get(0, &format!("id-{i}")).is_some())
+            .count();
+        assert!((1..=CAPACITY).contains(&kept), "{kept}");
+    }
+}
