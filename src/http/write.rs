@@ -184,9 +184,13 @@ fn head_bytes(
     keep_alive: bool,
     http10: bool,
 ) -> Vec<u8> {
-    let mut h = Vec::with_capacity(256);
-    push_str(&mut h, &format!("HTTP/1.1 {status} {}\r\n", reason(status)));
-    push_header(&mut h, "Date", &http_date(SystemTime::now()));
+    // Sized once: image metadata makes heads of a kilobyte or more.
+    let fields: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut h = Vec::with_capacity(fields + 128);
+    // Written into the buffer: writing to a Vec cannot fail.
+    let _ = write!(h, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
+    with_http_date(|date| push_str(&mut h, date));
+    push_str(&mut h, "\r\n");
     for (name, value) in headers {
         if server_owned(name) || !is_token(name) {
             continue;
@@ -194,7 +198,9 @@ fn head_bytes(
         push_header(&mut h, name, value);
     }
     match frame {
-        Frame::Length(n) => push_header(&mut h, "Content-Length", &n.to_string()),
+        Frame::Length(n) => {
+            let _ = write!(h, "Content-Length: {n}\r\n");
+        }
         Frame::Chunked => push_header(&mut h, "Transfer-Encoding", "chunked"),
         Frame::Bodyless | Frame::CloseDelimited => {}
     }
@@ -215,15 +221,14 @@ fn push_str(h: &mut Vec<u8>, s: &str) {
 /// come from image properties set through JSON, and a CR or LF there would let a client
 /// forge response headers (response splitting).
 fn push_header(h: &mut Vec<u8>, name: &str, value: &str) {
+    let control = |b: u8| b.is_ascii_control() && b != b'\t';
     push_str(h, name);
     h.extend_from_slice(b": ");
-    h.extend(value.bytes().map(|b| {
-        if b.is_ascii_control() && b != b'\t' {
-            b' '
-        } else {
-            b
-        }
-    }));
+    if value.bytes().any(control) {
+        h.extend(value.bytes().map(|b| if control(b) { b' ' } else { b }));
+    } else {
+        h.extend_from_slice(value.as_bytes());
+    }
     h.extend_from_slice(b"\r\n");
 }
 
@@ -542,6 +547,24 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// An RFC 1123 date (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires in `Date`.
+/// Calls `f` with the `Date` header value of now. The text changes once a second, so each
+/// thread keeps the last one it formatted.
+fn with_http_date(f: impl FnOnce(&str)) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, http_date(now));
+        }
+        f(&last.1);
+    });
+}
+
 pub(super) fn http_date(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;

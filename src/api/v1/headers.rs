@@ -108,46 +108,52 @@ fn count(header: &str, value: &str) -> Result<Option<u64>> {
 
 /// The image as response headers (HEAD and GET).
 pub fn to_headers(image: &Image) -> Vec<(String, String)> {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let opt = |v: &Option<String>| v.as_deref().map(safe_value).unwrap_or_default();
     let time = |v: &Option<String>| v.as_deref().map(timeutil::display).unwrap_or_default();
     let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
-    let mut h = vec![
-        ("id", image.id.clone()),
-        ("name", opt(&image.name)),
-        ("status", image.status.as_str().to_string()),
-        ("size", image.size.to_string()),
+    // Names spelt out whole: a HEAD is the commonest request, and these are most of it.
+    let fields = [
+        ("x-image-meta-id", safe_value(&image.id)),
+        ("x-image-meta-name", opt(&image.name)),
+        ("x-image-meta-status", image.status.as_str().to_string()),
+        ("x-image-meta-size", image.size.to_string()),
         (
-            "virtual_size",
+            "x-image-meta-virtual_size",
             image
                 .virtual_size
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
         ),
-        ("disk_format", opt(&image.disk_format)),
-        ("container_format", opt(&image.container_format)),
-        ("checksum", opt(&image.checksum)),
-        ("os_hash_algo", opt(&image.os_hash_algo)),
-        ("os_hash_value", opt(&image.os_hash_value)),
-        ("is_public", py_bool(image.is_public())),
+        ("x-image-meta-disk_format", opt(&image.disk_format)),
         (
-            "location",
+            "x-image-meta-container_format",
+            opt(&image.container_format),
+        ),
+        ("x-image-meta-checksum", opt(&image.checksum)),
+        ("x-image-meta-os_hash_algo", opt(&image.os_hash_algo)),
+        ("x-image-meta-os_hash_value", opt(&image.os_hash_value)),
+        ("x-image-meta-is_public", py_bool(image.is_public())),
+        (
+            "x-image-meta-location",
             image
                 .location
                 .as_deref()
-                .map(redact_uri)
+                .map(|l| safe_value(&redact_uri(l)))
                 .unwrap_or_default(),
         ),
-        ("owner", opt(&image.owner)),
-        ("min_ram", image.min_ram.to_string()),
-        ("min_disk", image.min_disk.to_string()),
-        ("created_at", timeutil::display(&image.created_at)),
-        ("updated_at", time(&image.updated_at)),
-        ("deleted_at", time(&image.deleted_at)),
-        ("deleted", py_bool(image.deleted)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("x-image-meta-{k}"), safe_value(&v)))
-    .collect::<Vec<_>>();
+        ("x-image-meta-owner", opt(&image.owner)),
+        ("x-image-meta-min_ram", image.min_ram.to_string()),
+        ("x-image-meta-min_disk", image.min_disk.to_string()),
+        (
+            "x-image-meta-created_at",
+            timeutil::display(&image.created_at),
+        ),
+        ("x-image-meta-updated_at", time(&image.updated_at)),
+        ("x-image-meta-deleted_at", time(&image.deleted_at)),
+        ("x-image-meta-deleted", py_bool(image.deleted)),
+    ];
+    let mut h = Vec::with_capacity(fields.len() + image.properties.len() + 2);
+    h.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
     for (k, v) in &image.properties {
         h.push((
             format!("x-image-meta-property-{}", safe_name(k)),
@@ -159,6 +165,9 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
 
 /// Header values cannot carry control characters (response splitting): replace them.
 fn safe_value(v: &str) -> String {
+    if !v.chars().any(char::is_control) {
+        return v.to_string();
+    }
     v.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
