@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -118,6 +119,9 @@ struct Queues {
     bulk: VecDeque<Job>,
     bulk_running: usize,
     closed: bool,
+    /// Workers waiting in `take`: only then is a new job signalled (a condition variable's
+    /// signal is a system call even when nobody waits).
+    idle_workers: usize,
 }
 
 /// The queue workers take jobs from.
@@ -127,6 +131,8 @@ pub(super) struct WorkQueue {
     ready: Condvar,
     /// Most bulk jobs running at once.
     bulk_limit: usize,
+    /// Light jobs queued, readable without the lock (see [`WorkQueue::light_waiting`]).
+    light_queued: AtomicUsize,
 }
 
 /// A bulk job's place among the running ones, given back when dropped.
@@ -137,9 +143,14 @@ pub(super) struct BulkPermit<'q> {
 impl Drop for BulkPermit<'_> {
     fn drop(&mut self) {
         if let Some(queue) = self.queue {
-            queue.lock().bulk_running -= 1;
+            let mut q = queue.lock();
+            q.bulk_running -= 1;
             // A bulk job may be waiting for exactly this place.
-            queue.ready.notify_all();
+            let wake = q.idle_workers > 0 && !q.bulk.is_empty();
+            drop(q);
+            if wake {
+                queue.ready.notify_all();
+            }
         }
     }
 }
@@ -151,6 +162,7 @@ impl WorkQueue {
             queues: Mutex::default(),
             ready: Condvar::new(),
             bulk_limit: workers.saturating_sub(reserved).max(1),
+            light_queued: AtomicUsize::new(0),
         }
     }
 
@@ -168,9 +180,13 @@ impl WorkQueue {
             q.bulk.push_back(job);
         } else {
             q.light.push_back(job);
+            self.light_queued.store(q.light.len(), Ordering::Relaxed);
         }
+        let wake = q.idle_workers > 0;
         drop(q);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         true
     }
 
@@ -180,6 +196,7 @@ impl WorkQueue {
         let mut q = self.lock();
         loop {
             if let Some(job) = q.light.pop_front() {
+                self.light_queued.store(q.light.len(), Ordering::Relaxed);
                 return Some((job, BulkPermit { queue: None }));
             }
             if q.bulk_running < self.bulk_limit
@@ -192,13 +209,16 @@ impl WorkQueue {
             if q.closed && q.bulk.is_empty() {
                 return None;
             }
+            q.idle_workers += 1;
             q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.idle_workers -= 1;
         }
     }
 
-    /// True when a light job waits for a worker.
+    /// True when a light job waits for a worker (a hint, read without the lock: a job
+    /// queued just after is served by the next free worker all the same).
     pub(super) fn light_waiting(&self) -> bool {
-        !self.lock().light.is_empty()
+        self.light_queued.load(Ordering::Relaxed) > 0
     }
 
     /// No more jobs: workers finish what is queued, then `take` returns `None`.

@@ -42,7 +42,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::memo::{self, Memo};
 use super::query::{MemberStatusFilter, V2Scope, VisibilityFilter};
@@ -994,8 +994,14 @@ fn load_visible(c: &mut dyn Conn, ctx: &Context, id: &str, how: Load) -> Result<
 /// [`load_visible`] of a live image with properties, through the memo: the change counter
 /// first, then the image kept under it or read (see [`super::memo`] for why this order is
 /// safe without a transaction).
-fn load_remembered(c: &mut dyn Conn, memo: &Memo, ctx: &Context, id: &str) -> Result<Image> {
-    let counter = c.query_one(memo::COUNTER_SQL, &[])?.int(0)?;
+fn load_remembered(
+    c: &mut dyn Conn,
+    memo: &Memo,
+    arrived: Instant,
+    ctx: &Context,
+    id: &str,
+) -> Result<Image> {
+    let counter = memo.counter(arrived, || c.query_one(memo::COUNTER_SQL, &[])?.int(0))?;
     let img = match memo.get(counter, id) {
         Some(img) => img,
         None => {
@@ -1470,10 +1476,11 @@ impl Registry for SqlRegistry {
 
     fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
         let id = id.as_str();
+        let arrived = Instant::now();
         // One statement (two for a shared image, one more on a SQLite memo miss): no
         // transaction needed.
         self.pool.read_autocommit(|c| match &self.memo {
-            Some(memo) => load_remembered(c, memo, ctx, id),
+            Some(memo) => load_remembered(c, memo, arrived, ctx, id),
             None => load_visible(c, ctx, id, Load::LIVE),
         })
     }

@@ -15,12 +15,19 @@
 //! the image is decided on every request (members are read each time for a shared image),
 //! so the memo holds no decision about callers.
 //!
+//! Concurrent readers share counter reads: a request may use a value whose read began after
+//! the request did (it reflects every write that ended before), so under load most requests
+//! wait a moment for a read in progress instead of each taking SQLite's locks (whose
+//! process-wide mutex the workers would otherwise queue on).
+//!
 //! Bounded: at most [`CAPACITY`] images; when full, the memo starts over. A database
 //! server (several nodes) is read every time: there is no memo for it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
+use crate::error::Result;
 use crate::image::Image;
 
 /// Most images kept.
@@ -33,6 +40,8 @@ pub const COUNTER_SQL: &str = "SELECT n FROM registry_changes WHERE id = 1";
 #[derive(Debug, Default)]
 pub struct Memo {
     inner: Mutex<Kept>,
+    /// The last counter read, and when it began; held while a read is in progress.
+    last_read: Mutex<Option<(Instant, i64)>>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +53,24 @@ struct Kept {
 impl Memo {
     fn lock(&self) -> MutexGuard<'_, Kept> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The change counter for a request that `arrived` then: the last value read if that
+    /// read began later, else a new one from `read`.
+    pub fn counter(&self, arrived: Instant, read: impl FnOnce() -> Result<i64>) -> Result<i64> {
+        let mut last = self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((began, value)) = *last
+            && began > arrived
+        {
+            return Ok(value);
+        }
+        let began = Instant::now();
+        let value = read()?;
+        *last = Some((began, value));
+        Ok(value)
     }
 
     /// The image kept under `counter`, the counter's value just read. A different value
@@ -109,6 +136,23 @@ mod tests {
         assert!(memo.get(4, "b").is_none());
         memo.put(3, &image("a", "old"));
         assert!(memo.get(4, "a").is_none());
+    }
+
+    #[test]
+    fn a_counter_read_serves_requests_that_arrived_before_it_began() {
+        let memo = Memo::default();
+        let early = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(memo.counter(Instant::now(), || Ok(7)).unwrap(), 7);
+        // Arrived before that read began: its value will do.
+        assert_eq!(memo.counter(early, || panic!("read again")).unwrap(), 7);
+        // Arrived after: reads anew, and failures are the caller's.
+        let late = Instant::now();
+        assert_eq!(memo.counter(late, || Ok(8)).unwrap(), 8);
+        let later = Instant::now();
+        let err = memo.counter(later, || Err(crate::error::Error::Db("gone".into())));
+        assert!(err.is_err());
+        assert_eq!(memo.counter(early, || Ok(9)).unwrap(), 8);
     }
 
     #[test]

@@ -50,6 +50,9 @@ struct State {
     idle: Vec<(Box<dyn Conn>, Instant)>,
     /// Connections open, idle or checked out.
     open: usize,
+    /// Requests waiting for a connection: only then is a return signalled (a condition
+    /// variable's signal is a system call even when nobody waits).
+    waiting: usize,
 }
 
 /// A bounded connection pool (see the module documentation).
@@ -111,6 +114,7 @@ impl Pool {
         let mut state = State {
             idle: Vec::new(),
             open: 0,
+            waiting: 0,
         };
         if let Some(c) = first {
             state.idle.push((c, Instant::now()));
@@ -164,8 +168,9 @@ impl Pool {
                 return match (self.connect)() {
                     Ok(conn) => Ok(self.pooled(conn, false)),
                     Err(e) => {
-                        self.lock().open -= 1;
-                        self.returned.notify_one();
+                        let mut state = self.lock();
+                        state.open -= 1;
+                        self.signal(state, false);
                         Err(e)
                     }
                 };
@@ -176,11 +181,13 @@ impl Pool {
                     "all {limit} registry database connections are busy; try again later"
                 )));
             }
+            state.waiting += 1;
             state = self
                 .returned
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            state.waiting -= 1;
         }
     }
 
@@ -202,8 +209,18 @@ impl Pool {
             state.open -= 1;
             drop(conn);
         }
+        self.signal(state, false);
+    }
+
+    /// Wakes one waiting request (all with `all`), if any waits, and unlocks.
+    fn signal(&self, state: MutexGuard<'_, State>, all: bool) {
+        let waiting = state.waiting > 0;
         drop(state);
-        self.returned.notify_one();
+        match (waiting, all) {
+            (false, _) => {}
+            (true, false) => self.returned.notify_one(),
+            (true, true) => self.returned.notify_all(),
+        }
     }
 
     /// Closes every idle connection (after one was found dead: the others are likely dead
@@ -213,8 +230,7 @@ impl Pool {
         let n = state.idle.len();
         state.idle.clear();
         state.open -= n;
-        drop(state);
-        self.returned.notify_all();
+        self.signal(state, true);
     }
 
     /// A connection inside a new transaction started with `begin`, retried once on a new
