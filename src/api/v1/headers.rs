@@ -108,12 +108,12 @@ fn count(header: &str, value: &str) -> Result<Option<u64>> {
 
 /// The image as response headers (HEAD and GET).
 pub fn to_headers(image: &Image) -> Vec<(String, String)> {
-    let opt = |v: &Option<String>| v.as_deref().map(safe_value).unwrap_or_default();
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let time = |v: &Option<String>| v.as_deref().map(timeutil::display).unwrap_or_default();
     let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
     // Names spelt out whole: a HEAD is the commonest request, and these are most of it.
     let fields = [
-        ("x-image-meta-id", safe_value(&image.id)),
+        ("x-image-meta-id", image.id.clone()),
         ("x-image-meta-name", opt(&image.name)),
         ("x-image-meta-status", image.status.as_str().to_string()),
         ("x-image-meta-size", image.size.to_string()),
@@ -138,7 +138,7 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
             image
                 .location
                 .as_deref()
-                .map(|l| safe_value(&redact_uri(l)))
+                .map(redact_uri)
                 .unwrap_or_default(),
         ),
         ("x-image-meta-owner", opt(&image.owner)),
@@ -153,20 +153,24 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
         ("x-image-meta-deleted", py_bool(image.deleted)),
     ];
     let mut h = Vec::with_capacity(fields.len() + image.properties.len() + 2);
-    h.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
+    h.extend(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), safe_value(v))),
+    );
     for (k, v) in &image.properties {
         h.push((
             format!("x-image-meta-property-{}", safe_name(k)),
-            safe_value(v.as_deref().unwrap_or("")),
+            safe_value(v.clone().unwrap_or_default()),
         ));
     }
     h
 }
 
 /// Header values cannot carry control characters (response splitting): replace them.
-fn safe_value(v: &str) -> String {
+fn safe_value(v: String) -> String {
     if !v.chars().any(char::is_control) {
-        return v.to_string();
+        return v; // the common case: no copy
     }
     v.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
