@@ -985,7 +985,13 @@ fn visible(c: &mut dyn Conn, ctx: &Context, img: &Image) -> Result<bool> {
 
 /// A live image the caller can see, with properties, else `NotFound`.
 fn load_visible(c: &mut dyn Conn, ctx: &Context, id: &str, how: Load) -> Result<Image> {
-    match load(c, id, how)? {
+    let img = load(c, id, how)?;
+    only_visible(c, ctx, id, img)
+}
+
+/// `img` if there is one and the caller can see it, else `NotFound`.
+fn only_visible(c: &mut dyn Conn, ctx: &Context, id: &str, img: Option<Image>) -> Result<Image> {
+    match img {
         Some(img) if visible(c, ctx, &img)? => Ok(img),
         _ => Err(not_found(id)),
     }
@@ -1003,18 +1009,16 @@ fn load_remembered(
 ) -> Result<Image> {
     let counter = memo.counter(arrived, || c.query_one(memo::COUNTER_SQL, &[])?.int(0))?;
     let img = match memo.get(counter, id) {
-        Some(img) => img,
+        Some(img) => Some(img),
         None => {
-            let img = load(c, id, Load::LIVE)?.ok_or_else(|| not_found(id))?;
-            memo.put(counter, &img);
+            let img = load(c, id, Load::LIVE)?;
+            if let Some(img) = &img {
+                memo.put(counter, img);
+            }
             img
         }
     };
-    if visible(c, ctx, &img)? {
-        Ok(img)
-    } else {
-        Err(not_found(id))
-    }
+    only_visible(c, ctx, id, img)
 }
 
 /// The SQL sort expression of a sort key (NULLs as `''` or 0), from a fixed table.
@@ -1477,8 +1481,9 @@ impl Registry for SqlRegistry {
     fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
         let id = id.as_str();
         let arrived = Instant::now();
-        // One statement (two for a shared image, one more on a SQLite memo miss): no
-        // transaction needed.
+        // No transaction: on SQLite one statement when the memo holds the image (the change
+        // counter), three when not; elsewhere one or two (PostgreSQL joins the image's
+        // properties and tags). A shared image adds its membership.
         self.pool.read_autocommit(|c| match &self.memo {
             Some(memo) => load_remembered(c, memo, arrived, ctx, id),
             None => load_visible(c, ctx, id, Load::LIVE),
