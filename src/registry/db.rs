@@ -42,12 +42,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::memo::{self, Memo};
 use super::query::{MemberStatusFilter, V2Scope, VisibilityFilter};
 use super::sql::pool::{Connector, Pool, PoolOptions};
 use super::sql::sqlite::{SqliteConn, SqliteSettings};
+use super::sql::wal_index::WalIndex;
 use super::sql::{self, Conn, ConnectOptions, DbUrl, Dialect, Row, Value};
 use super::{
     ListQuery, Member, MemberSpec, MemberStatus, PageLimits, PublicFilter, Quotas, Registry,
@@ -208,6 +210,8 @@ pub struct SqlRegistry {
     pool: Pool,
     /// Images read lately, for an embedded (SQLite) database only.
     memo: Option<Memo>,
+    /// The SQLite file's WAL index, which validates the memo without a statement.
+    wal: Option<WalIndex>,
 }
 
 /// Opens one connection to the database, creating a SQLite file (and its directory) when
@@ -429,11 +433,13 @@ impl SqlRegistry {
         if v < migrate::LATEST {
             migrate::sync(first.as_mut(), None).map_err(|e| with_name(e, url))?;
         }
+        let wal = path.as_deref().and_then(open_wal_index);
         let (url2, opts2) = (url.clone(), opts);
         let connect: Connector = Box::new(move || open_conn(&url2, &opts2, false));
         Ok(SqlRegistry {
             name,
             path,
+            wal,
             limits: opts.limits,
             quotas: opts.quotas,
             memo: (url.dialect() == Dialect::Sqlite).then(Memo::default),
@@ -463,6 +469,7 @@ impl SqlRegistry {
             limits: opts.limits,
             quotas: opts.quotas,
             memo: Some(Memo::default()),
+            wal: None,
             pool: Pool::new(Dialect::Sqlite, pool, connect, Some(Box::new(conn))),
         })
     }
@@ -997,28 +1004,41 @@ fn only_visible(c: &mut dyn Conn, ctx: &Context, id: &str, img: Option<Image>) -
     }
 }
 
-/// [`load_visible`] of a live image with properties, through the memo: the change counter
-/// first, then the image kept under it or read (see [`super::memo`] for why this order is
-/// safe without a transaction).
+/// The WAL index of a SQLite registry file, if it has one; without it the memo is
+/// validated by the change counter (a statement).
+fn open_wal_index(path: &Path) -> Option<WalIndex> {
+    WalIndex::open(path).unwrap_or_else(|e| {
+        log::warn!("registry memo: reading changes by statement: {e}");
+        None
+    })
+}
+
+/// [`load_visible`] of a live image with properties, through the memo, for `stamp`: the
+/// database's change stamp, read before the image (see [`super::memo`] for why this order
+/// is safe without a transaction).
 fn load_remembered(
     c: &mut dyn Conn,
     memo: &Memo,
-    arrived: Instant,
+    stamp: u128,
     ctx: &Context,
     id: &str,
-) -> Result<Image> {
-    let counter = memo.counter(arrived, || c.query_one(memo::COUNTER_SQL, &[])?.int(0))?;
-    let img = match memo.get(counter, id) {
-        Some(img) => Some(img),
+) -> Result<Arc<Image>> {
+    let img = match memo.get(stamp, id) {
+        Some(img) => img,
         None => {
-            let img = load(c, id, Load::LIVE)?;
-            if let Some(img) = &img {
-                memo.put(counter, img);
-            }
+            let Some(img) = load(c, id, Load::LIVE)? else {
+                return Err(not_found(id));
+            };
+            let img = Arc::new(img);
+            memo.put(stamp, &img);
             img
         }
     };
-    only_visible(c, ctx, id, img)
+    if visible(c, ctx, &img)? {
+        Ok(img)
+    } else {
+        Err(not_found(id))
+    }
 }
 
 /// The SQL sort expression of a sort key (NULLs as `''` or 0), from a fixed table.
@@ -1479,15 +1499,40 @@ impl Registry for SqlRegistry {
     }
 
     fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
+        self.get_shared(ctx, id).map(Arc::unwrap_or_clone)
+    }
+
+    fn get_shared(&self, ctx: &Context, id: &ImageId) -> Result<Arc<Image>> {
         let id = id.as_str();
         let arrived = Instant::now();
-        // No transaction: on SQLite one statement when the memo holds the image (the change
-        // counter), three when not; elsewhere one or two (PostgreSQL joins the image's
-        // properties and tags). A shared image adds its membership.
-        self.pool.read_autocommit(|c| match &self.memo {
-            Some(memo) => load_remembered(c, memo, arrived, ctx, id),
-            None => load_visible(c, ctx, id, Load::LIVE),
-        })
+        let fresh = |c: &mut dyn Conn| load_visible(c, ctx, id, Load::LIVE).map(Arc::new);
+        // No transaction. On SQLite in WAL mode, an image the memo holds under the WAL
+        // index's stamp and the caller may see costs no statement; otherwise two statements
+        // (the image, then its properties and tags), plus the change counter when there is no
+        // WAL index. PostgreSQL and MySQL take one or two. A shared image adds its membership.
+        let Some(memo) = &self.memo else {
+            return self.pool.read_autocommit(fresh);
+        };
+        let Some(wal) = &self.wal else {
+            return self.pool.read_autocommit(|c| {
+                let counter =
+                    memo.counter(arrived, || c.query_one(memo::COUNTER_SQL, &[])?.int(0))?;
+                load_remembered(c, memo, counter, ctx, id)
+            });
+        };
+        match wal.stamp() {
+            Some(stamp) => {
+                if let Some(img) = memo.get(stamp, id)
+                    && ctx.can_see(&img, false)
+                {
+                    return Ok(img);
+                }
+                self.pool
+                    .read_autocommit(|c| load_remembered(c, memo, stamp, ctx, id))
+            }
+            // A commit is rewriting the index this moment: read the database.
+            None => self.pool.read_autocommit(fresh),
+        }
     }
 
     fn create(&self, ctx: &Context, patch: &ImagePatch) -> Result<Image> {

@@ -3,17 +3,22 @@
 //!
 //! A HEAD or GET of an image is the commonest request (compute hosts poll images, clients
 //! check them before use), and on SQLite most of its cost is the database: two statements,
-//! each taking and dropping the file's shared lock. The memo replaces them with one tiny
-//! statement, `SELECT n FROM registry_changes`: a counter that triggers move in the same
-//! transaction as every write to an image, its properties or its tags, whichever program
-//! writes (glance-api, glance-registry, the scrubber, `glance-manage`, an operator's
-//! `sqlite3`). An image kept under the counter's current value is what the database holds.
+//! each taking and dropping the file's shared lock. The memo keeps images under a stamp of
+//! the database's last commit, and serves one only while the stamp stands. The stamp is,
+//! whichever program writes (glance-api, glance-registry, the scrubber, `glance-manage`,
+//! an operator's `sqlite3`):
 //!
-//! Why the counter is read first: an image loaded after reading value `n` is at least as
-//! new as `n`, so keeping it under `n` can only keep something newer than needed, never
-//! older; the next read sees the counter moved and starts over. Whether the caller may see
-//! the image is decided on every request (members are read each time for a shared image),
-//! so the memo holds no decision about callers.
+//! - in WAL mode, the WAL index header ([`crate::registry::sql::wal_index`]): one `pread`,
+//!   no statement and no lock;
+//! - otherwise (an in-memory database, a file system without shared memory), the counter in
+//!   `registry_changes`, which triggers move in the same transaction as every write to an
+//!   image, its properties or its tags: one small statement.
+//!
+//! Why the stamp is read first: an image loaded after reading stamp `n` is at least as new
+//! as `n`, so keeping it under `n` can only keep something newer than needed, never older;
+//! the next read sees the stamp moved and starts over. Whether the caller may see the image
+//! is decided on every request (members are read each time for a shared image), so the
+//! memo holds no decision about callers.
 //!
 //! Concurrent readers share counter reads: a request may use a value whose read began after
 //! the request did (it reflects every write that ended before), so under load most requests
@@ -36,17 +41,17 @@ pub const CAPACITY: usize = 1024;
 /// The statement that reads the change counter.
 pub const COUNTER_SQL: &str = "SELECT n FROM registry_changes WHERE id = 1";
 
-/// Images by id, valid for one value of the change counter.
+/// Images by id, valid for one value of the database's change stamp.
 #[derive(Debug, Default)]
 pub struct Memo {
     inner: Mutex<Kept>,
     /// The last counter read, and when it began; held while a read is in progress.
-    last_read: Mutex<Option<(Instant, i64)>>,
+    last_read: Mutex<Option<(Instant, u128)>>,
 }
 
 #[derive(Debug, Default)]
 struct Kept {
-    counter: i64,
+    counter: u128,
     images: HashMap<String, Arc<Image>>,
 }
 
@@ -57,7 +62,7 @@ impl Memo {
 
     /// The change counter for a request that `arrived` then: the last value read if that
     /// read began later, else a new one from `read`.
-    pub fn counter(&self, arrived: Instant, read: impl FnOnce() -> Result<i64>) -> Result<i64> {
+    pub fn counter(&self, arrived: Instant, read: impl FnOnce() -> Result<i64>) -> Result<u128> {
         let mut last = self
             .last_read
             .lock()
@@ -68,30 +73,28 @@ impl Memo {
             return Ok(value);
         }
         let began = Instant::now();
-        let value = read()?;
+        // The counter only grows from 0; a negative value (a hand-edited table) still
+        // differs from every other.
+        let value = read()? as u64 as u128;
         *last = Some((began, value));
         Ok(value)
     }
 
-    /// The image kept under `counter`, the counter's value just read. A different value
-    /// drops everything kept.
-    pub fn get(&self, counter: i64, id: &str) -> Option<Image> {
-        let found = {
-            let mut kept = self.lock();
-            if kept.counter != counter {
-                kept.counter = counter;
-                kept.images.clear();
-                return None;
-            }
-            kept.images.get(id).cloned()
-        };
-        // Copied outside the lock: the other workers wait only for the lookup.
-        found.map(|image| Image::clone(&image))
+    /// The image kept under `counter`, the change stamp just read. A different value drops
+    /// everything kept.
+    pub fn get(&self, counter: u128, id: &str) -> Option<Arc<Image>> {
+        let mut kept = self.lock();
+        if kept.counter != counter {
+            kept.counter = counter;
+            kept.images.clear();
+            return None;
+        }
+        kept.images.get(id).cloned()
     }
 
-    /// Keeps `image`, loaded after the counter read `counter`; ignored when another
-    /// request has seen the counter move since.
-    pub fn put(&self, counter: i64, image: &Image) {
+    /// Keeps `image`, loaded after the stamp read `counter`; ignored when another request
+    /// has seen the stamp move since.
+    pub fn put(&self, counter: u128, image: &Arc<Image>) {
         let mut kept = self.lock();
         if kept.counter != counter {
             return;
@@ -99,8 +102,7 @@ impl Memo {
         if kept.images.len() >= CAPACITY {
             kept.images.clear();
         }
-        kept.images
-            .insert(image.id.clone(), Arc::new(image.clone()));
+        kept.images.insert(image.id.clone(), Arc::clone(image));
     }
 }
 
@@ -118,9 +120,9 @@ mod tests {
     fn kept_only_while_the_counter_stands() {
         let memo = Memo::default();
         assert!(memo.get(0, "a").is_none());
-        memo.put(0, &image("a", "one"));
+        memo.put(0, &Arc::new(image("a", "one")));
         assert_eq!(
-            memo.get(0, "a").and_then(|i| i.name).as_deref(),
+            memo.get(0, "a").and_then(|i| i.name.clone()).as_deref(),
             Some("one")
         );
         // A write moved the counter: nothing kept is served.
@@ -134,7 +136,7 @@ mod tests {
         assert!(memo.get(3, "a").is_none());
         // Another request saw the counter at 4 while this one loaded under 3.
         assert!(memo.get(4, "b").is_none());
-        memo.put(3, &image("a", "old"));
+        memo.put(3, &Arc::new(image("a", "old")));
         assert!(memo.get(4, "a").is_none());
     }
 
@@ -160,7 +162,7 @@ mod tests {
         let memo = Memo::default();
         assert!(memo.get(0, "x").is_none());
         for i in 0..=CAPACITY {
-            memo.put(0, &image(&format!("id-{i}"), "n"));
+            memo.put(0, &Arc::new(image(&format!("id-{i}"), "n")));
         }
         let kept = (0..=CAPACITY)
             .filter(|i| memo.get(0, &format!("id-{i}")).is_some())

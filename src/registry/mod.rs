@@ -17,6 +17,8 @@ pub mod query;
 pub mod server;
 pub mod sql;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,6 +37,11 @@ pub trait Registry: Send + Sync {
     fn list(&self, ctx: &Context, query: &ListQuery) -> Result<Vec<Image>>;
     /// One live image visible to the caller, else `NotFound`.
     fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image>;
+    /// [`Registry::get`] for a caller that only reads the image (HEAD, GET): a registry
+    /// that keeps images in memory shares its copy instead of cloning it.
+    fn get_shared(&self, ctx: &Context, id: &ImageId) -> Result<Arc<Image>> {
+        self.get(ctx, id).map(Arc::new)
+    }
     /// Creates an image. Status defaults to `active`; owner per spec §7.2; a duplicate id is
     /// `Duplicate`; validation failures are `BadRequest`.
     fn create(&self, ctx: &Context, patch: &ImagePatch) -> Result<Image>;

@@ -39,7 +39,7 @@ pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Re
 
 /// HEAD /images/<id>: all metadata as headers, any status.
 pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
-    let image = app.registry.get(ctx, id)?;
+    let image = app.registry.get_shared(ctx, id)?;
     Ok(with_image_headers(app, Response::empty(200), &image, req))
 }
 

@@ -23,6 +23,7 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod testdb;
 pub mod url;
+pub mod wal_index;
 
 use crate::error::{Error, Result};
 
