@@ -7,6 +7,7 @@
 //! metadata.
 
 use std::io::BufRead;
+use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use super::Headers;
@@ -94,12 +95,44 @@ impl Head {
     }
 }
 
+/// Header slots parsed into on the stack; a configuration allowing more uses the heap.
+const STACK_HEADERS: usize = 128;
+
 /// Reads and parses one request head within `limits`.
 pub(super) fn read_head(src: &mut dyn BufRead, limits: &Limits) -> Result<Head, HeadError> {
+    if let Some(head) = buffered_head(src, limits) {
+        return head;
+    }
     let mut raw = Vec::with_capacity(1024);
     read_request_line(src, limits.request_line, &mut raw)?;
     read_header_lines(src, limits, &mut raw)?;
     parse_head(&raw, limits.headers)
+}
+
+/// The head parsed in place when it is already buffered whole (the poller hands
+/// connections over that way) and within every limit: no copy line by line. Anything else
+/// (a head still arriving, leading empty lines, a limit passed) is left to the line reader,
+/// which gives the precise refusal.
+fn buffered_head(src: &mut dyn BufRead, limits: &Limits) -> Option<Result<Head, HeadError>> {
+    let buf = src.fill_buf().ok()?;
+    let end = find(buf, b"\r\n\r\n")? + 4;
+    let line_end = find(buf, b"\r\n")?;
+    let header_bytes = end - (line_end + 2) - 2;
+    if line_end == 0
+        || line_end > limits.request_line
+        || header_bytes > limits.header_bytes
+        || buf[..line_end].contains(&b'\n')
+    {
+        return None;
+    }
+    let head = parse_head(&buf[..end], limits.headers);
+    src.consume(end);
+    Some(head)
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn read_request_line(
@@ -163,9 +196,16 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 
 /// Parses a complete head with httparse.
 fn parse_head(raw: &[u8], max_headers: usize) -> Result<Head, HeadError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers.max(1)];
-    let mut req = httparse::Request::new(&mut slots);
-    match req.parse(raw) {
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap.resize_with(max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(raw, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(refuse(400, "incomplete request")),
         Err(httparse::Error::Version) if names_a_version(raw) => {
