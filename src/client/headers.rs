@@ -264,7 +264,7 @@ mod tests {
     fn an_unknown_virtual_size_reads_back_as_none() {
         let img = Image::new("abc".into());
         let sent = server::to_headers(&img);
-        let got = image_from_headers(sent.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let got = image_from_headers(sent.iter().map(|(k, v)| (k.as_ref(), v.as_str())));
         assert_eq!(got.ok().map(|i| i.virtual_size), Some(None));
         let bad = image_from_headers([
             ("x-image-meta-id", "x"),

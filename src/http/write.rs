@@ -10,9 +10,13 @@
 //! Those two bodies also go through a [`RateGuard`] (`send_min_rate`): a client reading
 //! slower than the rate is cut, the connection closed and the cut logged.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::mem;
 use std::net::TcpStream;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::rate::RateGuard;
@@ -72,7 +76,15 @@ pub(super) fn send(stream: &TcpStream, resp: Response, plan: &Plan) -> Outcome {
     let status = checked_status(resp.status);
     let frame = frame_for(status, &resp, plan);
     let keep_alive = plan.keep_alive && frame != Frame::CloseDelimited;
-    let mut head = head_bytes(status, &resp.headers, frame, keep_alive, plan.http10);
+    let mut head = HeadBuf::take();
+    write_head(
+        &mut head,
+        status,
+        &resp.headers,
+        frame,
+        keep_alive,
+        plan.http10,
+    );
     let mut out = stream;
     if plan.head_request || frame == Frame::Bodyless {
         let ok = out.write_all(&head).is_ok();
@@ -166,7 +178,9 @@ pub(super) fn closing_response(resp: &Response) -> Vec<u8> {
         Body::Bytes(b) => b,
         _ => &[],
     };
-    let mut bytes = head_bytes(
+    let mut bytes = Vec::new();
+    write_head(
+        &mut bytes,
         resp.status,
         &resp.headers,
         Frame::Length(body.len() as u64),
@@ -177,40 +191,84 @@ pub(super) fn closing_response(resp: &Response) -> Vec<u8> {
     bytes
 }
 
-fn head_bytes(
+/// Largest response-head buffer a worker keeps for its next response.
+const KEPT_HEAD_BUF: usize = 64 * 1024;
+
+thread_local! {
+    /// Each worker's response-head buffer. Image metadata makes heads of a kilobyte or
+    /// more, and a fresh allocation of that size per request also made glibc's malloc
+    /// sweep its free lists (`malloc_consolidate`) every time.
+    static HEAD_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// This thread's [`HEAD_BUF`], emptied; given back when dropped unless it grew large (a
+/// small body is appended to the head).
+struct HeadBuf(Vec<u8>);
+
+impl HeadBuf {
+    fn take() -> HeadBuf {
+        let mut buf = HEAD_BUF.take();
+        buf.clear();
+        HeadBuf(buf)
+    }
+}
+
+impl Drop for HeadBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() <= KEPT_HEAD_BUF {
+            HEAD_BUF.set(mem::take(&mut self.0));
+        }
+    }
+}
+
+impl Deref for HeadBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for HeadBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+/// Appends the response head to `h` (empty).
+fn write_head(
+    h: &mut Vec<u8>,
     status: u16,
-    headers: &[(String, String)],
+    headers: &[(Cow<'static, str>, String)],
     frame: Frame,
     keep_alive: bool,
     http10: bool,
-) -> Vec<u8> {
+) {
     // Sized once: image metadata makes heads of a kilobyte or more.
     let fields: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut h = Vec::with_capacity(fields + 128);
+    h.reserve(fields + 128);
     // Written into the buffer: writing to a Vec cannot fail.
     let _ = write!(h, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
-    with_http_date(|date| push_str(&mut h, date));
-    push_str(&mut h, "\r\n");
+    with_http_date(|date| push_str(h, date));
+    push_str(h, "\r\n");
     for (name, value) in headers {
         if server_owned(name) || !is_token(name) {
             continue;
         }
-        push_header(&mut h, name, value);
+        push_header(h, name, value);
     }
     match frame {
         Frame::Length(n) => {
             let _ = write!(h, "Content-Length: {n}\r\n");
         }
-        Frame::Chunked => push_header(&mut h, "Transfer-Encoding", "chunked"),
+        Frame::Chunked => push_header(h, "Transfer-Encoding", "chunked"),
         Frame::Bodyless | Frame::CloseDelimited => {}
     }
     if !keep_alive {
-        push_header(&mut h, "Connection", "close");
+        push_header(h, "Connection", "close");
     } else if http10 {
-        push_header(&mut h, "Connection", "keep-alive");
+        push_header(h, "Connection", "keep-alive");
     }
     h.extend_from_slice(b"\r\n");
-    h
 }
 
 fn push_str(h: &mut Vec<u8>, s: &str) {

@@ -8,6 +8,8 @@
 //! `x-image-meta-os_hash_value` are only ever response headers: glance computes them from
 //! the image data, so a request carrying one is refused.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::http::Headers;
 use crate::image::{
@@ -107,7 +109,7 @@ fn count(header: &str, value: &str) -> Result<Option<u64>> {
 }
 
 /// The image as response headers (HEAD and GET).
-pub fn to_headers(image: &Image) -> Vec<(String, String)> {
+pub fn to_headers(image: &Image) -> Vec<(Cow<'static, str>, String)> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let time = |v: &Option<String>| v.as_deref().map(timeutil::display).unwrap_or_default();
     let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
@@ -156,11 +158,11 @@ pub fn to_headers(image: &Image) -> Vec<(String, String)> {
     h.extend(
         fields
             .into_iter()
-            .map(|(k, v)| (k.to_string(), safe_value(v))),
+            .map(|(k, v)| (Cow::Borrowed(k), safe_value(v))),
     );
     for (k, v) in &image.properties {
         h.push((
-            format!("x-image-meta-property-{}", safe_name(k)),
+            Cow::Owned(format!("x-image-meta-property-{}", safe_name(k))),
             safe_value(v.clone().unwrap_or_default()),
         ));
     }

@@ -1,6 +1,38 @@
 use super::*;
 use std::time::Duration;
 
+fn head_bytes(
+    status: u16,
+    headers: &[(String, String)],
+    frame: Frame,
+    keep_alive: bool,
+    http10: bool,
+) -> Vec<u8> {
+    let headers: Vec<_> = headers
+        .iter()
+        .map(|(k, v)| (Cow::Owned(k.clone()), v.clone()))
+        .collect();
+    let mut h = Vec::new();
+    write_head(&mut h, status, &headers, frame, keep_alive, http10);
+    h
+}
+
+#[test]
+fn the_head_buffer_is_reused_unless_it_grew_large() {
+    {
+        let mut a = HeadBuf::take();
+        a.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    }
+    let b = HeadBuf::take();
+    assert!(b.is_empty() && b.capacity() > 0, "kept, and emptied");
+    drop(b);
+    {
+        let mut big = HeadBuf::take();
+        big.resize(KEPT_HEAD_BUF * 2, b'x');
+    }
+    assert_eq!(HeadBuf::take().capacity(), 0, "a large buffer is not kept");
+}
+
 #[test]
 fn http_dates() {
     let at = |s| http_date(UNIX_EPOCH + Duration::from_secs(s));
