@@ -204,17 +204,27 @@ impl Shared {
     /// True when the request whose head starts `buf` moves image data: the handler says
     /// so of its method and path, or its body is large or of unknown length.
     pub(super) fn moves_data(&self, buf: &[u8]) -> bool {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut fields);
+        let mut fields = [const { mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 64];
+        let mut req = httparse::Request::new(&mut []);
         // An unparsable head is refused at once by the worker: a light job.
-        if !matches!(req.parse(buf), Ok(httparse::Status::Complete(_))) {
+        if !matches!(
+            req.parse_with_uninit_headers(buf, &mut fields),
+            Ok(httparse::Status::Complete(_))
+        ) {
             return false;
         }
         let (Some(method), Some(target)) = (req.method, req.path) else {
             return false;
         };
-        let path = super::percent_decode(target.split('?').next().unwrap_or_default());
-        if self.handler.moves_data(method, &path) {
+        let raw_path = target.split('?').next().unwrap_or_default();
+        let decoded;
+        let path = if raw_path.contains('%') {
+            decoded = super::percent_decode(raw_path);
+            decoded.as_str()
+        } else {
+            raw_path
+        };
+        if self.handler.moves_data(method, path) {
             return true;
         }
         req.headers.iter().any(|h| {
@@ -302,11 +312,12 @@ fn wait_for_next(conn: &mut Conn) -> Next {
             return Next::Quiet;
         }
     }
-    let mut scratch = [0u8; NEXT_REQUEST_READ];
-    match rustix::net::recv(&conn.stream, &mut scratch, RecvFlags::DONTWAIT) {
-        Ok((0, _)) => Next::Closed,
-        Ok((n, _)) => {
-            conn.buf.extend_from_slice(&scratch[..n]);
+    // Not zeroed first: recv tells how much it wrote, and only that is copied.
+    let mut scratch = [mem::MaybeUninit::<u8>::uninit(); NEXT_REQUEST_READ];
+    match rustix::net::recv(&conn.stream, &mut scratch[..], RecvFlags::DONTWAIT) {
+        Ok(((read, _), _)) if read.is_empty() => Next::Closed,
+        Ok(((read, _), _)) => {
+            conn.buf.extend_from_slice(read);
             poller::strip_blank_lines(&mut conn.buf);
             Next::Data
         }
