@@ -611,8 +611,12 @@ fn trickling_uploads_are_cut_and_leave_nothing() {
     for (i, c) in clients.into_iter().enumerate() {
         let (cut, data) = c.join();
         let cut = cut.unwrap_or_else(|| panic!("trickling upload {i} never cut (12 s)"));
+        // The window starts when the body does, after the image is reserved: 50 reservations
+        // take turns on SQLite's one writer, each commit on disk, which on a loaded CI host
+        // has delayed the last ones by 4 s. The bound still tells a cut from the trickle's
+        // own end (12 s).
         assert!(
-            cut >= Duration::from_millis(1800) && cut <= Duration::from_secs(6),
+            cut >= Duration::from_millis(1800) && cut <= Duration::from_secs(9),
             "trickling upload {i} cut after {cut:?}, expected about 2 s; got {data:?}"
         );
         assert!(

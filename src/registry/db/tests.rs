@@ -655,6 +655,10 @@ pub(crate) fn exercise_db_copy(src: &SqlRegistry, from: &DbUrl, to: &DbUrl) {
 fn images_kept_in_memory_follow_writes_of_other_programs() {
     let (_dir, path) = temp_db();
     let reg = SqlRegistry::open(&url(&path), DbOptions::default()).unwrap();
+    assert!(
+        reg.wal.is_some(),
+        "a WAL-mode file is validated by its WAL index"
+    );
     let owner = tenant("t1");
     let p = ImagePatch {
         id: Some("kept".into()),
