@@ -57,7 +57,7 @@ Usage: bench/connections.sh [options]
   --head-seconds N      duration of each wrk HEAD run (default $HEAD_SECONDS)
   --head-connections L  wrk connection counts, space- or comma-separated (default "$HEAD_CONNECTIONS")
   --size-mib N          size of the download image in MiB (default $SIZE_MIB)
-  --repeat N            rounds of each single download; the median is reported (default $REPEAT)
+  --repeat N            rounds of each single download and each HEAD rate; medians reported (default $REPEAT)
   --concurrency N       concurrent downloads of the aggregate and RSS figures (default $CONCURRENCY)
   --workers N           glance-api workers (default $WORKERS)
   --send-buffer BYTES   glance-api send_buffer_size for the sendfile = False runs (default $SEND_BUFFER)
@@ -385,7 +385,10 @@ attack_figure() {
 }
 
 # head_rps URL CONNECTIONS: prints "requests/s errors" (wrk, HEAD).
+# head_rps URL CONNECTIONS PID...: one wrk run of HEADs; prints req/s, errors, p99 ms and the
+# server's CPU microseconds per request (the threads of PID...).
 head_rps() {
+    local url=$1 c=$2
     cat > "$RUN_DIR/head.lua" <<'EOF'
 wrk.method = "HEAD"
 done = function(summary, latency, requests)
@@ -394,14 +397,30 @@ done = function(summary, latency, requests)
     e.connect + e.read + e.write + e.status + e.timeout, latency:percentile(99)))
 end
 EOF
-    local threads=2 out req us err p99
+    local threads=2 out req us err p99 t0 t1
     (( $2 >= threads )) || threads=$2
-    out=$(timeout $(( HEAD_SECONDS + 30 )) "$WRK" -t "$threads" -c "$2" -d "${HEAD_SECONDS}s" \
-        -s "$RUN_DIR/head.lua" "$1" | awk '$1 == "BENCH"') || true
+    shift 2
+    t0=$(cpu_ticks "$@")
+    out=$(timeout $(( HEAD_SECONDS + 30 )) "$WRK" -t "$threads" -c "$c" -d "${HEAD_SECONDS}s" \
+        -s "$RUN_DIR/head.lua" "$url" | awk '$1 == "BENCH"') || true
+    t1=$(cpu_ticks "$@")
     read -r _ req us err p99 <<< "$out"
-    [[ -n ${req-} ]] || { echo "0 -1 0"; return; }
-    echo "$(calc "$req / ($us / 1000000)" 0) $err $(calc "$p99 / 1000" 3)"
+    [[ -n ${req-} && $req -gt 0 ]] || { echo "0 -1 0 0"; return; }
+    echo "$(calc "$req / ($us / 1000000)" 0) $err $(calc "$p99 / 1000" 3)" \
+        "$(calc "($t1 - $t0) * 1000000 / $CLK_TCK / $req" 1)"
 }
+
+# cpu_ticks PID...: CPU time (user + system, clock ticks) of every thread of the processes.
+cpu_ticks() {
+    local p t=0 n
+    for p in "$@"; do
+        # Fields after "pid (name) ": utime and stime are the 12th and 13th.
+        n=$(sed 's/^.*) //' /proc/"$p"/task/*/stat 2>/dev/null | awk '{ s += $12 + $13 } END { print s + 0 }')
+        t=$(( t + n ))
+    done
+    echo "$t"
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 # download URL: one curl -o /dev/null; prints MB/s (checks status and size).
 download() {
@@ -459,14 +478,30 @@ log "attack: $SLOWLORIS slowloris + $TRICKLE trickling uploads for ${ATTACK_SECO
 attack_figure attack-glance "$API_PORT" "$HEAD_PATH" POST /v1/images
 attack_figure attack-nginx "$NG_PORT" /empty "$NG_UPLOAD_METHOD" /upload/trickle
 
-declare -A HEAD_G HEAD_N HEAD_GE HEAD_NE HEAD_GP HEAD_NP HEAD_R
+declare -A HEAD_G HEAD_N HEAD_GE HEAD_NE HEAD_GP HEAD_NP HEAD_R HEAD_GU HEAD_NU
 if [[ -n $WRK ]]; then
+    # shellcheck disable=SC2086  # the nginx workers' pids, one word each
+    NG_WORKERS=$(pgrep -P "$NG_PID" | tr '\n' ' ')
     for c in "${HEAD_CONNS[@]}"; do
-        log "HEAD requests/s: wrk -c $c -d ${HEAD_SECONDS}s"
-        read -r HEAD_G[$c] HEAD_GE[$c] HEAD_GP[$c] <<< "$(head_rps "$API$HEAD_PATH" "$c")"
-        read -r HEAD_N[$c] HEAD_NE[$c] HEAD_NP[$c] <<< "$(head_rps "http://127.0.0.1:$NG_PORT/empty" "$c")"
+        # Alternating rounds, medians: the host's load moves both servers' rates by up to
+        # 2 x within minutes, and one round each would compare different moments.
+        log "HEAD requests/s: wrk -c $c -d ${HEAD_SECONDS}s, $REPEAT alternating rounds"
+        head_rps "$API$HEAD_PATH" "$c" "$API_PID" > /dev/null   # warm-up
+        g=() ge=0 gp=() gu=() n=() ne=0 np=() nu=()
+        for (( r = 1; r <= REPEAT; r++ )); do
+            read -r rate err p99 us <<< "$(head_rps "$API$HEAD_PATH" "$c" "$API_PID")"
+            g+=("$rate"); gp+=("$p99"); gu+=("$us"); (( err == 0 )) || ge=$err
+            # shellcheck disable=SC2086
+            read -r rate err p99 us <<< "$(head_rps "http://127.0.0.1:$NG_PORT/empty" "$c" $NG_WORKERS)"
+            n+=("$rate"); np+=("$p99"); nu+=("$us"); (( err == 0 )) || ne=$err
+            log "  round $r: glance ${g[-1]} req/s (${gu[-1]} us CPU each), nginx ${n[-1]} req/s (${nu[-1]} us)"
+        done
+        HEAD_G[$c]=$(calc "$(median "${g[@]}")" 0); HEAD_N[$c]=$(calc "$(median "${n[@]}")" 0)
+        HEAD_GP[$c]=$(median "${gp[@]}"); HEAD_NP[$c]=$(median "${np[@]}")
+        HEAD_GU[$c]=$(median "${gu[@]}"); HEAD_NU[$c]=$(median "${nu[@]}")
+        HEAD_GE[$c]=$ge; HEAD_NE[$c]=$ne
         HEAD_R[$c]=$(awk -v g="${HEAD_G[$c]}" -v n="${HEAD_N[$c]}" 'BEGIN { printf "%.3f", (n > 0 ? g / n : 0) }')
-        log "  glance ${HEAD_G[$c]} req/s (errors ${HEAD_GE[$c]}), nginx ${HEAD_N[$c]} req/s (errors ${HEAD_NE[$c]}): ratio ${HEAD_R[$c]}"
+        log "  median: glance ${HEAD_G[$c]} req/s (errors ${HEAD_GE[$c]}), nginx ${HEAD_N[$c]} req/s (errors ${HEAD_NE[$c]}): ratio ${HEAD_R[$c]}"
     done
 fi
 
@@ -543,6 +578,7 @@ if [[ -n $WRK ]]; then
         ALL+=("${R_HEAD[$c]}")
         row "HEAD req/s, wrk $c connections" "${HEAD_G[$c]}" "${HEAD_N[$c]}" "${HEAD_R[$c]}" ">= $HEAD_RATIO_TARGET" "${R_HEAD[$c]}"
         row "  errors / p99 ms" "${HEAD_GE[$c]} / ${HEAD_GP[$c]}" "${HEAD_NE[$c]} / ${HEAD_NP[$c]}" "-" "0" "info"
+        row "  server CPU us per request" "${HEAD_GU[$c]}" "${HEAD_NU[$c]}" "-" "-" "info"
     done
 fi
 declare -A R_DL1 R_DLN R_RSS
@@ -560,7 +596,7 @@ done
 echo
 echo "nginx download MB/s (1 / $CONCURRENCY): sendfile on ${NG1_ON[True]} / ${NGN_ON[True]} and ${NG1_ON[False]} / ${NGN_ON[False]};" \
      "sendfile off ${NG1_OFF[True]} / ${NGN_OFF[True]} and ${NG1_OFF[False]} / ${NGN_OFF[False]} (beside glance sendfile=True, =False)"
-echo "(MB = 10^6 bytes; image $SIZE_MIB MiB, $REPEAT rounds, median; RSS of nginx: master + workers)"
+echo "(MB = 10^6 bytes; image $SIZE_MIB MiB; downloads and HEAD rates: $REPEAT rounds, median; RSS of nginx: master + workers)"
 
 ALL_PASS=true
 for p in "${ALL[@]}"; do [[ $p == PASS ]] || ALL_PASS=false; done
@@ -571,9 +607,9 @@ head_json() {
     printf '{'
     if [[ -n $WRK ]]; then
         for c in "${HEAD_CONNS[@]}"; do
-            printf '%s"%s": {"glance_rps": %s, "glance_errors": %s, "glance_p99_ms": %s, "nginx_rps": %s, "nginx_errors": %s, "nginx_p99_ms": %s, "ratio": %s, "target": %s, "pass": %s}' \
-                "$sep" "$c" "${HEAD_G[$c]}" "${HEAD_GE[$c]}" "${HEAD_GP[$c]}" "${HEAD_N[$c]}" "${HEAD_NE[$c]}" \
-                "${HEAD_NP[$c]}" "${HEAD_R[$c]}" "$HEAD_RATIO_TARGET" "$(bool "${R_HEAD[$c]}")"
+            printf '%s"%s": {"glance_rps": %s, "glance_errors": %s, "glance_p99_ms": %s, "glance_cpu_us": %s, "nginx_rps": %s, "nginx_errors": %s, "nginx_p99_ms": %s, "nginx_cpu_us": %s, "ratio": %s, "target": %s, "pass": %s}' \
+                "$sep" "$c" "${HEAD_G[$c]}" "${HEAD_GE[$c]}" "${HEAD_GP[$c]}" "${HEAD_GU[$c]}" "${HEAD_N[$c]}" "${HEAD_NE[$c]}" \
+                "${HEAD_NP[$c]}" "${HEAD_NU[$c]}" "${HEAD_R[$c]}" "$HEAD_RATIO_TARGET" "$(bool "${R_HEAD[$c]}")"
             sep=", "
         done
     fi
