@@ -315,7 +315,7 @@ fn wait_for_next(conn: &mut Conn) -> Next {
     // Not zeroed first: recv tells how much it wrote, and only that is copied.
     let mut scratch = [mem::MaybeUninit::<u8>::uninit(); NEXT_REQUEST_READ];
     match rustix::net::recv(&conn.stream, &mut scratch[..], RecvFlags::DONTWAIT) {
-        Ok(((read, _), _)) if read.is_empty() => Next::Closed,
+        Ok((([], _), _)) => Next::Closed,
         Ok(((read, _), _)) => {
             conn.buf.extend_from_slice(read);
             poller::strip_blank_lines(&mut conn.buf);
