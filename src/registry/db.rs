@@ -39,6 +39,7 @@
 //! [`SqlRegistry::finish_scrub`]; glance-api the upload leases
 //! ([`SqlRegistry::renew_upload_lease`], [`SqlRegistry::expire_upload_leases`]).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -996,10 +997,16 @@ fn load_visible(c: &mut dyn Conn, ctx: &Context, id: &str, how: Load) -> Result<
     only_visible(c, ctx, id, img)
 }
 
-/// `img` if there is one and the caller can see it, else `NotFound`.
-fn only_visible(c: &mut dyn Conn, ctx: &Context, id: &str, img: Option<Image>) -> Result<Image> {
+/// `img` (owned or kept in the memo) if there is one and the caller can see it, else
+/// `NotFound`.
+fn only_visible<T: Borrow<Image>>(
+    c: &mut dyn Conn,
+    ctx: &Context,
+    id: &str,
+    img: Option<T>,
+) -> Result<T> {
     match img {
-        Some(img) if visible(c, ctx, &img)? => Ok(img),
+        Some(img) if visible(c, ctx, img.borrow())? => Ok(img),
         _ => Err(not_found(id)),
     }
 }
@@ -1024,21 +1031,16 @@ fn load_remembered(
     id: &str,
 ) -> Result<Arc<Image>> {
     let img = match memo.get(stamp, id) {
-        Some(img) => img,
+        Some(img) => Some(img),
         None => {
-            let Some(img) = load(c, id, Load::LIVE)? else {
-                return Err(not_found(id));
-            };
-            let img = Arc::new(img);
-            memo.put(stamp, &img);
+            let img = load(c, id, Load::LIVE)?.map(Arc::new);
+            if let Some(img) = &img {
+                memo.put(stamp, img);
+            }
             img
         }
     };
-    if visible(c, ctx, &img)? {
-        Ok(img)
-    } else {
-        Err(not_found(id))
-    }
+    only_visible(c, ctx, id, img)
 }
 
 /// The SQL sort expression of a sort key (NULLs as `''` or 0), from a fixed table.
