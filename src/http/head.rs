@@ -10,8 +10,8 @@ use std::io::BufRead;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
-use super::Headers;
 use super::body::{self, Framing, Line, Refusal};
+use super::{Headers, poller};
 
 /// Empty lines tolerated before a request line (RFC 9112 §2.2: some clients send a stray
 /// CRLF after a body).
@@ -110,29 +110,24 @@ pub(super) fn read_head(src: &mut dyn BufRead, limits: &Limits) -> Result<Head, 
 }
 
 /// The head parsed in place when it is already buffered whole (the poller hands
-/// connections over that way) and within every limit: no copy line by line. Anything else
-/// (a head still arriving, leading empty lines, a limit passed) is left to the line reader,
-/// which gives the precise refusal.
+/// connections over that way) and within every limit, counted as the line reader counts:
+/// no copy line by line. Anything else (a head still arriving, leading empty lines, a limit
+/// passed) is left to the line reader, which gives the precise refusal.
 fn buffered_head(src: &mut dyn BufRead, limits: &Limits) -> Option<Result<Head, HeadError>> {
     let buf = src.fill_buf().ok()?;
-    let end = find(buf, b"\r\n\r\n")? + 4;
-    let line_end = find(buf, b"\r\n")?;
-    let header_bytes = end - (line_end + 2) - 2;
-    if line_end == 0
-        || line_end > limits.request_line
-        || header_bytes > limits.header_bytes
-        || buf[..line_end].contains(&b'\n')
+    let end = poller::head_end(buf, 0)?;
+    // The request line with its line ending, and the blank line that ends the head.
+    let line = buf.iter().position(|&b| b == b'\n')? + 1;
+    let blank = if buf[end - 2] == b'\r' { 2 } else { 1 };
+    let header_bytes = end.checked_sub(line + blank)?;
+    let request_line = trim_eol(&buf[..line]).len();
+    if request_line == 0 || request_line > limits.request_line || header_bytes > limits.header_bytes
     {
         return None;
     }
     let head = parse_head(&buf[..end], limits.headers);
     src.consume(end);
     Some(head)
-}
-
-/// Where `needle` first occurs in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn read_request_line(

@@ -567,8 +567,22 @@ pub(super) fn strip_blank_lines(buf: &mut Vec<u8>) -> bool {
 
 /// True when `buf` holds a blank line (the end of a head), looking from `from` on.
 pub(super) fn head_complete(buf: &[u8], from: usize) -> bool {
-    let tail = &buf[from.min(buf.len())..];
-    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+    head_end(buf, from).is_some()
+}
+
+/// Where the head in `buf` ends, just past its blank line (`\n\n` or `\n\r\n`), looking
+/// from `from`.
+pub(super) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.min(buf.len());
+    buf[start..]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .find_map(|(i, _)| match &buf[start + i + 1..] {
+            [b'\n', ..] => Some(start + i + 2),
+            [b'\r', b'\n', ..] => Some(start + i + 3),
+            _ => None,
+        })
 }
 
 /// Answers a connection from the poller, which must never block: the reply fits any send
@@ -600,5 +614,7 @@ mod tests {
         // The search starts a few bytes before the new data, so a split blank line counts.
         let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!(head_complete(buf, buf.len() - 4));
+        assert_eq!(head_end(buf, 0), Some(buf.len()));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody", 0), Some(24));
     }
 }
