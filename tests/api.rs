@@ -1566,11 +1566,12 @@ fn kill_9_during_upload_is_reconciled_at_restart() {
     assert_status!(r, 201);
     let conn = upload_in_flight(&api, "cut");
     let images = dir.join("images");
-    assert!(
-        files_in(&images).iter().any(|f| f.starts_with(".cut.tmp-")),
-        "{:?}",
-        files_in(&images)
-    );
+    // The image is `saving` in the registry a moment before the store opens its temp file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files_in(&images).iter().any(|f| f.starts_with(".cut.tmp-")) {
+        assert!(Instant::now() < deadline, "no temp file: {:?}", files_in(&images));
+        thread::sleep(Duration::from_millis(20));
+    }
     let pid = api.pid().unwrap_or_else(|| panic!("no pid")).to_string();
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &pid])
