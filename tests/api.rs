@@ -1569,7 +1569,11 @@ fn kill_9_during_upload_is_reconciled_at_restart() {
     // The image is `saving` in the registry a moment before the store opens its temp file.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !files_in(&images).iter().any(|f| f.starts_with(".cut.tmp-")) {
-        assert!(Instant::now() < deadline, "no temp file: {:?}", files_in(&images));
+        assert!(
+            Instant::now() < deadline,
+            "no temp file: {:?}",
+            files_in(&images)
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let pid = api.pid().unwrap_or_else(|| panic!("no pid")).to_string();
