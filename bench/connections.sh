@@ -453,6 +453,24 @@ downloads_parallel() {
     echo "$(mb_per_s $(( BYTES * n )) "$(calc "$t1 - $t0" 3)") $max"
 }
 
+# concurrent URL [PID]: CONCURRENCY downloads of URL at once (see downloads_parallel).
+concurrent() { downloads_parallel "$1" "$CONCURRENCY" "${2:-}"; }
+# download_round R MEASURE: one round of MEASURE (download or concurrent) against nginx
+# sendfile on, nginx sendfile off and glance (url, API_PID): nginx first in odd rounds, glance
+# first in even ones, so that drifting load hits all three alike. Appends the MB/s figures to
+# on, off and g, and sets kib to glance's peak RSS where MEASURE reports one.
+download_round() {
+    local measure=$2 order=(on off g) k out
+    (( $1 % 2 )) || order=(g off on)
+    for k in "${order[@]}"; do
+        case $k in
+            on) out=$("$measure" "$NG_ON_URL"); on+=("${out%% *}") ;;
+            off) out=$("$measure" "$NG_OFF_URL"); off+=("${out%% *}") ;;
+            g) out=$("$measure" "$url" "$API_PID"); g+=("${out%% *}"); [[ $out != *" "* ]] || kib=${out##* } ;;
+        esac
+    done
+}
+
 # ---- run ---------------------------------------------------------------------------------
 start_nginx || die "nginx did not start"
 NG_PID=$NGINX_PID
@@ -519,29 +537,14 @@ for mode in True False; do
     url=$API/v1/images/$BIG_ID
     download "$url" > /dev/null   # warm-up
     g=() on=() off=()
-    for (( r = 1; r <= REPEAT; r++ )); do
-        # Alternate the order so that drifting load hits all three alike.
-        if (( r % 2 )); then
-            on+=("$(download "$NG_ON_URL")"); off+=("$(download "$NG_OFF_URL")"); g+=("$(download "$url")")
-        else
-            g+=("$(download "$url")"); off+=("$(download "$NG_OFF_URL")"); on+=("$(download "$NG_ON_URL")")
-        fi
-    done
+    for (( r = 1; r <= REPEAT; r++ )); do download_round "$r" download; done
     DL1[$mode]=$(median "${g[@]}") NG1_ON[$mode]=$(median "${on[@]}") NG1_OFF[$mode]=$(median "${off[@]}")
     # The concurrent figure moves most with the host's load (0.82 to 1.13 x across single
     # runs), so it gets the same alternating rounds; the RSS figure is the worst round.
     g=() on=() off=() rss=0
     for (( r = 1; r <= REPEAT; r++ )); do
-        if (( r % 2 )); then
-            read -r rate _ <<< "$(downloads_parallel "$NG_ON_URL" "$CONCURRENCY")"; on+=("$rate")
-            read -r rate _ <<< "$(downloads_parallel "$NG_OFF_URL" "$CONCURRENCY")"; off+=("$rate")
-            read -r rate kib <<< "$(downloads_parallel "$url" "$CONCURRENCY" "$API_PID")"; g+=("$rate")
-        else
-            read -r rate kib <<< "$(downloads_parallel "$url" "$CONCURRENCY" "$API_PID")"; g+=("$rate")
-            read -r rate _ <<< "$(downloads_parallel "$NG_OFF_URL" "$CONCURRENCY")"; off+=("$rate")
-            read -r rate _ <<< "$(downloads_parallel "$NG_ON_URL" "$CONCURRENCY")"; on+=("$rate")
-        fi
-        (( kib > rss )) && rss=$kib
+        download_round "$r" concurrent
+        if (( kib > rss )); then rss=$kib; fi
         log "  sendfile = $mode, $CONCURRENCY downloads, round $r: glance ${g[-1]} MB/s, nginx on ${on[-1]}, off ${off[-1]}"
     done
     DLN[$mode]=$(median "${g[@]}") NGN_ON[$mode]=$(median "${on[@]}") NGN_OFF[$mode]=$(median "${off[@]}") RSSN[$mode]=$rss
