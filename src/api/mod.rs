@@ -89,6 +89,8 @@ pub struct ApiApp {
     pub opts: ApiOptions,
     /// Upload leases, with a database of our own (not a remote registry).
     pub leases: Option<Arc<recovery::UploadLeases>>,
+    /// The rendered metadata headers of images answered recently (HEAD).
+    pub image_headers: v1::headers::HeaderCache,
 }
 
 /// Where version negotiation sends a request.

@@ -76,6 +76,7 @@ fn run(cli: &CliArgs) -> Result<()> {
             apis: cfg.apis,
         },
         leases,
+        image_headers: Default::default(),
     };
     let cli = cli.clone();
     let reload = service::reload_hook(logs, move || config::load_api(&cli).map(|c| c.common));

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -305,9 +306,15 @@ pub struct Response {
     /// `Connection` itself. Names are mostly literals: borrowing them saves an allocation
     /// per header on every response (a HEAD of an image has two dozen).
     pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Headers sent before `headers`, shared with other responses instead of copied into
+    /// each (the metadata headers of an image that is asked for again and again).
+    pub shared_headers: Option<SharedHeaders>,
     /// The body.
     pub body: Body,
 }
+
+/// A list of headers rendered once and sent in many responses.
+pub type SharedHeaders = Arc<[(Cow<'static, str>, String)]>;
 
 impl Response {
     /// An empty response with this status.
@@ -315,6 +322,7 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
+            shared_headers: None,
             body: Body::Empty,
         }
     }
@@ -328,6 +336,7 @@ impl Response {
                     "Content-Type".into(),
                     "application/json; charset=UTF-8".into(),
                 )],
+                shared_headers: None,
                 body: Body::Bytes(bytes),
             },
             // Only a map with non-string keys fails to serialise: our bug, not the client's.
@@ -343,6 +352,7 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "text/plain; charset=UTF-8".into())],
+            shared_headers: None,
             body: Body::Bytes(body.into().into_bytes()),
         }
     }
@@ -352,6 +362,7 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            shared_headers: None,
             body: Body::Reader(reader, len),
         }
     }
@@ -362,6 +373,20 @@ impl Response {
         self
     }
 
+    /// Adds headers shared with other responses (sent before the others).
+    pub fn with_shared_headers(mut self, headers: SharedHeaders) -> Response {
+        self.shared_headers = Some(headers);
+        self
+    }
+
+    /// Every header in the order sent: the shared ones, then the response's own.
+    pub fn all_headers(&self) -> impl Iterator<Item = &(Cow<'static, str>, String)> {
+        self.shared_headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .chain(&self.headers)
+    }
+
     /// Sets the body, keeping status and headers.
     pub fn with_body(mut self, body: Body) -> Response {
         self.body = body;
@@ -370,8 +395,7 @@ impl Response {
 
     /// The first value of a response header (case-insensitive), for tests and logging.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.all_headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }

@@ -10,7 +10,6 @@
 //! Those two bodies also go through a [`RateGuard`] (`send_min_rate`): a client reading
 //! slower than the rate is cut, the connection closed and the cut logged.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -77,14 +76,7 @@ pub(super) fn send(stream: &TcpStream, resp: Response, plan: &Plan) -> Outcome {
     let frame = frame_for(status, &resp, plan);
     let keep_alive = plan.keep_alive && frame != Frame::CloseDelimited;
     let mut head = HeadBuf::take();
-    write_head(
-        &mut head,
-        status,
-        &resp.headers,
-        frame,
-        keep_alive,
-        plan.http10,
-    );
+    write_head(&mut head, status, &resp, frame, keep_alive, plan.http10);
     let mut out = stream;
     if plan.head_request || frame == Frame::Bodyless {
         let ok = out.write_all(&head).is_ok();
@@ -182,7 +174,7 @@ pub(super) fn closing_response(resp: &Response) -> Vec<u8> {
     write_head(
         &mut bytes,
         resp.status,
-        &resp.headers,
+        resp,
         Frame::Length(body.len() as u64),
         false,
         false,
@@ -238,19 +230,19 @@ impl DerefMut for HeadBuf {
 fn write_head(
     h: &mut Vec<u8>,
     status: u16,
-    headers: &[(Cow<'static, str>, String)],
+    resp: &Response,
     frame: Frame,
     keep_alive: bool,
     http10: bool,
 ) {
     // Sized once: image metadata makes heads of a kilobyte or more.
-    let fields: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let fields: usize = resp.all_headers().map(|(k, v)| k.len() + v.len() + 4).sum();
     h.reserve(fields + 128);
     // Written into the buffer: writing to a Vec cannot fail.
     let _ = write!(h, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
     with_http_date(|date| push_str(h, date));
     push_str(h, "\r\n");
-    for (name, value) in headers {
+    for (name, value) in resp.all_headers() {
         if server_owned(name) || !is_token(name) {
             continue;
         }
@@ -297,8 +289,37 @@ pub(super) fn is_token(name: &str) -> bool {
 
 /// One RFC 9110 `tchar` (also used to check chunk extensions and trailers).
 pub(super) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// [`is_tchar`] of every byte, built once: every header name of every response is checked.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// The payload bytes sent, and `Ok` when the whole body went out.
 type Sent = (u64, io::Result<()>);

@@ -40,7 +40,8 @@ pub fn index(app: &ApiApp, req: &Request<'_>, ctx: &Context, detail: bool) -> Re
 /// HEAD /images/<id>: all metadata as headers, any status.
 pub fn meta(app: &ApiApp, req: &Request<'_>, ctx: &Context, id: &ImageId) -> Result<Response> {
     let image = app.registry.get_shared(ctx, id)?;
-    Ok(with_image_headers(app, Response::empty(200), &image, req))
+    let resp = Response::empty(200).with_shared_headers(app.image_headers.headers(&image));
+    Ok(with_location_and_etag(app, resp, &image, req))
 }
 
 /// GET /images/<id>: metadata headers and the image bytes (see [`data::data_response`]).
@@ -328,11 +329,9 @@ fn with_location_and_etag(
     image: &Image,
     req: &Request<'_>,
 ) -> Response {
-    let url = format!(
-        "{}/v1/images/{}",
-        app.opts.base_url(req),
-        crate::http::percent_encode(&image.id)
-    );
+    let mut url = app.opts.base_url(req);
+    url.push_str("/v1/images/");
+    url.push_str(&crate::http::percent_encode(&image.id));
     let resp = resp.with_header("Location", &url);
     match &image.checksum {
         Some(sum) => resp.with_header("ETag", sum),

@@ -1,4 +1,5 @@
 use super::*;
+use std::borrow::Cow;
 use std::time::Duration;
 
 fn head_bytes(
@@ -8,13 +9,35 @@ fn head_bytes(
     keep_alive: bool,
     http10: bool,
 ) -> Vec<u8> {
-    let headers: Vec<_> = headers
+    let mut resp = Response::empty(status);
+    resp.headers = headers
         .iter()
         .map(|(k, v)| (Cow::Owned(k.clone()), v.clone()))
         .collect();
     let mut h = Vec::new();
-    write_head(&mut h, status, &headers, frame, keep_alive, http10);
+    write_head(&mut h, status, &resp, frame, keep_alive, http10);
     h
+}
+
+#[test]
+fn shared_headers_are_sent_first_and_checked_like_the_others() {
+    let shared: crate::http::SharedHeaders = vec![
+        (Cow::Borrowed("x-image-meta-name"), "a\r\nb".to_string()),
+        (Cow::Borrowed("Content-Length"), "99".to_string()),
+        (Cow::Borrowed("bad name"), "x".to_string()),
+    ]
+    .into();
+    let resp = Response::empty(200)
+        .with_shared_headers(shared)
+        .with_header("ETag", "abc");
+    assert_eq!(resp.header("X-Image-Meta-Name"), Some("a\r\nb"));
+    let mut h = Vec::new();
+    write_head(&mut h, 200, &resp, Frame::Length(0), true, false);
+    let text = String::from_utf8(h).unwrap();
+    let name = text.find("x-image-meta-name: a  b\r\n").expect(&text);
+    assert!(name < text.find("ETag: abc\r\n").expect(&text), "{text}");
+    assert!(!text.contains("99") && !text.contains("bad name"), "{text}");
+    assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
 }
 
 #[test]
