@@ -195,6 +195,8 @@ mkdir -p "$WORKDIR" "$(dirname "$RESULTS")"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 RUN_DIR=$(mktemp -d "$WORKDIR/conns.XXXXXX")
 LOAD_BEFORE=$(loadavg)
+# Which mode of sending files is faster over loopback depends on the CPU (see README).
+CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 
 release_binaries
 load_tools
@@ -572,7 +574,7 @@ R_ATTACK=$(pass "\"$p99\" != \"null\" && $p99 < $ATTACK_P99_TARGET_MS && $errs =
 row() { printf '%-40s %14s  %-26s %7s  %-10s %s\n' "$@"; }
 echo
 echo "glance-rs connection benchmark, each figure beside nginx in the same run ($(nproc) cores)"
-echo "load average before: $LOAD_BEFORE; after: $LOAD_AFTER"
+echo "host: $CPU_MODEL, $(nproc) cores, kernel $(uname -r); load average before: $LOAD_BEFORE; after: $LOAD_AFTER"
 echo
 row "measure" "glance-api" "nginx" "ratio" "target" "result"
 row "RSS MiB, $IDLE idle keep-alive conns" "$(mib "$IDLE_RSS_G")" "$(mib "$IDLE_RSS_N")" "-" "< $IDLE_RSS_TARGET_MIB" "$R_IDLE_RSS"
@@ -647,7 +649,7 @@ cat > "$RESULTS" <<EOF
 {
   "date": $(q "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
   "commit": $(q "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo -dirty)"),
-  "host": {"cores": $(nproc), "kernel": $(q "$(uname -r)"), "loadavg_before": $(q "$LOAD_BEFORE"), "loadavg_after": $(q "$LOAD_AFTER")},
+  "host": {"cores": $(nproc), "cpu": $(q "$CPU_MODEL"), "kernel": $(q "$(uname -r)"), "loadavg_before": $(q "$LOAD_BEFORE"), "loadavg_after": $(q "$LOAD_AFTER")},
   "params": {"idle": $IDLE, "latency_requests": $LATENCY_REQUESTS, "slowloris": $SLOWLORIS, "trickle": $TRICKLE,
              "attack_seconds": $ATTACK_SECONDS, "head_seconds": $HEAD_SECONDS, "size_mib": $SIZE_MIB, "repeat": $REPEAT,
              "concurrency": $CONCURRENCY, "workers": $WORKERS, "send_buffer_size": $SEND_BUFFER, "nginx_workers": $(q "$NGINX_WORKERS")},

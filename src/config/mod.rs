@@ -395,8 +395,8 @@ pub struct CommonOptions {
     /// Open connections from one client address beyond which its new ones get 503
     /// (`max_connections_per_client`, default 256, at least 1).
     pub max_connections_per_client: usize,
-    /// Send file-store image data with sendfile(2) (`sendfile`, default False: the
-    /// buffered copy measured faster, see README's connection figures).
+    /// Send file-store image data with sendfile(2) (`sendfile`, default True: no copy
+    /// through user space; see README's connection figures for the buffered copy).
     pub sendfile: bool,
     /// Buffer for file bodies when `sendfile` is off (`send_buffer_size`,
     /// bytes, default 1 MiB, 4 KiB to 64 MiB).
@@ -446,7 +446,7 @@ impl CommonOptions {
             min_rate_window: Duration::from_secs(30),
             max_connections: 10_000,
             max_connections_per_client: 256,
-            sendfile: false,
+            sendfile: true,
             send_buffer_size: DEFAULT_SEND_BUFFER_SIZE,
             verbose: false,
             debug: false,
@@ -553,7 +553,7 @@ impl CommonOptions {
                 n
             }
         };
-        self.sendfile = d.bool("sendfile", false)?;
+        self.sendfile = d.bool("sendfile", true)?;
         self.send_buffer_size = d.usize_in(
             "send_buffer_size",
             DEFAULT_SEND_BUFFER_SIZE,

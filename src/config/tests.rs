@@ -909,7 +909,7 @@ fn connection_options() {
             (10_000, 256)
         );
         assert_eq!(c.metadata_workers, 4, "a quarter of the 16 workers");
-        assert!(!c.sendfile);
+        assert!(c.sendfile);
         assert_eq!(c.send_buffer_size, 1_048_576);
     }
 

@@ -144,7 +144,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_client: 256,
             metadata_workers: 4,
-            sendfile: false,
+            sendfile: true,
             file_buffer_size: 1024 * 1024,
             max_drain: 64 * 1024,
             buffer_size: 64 * 1024,
