@@ -299,12 +299,14 @@ enum Next {
 /// thread wait on the socket.
 fn wait_for_next(conn: &mut Conn) -> Next {
     use rustix::event::{PollFd, PollFlags, Timespec};
-    for first in [true, false] {
-        match read_next(conn) {
-            Next::Quiet if first => thread::yield_now(),
-            Next::Quiet => {}
-            seen => return seen,
-        }
+    let seen = read_next(conn);
+    if seen != Next::Quiet {
+        return seen;
+    }
+    thread::yield_now();
+    let seen = read_next(conn);
+    if seen != Next::Quiet {
+        return seen;
     }
     let wait = Timespec {
         tv_sec: 0,
